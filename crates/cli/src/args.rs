@@ -1,0 +1,117 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::sample_app::SampleAppArgs;
+
+/// Safe releases with nobody watching: canary rollouts on your own machine, with
+/// automatic analysis and rollback.
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole story in a temp dir: v1 deployed, v2 promoted, v3 rolled back.
+    Demo(DemoArgs),
+    /// Run the daemon: proxy, engine and API for the app in cutover.yaml.
+    Serve(ServeArgs),
+    /// Roll out a version and follow it to the end (exit 0 promoted, 3 rolled back, 5 aborted).
+    Deploy(DeployArgs),
+    /// Skip the remaining canary steps and promote now.
+    Promote(ClientArgs),
+    /// Stop the running rollout and send all traffic back to stable.
+    Abort(ClientArgs),
+    /// Go back to the previously promoted version, fast and without analysis.
+    Rollback(FollowArgs),
+    /// Show what serves now and any rollout in progress.
+    Status(ClientArgs),
+    /// List past runs, newest first.
+    History(HistoryArgs),
+    /// Check cutover.yaml and report every mistake as file:line:col.
+    Validate(ConfigArgs),
+    /// Write a commented starter cutover.yaml.
+    Init(InitArgs),
+    /// A small HTTP service for demos and tests.
+    SampleApp(SampleAppArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file.
+    #[arg(short = 'f', long = "file", env = "CUTOVER_CONFIG", default_value = "cutover.yaml")]
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Where the API listens; port 0 picks a free one (written to <state_dir>/daemon.json).
+    #[arg(long, env = "CUTOVER_API_LISTEN", default_value = "127.0.0.1:0")]
+    pub api_listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The daemon's API address (host:port); by default read from <state_dir>/daemon.json.
+    #[arg(long, env = "CUTOVER_API")]
+    pub api: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Return as soon as the run has started instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The version to roll out; replaces ${VERSION} in the command.
+    pub version: String,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it.
+    #[arg(short = 'f', long = "file", default_value = "cutover.yaml")]
+    pub file: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's folder here instead of a new temp dir.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,150 @@
+//! End to end through the real `cutover` binary: a real daemon, real sample-app
+//! processes, real HTTP on 127.0.0.1 with OS-assigned ports, a real SQLite file.
+//! Nothing here sleeps to let things settle; every wait is for a condition, with a
+//! deadline.
+
+mod support;
+
+use support::{Env, Faults};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_canary_is_promoted_and_takes_all_traffic() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let out = env.deploy("v2").await;
+    out.code(0);
+    assert!(out.stdout.contains("v2 is live"), "{}", out.stdout);
+    let tally = load.stop().await;
+    assert!(tally.get("v2").is_some_and(|n| n.0 > 0), "the canary never got traffic: {tally:?}");
+    assert_eq!(env.served_by(20).await, vec!["v2"; 20]);
+    let run = env.last_run_json().await;
+    assert_eq!(run["run"]["outcome"], "promoted");
+    assert!(!run["measurements"].as_array().unwrap().is_empty(), "promoted without analysis: {run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erroring_canary_is_rolled_back_and_receipts_name_the_metric() {
+    let mut env = Env::new(Faults::new("v2:error-rate=0.5"));
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("error rate"), "{}", out.stdout);
+    load.stop().await;
+    assert_eq!(env.served_by(20).await, vec!["v1"; 20]);
+    let receipts = env.last_receipts().await;
+    let rollback = std::fs::read_to_string(receipts.join("rollback-log.md")).unwrap();
+    assert!(rollback.contains("error_rate"), "{rollback}");
+    let analysis = std::fs::read_to_string(receipts.join("canary-analysis.md")).unwrap();
+    assert!(analysis.contains("FAIL"), "{analysis}");
+    assert!(receipts.join("deployment-log.md").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_never_becomes_healthy_never_gets_traffic() {
+    let mut env = Env::new(Faults::new("v2:fail-health"));
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("never became healthy"), "{}", out.stdout);
+    let tally = load.stop().await;
+    assert!(tally.get("v2").is_none(), "traffic reached the unhealthy version: {tally:?}");
+    assert!(tally.get("v1").is_some_and(|n| n.0 > 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_crashes_mid_step_is_rolled_back() {
+    let mut env = Env::new(Faults::new("v2:crash-after=1500ms")).with_steps("[{weight: 50%, pause: 30s}]");
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("exited"), "{}", out.stdout);
+    load.stop().await;
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_sends_traffic_back_and_the_waiting_deploy_exits_5() {
+    let mut env = Env::new(Faults::none()).with_steps("[{weight: 50%, pause: until-promoted}]");
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let waiting = env.deploy_in_background("v2");
+    env.wait_for_weight("50%").await;
+    env.cutover(&["abort"]).await.code(0);
+    let out = waiting.await.unwrap();
+    out.code(5);
+    assert!(out.stdout.contains("aborted"), "{}", out.stdout);
+    load.stop().await;
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_concurrent_deploy_is_refused_and_promote_finishes_the_first() {
+    let mut env = Env::new(Faults::none()).with_steps("[{weight: 50%, pause: until-promoted}]");
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let waiting = env.deploy_in_background("v2");
+    env.wait_for_weight("50%").await;
+    let refused = env.deploy("v3").await;
+    refused.code(4);
+    assert!(refused.stderr.contains("already in progress"), "{}", refused.stderr);
+    env.cutover(&["promote"]).await.code(0);
+    waiting.await.unwrap().code(0);
+    load.stop().await;
+    assert_eq!(env.served_by(10).await, vec!["v2"; 10]);
+    // And back again, fast, without analysis.
+    env.cutover(&["rollback"]).await.code(0);
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    let history = env.cutover(&["history", "--json"]).await;
+    history.code(0);
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let kinds: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["rollback", "canary", "initial"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_config_exits_2_with_line_and_column_and_starts_nothing() {
+    let env = Env::new(Faults::none());
+    std::fs::write(
+        &env.config,
+        "app: shop\nplatform:\n  local:\n    command: [\"x\"]\nhealth:\n  healthy_treshold: 2\n",
+    )
+    .unwrap();
+    let out = env.cutover(&["validate"]).await;
+    out.code(2);
+    assert!(out.stderr.contains("cutover.yaml:6:3:"), "{}", out.stderr);
+    assert!(out.stderr.contains("healthy_threshold"), "{}", out.stderr);
+    let serve = env.cutover(&["serve"]).await;
+    serve.code(2);
+    assert!(!env.state_dir().exists(), "serve with a bad config created state");
+    let deploy = env.cutover(&["deploy", "v1"]).await;
+    deploy.code(2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_daemon_and_leaves_no_child_processes() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let children = env.daemon_descendants();
+    assert!(children.len() >= 2, "expected the two instances of v1 as children: {children:?}");
+    let status = env.stop_daemon().await;
+    assert!(status.success(), "{status}");
+    support::wait_until_gone(&children).await;
+    // A new daemon on the same state restores v1 from the store.
+    env.serve().await;
+    assert_eq!(env.served_by(5).await, vec!["v1"; 5]);
+    let status_json = env.cutover(&["status", "--json"]).await;
+    status_json.code(0);
+    let status: serde_json::Value = serde_json::from_str(&status_json.stdout).unwrap();
+    assert_eq!(status["stable"]["version"], "v1");
+}

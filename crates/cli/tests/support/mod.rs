@@ -1,0 +1,378 @@
+//! One small fluent helper for the end-to-end tests: a temp dir with a
+//! `cutover.yaml` for the built-in sample app, the real daemon, the real CLI.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const EXE: &str = env!("CARGO_BIN_EXE_cutover");
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `CUTOVER_SAMPLE_FAULTS` for the sample app: which version misbehaves, and how.
+pub struct Faults(String);
+
+impl Faults {
+    pub fn none() -> Faults {
+        Faults(String::new())
+    }
+    pub fn new(spec: &str) -> Faults {
+        Faults(spec.to_owned())
+    }
+}
+
+/// What a finished `cutover` command said.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts the exit code, showing everything the command said when it differs.
+    #[track_caller]
+    pub fn code(&self, expected: i32) {
+        assert_eq!(
+            self.status.code(),
+            Some(expected),
+            "exit status {:?}, expected {expected}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+pub struct Env {
+    dir: tempfile::TempDir,
+    pub config: PathBuf,
+    faults: Faults,
+    steps: String,
+    daemon: Option<Child>,
+    proxy: Option<SocketAddr>,
+    api: Option<SocketAddr>,
+    http: reqwest::Client,
+}
+
+impl Env {
+    pub fn new(faults: Faults) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cutover.yaml");
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
+        let env = Env {
+            dir,
+            config,
+            faults,
+            steps: "[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]".into(),
+            daemon: None,
+            proxy: None,
+            api: None,
+            http,
+        };
+        env.write_config();
+        env
+    }
+
+    pub fn with_steps(mut self, steps: &str) -> Env {
+        self.steps = steps.to_owned();
+        self.write_config();
+        self
+    }
+
+    fn write_config(&self) {
+        let yaml = format!(
+            r#"app: e2e
+listen: 127.0.0.1:0
+platform:
+  local:
+    command: [{exe}, "sample-app", "--port", "${{PORT}}", "--version", "${{VERSION}}"]
+    env:
+      CUTOVER_SAMPLE_FAULTS: "{faults}"
+    instances: 2
+    startup_timeout: 3s
+    drain_timeout: 2s
+health:
+  path: /healthz
+  interval: 100ms
+  timeout: 500ms
+  healthy_threshold: 1
+  unhealthy_threshold: 2
+strategy:
+  canary:
+    steps: {steps}
+analysis:
+  interval: 500ms
+  min_requests: 5
+  failure_limit: 1
+  inconclusive_limit: 20
+  metrics:
+    error_rate: {{ max: 5% }}
+"#,
+            exe = serde_json::to_string(EXE).unwrap(),
+            faults = self.faults.0,
+            steps = self.steps
+        );
+        std::fs::write(&self.config, yaml).unwrap();
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join(".cutover")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(EXE);
+        cmd.args(args)
+            .env("CUTOVER_CONFIG", &self.config)
+            .env_remove("CUTOVER_API")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `cutover ARGS` to the end.
+    pub async fn cutover(&self, args: &[&str]) -> Output {
+        let out = tokio::time::timeout(DEADLINE, self.command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("`cutover {}` did not finish within {DEADLINE:?}", args.join(" ")))
+            .unwrap();
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub async fn deploy(&self, version: &str) -> Output {
+        self.cutover(&["deploy", version]).await
+    }
+
+    pub fn deploy_in_background(&self, version: &str) -> JoinHandle<Output> {
+        let cmd = self.command(&["deploy", version]);
+        tokio::spawn(async move {
+            let mut cmd = cmd;
+            let out = tokio::time::timeout(DEADLINE, cmd.output()).await.expect("deploy timed out").unwrap();
+            Output {
+                status: out.status,
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+    }
+
+    /// Starts `cutover serve` and waits until it has written its address.
+    pub async fn serve(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let mut child = self
+            .command(&["serve"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(false)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        let info = loop {
+            if let Ok(text) = std::fs::read_to_string(self.state_dir().join("daemon.json")) {
+                let info: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if info["pid"].as_u64() == Some(u64::from(pid)) {
+                    break info;
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the daemon exited with {status}: {}", self.daemon_log());
+            }
+            assert!(Instant::now() < deadline, "the daemon did not come up: {}", self.daemon_log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.proxy = Some(info["proxy"].as_str().unwrap().parse().unwrap());
+        self.api = Some(info["api"].as_str().unwrap().parse().unwrap());
+        self.daemon = Some(child);
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn proxy(&self) -> SocketAddr {
+        self.proxy.expect("serve() first")
+    }
+
+    async fn api_get(&self, path: &str) -> serde_json::Value {
+        let url = format!("http://{}{path}", self.api.expect("serve() first"));
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until a canary serves at `weight` (e.g. `50%`).
+    pub async fn wait_for_weight(&self, weight: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let status = self.api_get("/api/v1/status").await;
+            if !status["canary"].is_null() && status["canary_weight"] == weight {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never reached {weight}: {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Which version answered each of `n` requests in a row.
+    pub async fn served_by(&self, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let r = self.http.get(format!("http://{}/", self.proxy())).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{:?}", r.text().await);
+            out.push(r.headers()["x-cutover-version"].to_str().unwrap().to_owned());
+        }
+        out
+    }
+
+    pub async fn last_run_json(&self) -> serde_json::Value {
+        let runs = self.api_get("/api/v1/runs?limit=1").await;
+        let id = runs[0]["id"].as_str().unwrap().to_owned();
+        let path = self.state_dir().join("runs").join(id).join("run.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    pub async fn last_receipts(&self) -> PathBuf {
+        let runs = self.api_get("/api/v1/runs?limit=1").await;
+        self.state_dir().join("runs").join(runs[0]["id"].as_str().unwrap())
+    }
+
+    /// Steady load on the proxy until stopped.
+    pub fn load(&self) -> Load {
+        Load::start(self.proxy(), self.http.clone())
+    }
+
+    /// Every process below the daemon.
+    pub fn daemon_descendants(&self) -> Vec<i32> {
+        let root = self.daemon.as_ref().and_then(Child::id).expect("serve() first") as i32;
+        let mut parents: BTreeMap<i32, i32> = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if let Some(ppid) = parent_of(pid) {
+                parents.insert(pid, ppid);
+            }
+        }
+        parents
+            .keys()
+            .copied()
+            .filter(|&pid| {
+                let mut p = pid;
+                while let Some(&pp) = parents.get(&p) {
+                    if pp == root {
+                        return true;
+                    }
+                    p = pp;
+                }
+                false
+            })
+            .collect()
+    }
+
+    /// SIGTERM to the daemon; waits for it to exit.
+    pub async fn stop_daemon(&mut self) -> ExitStatus {
+        let mut child = self.daemon.take().expect("serve() first");
+        term(child.id().unwrap() as i32);
+        tokio::time::timeout(DEADLINE, child.wait()).await.expect("the daemon ignored SIGTERM").unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // SIGTERM, never SIGKILL: the daemon must stop its own children.
+        if let Some(mut child) = self.daemon.take() {
+            if let Some(pid) = child.id() {
+                term(pid as i32);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn term(pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+}
+
+/// `(ppid, state)` from /proc/PID/stat, if the process exists.
+fn stat(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    stat(pid).map(|(ppid, _)| ppid)
+}
+
+/// Waits until none of `pids` is running (gone, or a zombie waiting to be reaped).
+pub async fn wait_until_gone(pids: &[i32]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let alive: Vec<i32> = pids.iter().copied().filter(|&p| stat(p).is_some_and(|(_, s)| s != 'Z')).collect();
+        if alive.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left running after the daemon stopped: {alive:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Requests per version seen by a load generator: (requests, 5xx).
+pub type Tally = BTreeMap<String, (u64, u64)>;
+
+pub struct Load {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    tally: Arc<Mutex<Tally>>,
+}
+
+impl Load {
+    fn start(proxy: SocketAddr, http: reqwest::Client) -> Load {
+        let (stop, mut stopped) = watch::channel(false);
+        let tally = Arc::new(Mutex::new(Tally::new()));
+        let t = tally.clone();
+        let task = tokio::spawn(async move {
+            // About 100 requests a second, one at a time.
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => return,
+                    _ = tick.tick() => {}
+                }
+                if let Ok(r) = http.get(format!("http://{proxy}/")).send().await {
+                    let v = r.headers().get("x-cutover-version").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                    let mut t = t.lock().unwrap();
+                    let e = t.entry(v).or_default();
+                    e.0 += 1;
+                    e.1 += u64::from(r.status().is_server_error());
+                }
+            }
+        });
+        Load { stop, task, tally }
+    }
+
+    pub async fn stop(self) -> Tally {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.tally.lock().unwrap().clone()
+    }
+}
+

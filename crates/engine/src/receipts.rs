@@ -1,0 +1,233 @@
+//! Receipts: what a run leaves on disk, Markdown for people and JSON for machines,
+//! in `<state>/runs/<run-id>/`. Rendered only from what the store recorded, so a
+//! receipt never says more than the store can back up.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use cutover_analysis::Verdict;
+use cutover_spec::Config;
+use cutover_store::{EventRecord, MeasurementRecord, Outcome, RunRecord, Store, StoreError};
+use serde::Serialize;
+
+use crate::events::{format_bp, format_ms};
+
+/// Why receipts could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    /// The run's records could not be read.
+    #[error("could not read the run from the store")]
+    Store(#[from] StoreError),
+    /// A file could not be written.
+    #[error("could not write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// run.json could not be encoded.
+    #[error("could not encode run.json")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Everything a run's receipts are made of; also the shape of `run.json`.
+#[derive(Debug, Serialize)]
+pub struct RunReceipt {
+    pub run: RunRecord,
+    pub events: Vec<EventRecord>,
+    pub measurements: Vec<MeasurementRecord>,
+    /// The receipt files written beside run.json.
+    pub files: Vec<String>,
+}
+
+/// Writes the run's receipts and returns their folder.
+///
+/// # Guarantees
+/// Idempotent: writing again replaces the files with the same content plus
+/// whatever the store learnt since.
+pub fn write(store: &Store, runs_dir: &Path, run_id: &str, config: &Config) -> Result<PathBuf, ReceiptError> {
+    let run = store.run(run_id)?;
+    let events = store.events(run_id)?;
+    let measurements = store.measurements(run_id)?;
+    let dir = runs_dir.join(run_id);
+    let io = |path: &Path, source| ReceiptError::Write { path: path.to_owned(), source };
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+
+    let mut files = vec![("deployment-log.md", deployment_log(&run, &events))];
+    if !measurements.is_empty() {
+        files.push(("canary-analysis.md", canary_analysis(&run, &measurements, config)));
+    }
+    if matches!(run.outcome, Some(Outcome::RolledBack | Outcome::Aborted)) {
+        files.push(("rollback-log.md", rollback_log(&run, &events, &measurements)));
+    }
+    for (name, text) in &files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    }
+    let receipt = RunReceipt {
+        run,
+        events,
+        measurements,
+        files: files.iter().map(|(n, _)| (*n).to_owned()).collect(),
+    };
+    let path = dir.join("run.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&receipt)?).map_err(|e| io(&path, e))?;
+    Ok(dir)
+}
+
+fn outcome_words(run: &RunRecord) -> &'static str {
+    match run.outcome {
+        Some(Outcome::Promoted) => "promoted",
+        Some(Outcome::RolledBack) => "rolled back",
+        Some(Outcome::Aborted) => "aborted",
+        None => "in progress",
+    }
+}
+
+fn elapsed(from_ms: i64, to_ms: i64) -> String {
+    format!("{:.1}s", (to_ms - from_ms) as f64 / 1000.0)
+}
+
+/// Pipes would break a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn header(out: &mut String, title: &str, run: &RunRecord) {
+    let _ = writeln!(out, "# {title}: {} {}\n", run.app, run.version);
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(out, "| run | `{}` |", run.id);
+    let _ = writeln!(out, "| kind | {} |", run.kind.as_str());
+    let _ = writeln!(out, "| from → to | {} → {} |", run.stable.as_deref().unwrap_or("(nothing)"), run.version);
+    let _ = writeln!(out, "| started | {} |", format_ms(run.started_at_ms));
+    if let Some(end) = run.finished_at_ms {
+        let _ = writeln!(out, "| finished | {} ({}) |", format_ms(end), elapsed(run.started_at_ms, end));
+    }
+    let _ = writeln!(out, "| outcome | **{}** |", outcome_words(run));
+    if let Some(reason) = &run.reason {
+        let _ = writeln!(out, "| why | {} |", cell(reason));
+    }
+    out.push('\n');
+}
+
+fn deployment_log(run: &RunRecord, events: &[EventRecord]) -> String {
+    let mut out = String::new();
+    header(&mut out, "Deployment log", run);
+    out.push_str("## Timeline\n\n| time | since start | event | canary weight | what happened |\n|---|---|---|---|---|\n");
+    for e in events {
+        let _ = writeln!(
+            out,
+            "| {} | +{} | {} | {} | {} |",
+            format_ms(e.at_ms),
+            elapsed(run.started_at_ms, e.at_ms),
+            e.kind,
+            e.weight_bp.map_or(String::new(), format_bp),
+            cell(&e.message)
+        );
+    }
+    out
+}
+
+fn canary_analysis(run: &RunRecord, measurements: &[MeasurementRecord], config: &Config) -> String {
+    let a = &config.analysis;
+    let mut out = String::new();
+    header(&mut out, "Canary analysis", run);
+    let _ = writeln!(
+        out,
+        "Each window is {} long. A window with fewer than {} canary requests is inconclusive; \
+         {} failed window(s) roll back; {} inconclusive windows in a row roll back.\n",
+        humantime::format_duration(a.interval),
+        a.min_requests,
+        a.failure_limit,
+        a.inconclusive_limit
+    );
+    out.push_str(
+        "| window | time | step | weight | requests (canary / stable) | metric | stable | canary | limit | verdict |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (i, m) in measurements.iter().enumerate() {
+        let r = &m.report;
+        for metric in &r.metrics {
+            let verdict = match (&metric.reason, metric.verdict) {
+                (Some(why), Verdict::Fail | Verdict::Inconclusive) => format!("**{}**: {}", metric.verdict, cell(why)),
+                _ => metric.verdict.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
+                i + 1,
+                format_ms(m.at_ms),
+                m.step + 1,
+                format_bp(m.weight_bp),
+                r.canary.requests,
+                r.stable.requests,
+                metric.metric,
+                metric.stable,
+                metric.canary,
+                cell(&metric.limit),
+                verdict
+            );
+        }
+    }
+    let counts = |v: Verdict| measurements.iter().filter(|m| m.report.verdict == v).count();
+    let _ = writeln!(
+        out,
+        "\n{} window(s): {} pass, {} fail, {} inconclusive.",
+        measurements.len(),
+        counts(Verdict::Pass),
+        counts(Verdict::Fail),
+        counts(Verdict::Inconclusive)
+    );
+    out
+}
+
+fn rollback_log(run: &RunRecord, events: &[EventRecord], measurements: &[MeasurementRecord]) -> String {
+    let mut out = String::new();
+    header(&mut out, "Rollback log", run);
+    let _ = writeln!(out, "## Trigger\n\n{}\n", run.reason.as_deref().unwrap_or("(not recorded)"));
+    out.push_str("## Evidence\n\n");
+    let failing: Vec<_> = measurements.iter().filter(|m| m.report.verdict == Verdict::Fail).collect();
+    let health: Vec<_> = events.iter().filter(|e| e.kind == "health").collect();
+    if failing.is_empty() {
+        out.push_str("No analysis window failed. Health and commands recorded:\n\n");
+        for e in health.iter().chain(events.iter().filter(|e| e.kind == "command").collect::<Vec<_>>().iter()) {
+            let _ = writeln!(out, "- {} {}", format_ms(e.at_ms), e.message);
+        }
+        if let Some(last) = measurements.last() {
+            let _ = writeln!(
+                out,
+                "\nLast window ({}): {}, canary {} requests, stable {} requests.",
+                format_ms(last.at_ms),
+                last.report.verdict,
+                last.report.canary.requests,
+                last.report.stable.requests
+            );
+        }
+    } else {
+        out.push_str("| time | weight | metric | stable | canary | limit | why |\n|---|---|---|---|---|---|---|\n");
+        for m in failing {
+            for f in m.report.failures() {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    format_ms(m.at_ms),
+                    format_bp(m.weight_bp),
+                    f.metric,
+                    f.stable,
+                    f.canary,
+                    cell(&f.limit),
+                    cell(f.reason.as_deref().unwrap_or(""))
+                );
+            }
+        }
+    }
+    out.push_str("\n## Steps taken\n\n");
+    let start = events.iter().position(|e| e.kind == "rollback").unwrap_or(events.len().saturating_sub(1));
+    for e in &events[start..] {
+        let _ = writeln!(out, "1. {} {}", format_ms(e.at_ms), e.message);
+    }
+    if let (Some(first), Some(last)) = (events.get(start), events.last()) {
+        let _ = writeln!(out, "\nRollback took {} from decision to the last step.", elapsed(first.at_ms, last.at_ms));
+    }
+    out
+}

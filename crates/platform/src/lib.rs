@@ -1,0 +1,20 @@
+//! Where versions run. Today: [`LocalPlatform`], which runs each version as local
+//! child processes, and implements the engine's [`Platform`] trait.
+//!
+//! Each instance of a version gets a free port on 127.0.0.1 (`${PORT}` in the
+//! configured command and environment), its own process group, and a log file; it is
+//! ready once its HTTP health check passes, and followed by that check for as long
+//! as it runs. Nothing started here outlives its [`Release`]: stopping sends SIGTERM
+//! then SIGKILL to the whole process group, dropping kills it, and
+//! [`kill_all_children`] kills every group still running, for the daemon's signal
+//! handler and panic hook.
+//!
+//! [`Platform`]: cutover_engine::platform::Platform
+//! [`Release`]: cutover_engine::platform::Release
+
+mod health;
+mod local;
+mod reaper;
+
+pub use local::{LocalPlatform, LocalRelease};
+pub use reaper::kill_all_children;

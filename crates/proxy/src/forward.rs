@@ -1,0 +1,414 @@
+//! The request path: pick a version, forward to one of its instances, stream the
+//! response back, and measure it.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::ProxyOptions;
+use crate::routes::{Backend, NoRoute, Routes};
+use crate::stats::InFlight;
+
+/// Request header that pins a request to a version, and response header naming
+/// the version that served it.
+pub const VERSION_HEADER: &str = "x-cutover-version";
+
+/// How long an idle upstream connection stays in the pool.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// State shared by every connection of one proxy.
+pub(crate) struct Shared {
+    pub(crate) routes: ArcSwap<Routes>,
+    client: Client<HttpConnector, Incoming>,
+    response_timeout: Duration,
+}
+
+impl Shared {
+    pub(crate) fn new(options: &ProxyOptions) -> Shared {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Shared {
+            routes: ArcSwap::from_pointee(Routes::default()),
+            client,
+            response_timeout: options.response_timeout,
+        }
+    }
+}
+
+/// Serves one request arriving from `client` on the proxy.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let span = tracing::debug_span!(
+        "proxy_request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        version = Empty,
+        status = Empty,
+    );
+    let response = route(&shared, client, req).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    Ok(response)
+}
+
+async fn route(
+    shared: &Shared,
+    client: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    // A snapshot of the table: a concurrent `set_routes` affects the next request.
+    let routes = shared.routes.load_full();
+    let pin = req.headers_mut().remove(VERSION_HEADER);
+    let pin = match pin.as_ref().map(|v| v.to_str()) {
+        Some(Ok(pin)) => Some(pin),
+        Some(Err(_)) => Some("<not text>"),
+        None => None,
+    };
+    let backend = match routes.choose(pin) {
+        Ok((_, backend)) => backend,
+        Err(NoRoute::NothingServing) => {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "cutover: no version of this app is serving yet\n",
+            );
+        }
+        Err(NoRoute::PinnedAbsent { pinned, serving }) => {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                &format!(
+                    "cutover: the request asked for version {pinned:?} ({VERSION_HEADER} header), \
+                     which is not serving; serving: {serving}\n"
+                ),
+            );
+        }
+    };
+    let Some(instance) = backend.next_instance() else {
+        // `choose` only returns backends with instances.
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "cutover: no version of this app is serving yet\n",
+        );
+    };
+    tracing::Span::current().record("version", backend.version.as_str());
+    forward(shared, backend, instance, client, req).await
+}
+
+async fn forward(
+    shared: &Shared,
+    backend: &Backend,
+    instance: SocketAddr,
+    client: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let in_flight = backend.stats.start();
+    let started = Instant::now();
+
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let uri = match Uri::try_from(format!("http://{instance}{path}")) {
+        Ok(uri) => uri,
+        Err(e) => {
+            // Cannot happen for a path that hyper parsed; answer rather than panic.
+            return plain(
+                StatusCode::BAD_REQUEST,
+                Some(backend),
+                &format!("cutover: bad request target: {e}\n"),
+            );
+        }
+    };
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    prepare_request_headers(req.headers_mut(), client);
+
+    let outcome = tokio::time::timeout(shared.response_timeout, shared.client.request(req)).await;
+    let latency = started.elapsed();
+    let version = &backend.version;
+    let response = match outcome {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            set_version_header(&mut parts.headers, backend);
+            let body = ProxyBody::upstream(body, in_flight);
+            Response::from_parts(parts, body)
+        }
+        Ok(Err(e)) if e.is_connect() => {
+            tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream connect failed");
+            plain(
+                StatusCode::BAD_GATEWAY,
+                Some(backend),
+                &format!(
+                    "cutover: could not connect to version {version} at {instance}: {}\n",
+                    error_chain(&e)
+                ),
+            )
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream request failed");
+            plain(
+                StatusCode::BAD_GATEWAY,
+                Some(backend),
+                &format!(
+                    "cutover: version {version} at {instance} failed before answering: {}\n",
+                    error_chain(&e)
+                ),
+            )
+        }
+        Err(_elapsed) => plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            Some(backend),
+            &format!(
+                "cutover: version {version} at {instance} sent no response headers within {:?}\n",
+                shared.response_timeout
+            ),
+        ),
+    };
+    backend.stats.record(response.status().as_u16(), latency);
+    response
+}
+
+/// Strips hop-by-hop headers, then adds `X-Forwarded-For` / `X-Forwarded-Proto`.
+/// `Host` is kept as the client sent it. `Expect: 100-continue` was answered by the
+/// proxy's own server when it started reading the body, so it is not passed on.
+fn prepare_request_headers(headers: &mut HeaderMap, client: SocketAddr) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::EXPECT);
+    let ip = client.ip().to_canonical().to_string();
+    let name = HeaderName::from_static("x-forwarded-for");
+    let forwarded_for: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let mut value = forwarded_for.join(", ");
+    if !value.is_empty() {
+        value.push_str(", ");
+    }
+    value.push_str(&ip);
+    if let Ok(value) = HeaderValue::try_from(value) {
+        headers.insert(name, value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+}
+
+/// Removes the hop-by-hop headers and every header named in `Connection`
+/// (except `Host`, which is not the connection's to remove).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| *name != header::HOST)
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn set_version_header(headers: &mut HeaderMap, backend: &Backend) {
+    match HeaderValue::from_str(&backend.version) {
+        Ok(value) => {
+            headers.insert(VERSION_HEADER, value);
+        }
+        Err(_) => {
+            // A version string that is not a valid header value is not echoed, but
+            // an upstream's own header must not pass for ours either.
+            headers.remove(VERSION_HEADER);
+        }
+    }
+}
+
+/// `e` and its sources, `: `-separated, skipping the legacy client's generic
+/// top-level message when it has a more specific cause.
+fn error_chain(e: &hyper_util::client::legacy::Error) -> String {
+    let mut out = String::new();
+    let mut next: Option<&(dyn StdError + 'static)> = match e.source() {
+        Some(source) => Some(source),
+        None => {
+            let _ = write!(out, "{e}");
+            None
+        }
+    };
+    while let Some(err) = next {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        let _ = write!(out, "{err}");
+        next = err.source();
+    }
+    out
+}
+
+/// A short plain-text answer from the proxy itself, naming the version if one was
+/// chosen.
+fn plain(status: StatusCode, backend: Option<&Backend>, body: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(backend) = backend {
+        set_version_header(response.headers_mut(), backend);
+    }
+    response
+}
+
+/// The response body the proxy sends: an upstream body streamed through (holding
+/// the version's in-flight guard until it ends or is dropped), or a short body of
+/// the proxy's own.
+pub(crate) struct ProxyBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Upstream {
+        body: Incoming,
+        in_flight: Option<InFlight>,
+    },
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    fn upstream(body: Incoming, in_flight: InFlight) -> ProxyBody {
+        let in_flight = (!body.is_end_stream()).then_some(in_flight);
+        ProxyBody {
+            kind: Kind::Upstream { body, in_flight },
+        }
+    }
+
+    fn full(bytes: Bytes) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { body, in_flight } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None | Some(Err(_))) => *in_flight = None,
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => *in_flight = None,
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret, host"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x-checksum"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let client: SocketAddr = "[::ffff:10.1.2.3]:5555".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        prepare_request_headers(&mut h, client);
+        assert!(h.get(header::EXPECT).is_none());
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+
+        let mut h = HeaderMap::new();
+        prepare_request_headers(&mut h, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    }
+}

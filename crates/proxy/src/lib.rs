@@ -1,0 +1,169 @@
+//! The traffic-splitting HTTP/1.1 reverse proxy in front of an app's versions, and
+//! the per-version measurements the engine judges a canary by.
+//!
+//! The proxy forwards each request to the stable or the canary version according to
+//! a [`Routes`] table the engine swaps atomically ([`Proxy::set_routes`]), streams
+//! bodies both ways, names the serving version in an `x-cutover-version` response
+//! header, and records status and latency into that version's [`VersionStats`],
+//! from which the engine takes a [`cutover_analysis::Sample`] per analysis window.
+//! A request may pin a version with the `x-cutover-version` request header
+//! (`stable`, `canary`, or the exact version string).
+//!
+//! This crate knows nothing of rollouts: it must not depend on the engine, the spec,
+//! the store, the platform or the server crates (only on `cutover-analysis` for the
+//! `Sample` type). Policy (which weights, when to shift, what to judge) lives in the
+//! engine; this crate only carries traffic and counts it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, VersionStats};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let proxy = Proxy::bind("127.0.0.1:0".parse()?, ProxyOptions::default()).await?;
+//! let (v1, v2) = (VersionStats::new(), VersionStats::new());
+//! proxy.set_routes(Routes {
+//!     stable: Some(Backend::new("v1", vec!["127.0.0.1:8081".parse()?], v1.clone())),
+//!     canary: Some(Backend::new("v2", vec!["127.0.0.1:8082".parse()?], v2.clone())),
+//!     canary_weight: 500, // 5% to v2
+//! });
+//! // ... traffic flows to proxy.local_addr() ...
+//! let canary = v2.sample(Duration::from_secs(60));
+//! println!("v2: {} requests, {} errors, p99 {:?}", canary.requests, canary.errors, canary.p99);
+//! proxy.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The tests exercise behaviour only: nothing in them is timed or benchmarked, and
+//! no assertion depends on how fast the machine is.
+
+mod forward;
+mod routes;
+mod server;
+mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+pub use forward::VERSION_HEADER;
+pub use routes::{Backend, FULL_WEIGHT, Routes};
+pub use stats::{VersionStats, WINDOW_CAPACITY_SECS};
+
+/// Timeouts of the proxy's upstream requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyOptions {
+    /// Limit on connecting to an instance (then 502). Default 2s.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for an instance's response headers, connecting included
+    /// (then 504). Also the grace period of [`Proxy::shutdown`]. Default 30s.
+    pub response_timeout: Duration,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Errors of the proxy itself (upstream failures become 502/504 responses instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running proxy. Cheap to clone; clones share the listener and route table.
+/// When the last clone is dropped without [`Proxy::shutdown`], the proxy stops
+/// accepting and shuts down in the background.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local_addr: SocketAddr,
+    shared: Arc<forward::Shared>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Proxy {
+    /// Binds and starts serving in a spawned tokio task, with no routes yet (every
+    /// request answered 503 until [`Proxy::set_routes`]).
+    pub async fn bind(addr: SocketAddr, options: ProxyOptions) -> Result<Proxy, ProxyError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        let shared = Arc::new(forward::Shared::new(&options));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(server::serve(
+            listener,
+            Arc::clone(&shared),
+            stop_rx,
+            options.response_timeout,
+        ));
+        tracing::debug!(%local_addr, "cutover proxy listening");
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                local_addr,
+                shared,
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// The address the proxy listens on (with the OS-assigned port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Atomically replaces the route table: the next request uses it; in-flight
+    /// requests finish where they started.
+    pub fn set_routes(&self, routes: Routes) {
+        self.inner.shared.routes.store(Arc::new(routes));
+    }
+
+    /// The current route table.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.inner.shared.routes.load_full()
+    }
+
+    /// Stops accepting; requests in progress may finish, for up to
+    /// [`ProxyOptions::response_timeout`], after which their connections are
+    /// closed. Returns when the proxy has stopped; later calls return at once.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        let mut task = self.inner.task.lock().await;
+        if let Some(task) = task.take()
+            && let Err(e) = task.await
+            && e.is_panic()
+        {
+            tracing::error!("cutover proxy: the accept loop panicked: {e}");
+        }
+    }
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,665 @@
+//! The proxy over real HTTP on 127.0.0.1, with tiny hyper upstreams started by each
+//! test on OS-assigned ports.
+//!
+//! Behaviour only: nothing here is timed or benchmarked. The timeouts below are
+//! generous upper bounds that a correct proxy never gets near (except the 504 test,
+//! whose upstream deliberately waits far longer than the proxy's limit).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, channel::Channel};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, VersionStats};
+
+type TestBody = UnsyncBoxBody<Bytes, Infallible>;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn text(body: impl Into<Bytes>) -> TestBody {
+    Full::new(body.into()).boxed_unsync()
+}
+
+/// Starts an HTTP/1.1 server on 127.0.0.1 answering with `handler`.
+async fn upstream<H, F>(handler: H) -> Result<SocketAddr>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// An upstream that answers every request with `name`.
+async fn named(name: &'static str) -> Result<SocketAddr> {
+    upstream(move |_req| async move { Response::new(text(name)) }).await
+}
+
+/// An upstream that echoes the request headers, one `name: value` line each, and
+/// answers with hop-by-hop headers of its own.
+async fn echo() -> Result<SocketAddr> {
+    upstream(|req: Request<Incoming>| async move {
+        let mut lines = String::new();
+        for (name, value) in req.headers() {
+            lines.push_str(&format!(
+                "{}: {}\n",
+                name,
+                value.to_str().unwrap_or("<bytes>")
+            ));
+        }
+        Response::builder()
+            .header("connection", "x-hop-response")
+            .header("x-hop-response", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-connection", "keep-alive")
+            .header("x-end-to-end", "kept")
+            .header("x-cutover-version", "spoofed-by-upstream")
+            .body(text(lines))
+            .unwrap()
+    })
+    .await
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn version(&self) -> &str {
+        self.headers
+            .get("x-cutover-version")
+            .map_or("<none>", |v| v.to_str().unwrap())
+    }
+}
+
+async fn get(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    proxy: &Proxy,
+    headers: &[(&str, &str)],
+) -> Result<Answer> {
+    let mut req = Request::get(format!("http://{}/some/path?q=1", proxy.local_addr()));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let response = tokio::time::timeout(PATIENCE, client.request(req.body(Full::default())?))
+        .await
+        .context("no answer from the proxy")??;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8(body.to_vec())?,
+    })
+}
+
+async fn bind() -> Result<Proxy> {
+    Ok(Proxy::bind("127.0.0.1:0".parse()?, ProxyOptions::default()).await?)
+}
+
+fn backend(version: &str, instances: &[SocketAddr]) -> Backend {
+    Backend::new(version, instances.to_vec(), VersionStats::new())
+}
+
+/// Two versions behind one proxy at `weight`; returns the proxy and both backends.
+async fn two_versions(weight: u16) -> Result<(Proxy, Backend, Backend)> {
+    let proxy = bind().await?;
+    let stable = backend("v1", &[named("one").await?]);
+    let canary = backend("v2", &[named("two").await?]);
+    proxy.set_routes(Routes {
+        stable: Some(stable.clone()),
+        canary: Some(canary.clone()),
+        canary_weight: weight,
+    });
+    Ok((proxy, stable, canary))
+}
+
+/// Sends `n` requests and returns how many each version served.
+async fn spread(proxy: &Proxy, n: usize) -> Result<(usize, usize)> {
+    let client = client();
+    let (mut v1, mut v2) = (0, 0);
+    for _ in 0..n {
+        let answer = get(&client, proxy, &[]).await?;
+        assert_eq!(answer.status, StatusCode::OK);
+        match (answer.version(), answer.body.as_str()) {
+            ("v1", "one") => v1 += 1,
+            ("v2", "two") => v2 += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    Ok((v1, v2))
+}
+
+#[tokio::test]
+async fn weight_zero_sends_everything_to_stable() -> Result<()> {
+    let (proxy, stable, canary) = two_versions(0).await?;
+    assert_eq!(spread(&proxy, 200).await?, (200, 0));
+    assert_eq!(stable.stats.totals(), (200, 0));
+    assert_eq!(canary.stats.totals(), (0, 0));
+    assert_eq!(stable.stats.sample(Duration::from_secs(60)).requests, 200);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn full_weight_sends_everything_to_canary() -> Result<()> {
+    let (proxy, stable, canary) = two_versions(10_000).await?;
+    assert_eq!(spread(&proxy, 200).await?, (0, 200));
+    assert_eq!(stable.stats.totals(), (0, 0));
+    assert_eq!(canary.stats.totals(), (200, 0));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn weight_splits_traffic_in_proportion() -> Result<()> {
+    let (proxy, stable, canary) = two_versions(3_000).await?;
+    let (v1, v2) = spread(&proxy, 2_000).await?;
+    let share = v2 as f64 / 2_000.0;
+    assert!(
+        (0.25..=0.35).contains(&share),
+        "canary got {v2} of 2000 ({share:.3}) at weight 30%"
+    );
+    assert_eq!(stable.stats.totals().0, v1 as u64);
+    assert_eq!(canary.stats.totals().0, v2 as u64);
+    let sample = canary.stats.sample(Duration::from_secs(600));
+    assert_eq!((sample.requests, sample.errors), (v2 as u64, 0));
+    assert!(sample.p50.is_some() && sample.p99 >= sample.p50);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn new_routes_apply_to_the_next_request_and_not_to_one_in_flight() -> Result<()> {
+    // v1 tells the test when a request arrived, then waits for the test's go.
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+    let gated = upstream(move |_req| {
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            let (go_tx, go) = oneshot::channel();
+            arrived_tx.send(go_tx).unwrap();
+            let _ = go.await;
+            Response::new(text("one"))
+        }
+    })
+    .await?;
+    let proxy = bind().await?;
+    let v1 = backend("v1", &[gated]);
+    let v2 = backend("v2", &[named("two").await?]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+
+    let in_flight = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { get(&client(), &proxy, &[]).await }
+    });
+    let go = tokio::time::timeout(PATIENCE, arrived.recv())
+        .await?
+        .context("v1 got no request")?;
+    assert_eq!(v1.stats.in_flight(), 1);
+
+    proxy.set_routes(Routes::stable_only(v2.clone()));
+    assert_eq!(proxy.routes().stable.as_ref().unwrap().version, "v2");
+    let next = get(&client(), &proxy, &[]).await?;
+    assert_eq!((next.version(), next.body.as_str()), ("v2", "two"));
+
+    go.send(()).unwrap();
+    let first = in_flight.await??;
+    assert_eq!((first.version(), first.body.as_str()), ("v1", "one"));
+    assert!(v1.stats.wait_idle(PATIENCE).await);
+    assert_eq!((v1.stats.totals().0, v2.stats.totals().0), (1, 1));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn instances_are_served_round_robin() -> Result<()> {
+    let proxy = bind().await?;
+    let v1 = backend("v1", &[named("a").await?, named("b").await?]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let client = client();
+    let mut bodies = String::new();
+    for _ in 0..8 {
+        let answer = get(&client, &proxy, &[]).await?;
+        assert_eq!(answer.version(), "v1");
+        bodies.push_str(&answer.body);
+    }
+    assert_eq!(bodies, "abababab");
+    assert_eq!(v1.stats.totals(), (8, 0));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pin_header_forces_a_version_and_is_not_forwarded() -> Result<()> {
+    let proxy = bind().await?;
+    let (one, two) = (echo().await?, echo().await?);
+    let client = client();
+
+    proxy.set_routes(Routes {
+        stable: Some(backend("v1.4.0", &[one])),
+        canary: Some(backend("v1.5.0", &[two])),
+        canary_weight: 0,
+    });
+    for _ in 0..5 {
+        let answer = get(&client, &proxy, &[("x-cutover-version", "canary")]).await?;
+        assert_eq!(
+            (answer.status, answer.version()),
+            (StatusCode::OK, "v1.5.0")
+        );
+        assert!(
+            !answer.body.contains("x-cutover-version"),
+            "pin forwarded:\n{}",
+            answer.body
+        );
+    }
+    let answer = get(&client, &proxy, &[("x-cutover-version", "v1.5.0")]).await?;
+    assert_eq!(answer.version(), "v1.5.0");
+
+    proxy.set_routes(Routes {
+        stable: Some(backend("v1.4.0", &[one])),
+        canary: Some(backend("v1.5.0", &[two])),
+        canary_weight: 10_000,
+    });
+    for pin in ["stable", "v1.4.0"] {
+        let answer = get(&client, &proxy, &[("x-cutover-version", pin)]).await?;
+        assert_eq!(
+            (answer.status, answer.version()),
+            (StatusCode::OK, "v1.4.0")
+        );
+    }
+
+    proxy.set_routes(Routes::stable_only(backend("v1.4.0", &[one])));
+    let answer = get(&client, &proxy, &[("x-cutover-version", "canary")]).await?;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.body.contains("\"canary\""), "{}", answer.body);
+    assert!(
+        answer.body.contains("serving: v1.4.0 (stable)"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.version(), "<none>");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_routes_means_503() -> Result<()> {
+    let proxy = bind().await?;
+    let answer = get(&client(), &proxy, &[]).await?;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        answer.body,
+        "cutover: no version of this app is serving yet\n"
+    );
+    assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+
+    // A backend without instances counts as absent, alone or beside another.
+    proxy.set_routes(Routes::stable_only(backend("v1", &[])));
+    assert_eq!(
+        get(&client(), &proxy, &[]).await?.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    proxy.set_routes(Routes {
+        stable: Some(backend("v1", &[named("one").await?])),
+        canary: Some(backend("v2", &[])),
+        canary_weight: 10_000,
+    });
+    assert_eq!(get(&client(), &proxy, &[]).await?.version(), "v1");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn closed_upstream_port_is_a_502_counted_as_error() -> Result<()> {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        listener.local_addr()?
+    };
+    let proxy = bind().await?;
+    let v1 = backend("v1", &[closed]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let answer = get(&client(), &proxy, &[]).await?;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.version(), "v1");
+    let expected = format!("cutover: could not connect to version v1 at {closed}: ");
+    assert!(answer.body.starts_with(&expected), "{}", answer.body);
+    assert_eq!(v1.stats.totals(), (1, 1));
+    let sample = v1.stats.sample(Duration::from_secs(60));
+    assert_eq!((sample.requests, sample.errors), (1, 1));
+    assert_eq!(v1.stats.in_flight(), 0);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn slow_upstream_is_a_504_counted_as_error() -> Result<()> {
+    let slow = upstream(|_req| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Response::new(text("too late"))
+    })
+    .await?;
+    let options = ProxyOptions {
+        response_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
+    let v1 = backend("v1", &[slow]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let answer = get(&client(), &proxy, &[]).await?;
+    assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(answer.version(), "v1");
+    assert!(answer.body.starts_with(&format!(
+        "cutover: version v1 at {slow} sent no response headers within"
+    )));
+    assert_eq!(v1.stats.totals(), (1, 1));
+    assert!(v1.stats.wait_idle(PATIENCE).await);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_added() -> Result<()> {
+    let proxy = bind().await?;
+    proxy.set_routes(Routes::stable_only(backend("v1", &[echo().await?])));
+    let answer = get(
+        &client(),
+        &proxy,
+        &[
+            ("host", "app.example"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "do not forward"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-end-to-end", "yes"),
+        ],
+    )
+    .await?;
+    assert_eq!(answer.status, StatusCode::OK);
+    let seen: Vec<&str> = answer.body.lines().collect();
+    for line in [
+        "host: app.example",
+        "x-forwarded-for: 203.0.113.7, 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-end-to-end: yes",
+    ] {
+        assert!(
+            seen.contains(&line),
+            "upstream did not see {line:?}:\n{}",
+            answer.body
+        );
+    }
+    for name in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "x-cutover-version",
+    ] {
+        assert!(
+            !seen.iter().any(|l| l.starts_with(&format!("{name}:"))),
+            "{name} was forwarded:\n{}",
+            answer.body
+        );
+    }
+
+    // The response's own hop-by-hop headers are stripped too, and the version
+    // header is the proxy's, not the upstream's.
+    for name in ["x-hop-response", "keep-alive", "proxy-connection"] {
+        assert!(
+            answer.headers.get(name).is_none(),
+            "{name} came back: {:?}",
+            answer.headers
+        );
+    }
+    assert_eq!(answer.headers["x-end-to-end"], "kept");
+    assert_eq!(answer.version(), "v1");
+    assert_eq!(
+        answer.headers.get_all("x-cutover-version").iter().count(),
+        1
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// An upstream whose one response body the test feeds through a channel.
+async fn streaming() -> Result<(
+    SocketAddr,
+    mpsc::UnboundedReceiver<http_body_util::channel::Sender<Bytes>>,
+)> {
+    let (senders_tx, senders) = mpsc::unbounded_channel();
+    let addr = upstream(move |_req| {
+        let senders_tx = senders_tx.clone();
+        async move {
+            let (tx, body) = Channel::<Bytes, Infallible>::new(1);
+            senders_tx.send(tx).unwrap();
+            Response::new(body.boxed_unsync())
+        }
+    })
+    .await?;
+    Ok((addr, senders))
+}
+
+fn chunk(i: usize) -> Bytes {
+    Bytes::from(format!("chunk {i:04} ").repeat(4096))
+}
+
+#[tokio::test]
+async fn streamed_response_arrives_intact_and_ends_in_flight() -> Result<()> {
+    let (addr, mut senders) = streaming().await?;
+    let proxy = bind().await?;
+    let v1 = backend("v1", &[addr]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+
+    let request =
+        Request::get(format!("http://{}/stream", proxy.local_addr())).body(Full::default())?;
+    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-cutover-version"], "v1");
+    // Headers are here, the body is not finished: recorded, and still in flight.
+    assert_eq!(v1.stats.totals(), (1, 0));
+    assert_eq!(v1.stats.in_flight(), 1);
+    assert!(!v1.stats.wait_idle(Duration::from_millis(50)).await);
+
+    let mut tx = senders.recv().await.context("upstream got no request")?;
+    let feeder = tokio::spawn(async move {
+        for i in 0..20 {
+            tx.send_data(chunk(i))
+                .await
+                .expect("the proxy reads the body");
+        }
+        // Dropping the sender ends the body.
+    });
+    let body = tokio::time::timeout(PATIENCE, response.into_body().collect())
+        .await??
+        .to_bytes();
+    feeder.await?;
+    let expected: Vec<u8> = (0..20).flat_map(|i| chunk(i).to_vec()).collect();
+    assert_eq!(body.len(), expected.len());
+    assert!(body == expected, "the body arrived altered");
+
+    assert!(
+        v1.stats.wait_idle(PATIENCE).await,
+        "in flight after the body completed"
+    );
+    assert_eq!(v1.stats.in_flight(), 0);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn abandoned_stream_ends_in_flight() -> Result<()> {
+    let (addr, mut senders) = streaming().await?;
+    let proxy = bind().await?;
+    let v1 = backend("v1", &[addr]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+
+    let request =
+        Request::get(format!("http://{}/stream", proxy.local_addr())).body(Full::default())?;
+    let client = client();
+    let response = tokio::time::timeout(PATIENCE, client.request(request)).await??;
+    let mut tx = senders.recv().await.context("upstream got no request")?;
+    tx.send_data(chunk(0)).await?;
+    assert_eq!(v1.stats.in_flight(), 1);
+    // The client goes away mid-body; the proxy notices when it next writes.
+    drop(response);
+    drop(client);
+    for i in 1..=1000 {
+        if tx.send_data(chunk(i)).await.is_err()
+            || v1.stats.wait_idle(Duration::from_millis(20)).await
+        {
+            break;
+        }
+    }
+    assert!(
+        v1.stats.wait_idle(PATIENCE).await,
+        "an abandoned response stayed in flight"
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_bind_errors_name_the_address() -> Result<()> {
+    let proxy = bind().await?;
+    let addr = proxy.local_addr();
+    let err = Proxy::bind(addr, ProxyOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+
+    proxy.set_routes(Routes::stable_only(backend("v1", &[named("one").await?])));
+    assert_eq!(get(&client(), &proxy, &[]).await?.body, "one");
+    proxy.shutdown().await;
+    proxy.shutdown().await; // idempotent
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_progress_finish() -> Result<()> {
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+    let gated = upstream(move |_req| {
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            let (go_tx, go) = oneshot::channel();
+            arrived_tx.send(go_tx).unwrap();
+            let _ = go.await;
+            Response::new(text("finished"))
+        }
+    })
+    .await?;
+    let proxy = bind().await?;
+    proxy.set_routes(Routes::stable_only(backend("v1", &[gated])));
+    let request = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { get(&client(), &proxy, &[]).await }
+    });
+    let go = tokio::time::timeout(PATIENCE, arrived.recv())
+        .await?
+        .context("no request upstream")?;
+    let shutdown = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { proxy.shutdown().await }
+    });
+    // Wait (bounded) until the listener is closed: shutdown has begun, and is
+    // waiting for the request in progress.
+    let addr = proxy.local_addr();
+    let mut refused = false;
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "still accepting after shutdown began");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the request in progress"
+    );
+    go.send(()).unwrap();
+    let answer = request.await??;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "finished")
+    );
+    tokio::time::timeout(PATIENCE, shutdown).await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn request_bodies_are_forwarded() -> Result<()> {
+    let upstream = upstream(|req: Request<Incoming>| async move {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Response::new(text(format!("got {} bytes", body.len())))
+    })
+    .await?;
+    let proxy = bind().await?;
+    proxy.set_routes(Routes::stable_only(backend("v1", &[upstream])));
+    let payload = Bytes::from(vec![b'x'; 300_000]);
+    let request = Request::post(format!("http://{}/upload", proxy.local_addr()))
+        .header("expect", "100-continue")
+        .body(Full::new(payload))?;
+    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    let body = response.into_body().collect().await?.to_bytes();
+    assert_eq!(body, "got 300000 bytes");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Proxy>();
+    check::<Backend>();
+    check::<Routes>();
+    fn check_stats<T: Send + Sync>() {}
+    check_stats::<Arc<VersionStats>>();
+}

@@ -1,0 +1,20 @@
+//! The daemon (`cutover serve`): it owns the proxy, the platform, the store and the
+//! engine of one app, and serves the HTTP API the CLI talks to.
+//!
+//! This is the only crate that knows every concrete part; the engine sees them
+//! through its traits (see [`traffic::ProxyTraffic`]).
+//!
+//! ```no_run
+//! # async fn f(config: cutover_spec::Config) -> Result<(), cutover_server::ServeError> {
+//! let daemon = cutover_server::Daemon::start(config, "127.0.0.1:0".parse().unwrap()).await?;
+//! println!("API on {}", daemon.api_addr());
+//! daemon.run_until_signal().await;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod daemon;
+pub mod traffic;
+
+pub use api::{ApiError, DeployRequest};
+pub use daemon::{Daemon, DaemonInfo, ServeError};

@@ -1,0 +1,19 @@
+//! `cutover.yaml`: the configuration types, parsing with `file:line:col` errors,
+//! validation and defaults.
+//!
+//! This crate is pure: it never does IO beyond reading the one file it is asked to
+//! load, and it never depends on tokio, HTTP or the store. Every other crate takes a
+//! validated [`Config`] from here, so nothing downstream re-checks the input.
+//!
+//! ```
+//! let yaml = "app: shop\nplatform:\n  local:\n    command: [\"./shop\", \"--port\", \"${PORT}\"]\n";
+//! let config = cutover_spec::parse(yaml, "cutover.yaml").unwrap();
+//! assert_eq!(config.app, "shop");
+//! assert_eq!(config.strategy.canary().steps.len(), 3);
+//! ```
+
+mod types;
+mod parse;
+
+pub use parse::{load, parse, ConfigError, Diagnostic};
+pub use types::*;

@@ -1,0 +1,291 @@
+//! The validated configuration. Every field here has already been checked and
+//! defaulted by [`crate::parse`]; see `DEFAULTS` in the README for the defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, valid `cutover.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The application's name; one rollout per app at a time.
+    pub app: String,
+    /// Where the built-in proxy listens (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Where the store, the daemon's address file and receipts live (default `.cutover`
+    /// beside the config file).
+    pub state_dir: PathBuf,
+    pub platform: PlatformSpec,
+    pub health: HealthCheck,
+    pub strategy: StrategySpec,
+    pub analysis: AnalysisSpec,
+}
+
+/// Where versions run. Only `local` exists today; `docker` and `kubernetes` will be
+/// siblings, switched on by configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlatformSpec {
+    Local(LocalSpec),
+}
+
+impl PlatformSpec {
+    pub fn local(&self) -> &LocalSpec {
+        match self {
+            PlatformSpec::Local(l) => l,
+        }
+    }
+}
+
+/// Versions run as child processes of the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSpec {
+    /// argv; `${PORT}` and `${VERSION}` are replaced in every element. Never empty.
+    pub command: Vec<String>,
+    /// Extra environment; values may use `${PORT}` and `${VERSION}` too.
+    pub env: BTreeMap<String, String>,
+    /// Working directory, resolved against the config file's directory.
+    pub workdir: PathBuf,
+    /// Processes per version, round-robin behind the proxy (default 1, at least 1).
+    pub instances: u32,
+    /// How long a new version may take to become healthy (default 30s).
+    pub startup_timeout: Duration,
+    /// How long to wait for in-flight requests before stopping a version (default 10s).
+    pub drain_timeout: Duration,
+}
+
+/// The HTTP health check run against every instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// Request path, starting with `/` (default `/healthz`).
+    pub path: String,
+    /// Time between checks (default 1s).
+    pub interval: Duration,
+    /// Per-check timeout (default 1s).
+    pub timeout: Duration,
+    /// Consecutive successes before an instance is ready (default 1).
+    pub healthy_threshold: u32,
+    /// Consecutive failures before a serving instance is unhealthy (default 3).
+    pub unhealthy_threshold: u32,
+}
+
+/// How traffic moves to a new version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StrategySpec {
+    Canary(CanarySpec),
+}
+
+impl StrategySpec {
+    pub fn canary(&self) -> &CanarySpec {
+        match self {
+            StrategySpec::Canary(c) => c,
+        }
+    }
+}
+
+/// Canary: shift weight to the new version step by step, analysing at each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanarySpec {
+    /// Never empty; weights never decrease. Default: 10% 30s, 50% 30s, 100% 30s.
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// Share of traffic sent to the new version during this step.
+    pub weight: Percent,
+    pub pause: Pause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Stay at this weight, analysing, for this long.
+    For(Duration),
+    /// Stay at this weight, analysing, until `cutover promote`.
+    UntilPromoted,
+}
+
+/// A share between 0% and 100%, stored as a fraction in `0.0..=1.0`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Percent(f64);
+
+impl Percent {
+    /// `None` unless `fraction` is finite and within `0.0..=1.0`.
+    pub fn from_fraction(fraction: f64) -> Option<Percent> {
+        (fraction.is_finite() && (0.0..=1.0).contains(&fraction)).then_some(Percent(fraction))
+    }
+    pub fn fraction(self) -> f64 {
+        self.0
+    }
+    /// Basis points (0..=10000), what the proxy's weighted choice uses.
+    pub fn basis_points(self) -> u16 {
+        (self.0 * 10_000.0).round() as u16
+    }
+}
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = self.0 * 100.0;
+        if (pct - pct.round()).abs() < 1e-9 {
+            write!(f, "{}%", pct.round())
+        } else {
+            write!(f, "{pct:.2}%")
+        }
+    }
+}
+
+/// How the new version is judged against the stable one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisSpec {
+    /// Length of one analysis window (default 5s).
+    pub interval: Duration,
+    /// Requests the canary must have served in a window before it is judged (default 20).
+    pub min_requests: u64,
+    /// Failed windows that trigger a rollback (default 1).
+    pub failure_limit: u32,
+    /// Consecutive inconclusive windows after which the rollout gives up and rolls
+    /// back, because it never promotes on missing data (default 6).
+    pub inconclusive_limit: u32,
+    /// At least one rule is always present (default: error_rate max 5%).
+    pub metrics: MetricRules,
+}
+
+/// The metrics a rollout is judged on; absent means not judged.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricRules {
+    pub error_rate: Option<ErrorRateRule>,
+    pub latency_p50: Option<LatencyRule>,
+    pub latency_p95: Option<LatencyRule>,
+    pub latency_p99: Option<LatencyRule>,
+}
+
+/// Share of responses that are 5xx (including the proxy's own 502/504).
+/// At least one of the limits is set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorRateRule {
+    /// The canary's error rate must not exceed this.
+    pub max: Option<Percent>,
+    /// The canary's error rate must not exceed the stable's by more than this many
+    /// percentage points.
+    pub max_over_stable: Option<Percent>,
+}
+
+/// A latency quantile. At least one of the limits is set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyRule {
+    /// The canary's quantile must not exceed this.
+    pub max: Option<Duration>,
+    /// The canary's quantile must not exceed the stable's times this (> 0).
+    pub max_ratio: Option<f64>,
+}
+
+impl Percent {
+    /// `None` unless `percent` is finite and within `0.0..=100.0` (so `25.0` is 25%).
+    pub fn from_percent(percent: f64) -> Option<Percent> {
+        Percent::from_fraction(percent / 100.0)
+    }
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: defaults::HEALTH_PATH.to_owned(),
+            interval: defaults::HEALTH_INTERVAL,
+            timeout: defaults::HEALTH_TIMEOUT,
+            healthy_threshold: defaults::HEALTHY_THRESHOLD,
+            unhealthy_threshold: defaults::UNHEALTHY_THRESHOLD,
+        }
+    }
+}
+
+impl Default for CanarySpec {
+    fn default() -> Self {
+        CanarySpec { steps: defaults::CANARY_STEPS.to_vec() }
+    }
+}
+
+impl Default for StrategySpec {
+    fn default() -> Self {
+        StrategySpec::Canary(CanarySpec::default())
+    }
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        AnalysisSpec {
+            interval: defaults::ANALYSIS_INTERVAL,
+            min_requests: defaults::MIN_REQUESTS,
+            failure_limit: defaults::FAILURE_LIMIT,
+            inconclusive_limit: defaults::INCONCLUSIVE_LIMIT,
+            metrics: defaults::metrics(),
+        }
+    }
+}
+
+/// Every default and limit of `cutover.yaml`, in one place. [`crate::parse`] fills in
+/// these values for whatever the file leaves out, and [`crate::STARTER`] spells them out.
+pub mod defaults {
+    use std::time::Duration;
+
+    use super::{ErrorRateRule, MetricRules, Pause, Percent, Step};
+
+    /// `listen`: where the built-in proxy listens.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// `state_dir`, relative to the config file's directory.
+    pub const STATE_DIR: &str = ".cutover";
+    /// `platform.local.workdir`, relative to the config file's directory (so: that directory).
+    pub const WORKDIR: &str = ".";
+
+    /// `app` is 1 to this many characters of `[a-z0-9-]`, starting with a letter.
+    pub const APP_MAX_LEN: usize = 63;
+
+    /// `platform.local.instances`.
+    pub const INSTANCES: u32 = 1;
+    /// The most `platform.local.instances` may be.
+    pub const MAX_INSTANCES: u32 = 64;
+    /// `platform.local.startup_timeout`.
+    pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `platform.local.drain_timeout`.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The placeholders that `platform.local.command` and `env` values may use.
+    pub const PLACEHOLDERS: [&str; 2] = ["PORT", "VERSION"];
+
+    /// `health.path`.
+    pub const HEALTH_PATH: &str = "/healthz";
+    /// `health.interval`.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+    /// `health.timeout`.
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+    /// `health.healthy_threshold`.
+    pub const HEALTHY_THRESHOLD: u32 = 1;
+    /// `health.unhealthy_threshold`.
+    pub const UNHEALTHY_THRESHOLD: u32 = 3;
+
+    /// `pause` of a canary step that does not say.
+    pub const STEP_PAUSE: Duration = Duration::from_secs(30);
+    /// `strategy.canary.steps`: 10% for 30s, 50% for 30s, 100% for 30s.
+    pub const CANARY_STEPS: [Step; 3] = [
+        Step { weight: Percent(0.10), pause: Pause::For(STEP_PAUSE) },
+        Step { weight: Percent(0.50), pause: Pause::For(STEP_PAUSE) },
+        Step { weight: Percent(1.0), pause: Pause::For(STEP_PAUSE) },
+    ];
+
+    /// `analysis.interval`.
+    pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(5);
+    /// `analysis.min_requests`.
+    pub const MIN_REQUESTS: u64 = 20;
+    /// `analysis.failure_limit`.
+    pub const FAILURE_LIMIT: u32 = 1;
+    /// `analysis.inconclusive_limit`.
+    pub const INCONCLUSIVE_LIMIT: u32 = 6;
+    /// `analysis.metrics.error_rate.max` when `analysis.metrics` is left out.
+    pub const ERROR_RATE_MAX: Percent = Percent(0.05);
+
+    /// `analysis.metrics` when left out: `error_rate: { max: 5% }`.
+    pub fn metrics() -> MetricRules {
+        MetricRules {
+            error_rate: Some(ErrorRateRule { max: Some(ERROR_RATE_MAX), max_over_stable: None }),
+            ..MetricRules::default()
+        }
+    }
+}
