@@ -12,7 +12,7 @@ use std::time::Duration;
 use cutover_analysis::{WindowReport, judge};
 use cutover_spec::{Config, Pause};
 use cutover_store::{MeasurementRecord, NewRun, Outcome, RunKind, Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -60,7 +60,7 @@ pub enum Control {
 }
 
 /// What a client needs to follow a run it started.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunStarted {
     pub run_id: String,
     pub version: String,

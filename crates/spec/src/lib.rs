@@ -15,5 +15,5 @@
 mod types;
 mod parse;
 
-pub use parse::{load, parse, ConfigError, Diagnostic};
+pub use parse::{load, parse, ConfigError, Diagnostic, STARTER};
 pub use types::*;

@@ -41,7 +41,10 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
     check::config(&tree, base).map_err(|mut errors| {
         errors.sort_by_key(|(pos, _)| *pos);
         ConfigError {
-            diagnostics: errors.into_iter().map(|(pos, msg)| diag(pos, msg)).collect(),
+            diagnostics: errors
+                .into_iter()
+                .map(|(pos, msg)| diag(pos, msg))
+                .collect(),
         }
     })
 }
@@ -74,7 +77,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 fn syntax_message(message: &str) -> String {
     let mut out = format!("invalid YAML: {message}");
     if message.contains("tab") {
-        out.push_str(" (indent with spaces, not tabs)");
+        out.push_str("; indent with spaces, not tabs");
     }
     out
 }
@@ -97,7 +100,11 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            )
         }
     }
 }

@@ -200,7 +200,9 @@ impl Default for HealthCheck {
 
 impl Default for CanarySpec {
     fn default() -> Self {
-        CanarySpec { steps: defaults::CANARY_STEPS.to_vec() }
+        CanarySpec {
+            steps: defaults::CANARY_STEPS.to_vec(),
+        }
     }
 }
 
@@ -265,9 +267,18 @@ pub mod defaults {
     pub const STEP_PAUSE: Duration = Duration::from_secs(30);
     /// `strategy.canary.steps`: 10% for 30s, 50% for 30s, 100% for 30s.
     pub const CANARY_STEPS: [Step; 3] = [
-        Step { weight: Percent(0.10), pause: Pause::For(STEP_PAUSE) },
-        Step { weight: Percent(0.50), pause: Pause::For(STEP_PAUSE) },
-        Step { weight: Percent(1.0), pause: Pause::For(STEP_PAUSE) },
+        Step {
+            weight: Percent(0.10),
+            pause: Pause::For(STEP_PAUSE),
+        },
+        Step {
+            weight: Percent(0.50),
+            pause: Pause::For(STEP_PAUSE),
+        },
+        Step {
+            weight: Percent(1.0),
+            pause: Pause::For(STEP_PAUSE),
+        },
     ];
 
     /// `analysis.interval`.
@@ -284,7 +295,10 @@ pub mod defaults {
     /// `analysis.metrics` when left out: `error_rate: { max: 5% }`.
     pub fn metrics() -> MetricRules {
         MetricRules {
-            error_rate: Some(ErrorRateRule { max: Some(ERROR_RATE_MAX), max_over_stable: None }),
+            error_rate: Some(ErrorRateRule {
+                max: Some(ERROR_RATE_MAX),
+                max_over_stable: None,
+            }),
             ..MetricRules::default()
         }
     }

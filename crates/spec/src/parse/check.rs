@@ -16,19 +16,43 @@ use crate::types::{
     MetricRules, Pause, Percent, PlatformSpec, Step, StrategySpec, defaults,
 };
 
-const TOP: &[&str] = &["app", "listen", "state_dir", "platform", "health", "strategy", "analysis"];
+const TOP: &[&str] = &[
+    "app",
+    "listen",
+    "state_dir",
+    "platform",
+    "health",
+    "strategy",
+    "analysis",
+];
 const PLATFORMS: &[&str] = &["local"];
 const PLATFORMS_LATER: &[&str] = &["docker", "kubernetes"];
-const LOCAL: &[&str] =
-    &["command", "env", "workdir", "instances", "startup_timeout", "drain_timeout"];
-const HEALTH: &[&str] =
-    &["path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"];
+const LOCAL: &[&str] = &[
+    "command",
+    "env",
+    "workdir",
+    "instances",
+    "startup_timeout",
+    "drain_timeout",
+];
+const HEALTH: &[&str] = &[
+    "path",
+    "interval",
+    "timeout",
+    "healthy_threshold",
+    "unhealthy_threshold",
+];
 const STRATEGIES: &[&str] = &["canary"];
 const STRATEGIES_LATER: &[&str] = &["blue_green", "rolling"];
 const CANARY: &[&str] = &["steps"];
 const STEP: &[&str] = &["weight", "pause"];
-const ANALYSIS: &[&str] =
-    &["interval", "min_requests", "failure_limit", "inconclusive_limit", "metrics"];
+const ANALYSIS: &[&str] = &[
+    "interval",
+    "min_requests",
+    "failure_limit",
+    "inconclusive_limit",
+    "metrics",
+];
 const METRICS: &[&str] = &["error_rate", "latency_p50", "latency_p95", "latency_p99"];
 const ERROR_RATE: &[&str] = &["max", "max_over_stable"];
 const LATENCY: &[&str] = &["max", "max_ratio"];
@@ -56,7 +80,10 @@ type Errors = Vec<(Pos, String)>;
 
 /// Check `root` and build the config, or return every mistake found.
 pub(super) fn config(root: &Node, base: &Path) -> Result<Config, Errors> {
-    let mut c = Checker { errors: Vec::new(), base };
+    let mut c = Checker {
+        errors: Vec::new(),
+        base,
+    };
     match c.config(root) {
         Some(config) if c.errors.is_empty() => Ok(config),
         _ => {
@@ -77,11 +104,16 @@ struct Checker<'b> {
 /// The known fields of one mapping, first occurrence of each.
 struct Fields<'n> {
     entries: Vec<&'n Entry>,
+    /// Keys that are not valid here (already reported).
+    unknown: Vec<&'n str>,
 }
 
 impl<'n> Fields<'n> {
     fn empty() -> Self {
-        Fields { entries: Vec::new() }
+        Fields {
+            entries: Vec::new(),
+            unknown: Vec::new(),
+        }
     }
     fn get(&self, name: &str) -> Option<&'n Entry> {
         self.entries.iter().copied().find(|e| e.key == name)
@@ -89,6 +121,16 @@ impl<'n> Fields<'n> {
 }
 
 impl Checker<'_> {
+    /// Where to point for a mistake in the value of `e`: the value, or the key when
+    /// the value is left empty (`interval:` with nothing after it).
+    fn at(e: &Entry) -> Pos {
+        if e.value.is_null() && e.value.raw.is_none() {
+            e.key_pos
+        } else {
+            e.value.pos
+        }
+    }
+
     fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.errors.push((pos, message.into()));
     }
@@ -106,11 +148,21 @@ impl Checker<'_> {
         }
         let f = self.fields(root, "", TOP)?;
 
-        let app = self.require(&f, "", Pos::START, "app", "the application's name, e.g. `shop`");
+        let app = self.require(
+            &f,
+            "",
+            root.pos,
+            "app",
+            "the application's name, e.g. `shop`",
+        );
         let app = app.and_then(|e| self.app(e));
         let listen = match f.get("listen") {
             Some(e) => self.listen(e),
-            None => Some(defaults::LISTEN.parse().expect("the default listen address parses")),
+            None => Some(
+                defaults::LISTEN
+                    .parse()
+                    .expect("the default listen address parses"),
+            ),
         };
         let state_dir = match f.get("state_dir") {
             Some(e) => self.path(e),
@@ -119,7 +171,7 @@ impl Checker<'_> {
         let platform = self.require(
             &f,
             "",
-            Pos::START,
+            root.pos,
             "platform",
             "where versions run, e.g. `platform: { local: { command: [\"./server\"] } }`",
         );
@@ -176,7 +228,9 @@ impl Checker<'_> {
             None => Some(self.resolve(Path::new(defaults::WORKDIR))),
         };
         let instances = match f.get("instances") {
-            Some(e) => self.whole(e, 1, defaults::MAX_INSTANCES.into()).map(|n| n as u32),
+            Some(e) => self
+                .whole(e, 1, defaults::MAX_INSTANCES.into())
+                .map(|n| n as u32),
             None => Some(defaults::INSTANCES),
         };
         let startup_timeout = match f.get("startup_timeout") {
@@ -207,8 +261,12 @@ impl Checker<'_> {
         let interval = self.optional(&f, "interval", d.interval, Self::positive_duration);
         let timeout = self.optional(&f, "timeout", d.timeout, Self::positive_duration);
         let healthy = self.optional(&f, "healthy_threshold", d.healthy_threshold, Self::count);
-        let unhealthy =
-            self.optional(&f, "unhealthy_threshold", d.unhealthy_threshold, Self::count);
+        let unhealthy = self.optional(
+            &f,
+            "unhealthy_threshold",
+            d.unhealthy_threshold,
+            Self::count,
+        );
         Some(HealthCheck {
             path: path?,
             interval: interval?,
@@ -245,7 +303,7 @@ impl Checker<'_> {
             }
             _ => {
                 self.error(
-                    steps.value.pos,
+                    Self::at(steps),
                     format!(
                         "`steps` must be a list of steps like `- {{ weight: 10%, pause: 30s }}`, got {}",
                         steps.value.describe()
@@ -303,8 +361,9 @@ impl Checker<'_> {
         let f = self.fields(&e.value, "analysis", ANALYSIS)?;
         let d = AnalysisSpec::default();
         let interval = self.optional(&f, "interval", d.interval, Self::positive_duration);
-        let min_requests =
-            self.optional(&f, "min_requests", d.min_requests, |c, e| c.whole(e, 0, u64::MAX));
+        let min_requests = self.optional(&f, "min_requests", d.min_requests, |c, e| {
+            c.whole(e, 0, u64::MAX)
+        });
         let failure_limit = self.optional(&f, "failure_limit", d.failure_limit, Self::count);
         let inconclusive_limit =
             self.optional(&f, "inconclusive_limit", d.inconclusive_limit, Self::count);
@@ -367,13 +426,21 @@ impl Checker<'_> {
         let max = f.get("max").map(|e| self.percent(e));
         let over = f.get("max_over_stable").map(|e| self.percent(e));
         if max.is_none() && over.is_none() {
+            if !f.unknown.is_empty() {
+                return None;
+            }
             self.error(
                 e.key_pos,
-                format!("`{path}` needs at least one of `max` or `max_over_stable`, e.g. `max: 5%`"),
+                format!(
+                    "`{path}` needs at least one of `max` or `max_over_stable`, e.g. `max: 5%`"
+                ),
             );
             return None;
         }
-        Some(ErrorRateRule { max: max.transpose()?, max_over_stable: over.transpose()? })
+        Some(ErrorRateRule {
+            max: if_valid(max)?,
+            max_over_stable: if_valid(over)?,
+        })
     }
 
     fn latency(&mut self, e: &Entry, path: &str) -> Option<LatencyRule> {
@@ -381,13 +448,19 @@ impl Checker<'_> {
         let max = f.get("max").map(|e| self.positive_duration(e));
         let ratio = f.get("max_ratio").map(|e| self.ratio(e));
         if max.is_none() && ratio.is_none() {
+            if !f.unknown.is_empty() {
+                return None;
+            }
             self.error(
                 e.key_pos,
                 format!("`{path}` needs at least one of `max` or `max_ratio`, e.g. `max: 300ms`"),
             );
             return None;
         }
-        Some(LatencyRule { max: max.transpose()?, max_ratio: ratio.transpose()? })
+        Some(LatencyRule {
+            max: if_valid(max)?,
+            max_ratio: if_valid(ratio)?,
+        })
     }
 
     // ---- mappings ----
@@ -400,7 +473,11 @@ impl Checker<'_> {
             Value::Map(entries) => entries,
             Value::Null => return Some(Fields::empty()),
             _ => {
-                let what = if path.is_empty() { "the config".to_owned() } else { format!("`{path}`") };
+                let what = if path.is_empty() {
+                    "the config".to_owned()
+                } else {
+                    format!("`{path}`")
+                };
                 self.error(
                     node.pos,
                     format!(
@@ -425,8 +502,11 @@ impl Checker<'_> {
             } else if valid.contains(&entry.key.as_str()) {
                 fields.entries.push(entry);
             } else {
-                let place =
-                    if path.is_empty() { "at the top level".to_owned() } else { format!("in `{path}`") };
+                let place = if path.is_empty() {
+                    "at the top level".to_owned()
+                } else {
+                    format!("in `{path}`")
+                };
                 let message = format!(
                     "unknown field `{}` {place}{}{} (valid: {})",
                     entry.key,
@@ -435,6 +515,7 @@ impl Checker<'_> {
                     valid.join(", ")
                 );
                 self.error(entry.key_pos, message);
+                fields.unknown.push(&entry.key);
             }
         }
         Some(fields)
@@ -449,9 +530,19 @@ impl Checker<'_> {
         hint: &str,
     ) -> Option<&'n Entry> {
         let found = f.get(name);
-        if found.is_none() {
-            let what = if path.is_empty() { "the config".to_owned() } else { format!("`{path}`") };
-            self.error(blame, format!("{what} is missing the required field `{name}` ({hint})"));
+        // `wieght: 5%` was reported as "unknown field ...; did you mean `weight`?":
+        // saying `weight` is missing too would be noise.
+        let typo = f.unknown.iter().any(|k| did_you_mean(k, &[name]).is_some());
+        if found.is_none() && !typo {
+            let what = if path.is_empty() {
+                "the config".to_owned()
+            } else {
+                format!("`{path}`")
+            };
+            self.error(
+                blame,
+                format!("{what} is missing the required field `{name}` ({hint})"),
+            );
         }
         found
     }
@@ -489,7 +580,10 @@ impl Checker<'_> {
             Value::Null | Value::Map(_) => {
                 self.error(
                     e.key_pos,
-                    format!("`{path}` must name one {noun}, like `{}:` ({valid_list})", valid[0]),
+                    format!(
+                        "`{path}` must name one {noun}, like `{}:` ({valid_list})",
+                        valid[0]
+                    ),
                 );
                 return None;
             }
@@ -502,9 +596,11 @@ impl Checker<'_> {
                 if let Some(text) = e.value.scalar_text()
                     && valid.contains(&text.as_str())
                 {
-                    message.push_str(&format!("; write `{path}:` then `{text}:` indented below it"));
+                    message.push_str(&format!(
+                        "; write `{path}:` then `{text}:` indented below it"
+                    ));
                 }
-                self.error(e.value.pos, message);
+                self.error(Self::at(e), message);
                 return None;
             }
         };
@@ -532,7 +628,10 @@ impl Checker<'_> {
             } else if later.contains(&key) {
                 self.error(
                     entry.key_pos,
-                    format!("{noun} `{key}` is not yet supported (valid: {})", valid.join(", ")),
+                    format!(
+                        "{noun} `{key}` is not yet supported (valid: {})",
+                        valid.join(", ")
+                    ),
                 );
             } else {
                 let mut all = valid.to_vec();
@@ -571,7 +670,7 @@ impl Checker<'_> {
                 message.push_str(&format!("; did you mean `{slug}`?"));
             }
         }
-        self.error(e.value.pos, message);
+        self.error(Self::at(e), message);
         None
     }
 
@@ -586,12 +685,15 @@ impl Checker<'_> {
         );
         if let Some(t) = text {
             let t = t.trim();
-            let port = t.strip_prefix("localhost:").or_else(|| t.strip_prefix(':')).unwrap_or(t);
+            let port = t
+                .strip_prefix("localhost:")
+                .or_else(|| t.strip_prefix(':'))
+                .unwrap_or(t);
             if port.parse::<u16>().is_ok() {
                 message.push_str(&format!("; did you mean `127.0.0.1:{port}`?"));
             }
         }
-        self.error(e.value.pos, message);
+        self.error(Self::at(e), message);
         None
     }
 
@@ -601,7 +703,7 @@ impl Checker<'_> {
             Some(p) if !p.trim().is_empty() => Some(self.resolve(Path::new(&p))),
             _ => {
                 self.error(
-                    e.value.pos,
+                    Self::at(e),
                     format!(
                         "`{}` must be a directory path (relative to the config file's directory), got {}",
                         e.key,
@@ -614,9 +716,20 @@ impl Checker<'_> {
     }
 
     fn resolve(&self, p: &Path) -> PathBuf {
-        let joined = if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) };
-        let cleaned: PathBuf = joined.components().filter(|c| *c != Component::CurDir).collect();
-        if cleaned.as_os_str().is_empty() { PathBuf::from(".") } else { cleaned }
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
+        let cleaned: PathBuf = joined
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        if cleaned.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            cleaned
+        }
     }
 
     fn command(&mut self, e: &Entry) -> Option<Vec<String>> {
@@ -624,7 +737,7 @@ impl Checker<'_> {
             Value::Seq(items) if !items.is_empty() => items,
             Value::Seq(_) | Value::Null => {
                 self.error(
-                    e.value.pos,
+                    Self::at(e),
                     "`command` must not be empty: give at least the program to run, like [\"./server\"]",
                 );
                 return None;
@@ -639,12 +752,12 @@ impl Checker<'_> {
                         s.split_whitespace().map(|w| format!("\"{w}\"")).collect();
                     message.push_str(&format!("; did you mean [{}]?", words.join(", ")));
                 }
-                self.error(e.value.pos, message);
+                self.error(Self::at(e), message);
                 return None;
             }
             _ => {
                 self.error(
-                    e.value.pos,
+                    Self::at(e),
                     format!(
                         "`command` must be a list of strings (the argv), like {COMMAND_EXAMPLE}, got {}",
                         e.value.describe()
@@ -658,7 +771,10 @@ impl Checker<'_> {
         for (i, item) in items.iter().enumerate() {
             match item.scalar_text() {
                 Some(arg) if i == 0 && arg.trim().is_empty() => {
-                    self.error(item.pos, "`command[0]` must name the program to run, got an empty string");
+                    self.error(
+                        item.pos,
+                        "`command[0]` must name the program to run, got an empty string",
+                    );
                     ok = false;
                 }
                 Some(arg) => {
@@ -683,7 +799,7 @@ impl Checker<'_> {
             Value::Null => return Some(BTreeMap::new()),
             _ => {
                 self.error(
-                    e.value.pos,
+                    Self::at(e),
                     format!(
                         "`env` must be a mapping of variable names to values, like `{{ GREETING: \"hi\" }}`, got {}",
                         e.value.describe()
@@ -700,7 +816,9 @@ impl Checker<'_> {
             if let Some(line) = lines.get(name) {
                 self.error(
                     entry.key_pos,
-                    format!("duplicate environment variable `{name}`: it is already set on line {line}"),
+                    format!(
+                        "duplicate environment variable `{name}`: it is already set on line {line}"
+                    ),
                 );
                 ok = false;
                 continue;
@@ -722,7 +840,7 @@ impl Checker<'_> {
                 }
                 None if entry.value.is_null() => {
                     self.error(
-                        entry.value.pos,
+                        Self::at(entry),
                         format!("`env.{name}` has no value; write `{name}: \"\"` for an empty one"),
                     );
                     ok = false;
@@ -730,7 +848,10 @@ impl Checker<'_> {
                 None => {
                     self.error(
                         entry.value.pos,
-                        format!("`env.{name}` must be a string, got {}", entry.value.describe()),
+                        format!(
+                            "`env.{name}` must be a string, got {}",
+                            entry.value.describe()
+                        ),
                     );
                     ok = false;
                 }
@@ -741,8 +862,10 @@ impl Checker<'_> {
 
     /// Checks the `${...}` placeholders in `text`, the value of `node`.
     fn placeholders(&mut self, node: &Node, text: &str, what: &str) -> bool {
-        let valid: Vec<String> =
-            defaults::PLACEHOLDERS.iter().map(|p| format!("${{{p}}}")).collect();
+        let valid: Vec<String> = defaults::PLACEHOLDERS
+            .iter()
+            .map(|p| format!("${{{p}}}"))
+            .collect();
         let valid_list = valid.join(", ");
         let mut ok = true;
         let mut rest = text;
@@ -751,20 +874,22 @@ impl Checker<'_> {
             let Some(end) = after.find('}') else {
                 self.error(
                     node.pos_of(&rest[start..]),
-                    format!("unterminated placeholder `{}` in {what} (valid: {valid_list})", &rest[start..]),
+                    format!(
+                        "unterminated placeholder `{}` in {what} (valid: {valid_list})",
+                        &rest[start..]
+                    ),
                 );
                 return false;
             };
             let name = &after[..end];
             if !defaults::PLACEHOLDERS.contains(&name) {
                 let found = format!("${{{name}}}");
-                let refs: Vec<&str> = valid.iter().map(String::as_str).collect();
+                let hint = did_you_mean(name, &defaults::PLACEHOLDERS)
+                    .map(|p| format!("; did you mean `${{{p}}}`?"))
+                    .unwrap_or_default();
                 self.error(
                     node.pos_of(&found),
-                    format!(
-                        "unknown placeholder `{found}` in {what}{} (valid: {valid_list})",
-                        suggestion(&found, &refs)
-                    ),
+                    format!("unknown placeholder `{found}` in {what}{hint} (valid: {valid_list})"),
                 );
                 ok = false;
             }
@@ -793,7 +918,7 @@ impl Checker<'_> {
         {
             message.push_str(&format!("; did you mean `/{p}`?"));
         }
-        self.error(e.value.pos, message);
+        self.error(Self::at(e), message);
         None
     }
 
@@ -801,7 +926,7 @@ impl Checker<'_> {
         match parse_duration(&e.value) {
             Ok(d) => Some(d),
             Err(message) => {
-                self.error(e.value.pos, message);
+                self.error(Self::at(e), message);
                 None
             }
         }
@@ -810,7 +935,14 @@ impl Checker<'_> {
     fn positive_duration(&mut self, e: &Entry) -> Option<Duration> {
         let d = self.duration(e)?;
         if d.is_zero() {
-            self.error(e.value.pos, format!("`{}` must be longer than 0s, got {}", e.key, e.value.describe()));
+            self.error(
+                Self::at(e),
+                format!(
+                    "`{}` must be longer than 0s, got {}",
+                    e.key,
+                    e.value.describe()
+                ),
+            );
             return None;
         }
         Some(d)
@@ -825,13 +957,15 @@ impl Checker<'_> {
         match parse_duration(&e.value) {
             Ok(d) => Some(Pause::For(d)),
             Err(mut message) => {
-                message.push_str(&format!(", or `{UNTIL_PROMOTED}` to wait for `cutover promote`"));
+                message.push_str(&format!(
+                    ", or `{UNTIL_PROMOTED}` to wait for `cutover promote`"
+                ));
                 if let Value::Str(s) = &e.value.value
                     && !suggestion(s, &[UNTIL_PROMOTED]).is_empty()
                 {
                     message.push_str(&format!("; did you mean `{UNTIL_PROMOTED}`?"));
                 }
-                self.error(e.value.pos, message);
+                self.error(Self::at(e), message);
                 None
             }
         }
@@ -841,7 +975,7 @@ impl Checker<'_> {
         match parse_percent(&e.key, &e.value) {
             Ok(p) => Some(p),
             Err(message) => {
-                self.error(e.value.pos, message);
+                self.error(Self::at(e), message);
                 None
             }
         }
@@ -891,8 +1025,12 @@ impl Checker<'_> {
             (min, max) => format!("from {min} to {max}"),
         };
         self.error(
-            e.value.pos,
-            format!("`{}` must be a whole number {range}, got {}", e.key, e.value.describe()),
+            Self::at(e),
+            format!(
+                "`{}` must be a whole number {range}, got {}",
+                e.key,
+                e.value.describe()
+            ),
         );
         None
     }
@@ -913,7 +1051,7 @@ impl Checker<'_> {
             Some(r) if r.is_finite() && r > 0.0 => Some(r),
             _ => {
                 self.error(
-                    e.value.pos,
+                    Self::at(e),
                     format!(
                         "`{}` must be a number greater than 0 like `1.5` (the canary's value over the stable's), got {}",
                         e.key,
@@ -928,6 +1066,15 @@ impl Checker<'_> {
 
 // ---- free helpers (also unit-tested on their own) ----
 
+/// An optional setting that was checked if present: `None` if it was present but
+/// invalid, else whether it was given.
+fn if_valid<T>(checked: Option<Option<T>>) -> Option<Option<T>> {
+    match checked {
+        None => Some(None),
+        Some(value) => value.map(Some),
+    }
+}
+
 /// A duration like `500ms`, `30s`, `2m`, `1h 30m`; else the message to report.
 pub(super) fn parse_duration(node: &Node) -> Result<Duration, String> {
     match &node.value {
@@ -937,7 +1084,10 @@ pub(super) fn parse_duration(node: &Node) -> Result<Duration, String> {
             "invalid duration {}: {DURATION_EXPECTED} (a bare number has no unit)",
             node.describe()
         )),
-        _ => Err(format!("invalid duration: {DURATION_EXPECTED}, got {}", node.describe())),
+        _ => Err(format!(
+            "invalid duration: {DURATION_EXPECTED}, got {}",
+            node.describe()
+        )),
     }
 }
 
@@ -945,14 +1095,20 @@ pub(super) fn parse_duration(node: &Node) -> Result<Duration, String> {
 /// names the setting `key`.
 pub(super) fn parse_percent(key: &str, node: &Node) -> Result<Percent, String> {
     let general = || {
-        format!("`{key}` must be a percentage between 0% and 100% like `25%`, got {}", node.describe())
+        format!(
+            "`{key}` must be a percentage between 0% and 100% like `25%`, got {}",
+            node.describe()
+        )
     };
     let bare = |number: &str, value: f64| {
         let mut message = format!(
             "`{key}` must be a percentage like `10%`, got the bare number `{number}`; write it as `{number}%`"
         );
-        if value > 0.0 && value < 1.0 {
-            message.push_str(&format!(", or `{}%` if you meant a fraction of 1", value * 100.0));
+        if value > 0.0
+            && value < 1.0
+            && let Some(p) = Percent::from_fraction(value)
+        {
+            message.push_str(&format!(", or `{p}` if you meant a fraction of 1"));
         }
         message
     };
@@ -968,8 +1124,11 @@ pub(super) fn parse_percent(key: &str, node: &Node) -> Result<Percent, String> {
                     let well_formed = digits.chars().any(|c| c.is_ascii_digit())
                         && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
                         && digits.matches('.').count() <= 1;
-                    let value: Option<f64> =
-                        if well_formed { number.parse().ok() } else { None };
+                    let value: Option<f64> = if well_formed {
+                        number.parse().ok()
+                    } else {
+                        None
+                    };
                     value.and_then(Percent::from_percent).ok_or_else(general)
                 }
                 None => match t.parse::<f64>() {
@@ -1000,12 +1159,18 @@ fn slugify(name: &str) -> String {
         }
     }
     let out = out.trim_matches('-');
-    out.chars().take(defaults::APP_MAX_LEN).collect::<String>().trim_end_matches('-').to_owned()
+    out.chars()
+        .take(defaults::APP_MAX_LEN)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
 }
 
 /// `"; did you mean `x`?"` when one of `valid` is close to `got`, else `""`.
 pub(super) fn suggestion(got: &str, valid: &[&str]) -> String {
-    did_you_mean(got, valid).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+    did_you_mean(got, valid)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
 }
 
 /// The entry of `valid` closest to `got`, if close enough: the same but for case,
@@ -1021,7 +1186,12 @@ pub(super) fn did_you_mean<'v>(got: &str, valid: &[&'v str]) -> Option<&'v str> 
         .iter()
         .map(|v| {
             let n = norm(v);
-            (*v, strsim::levenshtein(&got, &n), strsim::jaro_winkler(&got, &n), n.chars().count())
+            (
+                *v,
+                strsim::levenshtein(&got, &n),
+                strsim::jaro_winkler(&got, &n),
+                n.chars().count(),
+            )
         })
         .filter(|&(_, lev, jw, len)| lev <= (len.max(got.chars().count()) / 3).max(1) || jw >= 0.88)
         .min_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)))
@@ -1035,7 +1205,7 @@ fn elsewhere(key: &str, here: &[&str]) -> String {
     }
     let homes: Vec<&str> = HOMES
         .iter()
-        .filter(|(_, fields)| fields.contains(&key) && !std::ptr::eq(*fields, here))
+        .filter(|(_, fields)| fields.contains(&key))
         .map(|(name, _)| *name)
         .collect();
     match homes.as_slice() {

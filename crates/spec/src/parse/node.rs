@@ -21,7 +21,10 @@ impl Pos {
     pub const START: Pos = Pos { line: 1, col: 1 };
 
     fn from_location(loc: &Location) -> Pos {
-        Pos { line: loc.line() as usize, col: loc.column() as usize }
+        Pos {
+            line: loc.line() as usize,
+            col: loc.column() as usize,
+        }
     }
 
     fn is_known(self) -> bool {
@@ -85,6 +88,7 @@ impl Node {
             Value::Null => "nothing".to_owned(),
             Value::Seq(_) => "a list".to_owned(),
             Value::Map(_) => "a mapping".to_owned(),
+            Value::Str(s) if s.is_empty() => "an empty string".to_owned(),
             Value::Str(s) if s.contains('\n') => format!("`{}`", s.escape_debug()),
             Value::Str(s) => format!("`{s}`"),
             _ => format!("`{}`", self.source_text()),
@@ -117,7 +121,10 @@ impl Node {
             && let Some(idx) = raw.find(needle)
             && !raw[..idx].contains('\n')
         {
-            return Pos { line: self.pos.line, col: self.pos.col + raw[..idx].chars().count() };
+            return Pos {
+                line: self.pos.line,
+                col: self.pos.col + raw[..idx].chars().count(),
+            };
         }
         self.pos
     }
@@ -144,7 +151,10 @@ pub(crate) fn read(src: &str) -> Result<Node, SyntaxError> {
     match serde_saphyr::from_str_with_options::<RawNode>(src, options) {
         Ok(raw) => Ok(convert(raw, src, Pos::START)),
         Err(err) => {
-            let pos = err.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
+            let pos = err
+                .location()
+                .map(|l| Pos::from_location(&l))
+                .unwrap_or_default();
             let message: String = serde_saphyr::UserMessageFormatter
                 .format_message(err.without_snippet())
                 .chars()
@@ -167,11 +177,19 @@ fn slice<'s>(src: &'s str, loc: &Location) -> Option<&'s str> {
 }
 
 fn convert(raw: RawNode, src: &str, parent: Pos) -> Node {
-    let Spanned { value, referenced, defined } = raw.0;
-    let pos = Pos::from_location(&referenced).or(Pos::from_location(&defined)).or(parent);
+    let Spanned {
+        value,
+        referenced,
+        defined,
+    } = raw.0;
+    let pos = Pos::from_location(&referenced)
+        .or(Pos::from_location(&defined))
+        .or(parent);
     let raw_text = match &value {
         RawValue::Seq(_) | RawValue::Map(_) => None,
-        _ => slice(src, &defined).or_else(|| slice(src, &referenced)).map(str::to_owned),
+        _ => slice(src, &defined)
+            .or_else(|| slice(src, &referenced))
+            .map(str::to_owned),
     };
     let value = match value {
         RawValue::Null => Value::Null,
@@ -179,7 +197,9 @@ fn convert(raw: RawNode, src: &str, parent: Pos) -> Node {
         RawValue::Int(i) => Value::Int(i),
         RawValue::Float(f) => Value::Float(f),
         RawValue::Str(s) => Value::Str(s),
-        RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| convert(n, src, pos)).collect()),
+        RawValue::Seq(items) => {
+            Value::Seq(items.into_iter().map(|n| convert(n, src, pos)).collect())
+        }
         RawValue::Map(entries) => Value::Map(
             entries
                 .into_iter()
@@ -192,12 +212,20 @@ fn convert(raw: RawNode, src: &str, parent: Pos) -> Node {
                             .filter(|s| !s.is_empty())
                             .unwrap_or(shown),
                     };
-                    Entry { key: key_text, key_pos, value: convert(value, src, key_pos) }
+                    Entry {
+                        key: key_text,
+                        key_pos,
+                        value: convert(value, src, key_pos),
+                    }
                 })
                 .collect(),
         ),
     };
-    Node { value, pos, raw: raw_text }
+    Node {
+        value,
+        pos,
+        raw: raw_text,
+    }
 }
 
 // ---- the serde-facing side ----

@@ -1,0 +1,79 @@
+//! The commented `cutover.yaml` that `cutover init` writes.
+
+/// A starter `cutover.yaml`: every option with its default and a one-line comment.
+/// Only `app` and `platform.local.command` are placeholders to edit. It parses, and
+/// parses to the same [`crate::Config`] as a file with just those two set.
+pub const STARTER: &str = r#"# cutover.yaml: how cutover runs your app and rolls out new versions.
+# Every option is shown with its default; only `app` and `command` are required.
+# Durations look like 500ms, 30s, 2m or 1h; percentages like 10% or 0.5%.
+
+# The app's name: 1-63 characters of a-z, 0-9 and -, starting with a letter.
+app: my-app
+# Where the built-in proxy listens for traffic (an IP address and port).
+listen: 127.0.0.1:8080
+# Where cutover keeps its state and receipts, relative to this file.
+state_dir: .cutover
+
+# Where versions run; only `local` (child processes on this machine) exists today.
+platform:
+  local:
+    # The argv to run, no shell; ${PORT} is the port to listen on, ${VERSION} the version.
+    command: ["./server", "--port", "${PORT}"]
+    # Extra environment variables, e.g. { GREETING: "hi from ${VERSION}" }.
+    env: {}
+    # Working directory, relative to this file.
+    workdir: .
+    # Processes per version, round-robin behind the proxy (1 to 64).
+    instances: 1
+    # How long a new version may take to become healthy.
+    startup_timeout: 30s
+    # How long in-flight requests may take to finish before a version is stopped.
+    drain_timeout: 10s
+
+# The HTTP health check run against every instance.
+health:
+  # Request path, starting with /.
+  path: /healthz
+  # Time between checks.
+  interval: 1s
+  # How long one check may take.
+  timeout: 1s
+  # Consecutive successes before an instance is ready.
+  healthy_threshold: 1
+  # Consecutive failures before a serving instance is unhealthy.
+  unhealthy_threshold: 3
+
+# How traffic moves to a new version; only `canary` exists today.
+strategy:
+  canary:
+    # Share of traffic for the new version at each step (never decreasing), and how
+    # long to stay there analysing: a duration, or until-promoted (`cutover promote`).
+    steps:
+      - weight: 10%
+        pause: 30s
+      - weight: 50%
+        pause: 30s
+      - weight: 100%
+        pause: 30s
+
+# How the new version is judged against the stable one.
+analysis:
+  # Length of one analysis window.
+  interval: 5s
+  # Requests the new version must serve in a window before it is judged.
+  min_requests: 20
+  # Failed windows that trigger a rollback.
+  failure_limit: 1
+  # Windows in a row without enough data before giving up and rolling back.
+  inconclusive_limit: 6
+  # What a window is judged on; at least one metric.
+  metrics:
+    # Share of 5xx responses: at most `max`, and/or at most the stable's plus `max_over_stable`.
+    error_rate:
+      max: 5%
+      # max_over_stable: 1%
+    # Latency quantiles: at most `max`, and/or at most the stable's times `max_ratio`.
+    # latency_p50: { max: 200ms, max_ratio: 1.5 }
+    # latency_p95: { max: 300ms }
+    # latency_p99: { max: 500ms, max_ratio: 2 }
+"#;
