@@ -143,6 +143,13 @@ struct ActiveRun {
     handle: Option<JoinHandle<()>>,
 }
 
+/// How starting a version ended.
+enum Started {
+    Ready { release: Box<dyn Release>, promote_requested: bool },
+    /// It never became healthy, or the run was aborted meanwhile.
+    NotReady(Decision),
+}
+
 /// How a run's strategy ended, before the engine records it.
 enum Decision {
     Promote(String),
@@ -353,9 +360,9 @@ impl Engine {
 impl Inner {
     async fn drive(self: Arc<Self>, run: NewRun, mut control: mpsc::UnboundedReceiver<Control>) {
         let result = match run.kind {
-            RunKind::Initial => self.initial(&run).await,
+            RunKind::Initial => self.initial(&run, &mut control).await,
             RunKind::Canary => self.canary(&run, &mut control).await,
-            RunKind::Rollback => self.fast_switch(&run).await,
+            RunKind::Rollback => self.fast_switch(&run, &mut control).await,
         };
         let (outcome, reason) = match result {
             Ok(Decision::Promote(reason)) => (Outcome::Promoted, reason),
@@ -401,23 +408,28 @@ impl Inner {
         let _ = self.events.send(event);
     }
 
-    async fn initial(self: &Arc<Self>, run: &NewRun) -> Result<Decision, EngineError> {
-        let release = match self.start_version(run).await? {
-            Ok(release) => release,
-            Err(reason) => return Ok(Decision::RollBack { outcome: Outcome::RolledBack, reason }),
+    async fn initial(
+        self: &Arc<Self>,
+        run: &NewRun,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Decision, EngineError> {
+        let release = match self.start_version(run, control).await? {
+            Started::Ready { release, .. } => release,
+            Started::NotReady(decision) => return Ok(decision),
         };
         self.install_stable(release, true).await;
         self.emit(run, "weight", &format!("100% of traffic to {}", run.version), Some(0))?;
         Ok(Decision::Promote("first version of the app: started, healthy and serving".into()))
     }
 
-    async fn fast_switch(self: &Arc<Self>, run: &NewRun) -> Result<Decision, EngineError> {
-        let release = match self.start_version(run).await? {
-            Ok(release) => release,
-            Err(reason) => {
-                let reason = format!("{reason}; {} keeps serving", run.stable.as_deref().unwrap_or("nothing"));
-                return Ok(Decision::RollBack { outcome: Outcome::RolledBack, reason });
-            }
+    async fn fast_switch(
+        self: &Arc<Self>,
+        run: &NewRun,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Decision, EngineError> {
+        let release = match self.start_version(run, control).await? {
+            Started::Ready { release, .. } => release,
+            Started::NotReady(decision) => return Ok(decision),
         };
         self.promote_release(run, release).await?;
         Ok(Decision::Promote(format!(
@@ -431,12 +443,9 @@ impl Inner {
         run: &NewRun,
         control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Result<Decision, EngineError> {
-        let release = match self.start_version(run).await? {
-            Ok(release) => release,
-            Err(reason) => {
-                let reason = format!("{reason}; no traffic was ever sent to it");
-                return Ok(Decision::RollBack { outcome: Outcome::RolledBack, reason });
-            }
+        let (release, promote_requested) = match self.start_version(run, control).await? {
+            Started::Ready { release, promote_requested } => (release, promote_requested),
+            Started::NotReady(decision) => return Ok(decision),
         };
         let mut health = release.health();
         health.borrow_and_update();
@@ -446,7 +455,11 @@ impl Inner {
             routing.weight_bp = 0;
         }
         self.follow_health(health.clone());
-        let decision = self.canary_steps(run, &mut health, control).await?;
+        let decision = if promote_requested {
+            Decision::Promote("promoted by request while it was starting, skipping every step".into())
+        } else {
+            self.canary_steps(run, &mut health, control).await?
+        };
         match &decision {
             Decision::Promote(_) => self.promote_release(run, release).await?,
             Decision::RollBack { reason, .. } => self.roll_back(run, release, reason).await?,
@@ -486,13 +499,16 @@ impl Inner {
                 Some(bp),
             )?;
             let step_start = Instant::now();
+            // Fresh cursors per step: a window never mixes two weights.
+            let mut stable_metrics = self.metrics.cursor(stable);
+            let mut canary_metrics = self.metrics.cursor(version);
             let mut ticker = tokio::time::interval_at(step_start + interval, interval);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
                         let (base, carried_over) =
-                            canary::baseline(self.metrics.sample(stable, interval), &mut carried, analysis.min_requests);
-                        let report = judge(&analysis.metrics, analysis.min_requests, &base, &self.metrics.sample(version, interval));
+                            canary::baseline(stable_metrics.next_window(), &mut carried, analysis.min_requests);
+                        let report = judge(&analysis.metrics, analysis.min_requests, &base, &canary_metrics.next_window());
                         self.store.add_measurement(
                             &run.id,
                             &MeasurementRecord { at_ms: now_ms(), step: i, weight_bp: bp, report: report.clone() },
@@ -531,9 +547,13 @@ impl Inner {
         Ok(Decision::Promote(format!("all {} steps passed analysis", steps.len())))
     }
 
-    /// Starts the run's version. The outer error is the store's; the inner one is
-    /// the platform's, in words, for the outcome.
-    async fn start_version(&self, run: &NewRun) -> Result<Result<Box<dyn Release>, String>, EngineError> {
+    /// Starts the run's version and waits for it to be healthy, while honouring an
+    /// abort (dropping the platform's start stops whatever it had started).
+    async fn start_version(
+        &self,
+        run: &NewRun,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Started, EngineError> {
         let local = self.config.platform.local();
         self.set_phase(run, "starting")?;
         self.emit(
@@ -543,7 +563,28 @@ impl Inner {
             Some(0),
         )?;
         let started = Instant::now();
-        match self.platform.start(&run.version).await {
+        let mut promote_requested = false;
+        let start = self.platform.start(&run.version);
+        tokio::pin!(start);
+        let result = loop {
+            tokio::select! {
+                result = &mut start => break result,
+                command = control.recv() => match command {
+                    Some(Control::Promote) => {
+                        promote_requested = true;
+                        self.emit(run, "command", "promote requested: will promote as soon as it is healthy", Some(0))?;
+                    }
+                    Some(Control::Abort { by }) => {
+                        self.emit(run, "command", &format!("abort requested by {by} while starting"), Some(0))?;
+                        let reason = format!("aborted by {by} while {} was starting; no traffic was sent to it", run.version);
+                        return Ok(Started::NotReady(Decision::RollBack { outcome: Outcome::Aborted, reason }));
+                    }
+                    // The engine is going away; let the start finish so it is stopped in order.
+                    None => break start.await,
+                },
+            }
+        };
+        match result {
             Ok(release) => {
                 self.emit(
                     run,
@@ -556,12 +597,19 @@ impl Inner {
                     ),
                     Some(0),
                 )?;
-                Ok(Ok(release))
+                Ok(Started::Ready { release, promote_requested })
             }
             Err(e) => {
                 let reason = format!("{} never became healthy: {e}", run.version);
                 self.emit(run, "health", &reason, Some(0))?;
-                Ok(Err(reason))
+                let reason = match run.kind {
+                    RunKind::Initial => reason,
+                    RunKind::Canary => format!("{reason}; no traffic was ever sent to it"),
+                    RunKind::Rollback => {
+                        format!("{reason}; {} keeps serving", run.stable.as_deref().unwrap_or("nothing"))
+                    }
+                };
+                Ok(Started::NotReady(Decision::RollBack { outcome: Outcome::RolledBack, reason }))
             }
         }
     }

@@ -12,7 +12,7 @@ use cutover_store::{NewRun, Outcome, RunKind, Store};
 use tokio::sync::watch;
 
 use crate::platform::{Platform, PlatformError, Release, ReleaseHealth};
-use crate::traffic::{MetricsSource, Split, Traffic};
+use crate::traffic::{MetricsCursor, MetricsSource, Split, Traffic};
 use crate::{Engine, EngineError, RunEvent};
 
 /// How a fake version behaves.
@@ -116,8 +116,20 @@ impl Traffic for Fake {
 }
 
 impl MetricsSource for Fake {
-    fn sample(&self, version: &str, _window: Duration) -> Sample {
-        let world = self.0.lock().unwrap();
+    fn cursor(&self, version: &str) -> Box<dyn MetricsCursor> {
+        Box::new(FakeCursor { fake: self.clone(), version: version.into() })
+    }
+}
+
+struct FakeCursor {
+    fake: Fake,
+    version: String,
+}
+
+impl MetricsCursor for FakeCursor {
+    fn next_window(&mut self) -> Sample {
+        let version = self.version.as_str();
+        let world = self.fake.0.lock().unwrap();
         let b = world.behaviours.get(version).copied().unwrap_or_default();
         if b.idle || !world.running.contains(version) {
             return Sample::default();
@@ -410,4 +422,19 @@ async fn bad_version_names_are_refused_before_anything_starts() {
     assert!(h.fake.splits().is_empty());
     h.deploy("v1").await;
     assert!(matches!(h.engine.deploy("v1"), Err(EngineError::AlreadyServing(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_while_starting_stops_at_once_without_waiting_for_health() {
+    let h = harness();
+    h.deploy("v1").await;
+    let mut events = h.engine.subscribe();
+    let run = h.engine.deploy("v2").unwrap();
+    // The fake takes 500ms to start; abort before that.
+    h.engine.abort("a test").unwrap();
+    let end = wait_final(&mut events, &run.run_id).await;
+    assert_eq!(end.outcome, Some(Outcome::Aborted));
+    assert!(end.message.contains("while v2 was starting"), "{}", end.message);
+    assert!(h.fake.splits().iter().all(|s| s.canary.is_none()));
+    assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
 }

@@ -41,6 +41,16 @@ pub trait Traffic: Send + Sync + 'static {
 
 /// Per-version measurements of what the traffic layer saw.
 pub trait MetricsSource: Send + Sync + 'static {
-    /// What `version` did during the last `window`.
-    fn sample(&self, version: &str, window: Duration) -> Sample;
+    /// Starts measuring `version` from now on.
+    fn cursor(&self, version: &str) -> Box<dyn MetricsCursor>;
+}
+
+/// Successive windows of one version's measurements.
+///
+/// # Guarantees
+/// Windows are exact and do not overlap: every request completed after the cursor
+/// was made lands in exactly one window.
+pub trait MetricsCursor: Send {
+    /// What the version did since the previous call, or since the cursor was made.
+    fn next_window(&mut self) -> Sample;
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_analysis::Sample;
-use cutover_engine::traffic::{MetricsSource, Split, Target, Traffic};
-use cutover_proxy::{Backend, Proxy, Routes, VersionStats};
+use cutover_engine::traffic::{MetricsCursor, MetricsSource, Split, Target, Traffic};
+use cutover_proxy::{Backend, Proxy, Routes, Snapshot, VersionStats};
 
 /// The proxy, with one [`VersionStats`] per version it ever routed to, kept across
 /// route changes so a version's measurements do not reset when its weight moves.
@@ -59,7 +59,24 @@ impl Traffic for ProxyTraffic {
 }
 
 impl MetricsSource for ProxyTraffic {
-    fn sample(&self, version: &str, window: Duration) -> Sample {
-        self.stats(version).sample(window)
+    fn cursor(&self, version: &str) -> Box<dyn MetricsCursor> {
+        let stats = self.stats(version);
+        let last = stats.snapshot();
+        Box::new(ProxyCursor { stats, last })
+    }
+}
+
+/// Windows cut from the proxy's cumulative counters: exact, whatever the interval.
+struct ProxyCursor {
+    stats: Arc<VersionStats>,
+    last: Snapshot,
+}
+
+impl MetricsCursor for ProxyCursor {
+    fn next_window(&mut self) -> Sample {
+        let now = self.stats.snapshot();
+        let window = now.since(&self.last);
+        self.last = now;
+        window
     }
 }
