@@ -10,7 +10,7 @@ use crate::sample_app::SampleAppArgs;
 /// Safe releases with nobody watching: canary rollouts on your own machine, with
 /// automatic analysis and rollback.
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about, propagate_version = true)]
+#[command(name = "cutover", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -114,4 +114,17 @@ pub struct DemoArgs {
     /// Print events as JSON lines.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks argument definitions only when a command is built; a clash (like
+    /// `deploy VERSION` against a propagated `--version`) would otherwise surface as
+    /// a panic at run time.
+    #[test]
+    fn argument_definitions_are_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

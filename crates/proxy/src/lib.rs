@@ -15,7 +15,6 @@
 //! engine; this crate only carries traffic and counts it.
 //!
 //! ```
-//! use std::time::Duration;
 //! use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, VersionStats};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -27,8 +26,10 @@
 //!     canary: Some(Backend::new("v2", vec!["127.0.0.1:8082".parse()?], v2.clone())),
 //!     canary_weight: 500, // 5% to v2
 //! });
-//! // ... traffic flows to proxy.local_addr() ...
-//! let canary = v2.sample(Duration::from_secs(60));
+//! let start = v2.snapshot();
+//! // ... traffic flows to proxy.local_addr() for an analysis window ...
+//! let end = v2.snapshot();
+//! let canary = end.since(&start); // the next window starts at `end`
 //! println!("v2: {} requests, {} errors, p99 {:?}", canary.requests, canary.errors, canary.p99);
 //! proxy.shutdown().await;
 //! # Ok(())
@@ -53,7 +54,7 @@ use tokio::task::JoinHandle;
 
 pub use forward::VERSION_HEADER;
 pub use routes::{Backend, FULL_WEIGHT, Routes};
-pub use stats::{VersionStats, WINDOW_CAPACITY_SECS};
+pub use stats::{Snapshot, VersionStats};
 
 /// Timeouts of the proxy's upstream requests.
 #[derive(Debug, Clone, Copy)]

@@ -1,10 +1,17 @@
-//! Per-version measurements: totals, in-flight count, and a sliding window of
-//! 1-second buckets with latency histograms.
+//! Per-version measurements: totals, in-flight count, and cumulative latency
+//! histograms the engine diffs into exact analysis windows.
+//!
+//! Nothing here knows about time windows: a [`VersionStats`] only accumulates, and
+//! a reader takes a [`Snapshot`] at the start and at the end of each window and asks
+//! the later one what happened [`since`](Snapshot::since) the earlier. Consecutive
+//! windows that share their boundary snapshot are therefore exact, gap-free and
+//! non-overlapping whatever their length: every record lands in exactly one of them.
+//! Memory is constant per version (one histogram per shard), however long it serves.
 //!
 //! The request path never takes a lock shared by every thread: totals and the
-//! in-flight count are atomics, and the per-second buckets are split into a few
-//! shards, each behind its own `Mutex`, picked by a per-thread index. Readers
-//! (the engine, a few times per analysis window) merge the shards.
+//! in-flight count are atomics, and the cumulative counts and histograms are split
+//! into a few shards, each behind its own `Mutex`, picked by a per-thread index.
+//! Readers (the engine, once or twice per analysis window) merge the shards.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,11 +23,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// How many 1-second buckets are kept: about ten minutes.
-pub const WINDOW_CAPACITY_SECS: u64 = 600;
-
-/// Number of bucket shards. Threads are spread over them round-robin, so with a
-/// tokio worker per core, concurrent recorders rarely meet on the same mutex.
+/// Number of shards. Threads are spread over them round-robin, so with a tokio
+/// worker per core, concurrent recorders rarely meet on the same mutex.
 const SHARDS: usize = 8;
 
 /// Histogram precision: 2 significant figures (quantiles within 1%).
@@ -29,11 +33,8 @@ const SIGFIG: u8 = 2;
 const MAX_MICROS: u64 = 60_000_000;
 
 /// What one version's traffic looked like: totals since creation, requests in
-/// flight, and per-second buckets for the last [`WINDOW_CAPACITY_SECS`] seconds.
-///
-/// Time comes from [`tokio::time::Instant`], so tests may drive it with paused time.
+/// flight, and cumulative latency histograms to take [`Snapshot`]s of.
 pub struct VersionStats {
-    epoch: Instant,
     requests: AtomicU64,
     errors: AtomicU64,
     in_flight: AtomicUsize,
@@ -41,39 +42,28 @@ pub struct VersionStats {
     shards: [Mutex<Shard>; SHARDS],
 }
 
-/// One shard's ring of per-second buckets, keyed by second number modulo the
-/// capacity. Slots are allocated when first written.
-#[derive(Default)]
+/// One shard's share of everything recorded since creation. Counts and histogram
+/// change together under the shard's lock, so a snapshot sees both or neither.
 struct Shard {
-    ring: Vec<Bucket>,
-}
-
-#[derive(Default)]
-struct Bucket {
-    /// Second number (since the stats' epoch) this bucket holds; a slot whose
-    /// second is not the one looked for is stale.
-    second: u64,
     requests: u64,
     errors: u64,
-    /// Latency in microseconds; allocated on first use and reused (reset) after.
-    /// `u32` counts keep a slot at a few KiB (at most 4 billion equal values a second).
-    latency: Option<Histogram<u32>>,
+    /// Latency in microseconds.
+    latency: Histogram<u64>,
 }
 
-impl Bucket {
-    fn reset(&mut self, second: u64) {
-        self.second = second;
-        self.requests = 0;
-        self.errors = 0;
-        if let Some(h) = &mut self.latency {
-            h.reset();
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            requests: 0,
+            errors: 0,
+            latency: new_histogram(),
         }
     }
 }
 
-fn new_histogram() -> Histogram<u32> {
-    // Starts small and grows with the largest latency seen (bounded by the clamp
-    // in `record`), so a fast service's buckets stay a few KiB each.
+fn new_histogram() -> Histogram<u64> {
+    // Auto-resizing: starts small and grows with the largest latency seen (bounded
+    // by the clamp in `record`), so a fast service's histograms stay a few KiB.
     Histogram::new(SIGFIG).expect("2 significant figures is a valid histogram precision")
 }
 
@@ -92,23 +82,105 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Everything a version had done when the snapshot was taken, since its stats
+/// were created: requests, 5xx responses and a merged latency histogram.
+///
+/// Cheap to clone (a few KiB). Diff two of them with [`Snapshot::since`].
+#[derive(Clone)]
+pub struct Snapshot {
+    requests: u64,
+    errors: u64,
+    /// Latency in microseconds.
+    latency: Histogram<u64>,
+}
+
+impl Snapshot {
+    /// An empty snapshot (what a version had before it served anything).
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            requests: 0,
+            errors: 0,
+            latency: new_histogram(),
+        }
+    }
+
+    /// Requests recorded up to this snapshot.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// 5xx responses recorded up to this snapshot.
+    pub fn errors(&self) -> u64 {
+        self.errors
+    }
+
+    /// What happened between `earlier` and `self`: the requests, the 5xx responses
+    /// and the p50/p95/p99 of the latencies recorded in between (`None` quantiles
+    /// when nothing was).
+    ///
+    /// If `earlier` is not actually earlier (more requests or errors than `self`,
+    /// or a histogram `self` does not contain, as with a snapshot of another
+    /// version), it is treated as empty: the result is everything up to `self`.
+    pub fn since(&self, earlier: &Snapshot) -> Sample {
+        let diff = if earlier.requests <= self.requests && earlier.errors <= self.errors {
+            let mut latency = self.latency.clone();
+            // Fails (part-way, hence the clone) only if `earlier` holds values or
+            // counts `self` does not.
+            latency.subtract(&earlier.latency).ok().map(|()| {
+                (
+                    self.requests - earlier.requests,
+                    self.errors - earlier.errors,
+                    latency,
+                )
+            })
+        } else {
+            None
+        };
+        match &diff {
+            Some((requests, errors, latency)) => sample(*requests, *errors, latency),
+            None => sample(self.requests, self.errors, &self.latency),
+        }
+    }
+}
+
+fn sample(requests: u64, errors: u64, latency: &Histogram<u64>) -> Sample {
+    let quantile =
+        |q: f64| (!latency.is_empty()).then(|| Duration::from_micros(latency.value_at_quantile(q)));
+    Sample {
+        requests,
+        errors,
+        p50: quantile(0.50),
+        p95: quantile(0.95),
+        p99: quantile(0.99),
+    }
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot::empty()
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The histogram's thousands of counts would drown the rest.
+        f.debug_struct("Snapshot")
+            .field("requests", &self.requests)
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
+}
+
 impl VersionStats {
-    /// Empty stats whose clock starts now.
+    /// Empty stats.
     pub fn new() -> Arc<VersionStats> {
         Arc::new(VersionStats {
-            epoch: Instant::now(),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         })
-    }
-
-    fn current_second(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_secs()
     }
 
     /// Records one response: its status (5xx counts as an error) and its latency
@@ -122,76 +194,32 @@ impl VersionStats {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_MICROS);
-        let second = self.current_second();
-        let slot = (second % WINDOW_CAPACITY_SECS) as usize;
 
         let mut shard = lock(&self.shards[shard_index()]);
-        if shard.ring.is_empty() {
-            shard
-                .ring
-                .resize_with(WINDOW_CAPACITY_SECS as usize, Bucket::default);
-        }
-        let bucket = &mut shard.ring[slot];
-        if bucket.second != second || bucket.requests == 0 {
-            bucket.reset(second);
-        }
-        bucket.requests += 1;
+        shard.requests += 1;
         if is_error {
-            bucket.errors += 1;
+            shard.errors += 1;
         }
         // Auto-resizing, and `micros` is clamped above, so this cannot fail.
         // (`saturating_record` would clamp to the current size instead of growing.)
-        let _ = bucket
-            .latency
-            .get_or_insert_with(new_histogram)
-            .record(micros);
+        let _ = shard.latency.record(micros);
     }
 
-    /// What happened in the last `window`, at 1-second resolution: the
-    /// `ceil(window / 1s)` most recent 1-second buckets, the current partial second
-    /// being the newest of them (so a window of 10s covers between 9 and 10 seconds
-    /// of wall time). Windows longer than [`WINDOW_CAPACITY_SECS`] are cut to it; a
-    /// zero window still covers the current second.
-    pub fn sample(&self, window: Duration) -> Sample {
-        let now = self.current_second();
-        let secs = window
-            .as_secs()
-            .saturating_add(u64::from(window.subsec_nanos() > 0))
-            .clamp(1, WINDOW_CAPACITY_SECS);
-        let oldest = now.saturating_sub(secs - 1);
-
-        let mut requests = 0;
-        let mut errors = 0;
-        let mut merged: Option<Histogram<u32>> = None;
+    /// Everything recorded so far, the shards merged. Take one at each analysis
+    /// window boundary and diff consecutive ones with [`Snapshot::since`].
+    ///
+    /// Shards are read one after the other, so a record made meanwhile may or may
+    /// not be in this snapshot; if not, it is in the next one, never in both.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::empty();
         for shard in &self.shards {
             let shard = lock(shard);
-            for bucket in &shard.ring {
-                if bucket.requests == 0 || bucket.second < oldest || bucket.second > now {
-                    continue;
-                }
-                requests += bucket.requests;
-                errors += bucket.errors;
-                if let Some(h) = &bucket.latency {
-                    let into = merged.get_or_insert_with(new_histogram);
-                    // Both histograms auto-resize, so adding cannot fail.
-                    let _ = into.add(h);
-                }
-            }
+            snapshot.requests += shard.requests;
+            snapshot.errors += shard.errors;
+            // Both histograms auto-resize, so adding cannot fail.
+            let _ = snapshot.latency.add(&shard.latency);
         }
-
-        let quantile = |q: f64| {
-            merged
-                .as_ref()
-                .filter(|h| !h.is_empty())
-                .map(|h| Duration::from_micros(h.value_at_quantile(q)))
-        };
-        Sample {
-            requests,
-            errors,
-            p50: quantile(0.50),
-            p95: quantile(0.95),
-            p99: quantile(0.99),
-        }
+        snapshot
     }
 
     /// Requests and 5xx responses since creation.
@@ -264,15 +292,18 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    #[tokio::test(start_paused = true)]
-    async fn window_counts_only_recent_seconds() {
-        let stats = VersionStats::new();
-        // Second 0: 100 requests at 10ms, 10 of them 5xx.
-        for i in 0..100 {
-            stats.record(if i < 10 { 503 } else { 200 }, 10 * MS);
-        }
-        tokio::time::advance(Duration::from_secs(5)).await;
-        // Second 5: 100 requests, 1..=100 ms, one 500 and a 404 (not an error).
+    /// Asserts `actual` is within 2% of `expected`.
+    fn about(actual: Option<Duration>, expected: Duration) {
+        let actual = actual.expect("a quantile");
+        let (a, e) = (actual.as_secs_f64(), expected.as_secs_f64());
+        assert!(
+            (a - e).abs() <= e * 0.02,
+            "{actual:?} is not about {expected:?}"
+        );
+    }
+
+    /// 100 requests at 1..=100 ms: one 500 and a 404 (not an error).
+    fn record_uniform(stats: &VersionStats) {
         for i in 1..=100u32 {
             let status = match i {
                 1 => 500,
@@ -281,88 +312,149 @@ mod tests {
             };
             stats.record(status, i * MS);
         }
+    }
 
-        let recent = stats.sample(Duration::from_secs(3));
-        assert_eq!((recent.requests, recent.errors), (100, 1));
-        let p50 = recent.p50.unwrap();
-        let p95 = recent.p95.unwrap();
-        let p99 = recent.p99.unwrap();
-        assert!(p50 >= 49 * MS && p50 <= 51 * MS, "p50 {p50:?}");
-        assert!(p95 >= 94 * MS && p95 <= 96 * MS, "p95 {p95:?}");
-        assert!(p99 >= 98 * MS && p99 <= 100 * MS, "p99 {p99:?}");
+    #[test]
+    fn snapshots_around_records_count_exactly_those() {
+        let stats = VersionStats::new();
+        let before = stats.snapshot();
+        record_uniform(&stats);
+        let after = stats.snapshot();
+        assert_eq!((after.requests(), after.errors()), (100, 1));
 
-        // 6 buckets: seconds 0..=5.
-        let both = stats.sample(Duration::from_secs(6));
+        let s = after.since(&before);
+        assert_eq!((s.requests, s.errors), (100, 1));
+        about(s.p50, 50 * MS);
+        about(s.p95, 95 * MS);
+        about(s.p99, 99 * MS);
+        assert_eq!(stats.totals(), (100, 1));
+    }
+
+    #[test]
+    fn consecutive_windows_do_not_overlap() {
+        let stats = VersionStats::new();
+        let start = stats.snapshot();
+        // Window 1: 100 requests at 10ms, 10 of them 5xx.
+        for i in 0..100 {
+            stats.record(if i < 10 { 503 } else { 200 }, 10 * MS);
+        }
+        let middle = stats.snapshot();
+        // Window 2: 100 requests at 1..=100ms, one 5xx.
+        record_uniform(&stats);
+        let end = stats.snapshot();
+
+        let first = middle.since(&start);
+        assert_eq!((first.requests, first.errors), (100, 10));
+        about(first.p50, 10 * MS);
+        about(first.p99, 10 * MS);
+
+        let second = end.since(&middle);
+        assert_eq!((second.requests, second.errors), (100, 1));
+        about(second.p50, 50 * MS);
+        about(second.p99, 99 * MS);
+
+        // Together they are exactly the whole.
+        let both = end.since(&start);
         assert_eq!((both.requests, both.errors), (200, 11));
-        let p50 = both.p50.unwrap();
-        assert!(p50 >= 9 * MS && p50 <= 11 * MS, "p50 {p50:?}");
-        // 5 buckets: seconds 1..=5, the first second excluded.
-        assert_eq!(stats.sample(Duration::from_secs(5)).requests, 100);
-        // A fractional window rounds up to whole buckets.
-        assert_eq!(stats.sample(Duration::from_millis(5_500)).requests, 200);
-
+        about(both.p50, 10 * MS);
+        assert_eq!(both, end.since(&Snapshot::empty()));
         assert_eq!(stats.totals(), (200, 11));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn empty_window_has_no_quantiles() {
+    #[test]
+    fn empty_window_has_no_quantiles() {
         let stats = VersionStats::new();
-        let s = stats.sample(Duration::from_secs(30));
-        assert_eq!(s, Sample::default());
-        stats.record(200, 3 * MS);
-        tokio::time::advance(Duration::from_secs(31)).await;
-        let s = stats.sample(Duration::from_secs(30));
-        assert_eq!((s.requests, s.p50), (0, None));
-        assert_eq!(stats.totals(), (1, 0));
+        let fresh = stats.snapshot();
+        assert_eq!(fresh.since(&Snapshot::empty()), Sample::default());
+        assert_eq!(fresh.since(&fresh), Sample::default());
+
+        stats.record(500, 3 * MS);
+        let a = stats.snapshot();
+        let b = stats.snapshot();
+        assert_eq!(b.since(&a), Sample::default());
+        let s = b.since(&fresh);
+        assert_eq!((s.requests, s.errors), (1, 1));
+        about(s.p50, 3 * MS);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn ring_slots_are_reused_and_stale_ones_skipped() {
+    #[test]
+    fn a_later_earlier_snapshot_counts_as_empty() {
         let stats = VersionStats::new();
         stats.record(200, MS);
-        stats.record(500, MS);
-        // Exactly one ring later: the same slot, which must be reset on write.
-        tokio::time::advance(Duration::from_secs(WINDOW_CAPACITY_SECS)).await;
-        let s = stats.sample(Duration::from_secs(WINDOW_CAPACITY_SECS));
-        assert_eq!(s.requests, 0, "a bucket from a full ring ago is stale");
-        stats.record(200, 7 * MS);
-        let s = stats.sample(Duration::from_secs(1));
+        let earlier = stats.snapshot();
+        stats.record(500, 80 * MS);
+        stats.record(200, 90 * MS);
+        let later = stats.snapshot();
+
+        // Swapped: more requests in `earlier` than in `self`.
+        assert_eq!(earlier.since(&later), earlier.since(&Snapshot::empty()));
+        let s = earlier.since(&later);
         assert_eq!((s.requests, s.errors), (1, 0));
-        let p99 = s.p99.unwrap();
-        assert!(p99 >= 6 * MS && p99 <= 8 * MS, "p99 {p99:?}");
-        // Longer windows than the ring are cut to it.
-        assert_eq!(stats.sample(Duration::from_secs(3600)).requests, 1);
+
+        // Another version's snapshot with fewer requests, but latencies beyond
+        // this one's histogram range, or in buckets this one does not have.
+        let other = VersionStats::new();
+        other.record(200, Duration::from_secs(30));
+        let far = other.snapshot();
+        assert_eq!(later.since(&far), later.since(&Snapshot::empty()));
+        let other = VersionStats::new();
+        other.record(200, 2 * MS);
+        let near = other.snapshot();
+        let s = later.since(&near);
+        assert_eq!((s.requests, s.errors), (3, 1));
+        about(s.p99, 90 * MS);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn latencies_are_clamped() {
+    #[test]
+    fn latencies_are_clamped() {
         let stats = VersionStats::new();
         stats.record(200, Duration::ZERO);
         stats.record(200, Duration::from_secs(3600));
-        let s = stats.sample(Duration::from_secs(1));
+        let s = stats.snapshot().since(&Snapshot::empty());
         assert_eq!(s.requests, 2);
+        assert!(s.p50.unwrap() >= Duration::from_micros(1));
         assert!(s.p99.unwrap() <= Duration::from_secs(61));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn records_from_many_threads_are_merged() {
+    async fn records_from_many_threads_are_merged_without_gaps() {
         let stats = VersionStats::new();
-        let tasks: Vec<_> = (0..8)
+        let writers: Vec<_> = (0..8)
             .map(|_| {
                 let stats = Arc::clone(&stats);
                 tokio::task::spawn_blocking(move || {
-                    for _ in 0..1000 {
-                        stats.record(200, MS);
+                    for i in 0..1000 {
+                        stats.record(if i % 100 == 0 { 502 } else { 200 }, MS);
                     }
                 })
             })
             .collect();
-        for t in tasks {
-            t.await.unwrap();
+        // Meanwhile, windows back to back: together they must hold every record once.
+        let reader = tokio::task::spawn_blocking({
+            let stats = Arc::clone(&stats);
+            move || {
+                let mut windows = Vec::new();
+                let mut last = Snapshot::empty();
+                while last.requests() < 8000 {
+                    let next = stats.snapshot();
+                    windows.push(next.since(&last));
+                    last = next;
+                    std::thread::yield_now();
+                }
+                windows
+            }
+        });
+        for w in writers {
+            w.await.unwrap();
         }
-        assert_eq!(stats.totals(), (8000, 0));
-        // Real time: the records may straddle a second boundary, so look back 10s.
-        assert_eq!(stats.sample(Duration::from_secs(10)).requests, 8000);
+        let windows = reader.await.unwrap();
+        assert_eq!(stats.totals(), (8000, 80));
+        let requests: u64 = windows.iter().map(|w| w.requests).sum();
+        let errors: u64 = windows.iter().map(|w| w.errors).sum();
+        assert_eq!((requests, errors), (8000, 80));
+        let whole = stats.snapshot().since(&Snapshot::empty());
+        assert_eq!((whole.requests, whole.errors), (8000, 80));
+        about(whole.p99, MS);
     }
 
     #[tokio::test(start_paused = true)]

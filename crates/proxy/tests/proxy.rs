@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, VersionStats};
+use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, Snapshot, VersionStats};
 
 type TestBody = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -172,7 +172,8 @@ async fn weight_zero_sends_everything_to_stable() -> Result<()> {
     assert_eq!(spread(&proxy, 200).await?, (200, 0));
     assert_eq!(stable.stats.totals(), (200, 0));
     assert_eq!(canary.stats.totals(), (0, 0));
-    assert_eq!(stable.stats.sample(Duration::from_secs(60)).requests, 200);
+    let sample = stable.stats.snapshot().since(&Snapshot::empty());
+    assert_eq!((sample.requests, sample.errors), (200, 0));
     proxy.shutdown().await;
     Ok(())
 }
@@ -198,7 +199,7 @@ async fn weight_splits_traffic_in_proportion() -> Result<()> {
     );
     assert_eq!(stable.stats.totals().0, v1 as u64);
     assert_eq!(canary.stats.totals().0, v2 as u64);
-    let sample = canary.stats.sample(Duration::from_secs(600));
+    let sample = canary.stats.snapshot().since(&Snapshot::empty());
     assert_eq!((sample.requests, sample.errors), (v2 as u64, 0));
     assert!(sample.p50.is_some() && sample.p99 >= sample.p50);
     proxy.shutdown().await;
@@ -354,14 +355,16 @@ async fn closed_upstream_port_is_a_502_counted_as_error() -> Result<()> {
     let proxy = bind().await?;
     let v1 = backend("v1", &[closed]);
     proxy.set_routes(Routes::stable_only(v1.clone()));
+    let before = v1.stats.snapshot();
     let answer = get(&client(), &proxy, &[]).await?;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert_eq!(answer.version(), "v1");
     let expected = format!("cutover: could not connect to version v1 at {closed}: ");
     assert!(answer.body.starts_with(&expected), "{}", answer.body);
     assert_eq!(v1.stats.totals(), (1, 1));
-    let sample = v1.stats.sample(Duration::from_secs(60));
+    let sample = v1.stats.snapshot().since(&before);
     assert_eq!((sample.requests, sample.errors), (1, 1));
+    assert!(sample.p50.is_some());
     assert_eq!(v1.stats.in_flight(), 0);
     proxy.shutdown().await;
     Ok(())
@@ -381,6 +384,7 @@ async fn slow_upstream_is_a_504_counted_as_error() -> Result<()> {
     let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
     let v1 = backend("v1", &[slow]);
     proxy.set_routes(Routes::stable_only(v1.clone()));
+    let before = v1.stats.snapshot();
     let answer = get(&client(), &proxy, &[]).await?;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(answer.version(), "v1");
@@ -388,6 +392,9 @@ async fn slow_upstream_is_a_504_counted_as_error() -> Result<()> {
         "cutover: version v1 at {slow} sent no response headers within"
     )));
     assert_eq!(v1.stats.totals(), (1, 1));
+    let sample = v1.stats.snapshot().since(&before);
+    assert_eq!((sample.requests, sample.errors), (1, 1));
+    assert!(sample.p50 >= Some(Duration::from_millis(150)), "{sample:?}");
     assert!(v1.stats.wait_idle(PATIENCE).await);
     proxy.shutdown().await;
     Ok(())
