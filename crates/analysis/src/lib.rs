@@ -110,13 +110,22 @@ impl WindowReport {
 /// whatever its numbers say: a handful of requests proves nothing either way. A
 /// relative limit needs a stable value to compare to; without stable traffic it is
 /// inconclusive (the absolute limit, if any, still applies).
-pub fn judge(rules: &MetricRules, min_requests: u64, stable: &Sample, canary: &Sample) -> WindowReport {
+pub fn judge(
+    rules: &MetricRules,
+    min_requests: u64,
+    stable: &Sample,
+    canary: &Sample,
+) -> WindowReport {
     let mut metrics = Vec::new();
     if let Some(rule) = &rules.error_rate {
         metrics.push(judge_error_rate(rule, stable, canary));
     }
     for (name, rule, pick) in [
-        ("latency_p50", &rules.latency_p50, (|s: &Sample| s.p50) as fn(&Sample) -> Option<Duration>),
+        (
+            "latency_p50",
+            &rules.latency_p50,
+            (|s: &Sample| s.p50) as fn(&Sample) -> Option<Duration>,
+        ),
         ("latency_p95", &rules.latency_p95, |s: &Sample| s.p95),
         ("latency_p99", &rules.latency_p99, |s: &Sample| s.p99),
     ] {
@@ -141,7 +150,12 @@ pub fn judge(rules: &MetricRules, min_requests: u64, stable: &Sample, canary: &S
     } else {
         Verdict::Pass
     };
-    WindowReport { stable: *stable, canary: *canary, metrics, verdict }
+    WindowReport {
+        stable: *stable,
+        canary: *canary,
+        metrics,
+        verdict,
+    }
 }
 
 fn judge_error_rate(rule: &ErrorRateRule, stable: &Sample, canary: &Sample) -> MetricResult {
@@ -168,10 +182,17 @@ fn judge_error_rate(rule: &ErrorRateRule, stable: &Sample, canary: &Sample) -> M
         }
     }
     let (verdict, reason) = match (c, bound) {
-        (None, _) => (Verdict::Inconclusive, Some("canary served no requests".to_string())),
+        (None, _) => (
+            Verdict::Inconclusive,
+            Some("canary served no requests".to_string()),
+        ),
         (Some(c), Some(b)) if c > b => (
             Verdict::Fail,
-            Some(format!("error rate {} is above the limit {}", pct(c), pct(b))),
+            Some(format!(
+                "error rate {} is above the limit {}",
+                pct(c),
+                pct(b)
+            )),
         ),
         (Some(_), _) if relative_unknown => (
             Verdict::Inconclusive,
@@ -189,7 +210,12 @@ fn judge_error_rate(rule: &ErrorRateRule, stable: &Sample, canary: &Sample) -> M
     }
 }
 
-fn judge_latency(name: &str, rule: &LatencyRule, stable: Option<Duration>, canary: Option<Duration>) -> MetricResult {
+fn judge_latency(
+    name: &str,
+    rule: &LatencyRule,
+    stable: Option<Duration>,
+    canary: Option<Duration>,
+) -> MetricResult {
     let mut limits = Vec::new();
     let mut bound: Option<Duration> = None;
     if let Some(max) = rule.max {
@@ -211,7 +237,10 @@ fn judge_latency(name: &str, rule: &LatencyRule, stable: Option<Duration>, canar
         }
     }
     let (verdict, reason) = match (canary, bound) {
-        (None, _) => (Verdict::Inconclusive, Some("canary served no requests".to_string())),
+        (None, _) => (
+            Verdict::Inconclusive,
+            Some("canary served no requests".to_string()),
+        ),
         (Some(c), Some(b)) if c > b => (
             Verdict::Fail,
             Some(format!("{name} {} is above the limit {}", ms(c), ms(b))),

@@ -7,26 +7,45 @@ fn pct(x: f64) -> Option<Percent> {
 
 fn sample(requests: u64, errors: u64, p99_ms: u64) -> Sample {
     let d = Some(Duration::from_millis(p99_ms));
-    Sample { requests, errors, p50: d, p95: d, p99: d }
+    Sample {
+        requests,
+        errors,
+        p50: d,
+        p95: d,
+        p99: d,
+    }
 }
 
 fn error_rule(max: Option<f64>, over: Option<f64>) -> MetricRules {
     MetricRules {
-        error_rate: Some(ErrorRateRule { max: max.and_then(pct), max_over_stable: over.and_then(pct) }),
+        error_rate: Some(ErrorRateRule {
+            max: max.and_then(pct),
+            max_over_stable: over.and_then(pct),
+        }),
         ..Default::default()
     }
 }
 
 #[test]
 fn healthy_canary_passes() {
-    let r = judge(&error_rule(Some(0.01), None), 20, &sample(100, 0, 10), &sample(50, 0, 10));
+    let r = judge(
+        &error_rule(Some(0.01), None),
+        20,
+        &sample(100, 0, 10),
+        &sample(50, 0, 10),
+    );
     assert_eq!(r.verdict, Verdict::Pass);
     assert!(r.failures().is_empty());
 }
 
 #[test]
 fn error_rate_above_absolute_limit_fails_and_says_why() {
-    let r = judge(&error_rule(Some(0.01), None), 20, &sample(100, 0, 10), &sample(100, 5, 10));
+    let r = judge(
+        &error_rule(Some(0.01), None),
+        20,
+        &sample(100, 0, 10),
+        &sample(100, 5, 10),
+    );
     assert_eq!(r.verdict, Verdict::Fail);
     let reason = r.failures()[0].reason.clone().unwrap();
     assert!(reason.contains("5.00%"), "{reason}");
@@ -37,14 +56,25 @@ fn error_rate_above_absolute_limit_fails_and_says_why() {
 fn relative_error_limit_is_measured_against_stable() {
     let rules = error_rule(None, Some(0.01));
     // stable 4%, canary 4.5%: within 1 point of stable.
-    assert_eq!(judge(&rules, 20, &sample(1000, 40, 10), &sample(200, 9, 10)).verdict, Verdict::Pass);
+    assert_eq!(
+        judge(&rules, 20, &sample(1000, 40, 10), &sample(200, 9, 10)).verdict,
+        Verdict::Pass
+    );
     // stable 0%, canary 4.5%: 4.5 points over.
-    assert_eq!(judge(&rules, 20, &sample(1000, 0, 10), &sample(200, 9, 10)).verdict, Verdict::Fail);
+    assert_eq!(
+        judge(&rules, 20, &sample(1000, 0, 10), &sample(200, 9, 10)).verdict,
+        Verdict::Fail
+    );
 }
 
 #[test]
 fn too_few_requests_is_inconclusive_even_when_numbers_look_bad() {
-    let r = judge(&error_rule(Some(0.01), None), 20, &sample(100, 0, 10), &sample(5, 5, 10));
+    let r = judge(
+        &error_rule(Some(0.01), None),
+        20,
+        &sample(100, 0, 10),
+        &sample(5, 5, 10),
+    );
     assert_eq!(r.verdict, Verdict::Inconclusive);
     assert!(r.metrics.iter().all(|m| m.verdict == Verdict::Inconclusive));
 }
@@ -52,7 +82,10 @@ fn too_few_requests_is_inconclusive_even_when_numbers_look_bad() {
 #[test]
 fn relative_limit_without_stable_traffic_is_inconclusive_not_pass() {
     let rules = MetricRules {
-        latency_p99: Some(LatencyRule { max: None, max_ratio: Some(1.5) }),
+        latency_p99: Some(LatencyRule {
+            max: None,
+            max_ratio: Some(1.5),
+        }),
         ..Default::default()
     };
     let r = judge(&rules, 20, &Sample::default(), &sample(100, 0, 10));
@@ -62,10 +95,16 @@ fn relative_limit_without_stable_traffic_is_inconclusive_not_pass() {
 #[test]
 fn latency_ratio_fails_a_slow_canary() {
     let rules = MetricRules {
-        latency_p99: Some(LatencyRule { max: Some(Duration::from_secs(1)), max_ratio: Some(1.5) }),
+        latency_p99: Some(LatencyRule {
+            max: Some(Duration::from_secs(1)),
+            max_ratio: Some(1.5),
+        }),
         ..Default::default()
     };
-    assert_eq!(judge(&rules, 20, &sample(100, 0, 100), &sample(100, 0, 140)).verdict, Verdict::Pass);
+    assert_eq!(
+        judge(&rules, 20, &sample(100, 0, 100), &sample(100, 0, 140)).verdict,
+        Verdict::Pass
+    );
     let r = judge(&rules, 20, &sample(100, 0, 100), &sample(100, 0, 160));
     assert_eq!(r.verdict, Verdict::Fail);
     assert_eq!(r.failures()[0].metric, "latency_p99");
@@ -75,7 +114,10 @@ fn latency_ratio_fails_a_slow_canary() {
 fn tightest_of_absolute_and_relative_limit_applies() {
     let rules = error_rule(Some(0.02), Some(0.10));
     // relative bound would be 10%; the absolute 2% is tighter.
-    assert_eq!(judge(&rules, 20, &sample(100, 0, 10), &sample(100, 3, 10)).verdict, Verdict::Fail);
+    assert_eq!(
+        judge(&rules, 20, &sample(100, 0, 10), &sample(100, 3, 10)).verdict,
+        Verdict::Fail
+    );
 }
 
 #[test]

@@ -45,7 +45,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// The configuration file.
-    #[arg(short = 'f', long = "file", env = "CUTOVER_CONFIG", default_value = "cutover.yaml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "CUTOVER_CONFIG",
+        default_value = "cutover.yaml"
+    )]
     pub file: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]

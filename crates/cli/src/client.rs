@@ -17,9 +17,19 @@ pub struct Client {
 
 impl Client {
     pub fn new(api: &str) -> anyhow::Result<Client> {
-        let base = if api.starts_with("http://") { api.to_owned() } else { format!("http://{api}") };
-        let http = reqwest::Client::builder().no_proxy().build().context("could not build an HTTP client")?;
-        Ok(Client { base: base.trim_end_matches('/').to_owned(), http })
+        let base = if api.starts_with("http://") {
+            api.to_owned()
+        } else {
+            format!("http://{api}")
+        };
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("could not build an HTTP client")?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
     }
 
     /// Finds the daemon: `--api` if given, else `daemon.json` in the config's state dir.
@@ -46,17 +56,31 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let response = self.http.get(self.url(path)).send().await.with_context(|| self.unreachable())?;
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
         decode(response).await
     }
 
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
-        let response = self.http.post(self.url(path)).json(body).send().await.with_context(|| self.unreachable())?;
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
         decode(response).await
     }
 
     /// The run's events, recorded then live, until its final one.
-    pub async fn events(&self, run_id: &str) -> anyhow::Result<impl Stream<Item = anyhow::Result<RunEvent>> + use<>> {
+    pub async fn events(
+        &self,
+        run_id: &str,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<RunEvent>> + use<>> {
         let response = self
             .http
             .get(self.url(&format!("/api/v1/runs/{run_id}/events")))
@@ -74,10 +98,15 @@ impl Client {
                     buffer.extend_from_slice(&bytes);
                     while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = buffer.drain(..=end).collect();
-                        out.push(serde_json::from_slice::<RunEvent>(&line).context("the daemon sent an event that is not JSON"));
+                        out.push(
+                            serde_json::from_slice::<RunEvent>(&line)
+                                .context("the daemon sent an event that is not JSON"),
+                        );
                     }
                 }
-                Err(e) => out.push(Err(anyhow!(e).context("lost the connection to the daemon; the run goes on: see `cutover status`"))),
+                Err(e) => out.push(Err(anyhow!(e).context(
+                    "lost the connection to the daemon; the run goes on: see `cutover status`",
+                ))),
             }
             futures_util::stream::iter(out)
         });
@@ -89,7 +118,10 @@ impl Client {
     }
 
     fn unreachable(&self) -> String {
-        format!("could not reach the cutover daemon at {}; is `cutover serve` running?", self.base)
+        format!(
+            "could not reach the cutover daemon at {}; is `cutover serve` running?",
+            self.base
+        )
     }
 }
 
@@ -97,7 +129,10 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Res
     if !response.status().is_success() {
         return Err(api_error(response).await);
     }
-    response.json().await.context("the daemon's answer could not be read")
+    response
+        .json()
+        .await
+        .context("the daemon's answer could not be read")
 }
 
 /// The daemon refused a request; nothing was changed.
@@ -133,7 +168,10 @@ async fn api_error(response: reqwest::Response) -> anyhow::Error {
     let body: Value = response.json().await.unwrap_or_default();
     Refused {
         code: body["code"].as_str().unwrap_or_default().to_owned(),
-        message: body["error"].as_str().unwrap_or("the daemon refused the request").to_owned(),
+        message: body["error"]
+            .as_str()
+            .unwrap_or("the daemon refused the request")
+            .to_owned(),
         status,
     }
     .into()

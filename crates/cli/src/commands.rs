@@ -8,7 +8,9 @@ use cutover_store::RunRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::args::{ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs, ServeArgs};
+use crate::args::{
+    ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs, ServeArgs,
+};
 use crate::client::{Client, Refused};
 use crate::follow::{self, Style};
 use crate::{demo, exit, faults, sample_app};
@@ -49,14 +51,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let client = Client::locate(&args.follow.client)?;
-    let started = client.post::<RunStarted>("/api/v1/deploy", &json!({ "version": args.version })).await;
+    let started = client
+        .post::<RunStarted>("/api/v1/deploy", &json!({ "version": args.version }))
+        .await;
     let started = match started {
         Ok(s) => s,
         // Deploying what already serves changes nothing and is what a re-run CI job
         // asks for: say so and succeed.
-        Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.code == "already_serving") => {
+        Err(e)
+            if e.downcast_ref::<Refused>()
+                .is_some_and(|r| r.code == "already_serving") =>
+        {
             if args.follow.client.config.json {
-                println!("{}", json!({ "kind": "already_serving", "version": args.version, "message": format!("{e}") }));
+                println!(
+                    "{}",
+                    json!({ "kind": "already_serving", "version": args.version, "message": format!("{e}") })
+                );
             } else {
                 println!("{e}");
             }
@@ -69,15 +79,26 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
 
 async fn rollback(args: FollowArgs) -> anyhow::Result<ExitCode> {
     let client = Client::locate(&args.client)?;
-    let started = client.post::<RunStarted>("/api/v1/rollback", &json!({})).await?;
+    let started = client
+        .post::<RunStarted>("/api/v1/rollback", &json!({}))
+        .await?;
     finish(&client, started, &args).await
 }
 
 /// Follows a started run (unless `--no-wait`) and turns its outcome into the exit code.
-async fn finish(client: &Client, started: RunStarted, args: &FollowArgs) -> anyhow::Result<ExitCode> {
+async fn finish(
+    client: &Client,
+    started: RunStarted,
+    args: &FollowArgs,
+) -> anyhow::Result<ExitCode> {
     let json = args.client.config.json;
     if !json {
-        println!("run {} ({} of {})", started.run_id, started.kind.as_str(), started.version);
+        println!(
+            "run {} ({} of {})",
+            started.run_id,
+            started.kind.as_str(),
+            started.version
+        );
     }
     if args.no_wait {
         if json {
@@ -100,7 +121,10 @@ async fn control(args: ClientArgs, verb: &str) -> anyhow::Result<ExitCode> {
     if args.config.json {
         println!("{answer}");
     } else {
-        println!("{verb} requested for run {}", answer["run_id"].as_str().unwrap_or("?"));
+        println!(
+            "{verb} requested for run {}",
+            answer["run_id"].as_str().unwrap_or("?")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -120,19 +144,27 @@ async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("app      {}", status["app"].as_str().unwrap_or("?"));
-    println!("proxy    http://{}", status["proxy"].as_str().unwrap_or("?"));
+    println!(
+        "proxy    http://{}",
+        status["proxy"].as_str().unwrap_or("?")
+    );
     let describe = |v: &Value| match VersionLine::deserialize(v) {
         Ok(l) => format!(
             "{} ({} ready instance(s){})",
             l.version,
             l.ready_instances,
-            l.problem.map_or(String::new(), |p| format!("; problem: {p}"))
+            l.problem
+                .map_or(String::new(), |p| format!("; problem: {p}"))
         ),
         Err(_) => "none".into(),
     };
     println!("stable   {}", describe(&status["stable"]));
     if !status["canary"].is_null() {
-        println!("canary   {} at {}", describe(&status["canary"]), status["canary_weight"].as_str().unwrap_or("?"));
+        println!(
+            "canary   {} at {}",
+            describe(&status["canary"]),
+            status["canary_weight"].as_str().unwrap_or("?")
+        );
     }
     match status["active_run"].as_object() {
         Some(run) => println!(
@@ -156,7 +188,9 @@ async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
 
 async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let client = Client::locate(&args.client)?;
-    let runs: Vec<RunRecord> = client.get(&format!("/api/v1/runs?limit={}", args.limit)).await?;
+    let runs: Vec<RunRecord> = client
+        .get(&format!("/api/v1/runs?limit={}", args.limit))
+        .await?;
     if args.client.config.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
@@ -165,7 +199,9 @@ async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         println!("no runs yet");
     }
     for r in runs {
-        let took = r.finished_at_ms.map_or("running".into(), |f| format!("{:.1}s", (f - r.started_at_ms) as f64 / 1000.0));
+        let took = r.finished_at_ms.map_or("running".into(), |f| {
+            format!("{:.1}s", (f - r.started_at_ms) as f64 / 1000.0)
+        });
         println!(
             "{}  {:<8} {:<8} {:<12} {:>8}  {}",
             cutover_engine::events::format_ms(r.started_at_ms),
@@ -183,7 +219,10 @@ fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     match cutover_spec::load(&args.file) {
         Ok(config) => {
             if args.json {
-                println!("{}", json!({ "valid": true, "file": args.file, "app": config.app }));
+                println!(
+                    "{}",
+                    json!({ "valid": true, "file": args.file, "app": config.app })
+                );
             } else {
                 println!("{}: valid (app {})", args.file.display(), config.app);
             }
@@ -195,7 +234,10 @@ fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|d| json!({ "file": d.file, "line": d.line, "col": d.col, "message": d.message }))
                 .collect();
-            println!("{}", json!({ "valid": false, "file": args.file, "diagnostics": diagnostics }));
+            println!(
+                "{}",
+                json!({ "valid": false, "file": args.file, "diagnostics": diagnostics })
+            );
             Ok(ExitCode::from(exit::USAGE))
         }
         Err(e) => {
@@ -218,6 +260,10 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&args.file, cutover_spec::STARTER)
         .with_context(|| format!("could not write {}", args.file.display()))?;
-    println!("wrote {}; edit `command`, then run `cutover validate -f {}`", args.file.display(), args.file.display());
+    println!(
+        "wrote {}; edit `command`, then run `cutover validate -f {}`",
+        args.file.display(),
+        args.file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

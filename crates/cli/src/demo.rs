@@ -81,7 +81,10 @@ impl DaemonProcess {
 
     fn terminate(&self) {
         if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
 }
@@ -96,10 +99,14 @@ impl Drop for DaemonProcess {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = match args.dir {
         Some(dir) => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
             dir
         }
-        None => tempfile::Builder::new().prefix("cutover-demo-").tempdir()?.keep(),
+        None => tempfile::Builder::new()
+            .prefix("cutover-demo-")
+            .tempdir()?
+            .keep(),
     };
     let exe = std::env::current_exe().context("could not find the cutover executable")?;
     let config_path = dir.join("cutover.yaml");
@@ -113,14 +120,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let daemon = start_daemon(&exe, &config_path, &dir).await?;
     let info = wait_for_daemon(&dir.join(".cutover"), &daemon).await?;
-    say(&format!("== daemon up: proxy http://{}  API http://{}", info.proxy, info.api));
+    say(&format!(
+        "== daemon up: proxy http://{}  API http://{}",
+        info.proxy, info.api
+    ));
     let client = Client::new(&info.api.to_string())?;
     let style = Style::pick(args.json);
 
     say("\n== 1. first deploy: v1 (start, health-check, serve)");
     let v1 = deploy(&client, "v1", style).await?;
     let load = Load::start(info.proxy, REQUESTS_PER_SECOND)?;
-    say(&format!("== steady load on the proxy: about {REQUESTS_PER_SECOND} requests/s"));
+    say(&format!(
+        "== steady load on the proxy: about {REQUESTS_PER_SECOND} requests/s"
+    ));
     say("\n== 2. canary v2 (healthy): 20% → 50% → 100%, judged every 2s");
     let v2 = deploy(&client, "v2", style).await?;
     say("\n== 3. canary v3 (fails 5% of requests): expect an automatic rollback");
@@ -128,7 +140,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let tally = load.stop().await;
     daemon.stop().await?;
 
-    let runs = [("v1", &v1, Outcome::Promoted), ("v2", &v2, Outcome::Promoted), ("v3", &v3, Outcome::RolledBack)];
+    let runs = [
+        ("v1", &v1, Outcome::Promoted),
+        ("v2", &v2, Outcome::Promoted),
+        ("v3", &v3, Outcome::RolledBack),
+    ];
     let as_expected = runs.iter().all(|(_, (_, outcome), want)| outcome == want);
     if args.json {
         let summary = json!({
@@ -146,7 +162,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("\n== summary");
         for (version, (started, outcome), want) in &runs {
             let mark = if outcome == want { "ok" } else { "UNEXPECTED" };
-            println!("  {version}: {:<12} ({mark})  receipts: {}", outcome.as_str(), started.receipts.display());
+            println!(
+                "  {version}: {:<12} ({mark})  receipts: {}",
+                outcome.as_str(),
+                started.receipts.display()
+            );
         }
         println!("  traffic seen by the load generator:");
         for (version, (requests, errors)) in &tally.by_version {
@@ -190,13 +210,22 @@ async fn wait_for_daemon(state_dir: &Path, daemon: &DaemonProcess) -> anyhow::Re
             return Ok(info);
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("the daemon did not come up within 30s; see {}", state_dir.with_file_name("daemon.log").display());
+            bail!(
+                "the daemon did not come up within 30s; see {}",
+                state_dir.with_file_name("daemon.log").display()
+            );
         }
     }
 }
 
-async fn deploy(client: &Client, version: &str, style: Style) -> anyhow::Result<(RunStarted, Outcome)> {
-    let started: RunStarted = client.post("/api/v1/deploy", &json!({ "version": version })).await?;
+async fn deploy(
+    client: &Client,
+    version: &str,
+    style: Style,
+) -> anyhow::Result<(RunStarted, Outcome)> {
+    let started: RunStarted = client
+        .post("/api/v1/deploy", &json!({ "version": version }))
+        .await?;
     let end = follow::follow(client, &started.run_id, style).await?;
     if style != Style::Json {
         println!("{}", end.message);
@@ -204,4 +233,3 @@ async fn deploy(client: &Client, version: &str, style: Style) -> anyhow::Result<
     let outcome = end.outcome.context("the final event carries no outcome")?;
     Ok((started, outcome))
 }
-

@@ -33,11 +33,19 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    Exit { code: USAGE, message: message.into() }.into()
+    Exit {
+        code: USAGE,
+        message: message.into(),
+    }
+    .into()
 }
 
 pub fn with_code(code: u8, message: impl Into<String>) -> anyhow::Error {
-    Exit { code, message: message.into() }.into()
+    Exit {
+        code,
+        message: message.into(),
+    }
+    .into()
 }
 
 pub fn for_outcome(outcome: Outcome) -> u8 {

@@ -33,10 +33,18 @@ pub fn apply(args: &mut SampleAppArgs, spec: &str) -> anyhow::Result<()> {
                     .filter(|r| (0.0..=1.0).contains(r))
                     .ok_or_else(|| bad("needs a rate between 0 and 1"))?;
             }
-            "latency-ms" => wanted.latency_ms = value()?.parse().map_err(|_| bad("needs whole milliseconds"))?,
+            "latency-ms" => {
+                wanted.latency_ms = value()?
+                    .parse()
+                    .map_err(|_| bad("needs whole milliseconds"))?
+            }
             "fail-health" => wanted.fail_health = true,
             "crash-after" => {
-                wanted.crash_after = Some(value()?.parse().map_err(|_| bad("needs a duration like `10s`"))?);
+                wanted.crash_after = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| bad("needs a duration like `10s`"))?,
+                );
             }
             _ => return Err(bad("names an unknown fault")),
         }
@@ -69,7 +77,10 @@ mod tests {
         apply(&mut v3, spec).unwrap();
         assert_eq!(v3.error_rate, 0.05);
         assert!(!v3.fail_health);
-        assert_eq!(v3.crash_after.map(|d| *d), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            v3.crash_after.map(|d| *d),
+            Some(std::time::Duration::from_secs(2))
+        );
         let mut v2 = args("v2");
         apply(&mut v2, spec).unwrap();
         assert_eq!(v2.error_rate, 0.0);

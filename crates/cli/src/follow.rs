@@ -41,8 +41,10 @@ pub async fn follow(client: &Client, run_id: &str, style: Style) -> anyhow::Resu
     let bar = (style == Style::Bar).then(|| {
         let bar = ProgressBar::new(100);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] canary {bar:30} {pos:>3}%  {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] canary {bar:30} {pos:>3}%  {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
@@ -74,11 +76,18 @@ pub async fn follow(client: &Client, run_id: &str, style: Style) -> anyhow::Resu
     if let Some(bar) = &bar {
         bar.abandon();
     }
-    Err(anyhow!("the daemon closed the event stream of run {run_id} before it ended; see `cutover status`"))
+    Err(anyhow!(
+        "the daemon closed the event stream of run {run_id} before it ended; see `cutover status`"
+    ))
 }
 
 /// One event as a line for people.
 pub fn line(since_s: f64, event: &RunEvent) -> String {
-    let weight = event.weight_bp.map_or(String::new(), |bp| format!(" [{}]", format_bp(bp)));
-    format!("{:>+7.1}s {:<8}{weight} {}", since_s, event.kind, event.message)
+    let weight = event
+        .weight_bp
+        .map_or(String::new(), |bp| format!(" [{}]", format_bp(bp)));
+    format!(
+        "{:>+7.1}s {:<8}{weight} {}",
+        since_s, event.kind, event.message
+    )
 }

@@ -29,7 +29,10 @@ impl Load {
     /// workers, until stopped.
     pub fn start(target: SocketAddr, rate: u32) -> anyhow::Result<Load> {
         const WORKERS: u32 = 4;
-        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()?;
         let (stop, stopped) = watch::channel(false);
         let tally = Arc::new(Mutex::new(Tally::default()));
         let mut workers = JoinSet::new();
@@ -66,7 +69,11 @@ impl Load {
                 }
             });
         }
-        Ok(Load { stop, workers, tally })
+        Ok(Load {
+            stop,
+            workers,
+            tally,
+        })
     }
 
     pub async fn stop(mut self) -> Tally {

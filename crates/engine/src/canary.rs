@@ -34,7 +34,13 @@ pub struct Tally {
 /// `elapsed` is the time spent in the current step. A step ends only on a passing
 /// window once its pause is over: a rollout never moves on, let alone promotes, on
 /// missing data.
-pub fn after_window(tally: &mut Tally, analysis: &AnalysisSpec, step: &Step, elapsed: Duration, report: &WindowReport) -> Next {
+pub fn after_window(
+    tally: &mut Tally,
+    analysis: &AnalysisSpec,
+    step: &Step,
+    elapsed: Duration,
+    report: &WindowReport,
+) -> Next {
     match report.verdict {
         Verdict::Fail => {
             tally.failures += 1;
@@ -43,7 +49,11 @@ pub fn after_window(tally: &mut Tally, analysis: &AnalysisSpec, step: &Step, ela
                 let why: Vec<String> = report
                     .failures()
                     .iter()
-                    .map(|m| m.reason.clone().unwrap_or_else(|| format!("{} failed", m.metric)))
+                    .map(|m| {
+                        m.reason
+                            .clone()
+                            .unwrap_or_else(|| format!("{} failed", m.metric))
+                    })
                     .collect();
                 return Next::RollBack(format!(
                     "analysis failed {} time(s), reaching the failure limit of {}: {}",
@@ -82,7 +92,11 @@ pub fn after_window(tally: &mut Tally, analysis: &AnalysisSpec, step: &Step, ela
 /// The stable sample to judge against: this window's, or, when the stable version
 /// served too little this window (at a 100% step it serves nothing), the last window
 /// in which it served enough. Returns the sample and whether it was carried over.
-pub fn baseline(current: Sample, carried: &mut Option<Sample>, min_requests: u64) -> (Sample, bool) {
+pub fn baseline(
+    current: Sample,
+    carried: &mut Option<Sample>,
+    min_requests: u64,
+) -> (Sample, bool) {
     if current.requests >= min_requests.max(1) {
         *carried = Some(current);
         (current, false)
@@ -111,7 +125,10 @@ mod tests {
     }
 
     fn step(pause: Pause) -> Step {
-        Step { weight: Percent::from_fraction(0.1).unwrap(), pause }
+        Step {
+            weight: Percent::from_fraction(0.1).unwrap(),
+            pause,
+        }
     }
 
     fn report(verdict: Verdict) -> WindowReport {
@@ -124,7 +141,8 @@ mod tests {
                 canary: "5.00%".into(),
                 limit: "<= 1%".into(),
                 verdict,
-                reason: (verdict != Verdict::Pass).then(|| "error rate 5.00% is above the limit 1.00%".into()),
+                reason: (verdict != Verdict::Pass)
+                    .then(|| "error rate 5.00% is above the limit 1.00%".into()),
             }],
             verdict,
         }
@@ -134,9 +152,24 @@ mod tests {
     fn a_pass_before_the_pause_is_over_stays() {
         let mut t = Tally::default();
         let s = step(Pause::For(Duration::from_secs(30)));
-        assert_eq!(after_window(&mut t, &analysis(1, 3), &s, Duration::from_secs(10), &report(Verdict::Pass)), Next::Stay);
         assert_eq!(
-            after_window(&mut t, &analysis(1, 3), &s, Duration::from_secs(30), &report(Verdict::Pass)),
+            after_window(
+                &mut t,
+                &analysis(1, 3),
+                &s,
+                Duration::from_secs(10),
+                &report(Verdict::Pass)
+            ),
+            Next::Stay
+        );
+        assert_eq!(
+            after_window(
+                &mut t,
+                &analysis(1, 3),
+                &s,
+                Duration::from_secs(30),
+                &report(Verdict::Pass)
+            ),
             Next::StepDone
         );
     }
@@ -145,7 +178,13 @@ mod tests {
     fn an_indefinite_pause_never_ends_by_itself() {
         let mut t = Tally::default();
         let s = step(Pause::UntilPromoted);
-        let next = after_window(&mut t, &analysis(1, 3), &s, Duration::from_secs(86_400), &report(Verdict::Pass));
+        let next = after_window(
+            &mut t,
+            &analysis(1, 3),
+            &s,
+            Duration::from_secs(86_400),
+            &report(Verdict::Pass),
+        );
         assert_eq!(next, Next::Stay);
     }
 
@@ -154,8 +193,23 @@ mod tests {
         let mut t = Tally::default();
         let s = step(Pause::For(Duration::from_secs(1)));
         let a = analysis(2, 3);
-        assert_eq!(after_window(&mut t, &a, &s, Duration::from_secs(5), &report(Verdict::Fail)), Next::Stay);
-        match after_window(&mut t, &a, &s, Duration::from_secs(10), &report(Verdict::Fail)) {
+        assert_eq!(
+            after_window(
+                &mut t,
+                &a,
+                &s,
+                Duration::from_secs(5),
+                &report(Verdict::Fail)
+            ),
+            Next::Stay
+        );
+        match after_window(
+            &mut t,
+            &a,
+            &s,
+            Duration::from_secs(10),
+            &report(Verdict::Fail),
+        ) {
             Next::RollBack(why) => assert!(why.contains("error rate 5.00%"), "{why}"),
             other => panic!("expected a rollback, got {other:?}"),
         }
@@ -167,10 +221,22 @@ mod tests {
         let s = step(Pause::UntilPromoted);
         let a = analysis(1, 2);
         let d = Duration::from_secs(5);
-        assert_eq!(after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)), Next::Stay);
-        assert_eq!(after_window(&mut t, &a, &s, d, &report(Verdict::Pass)), Next::Stay);
-        assert_eq!(after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)), Next::Stay);
-        assert!(matches!(after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)), Next::RollBack(_)));
+        assert_eq!(
+            after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)),
+            Next::Stay
+        );
+        assert_eq!(
+            after_window(&mut t, &a, &s, d, &report(Verdict::Pass)),
+            Next::Stay
+        );
+        assert_eq!(
+            after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)),
+            Next::Stay
+        );
+        assert!(matches!(
+            after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)),
+            Next::RollBack(_)
+        ));
     }
 
     #[test]
@@ -178,15 +244,37 @@ mod tests {
         let mut t = Tally::default();
         let s = step(Pause::For(Duration::ZERO));
         let a = analysis(2, 5);
-        assert_eq!(after_window(&mut t, &a, &s, Duration::from_secs(5), &report(Verdict::Fail)), Next::Stay);
-        assert_eq!(after_window(&mut t, &a, &s, Duration::from_secs(5), &report(Verdict::Pass)), Next::StepDone);
+        assert_eq!(
+            after_window(
+                &mut t,
+                &a,
+                &s,
+                Duration::from_secs(5),
+                &report(Verdict::Fail)
+            ),
+            Next::Stay
+        );
+        assert_eq!(
+            after_window(
+                &mut t,
+                &a,
+                &s,
+                Duration::from_secs(5),
+                &report(Verdict::Pass)
+            ),
+            Next::StepDone
+        );
         assert_eq!(t.failures, 1);
     }
 
     #[test]
     fn baseline_is_carried_over_when_stable_stops_serving() {
         let mut carried = None;
-        let busy = Sample { requests: 100, errors: 1, ..Default::default() };
+        let busy = Sample {
+            requests: 100,
+            errors: 1,
+            ..Default::default()
+        };
         assert_eq!(baseline(busy, &mut carried, 20), (busy, false));
         let idle = Sample::default();
         assert_eq!(baseline(idle, &mut carried, 20), (busy, true));

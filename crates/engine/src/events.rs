@@ -54,5 +54,9 @@ pub fn format_ms(at_ms: i64) -> String {
 
 /// Basis points as a percentage, `12.5%`.
 pub fn format_bp(bp: u16) -> String {
-    if bp % 100 == 0 { format!("{}%", bp / 100) } else { format!("{:.2}%", f64::from(bp) / 100.0) }
+    if bp.is_multiple_of(100) {
+        format!("{}%", bp / 100)
+    } else {
+        format!("{:.2}%", f64::from(bp) / 100.0)
+    }
 }

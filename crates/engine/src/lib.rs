@@ -28,7 +28,9 @@ mod rollout;
 pub mod traffic;
 
 pub use events::RunEvent;
-pub use rollout::{ActiveStatus, Control, Engine, EngineError, RunStarted, STOP_GRACE, Status, VersionStatus};
+pub use rollout::{
+    ActiveStatus, Control, Engine, EngineError, RunStarted, STOP_GRACE, Status, VersionStatus,
+};
 
 #[cfg(test)]
 mod tests;

@@ -13,13 +13,25 @@ use tokio::sync::watch;
 pub enum PlatformError {
     /// An instance could not be spawned at all (bad command, missing binary, ...).
     #[error("could not start instance {instance} of version {version}: {message}")]
-    Spawn { version: String, instance: u32, message: String },
+    Spawn {
+        version: String,
+        instance: u32,
+        message: String,
+    },
     /// An instance did not pass its health check within the startup timeout.
     #[error("version {version} did not become healthy within {timeout:?}: {last}")]
-    StartupTimeout { version: String, timeout: Duration, last: String },
+    StartupTimeout {
+        version: String,
+        timeout: Duration,
+        last: String,
+    },
     /// An instance exited while starting.
     #[error("version {version}: instance {instance} exited while starting: {status}")]
-    ExitedDuringStartup { version: String, instance: u32, status: String },
+    ExitedDuringStartup {
+        version: String,
+        instance: u32,
+        status: String,
+    },
 }
 
 /// The live state of a started version, as the platform sees it.

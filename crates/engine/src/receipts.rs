@@ -45,20 +45,34 @@ pub struct RunReceipt {
 /// # Guarantees
 /// Idempotent: writing again replaces the files with the same content plus
 /// whatever the store learnt since.
-pub fn write(store: &Store, runs_dir: &Path, run_id: &str, config: &Config) -> Result<PathBuf, ReceiptError> {
+pub fn write(
+    store: &Store,
+    runs_dir: &Path,
+    run_id: &str,
+    config: &Config,
+) -> Result<PathBuf, ReceiptError> {
     let run = store.run(run_id)?;
     let events = store.events(run_id)?;
     let measurements = store.measurements(run_id)?;
     let dir = runs_dir.join(run_id);
-    let io = |path: &Path, source| ReceiptError::Write { path: path.to_owned(), source };
+    let io = |path: &Path, source| ReceiptError::Write {
+        path: path.to_owned(),
+        source,
+    };
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
 
     let mut files = vec![("deployment-log.md", deployment_log(&run, &events))];
     if !measurements.is_empty() {
-        files.push(("canary-analysis.md", canary_analysis(&run, &measurements, config)));
+        files.push((
+            "canary-analysis.md",
+            canary_analysis(&run, &measurements, config),
+        ));
     }
     if matches!(run.outcome, Some(Outcome::RolledBack | Outcome::Aborted)) {
-        files.push(("rollback-log.md", rollback_log(&run, &events, &measurements)));
+        files.push((
+            "rollback-log.md",
+            rollback_log(&run, &events, &measurements),
+        ));
     }
     for (name, text) in &files {
         let path = dir.join(name);
@@ -98,10 +112,20 @@ fn header(out: &mut String, title: &str, run: &RunRecord) {
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(out, "| run | `{}` |", run.id);
     let _ = writeln!(out, "| kind | {} |", run.kind.as_str());
-    let _ = writeln!(out, "| from → to | {} → {} |", run.stable.as_deref().unwrap_or("(nothing)"), run.version);
+    let _ = writeln!(
+        out,
+        "| from → to | {} → {} |",
+        run.stable.as_deref().unwrap_or("(nothing)"),
+        run.version
+    );
     let _ = writeln!(out, "| started | {} |", format_ms(run.started_at_ms));
     if let Some(end) = run.finished_at_ms {
-        let _ = writeln!(out, "| finished | {} ({}) |", format_ms(end), elapsed(run.started_at_ms, end));
+        let _ = writeln!(
+            out,
+            "| finished | {} ({}) |",
+            format_ms(end),
+            elapsed(run.started_at_ms, end)
+        );
     }
     let _ = writeln!(out, "| outcome | **{}** |", outcome_words(run));
     if let Some(reason) = &run.reason {
@@ -149,7 +173,9 @@ fn canary_analysis(run: &RunRecord, measurements: &[MeasurementRecord], config: 
         let r = &m.report;
         for metric in &r.metrics {
             let verdict = match (&metric.reason, metric.verdict) {
-                (Some(why), Verdict::Fail | Verdict::Inconclusive) => format!("**{}**: {}", metric.verdict, cell(why)),
+                (Some(why), Verdict::Fail | Verdict::Inconclusive) => {
+                    format!("**{}**: {}", metric.verdict, cell(why))
+                }
                 _ => metric.verdict.to_string(),
             };
             let _ = writeln!(
@@ -169,7 +195,12 @@ fn canary_analysis(run: &RunRecord, measurements: &[MeasurementRecord], config: 
             );
         }
     }
-    let counts = |v: Verdict| measurements.iter().filter(|m| m.report.verdict == v).count();
+    let counts = |v: Verdict| {
+        measurements
+            .iter()
+            .filter(|m| m.report.verdict == v)
+            .count()
+    };
     let _ = writeln!(
         out,
         "\n{} window(s): {} pass, {} fail, {} inconclusive.",
@@ -181,16 +212,33 @@ fn canary_analysis(run: &RunRecord, measurements: &[MeasurementRecord], config: 
     out
 }
 
-fn rollback_log(run: &RunRecord, events: &[EventRecord], measurements: &[MeasurementRecord]) -> String {
+fn rollback_log(
+    run: &RunRecord,
+    events: &[EventRecord],
+    measurements: &[MeasurementRecord],
+) -> String {
     let mut out = String::new();
     header(&mut out, "Rollback log", run);
-    let _ = writeln!(out, "## Trigger\n\n{}\n", run.reason.as_deref().unwrap_or("(not recorded)"));
+    let _ = writeln!(
+        out,
+        "## Trigger\n\n{}\n",
+        run.reason.as_deref().unwrap_or("(not recorded)")
+    );
     out.push_str("## Evidence\n\n");
-    let failing: Vec<_> = measurements.iter().filter(|m| m.report.verdict == Verdict::Fail).collect();
+    let failing: Vec<_> = measurements
+        .iter()
+        .filter(|m| m.report.verdict == Verdict::Fail)
+        .collect();
     let health: Vec<_> = events.iter().filter(|e| e.kind == "health").collect();
     if failing.is_empty() {
         out.push_str("No analysis window failed. Health and commands recorded:\n\n");
-        for e in health.iter().chain(events.iter().filter(|e| e.kind == "command").collect::<Vec<_>>().iter()) {
+        for e in health.iter().chain(
+            events
+                .iter()
+                .filter(|e| e.kind == "command")
+                .collect::<Vec<_>>()
+                .iter(),
+        ) {
             let _ = writeln!(out, "- {} {}", format_ms(e.at_ms), e.message);
         }
         if let Some(last) = measurements.last() {
@@ -222,12 +270,19 @@ fn rollback_log(run: &RunRecord, events: &[EventRecord], measurements: &[Measure
         }
     }
     out.push_str("\n## Steps taken\n\n");
-    let start = events.iter().position(|e| e.kind == "rollback").unwrap_or(events.len().saturating_sub(1));
+    let start = events
+        .iter()
+        .position(|e| e.kind == "rollback")
+        .unwrap_or(events.len().saturating_sub(1));
     for e in &events[start..] {
         let _ = writeln!(out, "1. {} {}", format_ms(e.at_ms), e.message);
     }
     if let (Some(first), Some(last)) = (events.get(start), events.last()) {
-        let _ = writeln!(out, "\nRollback took {} from decision to the last step.", elapsed(first.at_ms, last.at_ms));
+        let _ = writeln!(
+            out,
+            "\nRollback took {} from decision to the last step.",
+            elapsed(first.at_ms, last.at_ms)
+        );
     }
     out
 }

@@ -31,7 +31,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// Another run of the app is in progress.
-    #[error("a rollout of {version} is already in progress (run {run_id}); wait for it, or `cutover abort` it")]
+    #[error(
+        "a rollout of {version} is already in progress (run {run_id}); wait for it, or `cutover abort` it"
+    )]
     Busy { run_id: String, version: String },
     /// The version asked for already serves all traffic.
     #[error("version {0} is already the stable version; nothing to deploy")]
@@ -128,12 +130,19 @@ struct Routed {
 
 impl Routed {
     fn target(&self) -> Target {
-        Target { version: self.version.clone(), instances: self.health.borrow().ready.clone() }
+        Target {
+            version: self.version.clone(),
+            instances: self.health.borrow().ready.clone(),
+        }
     }
 
     fn status(&self) -> VersionStatus {
         let h = self.health.borrow();
-        VersionStatus { version: self.version.clone(), ready_instances: h.ready.len(), problem: h.problem.clone() }
+        VersionStatus {
+            version: self.version.clone(),
+            ready_instances: h.ready.len(),
+            problem: h.problem.clone(),
+        }
     }
 }
 
@@ -145,7 +154,10 @@ struct ActiveRun {
 
 /// How starting a version ended.
 enum Started {
-    Ready { release: Box<dyn Release>, promote_requested: bool },
+    Ready {
+        release: Box<dyn Release>,
+        promote_requested: bool,
+    },
     /// It never became healthy, or the run was aborted meanwhile.
     NotReady(Decision),
 }
@@ -220,8 +232,12 @@ impl Engine {
                 promoted.first().map_or("no version", String::as_str)
             );
             warn!(run = %run.id, phase = %run.phase, "settling a run interrupted by a daemon stop");
-            inner.store.append_event(&run.id, now_ms(), "outcome", &reason, Some(0))?;
-            inner.store.finish_run(&run.id, now_ms(), Outcome::Aborted, &reason)?;
+            inner
+                .store
+                .append_event(&run.id, now_ms(), "outcome", &reason, Some(0))?;
+            inner
+                .store
+                .finish_run(&run.id, now_ms(), Outcome::Aborted, &reason)?;
             inner.write_receipts(&run.id);
         }
         if let Some(version) = promoted.first() {
@@ -230,7 +246,9 @@ impl Engine {
                 Ok(release) => {
                     inner.install_stable(release, true).await;
                 }
-                Err(e) => warn!(app = %app, version = %version, error = %e, "could not start the stable version again"),
+                Err(e) => {
+                    warn!(app = %app, version = %version, error = %e, "could not start the stable version again")
+                }
             }
         }
         Ok(())
@@ -245,11 +263,18 @@ impl Engine {
     /// requests that cannot be honoured. Nothing is started when it fails.
     pub fn deploy(&self, version: &str) -> Result<RunStarted, EngineError> {
         validate_version(version)?;
-        let stable = lock(&self.inner.routing).stable.as_ref().map(|r| r.version.clone());
+        let stable = lock(&self.inner.routing)
+            .stable
+            .as_ref()
+            .map(|r| r.version.clone());
         if stable.as_deref() == Some(version) {
             return Err(EngineError::AlreadyServing(version.to_owned()));
         }
-        let kind = if stable.is_some() { RunKind::Canary } else { RunKind::Initial };
+        let kind = if stable.is_some() {
+            RunKind::Canary
+        } else {
+            RunKind::Initial
+        };
         self.start_run(version, stable, kind)
     }
 
@@ -258,8 +283,14 @@ impl Engine {
     /// # Errors
     /// When a run is active or there is nothing to go back to.
     pub fn rollback(&self) -> Result<RunStarted, EngineError> {
-        let stable = lock(&self.inner.routing).stable.as_ref().map(|r| r.version.clone());
-        let promoted = self.inner.store.promoted_versions(&self.inner.config.app, 2)?;
+        let stable = lock(&self.inner.routing)
+            .stable
+            .as_ref()
+            .map(|r| r.version.clone());
+        let promoted = self
+            .inner
+            .store
+            .promoted_versions(&self.inner.config.app, 2)?;
         let target = match (stable.as_deref(), promoted.as_slice()) {
             (Some(s), [first, second, ..]) if s == first => second.clone(),
             // The stable version is not the last promoted one only after a failed
@@ -286,14 +317,25 @@ impl Engine {
         let active = active.as_ref().ok_or(EngineError::NoActiveRun)?;
         // The receiver lives as long as the run; a send error means the run is
         // finishing right now, which is the same as having no run.
-        active.control.send(control).map_err(|_| EngineError::NoActiveRun)?;
+        active
+            .control
+            .send(control)
+            .map_err(|_| EngineError::NoActiveRun)?;
         Ok(active.run.id.clone())
     }
 
-    fn start_run(&self, version: &str, stable: Option<String>, kind: RunKind) -> Result<RunStarted, EngineError> {
+    fn start_run(
+        &self,
+        version: &str,
+        stable: Option<String>,
+        kind: RunKind,
+    ) -> Result<RunStarted, EngineError> {
         let mut active = lock(&self.inner.active);
         if let Some(a) = active.as_ref() {
-            return Err(EngineError::Busy { run_id: a.run.id.clone(), version: a.run.version.clone() });
+            return Err(EngineError::Busy {
+                run_id: a.run.id.clone(),
+                version: a.run.version.clone(),
+            });
         }
         let run = NewRun {
             id: self.inner.new_run_id(version)?,
@@ -308,10 +350,19 @@ impl Engine {
         let inner = self.inner.clone();
         let driven = run.clone();
         let handle = tokio::spawn(async move { inner.drive(driven, rx).await });
-        *active = Some(ActiveRun { run: run.clone(), control: tx, handle: Some(handle) });
+        *active = Some(ActiveRun {
+            run: run.clone(),
+            control: tx,
+            handle: Some(handle),
+        });
         info!(app = %run.app, run = %run.id, version = %run.version, kind = run.kind.as_str(), "run started");
         let receipts = self.inner.runs_dir.join(&run.id);
-        Ok(RunStarted { run_id: run.id, version: run.version, kind: run.kind, receipts })
+        Ok(RunStarted {
+            run_id: run.id,
+            version: run.version,
+            kind: run.kind,
+            receipts,
+        })
     }
 
     /// The app as it is now.
@@ -321,20 +372,31 @@ impl Engine {
             run_id: a.run.id.clone(),
             version: a.run.version.clone(),
             kind: a.run.kind,
-            phase: self.inner.store.run(&a.run.id).map(|r| r.phase).unwrap_or_default(),
+            phase: self
+                .inner
+                .store
+                .run(&a.run.id)
+                .map(|r| r.phase)
+                .unwrap_or_default(),
         });
         Status {
             app: self.inner.config.app.clone(),
             stable: routing.stable.as_ref().map(Routed::status),
             canary: routing.canary.as_ref().map(Routed::status),
-            canary_weight: format_bp(if routing.canary.is_some() { routing.weight_bp } else { 0 }),
+            canary_weight: format_bp(if routing.canary.is_some() {
+                routing.weight_bp
+            } else {
+                0
+            }),
             active_run: active,
         }
     }
 
     /// Waits for the active run, if any, to finish.
     pub async fn wait_idle(&self) {
-        let handle = lock(&self.inner.active).as_mut().and_then(|a| a.handle.take());
+        let handle = lock(&self.inner.active)
+            .as_mut()
+            .and_then(|a| a.handle.take());
         if let Some(handle) = handle {
             let _ = handle.await;
         }
@@ -375,7 +437,10 @@ impl Inner {
                 routing.weight_bp = 0;
                 drop(routing);
                 self.reroute();
-                (Outcome::RolledBack, format!("internal error, traffic returned to stable: {e}"))
+                (
+                    Outcome::RolledBack,
+                    format!("internal error, traffic returned to stable: {e}"),
+                )
             }
         };
         let message = match outcome {
@@ -387,7 +452,9 @@ impl Inner {
         if let Err(e) = self.store.finish_run(&run.id, at, outcome, &reason) {
             warn!(run = %run.id, error = %e, "could not record the outcome");
         }
-        let record = self.store.append_event(&run.id, at, "outcome", &message, None);
+        let record = self
+            .store
+            .append_event(&run.id, at, "outcome", &message, None);
         self.write_receipts(&run.id);
         // Clear the slot before announcing the end, so a client reacting to the
         // final event can start the next run at once.
@@ -418,8 +485,15 @@ impl Inner {
             Started::NotReady(decision) => return Ok(decision),
         };
         self.install_stable(release, true).await;
-        self.emit(run, "weight", &format!("100% of traffic to {}", run.version), Some(0))?;
-        Ok(Decision::Promote("first version of the app: started, healthy and serving".into()))
+        self.emit(
+            run,
+            "weight",
+            &format!("100% of traffic to {}", run.version),
+            Some(0),
+        )?;
+        Ok(Decision::Promote(
+            "first version of the app: started, healthy and serving".into(),
+        ))
     }
 
     async fn fast_switch(
@@ -444,19 +518,27 @@ impl Inner {
         control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Result<Decision, EngineError> {
         let (release, promote_requested) = match self.start_version(run, control).await? {
-            Started::Ready { release, promote_requested } => (release, promote_requested),
+            Started::Ready {
+                release,
+                promote_requested,
+            } => (release, promote_requested),
             Started::NotReady(decision) => return Ok(decision),
         };
         let mut health = release.health();
         health.borrow_and_update();
         {
             let mut routing = lock(&self.routing);
-            routing.canary = Some(Routed { version: run.version.clone(), health: health.clone() });
+            routing.canary = Some(Routed {
+                version: run.version.clone(),
+                health: health.clone(),
+            });
             routing.weight_bp = 0;
         }
         self.follow_health(health.clone());
         let decision = if promote_requested {
-            Decision::Promote("promoted by request while it was starting, skipping every step".into())
+            Decision::Promote(
+                "promoted by request while it was starting, skipping every step".into(),
+            )
         } else {
             self.canary_steps(run, &mut health, control).await?
         };
@@ -489,13 +571,21 @@ impl Inner {
                 Pause::For(d) => format!("for at least {}", humantime::format_duration(d)),
                 Pause::UntilPromoted => "until `cutover promote`".into(),
             };
-            self.set_phase(run, &format!("step {}/{} at {}", i + 1, steps.len(), step.weight))?;
+            self.set_phase(
+                run,
+                &format!("step {}/{} at {}", i + 1, steps.len(), step.weight),
+            )?;
             lock(&self.routing).weight_bp = bp;
             self.reroute();
             self.emit(
                 run,
                 "weight",
-                &format!("step {}/{}: {} of traffic to {version}, analysing {pause}", i + 1, steps.len(), step.weight),
+                &format!(
+                    "step {}/{}: {} of traffic to {version}, analysing {pause}",
+                    i + 1,
+                    steps.len(),
+                    step.weight
+                ),
                 Some(bp),
             )?;
             let step_start = Instant::now();
@@ -544,7 +634,10 @@ impl Inner {
                 }
             }
         }
-        Ok(Decision::Promote(format!("all {} steps passed analysis", steps.len())))
+        Ok(Decision::Promote(format!(
+            "all {} steps passed analysis",
+            steps.len()
+        )))
     }
 
     /// Starts the run's version and waits for it to be healthy, while honouring an
@@ -559,7 +652,10 @@ impl Inner {
         self.emit(
             run,
             "phase",
-            &format!("starting {} ({} instance(s)), waiting for health", run.version, local.instances),
+            &format!(
+                "starting {} ({} instance(s)), waiting for health",
+                run.version, local.instances
+            ),
             Some(0),
         )?;
         let started = Instant::now();
@@ -597,7 +693,10 @@ impl Inner {
                     ),
                     Some(0),
                 )?;
-                Ok(Started::Ready { release, promote_requested })
+                Ok(Started::Ready {
+                    release,
+                    promote_requested,
+                })
             }
             Err(e) => {
                 let reason = format!("{} never became healthy: {e}", run.version);
@@ -606,17 +705,27 @@ impl Inner {
                     RunKind::Initial => reason,
                     RunKind::Canary => format!("{reason}; no traffic was ever sent to it"),
                     RunKind::Rollback => {
-                        format!("{reason}; {} keeps serving", run.stable.as_deref().unwrap_or("nothing"))
+                        format!(
+                            "{reason}; {} keeps serving",
+                            run.stable.as_deref().unwrap_or("nothing")
+                        )
                     }
                 };
-                Ok(Started::NotReady(Decision::RollBack { outcome: Outcome::RolledBack, reason }))
+                Ok(Started::NotReady(Decision::RollBack {
+                    outcome: Outcome::RolledBack,
+                    reason,
+                }))
             }
         }
     }
 
     /// Gives `release` all traffic and makes it the stable version; drains and stops
     /// the one it replaces.
-    async fn promote_release(self: &Arc<Self>, run: &NewRun, release: Box<dyn Release>) -> Result<(), EngineError> {
+    async fn promote_release(
+        self: &Arc<Self>,
+        run: &NewRun,
+        release: Box<dyn Release>,
+    ) -> Result<(), EngineError> {
         self.set_phase(run, "promoting")?;
         let followed = {
             let mut routing = lock(&self.routing);
@@ -624,13 +733,21 @@ impl Inner {
             // is installed as stable just below.
             let followed = routing.canary.is_some();
             if !followed {
-                routing.canary = Some(Routed { version: run.version.clone(), health: release.health() });
+                routing.canary = Some(Routed {
+                    version: run.version.clone(),
+                    health: release.health(),
+                });
             }
             routing.weight_bp = 10_000;
             followed
         };
         self.reroute();
-        self.emit(run, "weight", &format!("100% of traffic to {}", run.version), Some(10_000))?;
+        self.emit(
+            run,
+            "weight",
+            &format!("100% of traffic to {}", run.version),
+            Some(10_000),
+        )?;
         let old = self.install_stable(release, !followed).await;
         if let Some(mut old) = old {
             self.retire(run, &mut *old).await?;
@@ -639,9 +756,19 @@ impl Inner {
     }
 
     /// Sends all traffic back to stable, then drains and stops the new version.
-    async fn roll_back(&self, run: &NewRun, mut release: Box<dyn Release>, reason: &str) -> Result<(), EngineError> {
+    async fn roll_back(
+        &self,
+        run: &NewRun,
+        mut release: Box<dyn Release>,
+        reason: &str,
+    ) -> Result<(), EngineError> {
         self.set_phase(run, "rolling back")?;
-        self.emit(run, "rollback", &format!("rolling back {}: {reason}", run.version), None)?;
+        self.emit(
+            run,
+            "rollback",
+            &format!("rolling back {}: {reason}", run.version),
+            None,
+        )?;
         {
             let mut routing = lock(&self.routing);
             routing.canary = None;
@@ -649,7 +776,12 @@ impl Inner {
         }
         self.reroute();
         let stable = run.stable.as_deref().unwrap_or("nothing");
-        self.emit(run, "weight", &format!("100% of traffic back on {stable}"), Some(0))?;
+        self.emit(
+            run,
+            "weight",
+            &format!("100% of traffic back on {stable}"),
+            Some(0),
+        )?;
         self.retire(run, &mut *release).await
     }
 
@@ -661,7 +793,9 @@ impl Inner {
         let message = if drained {
             format!("{version} drained: no request in flight")
         } else {
-            format!("{version} still had requests in flight after the drain timeout of {timeout:?}; stopping it anyway")
+            format!(
+                "{version} still had requests in flight after the drain timeout of {timeout:?}; stopping it anyway"
+            )
         };
         self.emit(run, "drain", &message, None)?;
         release.stop(STOP_GRACE).await;
@@ -670,11 +804,18 @@ impl Inner {
     }
 
     /// Makes `release` the stable version; returns the one it replaced.
-    async fn install_stable(self: &Arc<Self>, release: Box<dyn Release>, follow: bool) -> Option<Box<dyn Release>> {
+    async fn install_stable(
+        self: &Arc<Self>,
+        release: Box<dyn Release>,
+        follow: bool,
+    ) -> Option<Box<dyn Release>> {
         let health = release.health();
         {
             let mut routing = lock(&self.routing);
-            routing.stable = Some(Routed { version: release.version().to_owned(), health: health.clone() });
+            routing.stable = Some(Routed {
+                version: release.version().to_owned(),
+                health: health.clone(),
+            });
             routing.canary = None;
             routing.weight_bp = 0;
         }
@@ -704,7 +845,11 @@ impl Inner {
         let split = Split {
             stable: routing.stable.as_ref().map(Routed::target),
             canary: routing.canary.as_ref().map(Routed::target),
-            canary_weight_bp: if routing.canary.is_some() { routing.weight_bp } else { 0 },
+            canary_weight_bp: if routing.canary.is_some() {
+                routing.weight_bp
+            } else {
+                0
+            },
         };
         // Applied under the lock so two reroutes cannot overtake each other.
         self.traffic.apply(&split);
@@ -715,10 +860,20 @@ impl Inner {
         Ok(())
     }
 
-    fn emit(&self, run: &NewRun, kind: &str, message: &str, weight_bp: Option<u16>) -> Result<(), EngineError> {
-        let record = self.store.append_event(&run.id, now_ms(), kind, message, weight_bp)?;
+    fn emit(
+        &self,
+        run: &NewRun,
+        kind: &str,
+        message: &str,
+        weight_bp: Option<u16>,
+    ) -> Result<(), EngineError> {
+        let record = self
+            .store
+            .append_event(&run.id, now_ms(), kind, message, weight_bp)?;
         info!(run = %run.id, version = %run.version, kind, weight_bp, "{message}");
-        let _ = self.events.send(RunEvent::from_record(&run.id, record, None));
+        let _ = self
+            .events
+            .send(RunEvent::from_record(&run.id, record, None));
         Ok(())
     }
 
@@ -731,7 +886,10 @@ impl Inner {
 
     fn new_run_id(&self, version: &str) -> Result<String, EngineError> {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let stamp: String = stamp.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let stamp: String = stamp
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
         let base = format!("{stamp}-{version}");
         let mut id = base.clone();
         let mut n = 1;
@@ -744,21 +902,33 @@ impl Inner {
 }
 
 fn unhealthy(version: &str, problem: &str) -> Decision {
-    Decision::RollBack { outcome: Outcome::RolledBack, reason: format!("{version} became unhealthy: {problem}") }
+    Decision::RollBack {
+        outcome: Outcome::RolledBack,
+        reason: format!("{version} became unhealthy: {problem}"),
+    }
 }
 
 fn summarize(report: &WindowReport, carried_over: bool) -> String {
     let metrics: Vec<String> = report
         .metrics
         .iter()
-        .map(|m| format!("{} {} vs {} ({}, {})", m.metric, m.canary, m.stable, m.limit, m.verdict))
+        .map(|m| {
+            format!(
+                "{} {} vs {} ({}, {})",
+                m.metric, m.canary, m.stable, m.limit, m.verdict
+            )
+        })
         .collect();
     format!(
         "{}: canary {} req, stable {} req{}; {}",
         report.verdict,
         report.canary.requests,
         report.stable.requests,
-        if carried_over { " (stable baseline from an earlier window)" } else { "" },
+        if carried_over {
+            " (stable baseline from an earlier window)"
+        } else {
+            ""
+        },
         metrics.join("; ")
     )
 }
@@ -766,6 +936,12 @@ fn summarize(report: &WindowReport, carried_over: bool) -> String {
 fn validate_version(version: &str) -> Result<(), EngineError> {
     let ok = !version.is_empty()
         && version.len() <= 64
-        && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(EngineError::InvalidVersion(version.to_owned())) }
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidVersion(version.to_owned()))
+    }
 }

@@ -43,7 +43,13 @@ impl Fake {
         self.0.lock().unwrap().running.clone()
     }
     fn last_split(&self) -> Split {
-        self.0.lock().unwrap().splits.last().cloned().unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap()
+            .splits
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
     fn splits(&self) -> Vec<Split> {
         self.0.lock().unwrap().splits.clone()
@@ -73,17 +79,30 @@ impl Platform for Fake {
     async fn start(&self, version: &str) -> Result<Box<dyn Release>, PlatformError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut world = self.0.lock().unwrap();
-        if world.behaviours.get(version).copied().unwrap_or_default().never_healthy {
+        if world
+            .behaviours
+            .get(version)
+            .copied()
+            .unwrap_or_default()
+            .never_healthy
+        {
             return Err(PlatformError::StartupTimeout {
                 version: version.into(),
                 timeout: Duration::from_secs(30),
                 last: "connection refused".into(),
             });
         }
-        let (tx, rx) = watch::channel(ReleaseHealth { ready: vec![addr(version)], problem: None });
+        let (tx, rx) = watch::channel(ReleaseHealth {
+            ready: vec![addr(version)],
+            problem: None,
+        });
         world.health.insert(version.into(), tx);
         world.running.insert(version.into());
-        Ok(Box::new(FakeRelease { version: version.into(), world: self.clone(), health: rx }))
+        Ok(Box::new(FakeRelease {
+            version: version.into(),
+            world: self.clone(),
+            health: rx,
+        }))
     }
 }
 
@@ -117,7 +136,10 @@ impl Traffic for Fake {
 
 impl MetricsSource for Fake {
     fn cursor(&self, version: &str) -> Box<dyn MetricsCursor> {
-        Box::new(FakeCursor { fake: self.clone(), version: version.into() })
+        Box::new(FakeCursor {
+            fake: self.clone(),
+            version: version.into(),
+        })
     }
 }
 
@@ -136,7 +158,13 @@ impl MetricsCursor for FakeCursor {
         }
         let requests = 200;
         let ms = Some(Duration::from_millis(20));
-        Sample { requests, errors: (requests as f64 * b.error_rate) as u64, p50: ms, p95: ms, p99: ms }
+        Sample {
+            requests,
+            errors: (requests as f64 * b.error_rate) as u64,
+            p50: ms,
+            p95: ms,
+            p99: ms,
+        }
     }
 }
 
@@ -183,7 +211,12 @@ fn harness_with(config: &str) -> Harness {
         Arc::new(fake.clone()),
         dir.path().join("runs"),
     );
-    Harness { engine, fake, store, _dir: dir }
+    Harness {
+        engine,
+        fake,
+        store,
+        _dir: dir,
+    }
 }
 
 fn harness() -> Harness {
@@ -203,7 +236,10 @@ impl Harness {
     }
 }
 
-async fn wait_final(events: &mut tokio::sync::broadcast::Receiver<RunEvent>, run_id: &str) -> RunEvent {
+async fn wait_final(
+    events: &mut tokio::sync::broadcast::Receiver<RunEvent>,
+    run_id: &str,
+) -> RunEvent {
     loop {
         let e = events.recv().await.unwrap();
         if e.run_id == run_id && e.is_final() {
@@ -231,12 +267,28 @@ async fn healthy_canary_walks_every_step_then_replaces_stable() {
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
     // Three steps of 30s, judged every 10s: no step can end before its pause.
-    assert!(started.elapsed() >= Duration::from_secs(90), "{:?}", started.elapsed());
-    let weights: Vec<u16> = h.fake.splits().iter().filter(|s| s.canary.is_some()).map(|s| s.canary_weight_bp).collect();
+    assert!(
+        started.elapsed() >= Duration::from_secs(90),
+        "{:?}",
+        started.elapsed()
+    );
+    let weights: Vec<u16> = h
+        .fake
+        .splits()
+        .iter()
+        .filter(|s| s.canary.is_some())
+        .map(|s| s.canary_weight_bp)
+        .collect();
     for w in [1000, 5000, 10_000] {
-        assert!(weights.contains(&w), "weight {w} never applied: {weights:?}");
+        assert!(
+            weights.contains(&w),
+            "weight {w} never applied: {weights:?}"
+        );
     }
-    assert!(weights.windows(2).all(|w| w[0] <= w[1]), "weights went down: {weights:?}");
+    assert!(
+        weights.windows(2).all(|w| w[0] <= w[1]),
+        "weights went down: {weights:?}"
+    );
     let split = h.fake.last_split();
     assert_eq!(split.stable.unwrap().version, "v2");
     assert!(split.canary.is_none());
@@ -251,21 +303,34 @@ async fn healthy_canary_walks_every_step_then_replaces_stable() {
 async fn erroring_canary_rolls_back_at_the_first_failed_window() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave("v2", Behaviour { error_rate: 0.05, ..Default::default() });
+    h.fake.behave(
+        "v2",
+        Behaviour {
+            error_rate: 0.05,
+            ..Default::default()
+        },
+    );
     let started = tokio::time::Instant::now();
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
     assert!(end.message.contains("error rate 5.00%"), "{}", end.message);
     // start (0.5s) + one 10s window: it did not wait for the step's pause to end.
-    assert!(started.elapsed() < Duration::from_secs(12), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
     let split = h.fake.last_split();
     assert_eq!(split.stable.unwrap().version, "v1");
     assert!(split.canary.is_none());
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
-    let rollback = std::fs::read_to_string(h.receipts(&end.run_id).join("rollback-log.md")).unwrap();
+    let rollback =
+        std::fs::read_to_string(h.receipts(&end.run_id).join("rollback-log.md")).unwrap();
     assert!(rollback.contains("error_rate"), "{rollback}");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(h.receipts(&end.run_id).join("run.json")).unwrap()).unwrap();
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(h.receipts(&end.run_id).join("run.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(run["run"]["outcome"], "rolled_back");
 }
 
@@ -273,10 +338,20 @@ async fn erroring_canary_rolls_back_at_the_first_failed_window() {
 async fn a_canary_that_never_becomes_healthy_never_gets_traffic() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave("v2", Behaviour { never_healthy: true, ..Default::default() });
+    h.fake.behave(
+        "v2",
+        Behaviour {
+            never_healthy: true,
+            ..Default::default()
+        },
+    );
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
-    assert!(end.message.contains("never became healthy"), "{}", end.message);
+    assert!(
+        end.message.contains("never became healthy"),
+        "{}",
+        end.message
+    );
     assert!(h.fake.splits().iter().all(|s| s.canary.is_none()));
 }
 
@@ -293,7 +368,8 @@ async fn a_canary_that_breaks_mid_step_rolls_back_at_once() {
             break;
         }
     }
-    h.fake.break_version("v2", "instance 0 (pid 1) exited: exit status: 101");
+    h.fake
+        .break_version("v2", "instance 0 (pid 1) exited: exit status: 101");
     let end = wait_final(&mut events, &run.run_id).await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
     assert!(end.message.contains("exited"), "{}", end.message);
@@ -316,7 +392,10 @@ async fn abort_returns_to_stable_and_records_who_asked() {
     assert_eq!(end.outcome, Some(Outcome::Aborted));
     assert!(end.message.contains("a test"));
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
-    assert!(matches!(h.engine.abort("again"), Err(EngineError::NoActiveRun)));
+    assert!(matches!(
+        h.engine.abort("again"),
+        Err(EngineError::NoActiveRun)
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -339,7 +418,13 @@ async fn a_second_deploy_is_refused_while_one_runs() {
 async fn no_canary_traffic_is_inconclusive_and_never_promoted() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave("v2", Behaviour { idle: true, ..Default::default() });
+    h.fake.behave(
+        "v2",
+        Behaviour {
+            idle: true,
+            ..Default::default()
+        },
+    );
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
     assert!(end.message.contains("inconclusive"), "{}", end.message);
@@ -347,7 +432,10 @@ async fn no_canary_traffic_is_inconclusive_and_never_promoted() {
 
 #[tokio::test(start_paused = true)]
 async fn until_promoted_waits_for_a_person() {
-    let h = harness_with(&CONFIG.replace("weight: 50%\n        pause: 30s", "weight: 50%\n        pause: until-promoted"));
+    let h = harness_with(&CONFIG.replace(
+        "weight: 50%\n        pause: 30s",
+        "weight: 50%\n        pause: until-promoted",
+    ));
     h.deploy("v1").await;
     let mut events = h.engine.subscribe();
     let run = h.engine.deploy("v2").unwrap();
@@ -369,7 +457,10 @@ async fn until_promoted_waits_for_a_person() {
 #[tokio::test(start_paused = true)]
 async fn rollback_goes_to_the_previous_promoted_version_without_analysis() {
     let h = harness();
-    assert!(matches!(h.engine.rollback(), Err(EngineError::NothingToRollBack)));
+    assert!(matches!(
+        h.engine.rollback(),
+        Err(EngineError::NothingToRollBack)
+    ));
     h.deploy("v1").await;
     h.deploy("v2").await;
     let mut events = h.engine.subscribe();
@@ -417,11 +508,20 @@ async fn a_restarted_daemon_settles_interrupted_runs_and_restores_stable() {
 #[tokio::test(start_paused = true)]
 async fn bad_version_names_are_refused_before_anything_starts() {
     let h = harness();
-    assert!(matches!(h.engine.deploy("../etc"), Err(EngineError::InvalidVersion(_))));
-    assert!(matches!(h.engine.deploy(""), Err(EngineError::InvalidVersion(_))));
+    assert!(matches!(
+        h.engine.deploy("../etc"),
+        Err(EngineError::InvalidVersion(_))
+    ));
+    assert!(matches!(
+        h.engine.deploy(""),
+        Err(EngineError::InvalidVersion(_))
+    ));
     assert!(h.fake.splits().is_empty());
     h.deploy("v1").await;
-    assert!(matches!(h.engine.deploy("v1"), Err(EngineError::AlreadyServing(_))));
+    assert!(matches!(
+        h.engine.deploy("v1"),
+        Err(EngineError::AlreadyServing(_))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -434,7 +534,11 @@ async fn abort_while_starting_stops_at_once_without_waiting_for_health() {
     h.engine.abort("a test").unwrap();
     let end = wait_final(&mut events, &run.run_id).await;
     assert_eq!(end.outcome, Some(Outcome::Aborted));
-    assert!(end.message.contains("while v2 was starting"), "{}", end.message);
+    assert!(
+        end.message.contains("while v2 was starting"),
+        "{}",
+        end.message
+    );
     assert!(h.fake.splits().iter().all(|s| s.canary.is_none()));
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
 }

@@ -40,7 +40,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/runs/{id}/events", get(events))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/v1/status") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see /api/v1/status",
+            )
+        })
         .with_state(state)
 }
 
@@ -62,13 +68,21 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message, "code": self.code }))).into_response()
+        (
+            self.status,
+            Json(json!({ "error": self.message, "code": self.code })),
+        )
+            .into_response()
     }
 }
 
@@ -93,7 +107,11 @@ impl From<EngineError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::NoSuchRun(id) => ApiError::new(StatusCode::NOT_FOUND, "no_such_run", format!("no run with id {id}")),
+            StoreError::NoSuchRun(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_run",
+                format!("no run with id {id}"),
+            ),
             e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", error_chain(&e)),
         }
     }
@@ -139,7 +157,10 @@ async fn deploy(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_body",
-            format!("{}; expected a JSON body like {{\"version\": \"v2\"}}", rejection.body_text()),
+            format!(
+                "{}; expected a JSON body like {{\"version\": \"v2\"}}",
+                rejection.body_text()
+            ),
         )
     })?;
     let started = s.engine.deploy(&req.version)?;
@@ -151,7 +172,9 @@ async fn promote(State(s): State<AppState>) -> Result<Json<serde_json::Value>, A
 }
 
 async fn abort(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(json!({ "run_id": s.engine.abort("a person (cutover abort)")? })))
+    Ok(Json(
+        json!({ "run_id": s.engine.abort("a person (cutover abort)")? }),
+    ))
 }
 
 async fn rollback(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -169,13 +192,23 @@ async fn runs(
     query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|r| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("{}; valid: ?limit=N", r.body_text()))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{}; valid: ?limit=N", r.body_text()),
+        )
     })?;
-    let runs = s.engine.store().runs(&s.engine.config().app, q.limit.unwrap_or(20).min(1000))?;
+    let runs = s
+        .engine
+        .store()
+        .runs(&s.engine.config().app, q.limit.unwrap_or(20).min(1000))?;
     Ok(Json(json!(runs)))
 }
 
-async fn run(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn run(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let store = s.engine.store();
     let receipt = receipts::RunReceipt {
         run: store.run(&id)?,
@@ -234,4 +267,3 @@ fn line(e: RunEvent) -> Result<Bytes, Infallible> {
     json.push(b'\n');
     Ok(Bytes::from(json))
 }
-

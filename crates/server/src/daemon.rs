@@ -28,8 +28,14 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// Another daemon already serves this state directory.
-    #[error("another cutover daemon (pid {pid}) already serves {state_dir}; its API is http://{api}")]
-    AlreadyRunning { pid: u32, api: SocketAddr, state_dir: PathBuf },
+    #[error(
+        "another cutover daemon (pid {pid}) already serves {state_dir}; its API is http://{api}"
+    )]
+    AlreadyRunning {
+        pid: u32,
+        api: SocketAddr,
+        state_dir: PathBuf,
+    },
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] cutover_store::StoreError),
@@ -97,13 +103,19 @@ impl Daemon {
     /// See [`ServeError`]; on error nothing is left listening or running.
     pub async fn start(config: Config, api: SocketAddr) -> Result<Daemon, ServeError> {
         let state_dir = config.state_dir.clone();
-        std::fs::create_dir_all(&state_dir)
-            .map_err(|source| ServeError::StateDir { path: state_dir.clone(), source })?;
+        std::fs::create_dir_all(&state_dir).map_err(|source| ServeError::StateDir {
+            path: state_dir.clone(),
+            source,
+        })?;
         if let Some(other) = DaemonInfo::read(&state_dir)
             && process_alive(other.pid)
             && other.pid != std::process::id()
         {
-            return Err(ServeError::AlreadyRunning { pid: other.pid, api: other.api, state_dir });
+            return Err(ServeError::AlreadyRunning {
+                pid: other.pid,
+                api: other.api,
+                state_dir,
+            });
         }
         let store = Arc::new(Store::open(&state_dir.join("cutover.db"))?);
         let proxy = Proxy::bind(config.listen, ProxyOptions::default()).await?;
@@ -115,7 +127,9 @@ impl Daemon {
                 return Err(ServeError::Api { addr: api, source });
             }
         };
-        let api_addr = listener.local_addr().map_err(|source| ServeError::Api { addr: api, source })?;
+        let api_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Api { addr: api, source })?;
         let platform = LocalPlatform::new(
             config.platform.local().clone(),
             config.health.clone(),
@@ -134,7 +148,12 @@ impl Daemon {
             proxy.shutdown().await;
             return Err(e.into());
         }
-        let info = DaemonInfo { app: config.app.clone(), pid: std::process::id(), api: api_addr, proxy: proxy.local_addr() };
+        let info = DaemonInfo {
+            app: config.app.clone(),
+            pid: std::process::id(),
+            api: api_addr,
+            proxy: proxy.local_addr(),
+        };
         let path = DaemonInfo::path(&state_dir);
         let json = serde_json::to_string_pretty(&info).unwrap_or_default();
         if let Err(source) = std::fs::write(&path, json) {
@@ -143,17 +162,31 @@ impl Daemon {
             return Err(ServeError::Info { path, source });
         }
         let (stop_api, mut stopped) = watch::channel(false);
-        let router = api::router(api::AppState { engine: engine.clone(), traffic: traffic.clone(), info: info.clone() });
+        let router = api::router(api::AppState {
+            engine: engine.clone(),
+            traffic: traffic.clone(),
+            info: info.clone(),
+        });
         let api_task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 warn!(error = %e, "the API server stopped");
             }
         });
         info!(app = %info.app, api = %info.api, proxy = %info.proxy, state = %state_dir.display(), "daemon ready");
-        Ok(Daemon { engine, traffic, info, state_dir, stop_api, api_task })
+        Ok(Daemon {
+            engine,
+            traffic,
+            info,
+            state_dir,
+            stop_api,
+            api_task,
+        })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -194,7 +227,10 @@ impl Daemon {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the daemon can only be killed; Ctrl-C still
         // works through tokio's portable handler.
         let _ = tokio::signal::ctrl_c().await;

@@ -18,7 +18,10 @@ pub struct ProxyTraffic {
 
 impl ProxyTraffic {
     pub fn new(proxy: Proxy) -> ProxyTraffic {
-        ProxyTraffic { proxy, stats: Mutex::new(HashMap::new()) }
+        ProxyTraffic {
+            proxy,
+            stats: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn proxy(&self) -> &Proxy {
@@ -27,17 +30,27 @@ impl ProxyTraffic {
 
     fn stats(&self, version: &str) -> Arc<VersionStats> {
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        stats.entry(version.to_owned()).or_insert_with(VersionStats::new).clone()
+        stats
+            .entry(version.to_owned())
+            .or_insert_with(VersionStats::new)
+            .clone()
     }
 
     fn backend(&self, target: &Target) -> Backend {
-        Backend::new(target.version.clone(), target.instances.clone(), self.stats(&target.version))
+        Backend::new(
+            target.version.clone(),
+            target.instances.clone(),
+            self.stats(&target.version),
+        )
     }
 
     /// Requests and 5xx responses per version since the daemon started.
     pub fn totals(&self) -> Vec<(String, u64, u64)> {
         let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<_> = stats.iter().map(|(v, s)| (v.clone(), s.totals().0, s.totals().1)).collect();
+        let mut out: Vec<_> = stats
+            .iter()
+            .map(|(v, s)| (v.clone(), s.totals().0, s.totals().1))
+            .collect();
         out.sort();
         out
     }

@@ -12,8 +12,8 @@
 //! assert_eq!(config.strategy.canary().steps.len(), 3);
 //! ```
 
-mod types;
 mod parse;
+mod types;
 
-pub use parse::{load, parse, ConfigError, Diagnostic, STARTER};
+pub use parse::{ConfigError, Diagnostic, STARTER, load, parse};
 pub use types::*;

@@ -83,37 +83,54 @@ impl Store {
             migrate(&conn)?;
             Ok(conn)
         };
-        let conn = open().map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok(Store { conn: Mutex::new(conn) })
+        let conn = open().map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// A throwaway store, for tests and examples.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
         migrate(&conn)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (each call
         // is its own transaction), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn insert_run(&self, run: &NewRun) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO runs (id, app, version, stable, kind, phase, started_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, 'created', ?6)",
-            params![run.id, run.app, run.version, run.stable, run.kind.as_str(), run.started_at_ms],
+            params![
+                run.id,
+                run.app,
+                run.version,
+                run.stable,
+                run.kind.as_str(),
+                run.started_at_ms
+            ],
         )?;
         Ok(())
     }
 
     /// Records the phase a run is about to enter.
     pub fn set_phase(&self, run_id: &str, phase: &str) -> Result<(), StoreError> {
-        let n = self
-            .conn()
-            .execute("UPDATE runs SET phase = ?2 WHERE id = ?1", params![run_id, phase])?;
+        let n = self.conn().execute(
+            "UPDATE runs SET phase = ?2 WHERE id = ?1",
+            params![run_id, phase],
+        )?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(run_id.to_owned()));
         }
@@ -141,7 +158,13 @@ impl Store {
             params![run_id, seq, at_ms, kind, message, weight_bp],
         )?;
         tx.commit()?;
-        Ok(EventRecord { seq, at_ms, kind: kind.to_owned(), message: message.to_owned(), weight_bp })
+        Ok(EventRecord {
+            seq,
+            at_ms,
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+            weight_bp,
+        })
     }
 
     pub fn add_measurement(&self, run_id: &str, m: &MeasurementRecord) -> Result<(), StoreError> {
@@ -162,7 +185,13 @@ impl Store {
     }
 
     /// Marks the run as ended.
-    pub fn finish_run(&self, run_id: &str, at_ms: i64, outcome: Outcome, reason: &str) -> Result<(), StoreError> {
+    pub fn finish_run(
+        &self,
+        run_id: &str,
+        at_ms: i64,
+        outcome: Outcome,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let n = self.conn().execute(
             "UPDATE runs SET finished_at_ms = ?2, outcome = ?3, reason = ?4, phase = 'finished' WHERE id = ?1",
             params![run_id, at_ms, outcome.as_str(), reason],
@@ -175,7 +204,11 @@ impl Store {
 
     pub fn run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
         self.conn()
-            .query_row(&format!("{RUN_COLUMNS} WHERE id = ?1"), [run_id], run_from_row)
+            .query_row(
+                &format!("{RUN_COLUMNS} WHERE id = ?1"),
+                [run_id],
+                run_from_row,
+            )
             .optional()?
             .ok_or_else(|| StoreError::NoSuchRun(run_id.to_owned()))
     }
@@ -183,8 +216,9 @@ impl Store {
     /// The app's runs, newest first.
     pub fn runs(&self, app: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare(&format!("{RUN_COLUMNS} WHERE app = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2"))?;
+        let mut stmt = conn.prepare(&format!(
+            "{RUN_COLUMNS} WHERE app = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![app, limit as i64], run_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -192,7 +226,9 @@ impl Store {
     /// Runs that started and never recorded an outcome: what a restarted daemon must settle.
     pub fn unfinished_runs(&self, app: &str) -> Result<Vec<RunRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("{RUN_COLUMNS} WHERE app = ?1 AND outcome IS NULL ORDER BY rowid"))?;
+        let mut stmt = conn.prepare(&format!(
+            "{RUN_COLUMNS} WHERE app = ?1 AND outcome IS NULL ORDER BY rowid"
+        ))?;
         let rows = stmt.query_map([app], run_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -238,7 +274,12 @@ impl Store {
         let mut stmt = conn
             .prepare("SELECT at_ms, step, weight_bp, report FROM measurements WHERE run_id = ?1 ORDER BY seq")?;
         let rows = stmt.query_map([run_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, u16>(2)?, r.get::<_, String>(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, u16>(2)?,
+                r.get::<_, String>(3)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -254,8 +295,7 @@ impl Store {
     }
 }
 
-const RUN_COLUMNS: &str =
-    "SELECT id, app, version, stable, kind, phase, started_at_ms, finished_at_ms, outcome, reason FROM runs";
+const RUN_COLUMNS: &str = "SELECT id, app, version, stable, kind, phase, started_at_ms, finished_at_ms, outcome, reason FROM runs";
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let kind: String = r.get(4)?;
@@ -286,7 +326,10 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let applied: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
     }
     Ok(())
 }
@@ -314,7 +357,9 @@ mod tests {
             let store = Store::open(&path).unwrap();
             store.insert_run(&run("r1", "v1")).unwrap();
             store.set_phase("r1", "step 1/3").unwrap();
-            store.append_event("r1", 5, "weight", "10%", Some(1000)).unwrap();
+            store
+                .append_event("r1", 5, "weight", "10%", Some(1000))
+                .unwrap();
         }
         let store = Store::open(&path).unwrap();
         let r = store.run("r1").unwrap();
@@ -340,18 +385,28 @@ mod tests {
         for (i, v) in ["v1", "v2", "v3", "v2"].iter().enumerate() {
             let id = format!("r{i}");
             store.insert_run(&run(&id, v)).unwrap();
-            store.finish_run(&id, i as i64 + 10, Outcome::Promoted, "ok").unwrap();
+            store
+                .finish_run(&id, i as i64 + 10, Outcome::Promoted, "ok")
+                .unwrap();
         }
         store.insert_run(&run("bad", "v4")).unwrap();
-        store.finish_run("bad", 100, Outcome::RolledBack, "errors").unwrap();
-        assert_eq!(store.promoted_versions("shop", 2).unwrap(), vec!["v2", "v3"]);
+        store
+            .finish_run("bad", 100, Outcome::RolledBack, "errors")
+            .unwrap();
+        assert_eq!(
+            store.promoted_versions("shop", 2).unwrap(),
+            vec!["v2", "v3"]
+        );
         assert!(store.unfinished_runs("shop").unwrap().is_empty());
     }
 
     #[test]
     fn unknown_run_is_an_error_not_a_silent_no_op() {
         let store = Store::open_in_memory().unwrap();
-        assert!(matches!(store.set_phase("nope", "x"), Err(StoreError::NoSuchRun(_))));
+        assert!(matches!(
+            store.set_phase("nope", "x"),
+            Err(StoreError::NoSuchRun(_))
+        ));
         assert!(matches!(store.run("nope"), Err(StoreError::NoSuchRun(_))));
     }
 }

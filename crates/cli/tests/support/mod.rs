@@ -66,7 +66,11 @@ impl Env {
     pub fn new(faults: Faults) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cutover.yaml");
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
         let env = Env {
             dir,
             config,
@@ -141,7 +145,12 @@ analysis:
     pub async fn cutover(&self, args: &[&str]) -> Output {
         let out = tokio::time::timeout(DEADLINE, self.command(args).output())
             .await
-            .unwrap_or_else(|_| panic!("`cutover {}` did not finish within {DEADLINE:?}", args.join(" ")))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "`cutover {}` did not finish within {DEADLINE:?}",
+                    args.join(" ")
+                )
+            })
             .unwrap();
         Output {
             status: out.status,
@@ -158,7 +167,10 @@ analysis:
         let cmd = self.command(&["deploy", version]);
         tokio::spawn(async move {
             let mut cmd = cmd;
-            let out = tokio::time::timeout(DEADLINE, cmd.output()).await.expect("deploy timed out").unwrap();
+            let out = tokio::time::timeout(DEADLINE, cmd.output())
+                .await
+                .expect("deploy timed out")
+                .unwrap();
             Output {
                 status: out.status,
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -169,7 +181,11 @@ analysis:
 
     /// Starts `cutover serve` and waits until it has written its address.
     pub async fn serve(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .unwrap();
         let mut child = self
             .command(&["serve"])
             .stdout(log.try_clone().unwrap())
@@ -189,7 +205,11 @@ analysis:
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("the daemon exited with {status}: {}", self.daemon_log());
             }
-            assert!(Instant::now() < deadline, "the daemon did not come up: {}", self.daemon_log());
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not come up: {}",
+                self.daemon_log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         self.proxy = Some(info["proxy"].as_str().unwrap().parse().unwrap());
@@ -207,7 +227,14 @@ analysis:
 
     async fn api_get(&self, path: &str) -> serde_json::Value {
         let url = format!("http://{}{path}", self.api.expect("serve() first"));
-        self.http.get(url).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits until a canary serves at `weight` (e.g. `50%`).
@@ -218,7 +245,10 @@ analysis:
             if !status["canary"].is_null() && status["canary_weight"] == weight {
                 return;
             }
-            assert!(Instant::now() < deadline, "never reached {weight}: {status}");
+            assert!(
+                Instant::now() < deadline,
+                "never reached {weight}: {status}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -227,9 +257,19 @@ analysis:
     pub async fn served_by(&self, n: usize) -> Vec<String> {
         let mut out = Vec::new();
         for _ in 0..n {
-            let r = self.http.get(format!("http://{}/", self.proxy())).send().await.unwrap();
+            let r = self
+                .http
+                .get(format!("http://{}/", self.proxy()))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200, "{:?}", r.text().await);
-            out.push(r.headers()["x-cutover-version"].to_str().unwrap().to_owned());
+            out.push(
+                r.headers()["x-cutover-version"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         out
     }
@@ -243,7 +283,9 @@ analysis:
 
     pub async fn last_receipts(&self) -> PathBuf {
         let runs = self.api_get("/api/v1/runs?limit=1").await;
-        self.state_dir().join("runs").join(runs[0]["id"].as_str().unwrap())
+        self.state_dir()
+            .join("runs")
+            .join(runs[0]["id"].as_str().unwrap())
     }
 
     /// Steady load on the proxy until stopped.
@@ -253,10 +295,16 @@ analysis:
 
     /// Every process below the daemon.
     pub fn daemon_descendants(&self) -> Vec<i32> {
-        let root = self.daemon.as_ref().and_then(Child::id).expect("serve() first") as i32;
+        let root = self
+            .daemon
+            .as_ref()
+            .and_then(Child::id)
+            .expect("serve() first") as i32;
         let mut parents: BTreeMap<i32, i32> = BTreeMap::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if let Some(ppid) = parent_of(pid) {
                 parents.insert(pid, ppid);
             }
@@ -281,7 +329,10 @@ analysis:
     pub async fn stop_daemon(&mut self) -> ExitStatus {
         let mut child = self.daemon.take().expect("serve() first");
         term(child.id().unwrap() as i32);
-        tokio::time::timeout(DEADLINE, child.wait()).await.expect("the daemon ignored SIGTERM").unwrap()
+        tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .expect("the daemon ignored SIGTERM")
+            .unwrap()
     }
 }
 
@@ -304,7 +355,10 @@ impl Drop for Env {
 }
 
 fn term(pid: i32) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
 }
 
 /// `(ppid, state)` from /proc/PID/stat, if the process exists.
@@ -326,11 +380,18 @@ fn parent_of(pid: i32) -> Option<i32> {
 pub async fn wait_until_gone(pids: &[i32]) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let alive: Vec<i32> = pids.iter().copied().filter(|&p| stat(p).is_some_and(|(_, s)| s != 'Z')).collect();
+        let alive: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| stat(p).is_some_and(|(_, s)| s != 'Z'))
+            .collect();
         if alive.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "processes left running after the daemon stopped: {alive:?}");
+        assert!(
+            Instant::now() < deadline,
+            "processes left running after the daemon stopped: {alive:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -358,7 +419,12 @@ impl Load {
                     _ = tick.tick() => {}
                 }
                 if let Ok(r) = http.get(format!("http://{proxy}/")).send().await {
-                    let v = r.headers().get("x-cutover-version").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                    let v = r
+                        .headers()
+                        .get("x-cutover-version")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned();
                     let mut t = t.lock().unwrap();
                     let e = t.entry(v).or_default();
                     e.0 += 1;
@@ -375,4 +441,3 @@ impl Load {
         self.tally.lock().unwrap().clone()
     }
 }
-
