@@ -1,6 +1,6 @@
 //! The canary strategy's decisions, as pure functions of what was observed.
 //!
-//! The driver in [`crate::rollout`] does the waiting and the IO; everything that
+//! The run driver (`rollout.rs`) does the waiting and the IO; everything that
 //! decides whether to go on, wait, promote or roll back lives here, so it can be
 //! tested with plain values.
 
