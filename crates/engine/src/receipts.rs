@@ -280,8 +280,9 @@ fn rollback_log(
     if let (Some(first), Some(last)) = (events.get(start), events.last()) {
         let _ = writeln!(
             out,
-            "\nRollback took {} from decision to the last step.",
-            elapsed(first.at_ms, last.at_ms)
+            "\nRollback took {} ms from the decision to the last step; the run took {} in all.",
+            last.at_ms - first.at_ms,
+            elapsed(run.started_at_ms, last.at_ms)
         );
     }
     out
