@@ -53,6 +53,7 @@ pub fn for_outcome(outcome: Outcome) -> u8 {
         Outcome::Promoted => PROMOTED,
         Outcome::RolledBack => ROLLED_BACK,
         Outcome::Aborted => ABORTED,
+        Outcome::Failed => INTERNAL,
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Env, Faults};
+use support::{Env, Faults, assert_no_failures};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_canary_is_promoted_and_takes_all_traffic() {
@@ -21,12 +21,24 @@ async fn healthy_canary_is_promoted_and_takes_all_traffic() {
         tally.get("v2").is_some_and(|n| n.0 > 0),
         "the canary never got traffic: {tally:?}"
     );
+    assert_no_failures(&tally, &["v1", "v2"]);
     assert_eq!(env.served_by(20).await, vec!["v2"; 20]);
     let run = env.last_run_json().await;
     assert_eq!(run["run"]["outcome"], "promoted");
     assert!(
         !run["measurements"].as_array().unwrap().is_empty(),
         "promoted without analysis: {run}"
+    );
+    // The event stream of a finished run replays it and ends, for any client.
+    let events = env.run_events(run["run"]["id"].as_str().unwrap()).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["outcome"], "promoted", "{events:?}");
+    assert_eq!(last["kind"], "outcome");
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "events missing or repeated"
     );
 }
 
@@ -39,7 +51,7 @@ async fn erroring_canary_is_rolled_back_and_receipts_name_the_metric() {
     let out = env.deploy("v2").await;
     out.code(3);
     assert!(out.stdout.contains("error rate"), "{}", out.stdout);
-    load.stop().await;
+    assert_no_failures(&load.stop().await, &["v1"]);
     assert_eq!(env.served_by(20).await, vec!["v1"; 20]);
     let receipts = env.last_receipts().await;
     let rollback = std::fs::read_to_string(receipts.join("rollback-log.md")).unwrap();
@@ -80,7 +92,7 @@ async fn a_canary_that_crashes_mid_step_is_rolled_back() {
     let out = env.deploy("v2").await;
     out.code(3);
     assert!(out.stdout.contains("exited"), "{}", out.stdout);
-    load.stop().await;
+    assert_no_failures(&load.stop().await, &["v1"]);
     assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
 }
 
@@ -96,7 +108,7 @@ async fn abort_sends_traffic_back_and_the_waiting_deploy_exits_5() {
     let out = waiting.await.unwrap();
     out.code(5);
     assert!(out.stdout.contains("aborted"), "{}", out.stdout);
-    load.stop().await;
+    assert_no_failures(&load.stop().await, &["v1", "v2"]);
     assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
 }
 
@@ -117,11 +129,12 @@ async fn a_second_concurrent_deploy_is_refused_and_promote_finishes_the_first() 
     );
     env.cutover(&["promote"]).await.code(0);
     waiting.await.unwrap().code(0);
-    load.stop().await;
     assert_eq!(env.served_by(10).await, vec!["v2"; 10]);
     // And back again, fast, without analysis.
     env.cutover(&["rollback"]).await.code(0);
     assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    // Not one request failed through the promotion and the rollback.
+    assert_no_failures(&load.stop().await, &["v1", "v2"]);
     let history = env.cutover(&["history", "--json"]).await;
     history.code(0);
     let runs: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();

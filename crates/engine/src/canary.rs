@@ -92,6 +92,10 @@ pub fn after_window(
 /// The stable sample to judge against: this window's, or, when the stable version
 /// served too little this window (at a 100% step it serves nothing), the last window
 /// in which it served enough. Returns the sample and whether it was carried over.
+///
+/// A thin window with nothing to carry over gives an empty sample, so relative
+/// limits say "no stable traffic" (inconclusive) instead of comparing against one
+/// or two requests.
 pub fn baseline(
     current: Sample,
     carried: &mut Option<Sample>,
@@ -103,7 +107,7 @@ pub fn baseline(
     } else {
         match carried {
             Some(previous) => (*previous, true),
-            None => (current, false),
+            None => (Sample::default(), false),
         }
     }
 }
@@ -278,7 +282,12 @@ mod tests {
         assert_eq!(baseline(busy, &mut carried, 20), (busy, false));
         let idle = Sample::default();
         assert_eq!(baseline(idle, &mut carried, 20), (busy, true));
+        let thin = Sample {
+            requests: 1,
+            errors: 1,
+            ..Default::default()
+        };
         let mut none = None;
-        assert_eq!(baseline(idle, &mut none, 20), (idle, false));
+        assert_eq!(baseline(thin, &mut none, 20), (Sample::default(), false));
     }
 }

@@ -21,16 +21,18 @@
 //! ```
 
 pub mod canary;
+mod engine;
 pub mod events;
 pub mod platform;
 pub mod receipts;
 mod rollout;
+mod routing;
 pub mod traffic;
 
-pub use events::RunEvent;
-pub use rollout::{
+pub use engine::{
     ActiveStatus, Control, Engine, EngineError, RunStarted, STOP_GRACE, Status, VersionStatus,
 };
+pub use events::RunEvent;
 
 #[cfg(test)]
 mod tests;

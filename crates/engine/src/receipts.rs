@@ -68,7 +68,10 @@ pub fn write(
             canary_analysis(&run, &measurements, config),
         ));
     }
-    if matches!(run.outcome, Some(Outcome::RolledBack | Outcome::Aborted)) {
+    if matches!(
+        run.outcome,
+        Some(Outcome::RolledBack | Outcome::Aborted | Outcome::Failed)
+    ) {
         files.push((
             "rollback-log.md",
             rollback_log(&run, &events, &measurements),
@@ -94,6 +97,7 @@ fn outcome_words(run: &RunRecord) -> &'static str {
         Some(Outcome::Promoted) => "promoted",
         Some(Outcome::RolledBack) => "rolled back",
         Some(Outcome::Aborted) => "aborted",
+        Some(Outcome::Failed) => "failed (internal error)",
         None => "in progress",
     }
 }

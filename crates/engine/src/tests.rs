@@ -19,6 +19,8 @@ use crate::{Engine, EngineError, RunEvent};
 #[derive(Clone, Copy, Default)]
 struct Behaviour {
     never_healthy: bool,
+    /// The platform panics when asked to start it (a bug in a platform).
+    panics: bool,
     error_rate: f64,
     /// Requests per window; 0 means it serves nothing.
     idle: bool,
@@ -30,6 +32,18 @@ struct World {
     running: HashSet<String>,
     splits: Vec<Split>,
     health: HashMap<String, watch::Sender<ReleaseHealth>>,
+    /// Every apply, drain and stop, in order.
+    log: Vec<Op>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Op {
+    Apply(Split),
+    Drain(String),
+    Stop(String),
+    /// A release dropped without being stopped: its processes would be killed
+    /// without a drain.
+    Dropped(String),
 }
 
 #[derive(Clone, Default)]
@@ -54,6 +68,39 @@ impl Fake {
     fn splits(&self) -> Vec<Split> {
         self.0.lock().unwrap().splits.clone()
     }
+    fn log(&self) -> Vec<Op> {
+        self.0.lock().unwrap().log.clone()
+    }
+
+    /// Asserts that `version` got no traffic from the moment it was drained, and
+    /// that it was drained before it was stopped.
+    fn assert_routed_away_before_stop(&self, version: &str) {
+        let log = self.log();
+        let stop = log.iter().position(|op| *op == Op::Stop(version.into()));
+        let stop = stop.unwrap_or_else(|| panic!("{version} never stopped: {log:?}"));
+        let drain = log.iter().position(|op| *op == Op::Drain(version.into()));
+        let drain = drain.unwrap_or_else(|| panic!("{version} stopped without a drain: {log:?}"));
+        assert!(drain < stop, "{version} stopped before its drain: {log:?}");
+        let last_apply = log[..drain].iter().rev().find_map(|op| match op {
+            Op::Apply(split) => Some(split),
+            _ => None,
+        });
+        let routed =
+            |t: &Option<crate::traffic::Target>| t.as_ref().is_some_and(|t| t.version == version);
+        if let Some(split) = last_apply {
+            let gets_traffic = (routed(&split.canary) && split.canary_weight_bp > 0)
+                || (routed(&split.stable) && split.canary_weight_bp < 10_000);
+            assert!(
+                !gets_traffic,
+                "{version} still had traffic when drained: {split:?}"
+            );
+        }
+        assert!(
+            !log.iter().any(|op| matches!(op, Op::Dropped(_))),
+            "a release was dropped unstopped: {log:?}"
+        );
+    }
+
     fn break_version(&self, version: &str, problem: &str) {
         let world = self.0.lock().unwrap();
         world.health[version].send_modify(|h| {
@@ -72,20 +119,40 @@ struct FakeRelease {
     version: String,
     world: Fake,
     health: watch::Receiver<ReleaseHealth>,
+    stopped: bool,
+}
+
+impl Drop for FakeRelease {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.world
+                .0
+                .lock()
+                .unwrap()
+                .log
+                .push(Op::Dropped(self.version.clone()));
+        }
+    }
 }
 
 #[async_trait]
 impl Platform for Fake {
     async fn start(&self, version: &str) -> Result<Box<dyn Release>, PlatformError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut world = self.0.lock().unwrap();
-        if world
+        let behaviour = self
+            .0
+            .lock()
+            .unwrap()
             .behaviours
             .get(version)
             .copied()
-            .unwrap_or_default()
-            .never_healthy
-        {
+            .unwrap_or_default();
+        assert!(
+            !behaviour.panics,
+            "the fake platform was told to panic on {version}"
+        );
+        let mut world = self.0.lock().unwrap();
+        if behaviour.never_healthy {
             return Err(PlatformError::StartupTimeout {
                 version: version.into(),
                 timeout: Duration::from_secs(30),
@@ -102,6 +169,7 @@ impl Platform for Fake {
             version: version.into(),
             world: self.clone(),
             health: rx,
+            stopped: false,
         }))
     }
 }
@@ -118,7 +186,9 @@ impl Release for FakeRelease {
         vec![format!("fake on {}", addr(&self.version))]
     }
     async fn stop(&mut self, _grace: Duration) {
+        self.stopped = true;
         let mut world = self.world.0.lock().unwrap();
+        world.log.push(Op::Stop(self.version.clone()));
         world.running.remove(&self.version);
         world.health.remove(&self.version);
     }
@@ -127,9 +197,12 @@ impl Release for FakeRelease {
 #[async_trait]
 impl Traffic for Fake {
     fn apply(&self, split: &Split) {
-        self.0.lock().unwrap().splits.push(split.clone());
+        let mut world = self.0.lock().unwrap();
+        world.splits.push(split.clone());
+        world.log.push(Op::Apply(split.clone()));
     }
-    async fn drain(&self, _version: &str, _timeout: Duration) -> bool {
+    async fn drain(&self, version: &str, _timeout: Duration) -> bool {
+        self.0.lock().unwrap().log.push(Op::Drain(version.into()));
         true
     }
 }
@@ -293,6 +366,7 @@ async fn healthy_canary_walks_every_step_then_replaces_stable() {
     assert_eq!(split.stable.unwrap().version, "v2");
     assert!(split.canary.is_none());
     assert_eq!(h.fake.running(), HashSet::from(["v2".to_string()]));
+    h.fake.assert_routed_away_before_stop("v1");
     let receipts = h.receipts(&end.run_id);
     assert!(receipts.join("deployment-log.md").exists());
     assert!(receipts.join("canary-analysis.md").exists());
@@ -374,6 +448,7 @@ async fn a_canary_that_breaks_mid_step_rolls_back_at_once() {
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
     assert!(end.message.contains("exited"), "{}", end.message);
     assert_eq!(h.fake.last_split().stable.unwrap().version, "v1");
+    h.fake.assert_routed_away_before_stop("v2");
 }
 
 #[tokio::test(start_paused = true)]
@@ -392,6 +467,7 @@ async fn abort_returns_to_stable_and_records_who_asked() {
     assert_eq!(end.outcome, Some(Outcome::Aborted));
     assert!(end.message.contains("a test"));
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
+    h.fake.assert_routed_away_before_stop("v2");
     assert!(matches!(
         h.engine.abort("again"),
         Err(EngineError::NoActiveRun)
@@ -541,4 +617,80 @@ async fn abort_while_starting_stops_at_once_without_waiting_for_health() {
     );
     assert!(h.fake.splits().iter().all(|s| s.canary.is_none()));
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_platform_fails_the_run_and_frees_the_app() {
+    let h = harness();
+    h.deploy("v1").await;
+    h.fake.behave(
+        "v2",
+        Behaviour {
+            panics: true,
+            ..Default::default()
+        },
+    );
+    let end = h.deploy("v2").await;
+    assert_eq!(end.outcome, Some(Outcome::Failed));
+    assert!(end.message.contains("panicked"), "{}", end.message);
+    assert_eq!(h.fake.last_split().stable.unwrap().version, "v1");
+    assert_eq!(
+        h.store.run(&end.run_id).unwrap().outcome,
+        Some(Outcome::Failed)
+    );
+    // The app is free again.
+    assert_eq!(h.deploy("v3").await.outcome, Some(Outcome::Promoted));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_aborts_the_run_refuses_new_ones_and_stop_serving_stops_everything() {
+    let h = harness();
+    h.deploy("v1").await;
+    let mut events = h.engine.subscribe();
+    let run = h.engine.deploy("v2").unwrap();
+    loop {
+        if events.recv().await.unwrap().kind == "weight" {
+            break;
+        }
+    }
+    h.engine.shutdown().await;
+    let end = wait_final(&mut events, &run.run_id).await;
+    assert_eq!(end.outcome, Some(Outcome::Aborted));
+    assert!(matches!(
+        h.engine.deploy("v3"),
+        Err(EngineError::ShuttingDown)
+    ));
+    // Stable still serves until told to stop.
+    assert_eq!(h.fake.last_split().stable.unwrap().version, "v1");
+    h.engine.stop_serving().await;
+    assert!(h.fake.running().is_empty());
+    h.fake.assert_routed_away_before_stop("v1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_after_the_run_has_decided_are_refused_as_too_late() {
+    let h = harness();
+    h.deploy("v1").await;
+    h.fake.behave(
+        "v2",
+        Behaviour {
+            error_rate: 0.5,
+            ..Default::default()
+        },
+    );
+    let mut events = h.engine.subscribe();
+    let run = h.engine.deploy("v2").unwrap();
+    loop {
+        if events.recv().await.unwrap().kind == "rollback" {
+            break;
+        }
+    }
+    // Decided to roll back, still finishing: neither promote nor abort applies.
+    match h.engine.promote() {
+        Err(EngineError::TooLate { run_id }) => assert_eq!(run_id, run.run_id),
+        Err(EngineError::NoActiveRun) => {} // it may already have finished
+        other => panic!("expected TooLate, got {other:?}"),
+    }
+    let end = wait_final(&mut events, &run.run_id).await;
+    assert_eq!(end.outcome, Some(Outcome::RolledBack));
 }

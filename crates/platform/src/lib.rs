@@ -7,7 +7,11 @@
 //! as it runs. Nothing started here outlives its [`Release`]: stopping sends SIGTERM
 //! then SIGKILL to the whole process group, dropping kills it, and
 //! [`kill_all_children`] kills every group still running, for the daemon's signal
-//! handler and panic hook.
+//! handler and the panic hook of [`install_panic_hook`].
+//!
+//! A daemon that dies without any of that (SIGKILL, OOM) leaves its children running
+//! in their groups: [`persist_children_to`] keeps a file listing them, which the next
+//! daemon hands to [`kill_leftovers`] before starting anything.
 //!
 //! [`Platform`]: cutover_engine::platform::Platform
 //! [`Release`]: cutover_engine::platform::Release
@@ -17,4 +21,4 @@ mod local;
 mod reaper;
 
 pub use local::{LocalPlatform, LocalRelease};
-pub use reaper::kill_all_children;
+pub use reaper::{install_panic_hook, kill_all_children, kill_leftovers, persist_children_to};

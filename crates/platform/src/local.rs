@@ -88,6 +88,7 @@ impl LocalPlatform {
                 ),
             ));
         }
+        // The ports are free when picked, but not reserved: see `free_port_except`.
         let ports = free_ports(self.spec.instances as usize)
             .map_err(|e| Self::spawn_error(&version, 0, format!("cannot find a free port: {e}")))?;
         for (index, port) in (0..self.spec.instances).zip(ports) {
@@ -124,6 +125,8 @@ impl LocalPlatform {
         let log_err = log
             .try_clone()
             .map_err(|e| fail(format!("cannot open log file {}: {e}", log_path.display())))?;
+        // Where this run's output starts, the log being appended to.
+        let log_start = log.metadata().map_or(0, |m| m.len());
 
         let mut command = tokio::process::Command::new(program);
         command
@@ -146,7 +149,7 @@ impl LocalPlatform {
             )));
         };
         let pid = Pid::from_raw(pid as i32);
-        reaper::register(pid);
+        reaper::register(pid, &shell_words(&argv));
         tracing::info!(version, instance = index, pid = pid.as_raw(), port, log = %log_path.display(), "started instance");
 
         // The child is owned by a task that only waits for it, so that its exit is
@@ -164,22 +167,53 @@ impl LocalPlatform {
             pid,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             log_path,
+            log_start,
             exit: exit_rx,
         })
     }
 
+    /// Starts instance `index` of the release again, on a fresh port, in place of
+    /// the one that exited; the old one is kept in `retired` for `stop` to finish off.
+    fn respawn(&self, release: &mut LocalRelease, index: u32) -> Result<Instance, PlatformError> {
+        let version = release.version.clone();
+        let taken: Vec<u16> = release
+            .instances
+            .iter()
+            .chain(&release.retired)
+            .map(|i| i.addr.port())
+            .collect();
+        let port = free_port_except(&taken).map_err(|e| {
+            Self::spawn_error(&version, index, format!("cannot find a free port: {e}"))
+        })?;
+        let fresh = self.spawn_one(&version, index, port)?;
+        if let Some(slot) = release.instances.iter_mut().find(|i| i.index == index) {
+            let old = std::mem::replace(slot, fresh.clone());
+            // Whatever the exited instance left in its group.
+            reaper::signal_group(old.pid, Signal::SIGKILL);
+            release.retired.push(old);
+        }
+        Ok(fresh)
+    }
+
     /// Waits until every instance passes `healthy_threshold` checks in a row.
-    async fn wait_all_ready(&self, release: &LocalRelease) -> Result<(), PlatformError> {
+    ///
+    /// An instance that exits saying its address is in use (its port, picked free,
+    /// was taken before it could bind it) is started once more on another port,
+    /// within the same startup timeout.
+    async fn wait_all_ready(&self, release: &mut LocalRelease) -> Result<(), PlatformError> {
         let deadline = Instant::now() + self.spec.startup_timeout;
         let mut waits = JoinSet::new();
-        for instance in &release.instances {
-            let instance = instance.clone();
+        let wait = |instance: Instance| {
             let health = self.health.clone();
-            waits.spawn(async move {
+            async move {
                 let outcome = wait_ready(&instance, &health, deadline).await;
                 (instance, outcome)
-            });
+            }
+        };
+        for instance in &release.instances {
+            waits.spawn(wait(instance.clone()));
         }
+        let mut retried: Vec<u32> = Vec::new();
         while let Some(joined) = waits.join_next().await {
             let (instance, outcome) = match joined {
                 Ok(r) => r,
@@ -195,10 +229,25 @@ impl LocalPlatform {
             match outcome {
                 Ready::Yes => {}
                 Ready::Exited(status) => {
+                    let retry = address_in_use(&instance);
+                    if retry && !retried.contains(&instance.index) {
+                        retried.push(instance.index);
+                        tracing::warn!(version = %release.version, instance = instance.index,
+                            addr = %instance.addr, "exited during startup ({status}): address in use, \
+                            starting it again on another port");
+                        let fresh = self.respawn(release, instance.index)?;
+                        waits.spawn(wait(fresh));
+                        continue;
+                    }
+                    let note = if retry {
+                        " (the second time, after a retry on another port)"
+                    } else {
+                        ""
+                    };
                     return Err(PlatformError::ExitedDuringStartup {
                         version: release.version.clone(),
                         instance: instance.index,
-                        status: format!("{status}{}", log_tail_note(&instance.log_path)),
+                        status: format!("{status}{note}{}", log_tail_note(&instance.log_path)),
                     });
                 }
                 Ready::TimedOut(last) => {
@@ -225,7 +274,7 @@ impl Platform for LocalPlatform {
     async fn start(&self, version: &str) -> Result<Box<dyn Release>, PlatformError> {
         let mut release = LocalRelease::new(version);
         let started = match self.spawn_all(&mut release) {
-            Ok(()) => self.wait_all_ready(&release).await,
+            Ok(()) => self.wait_all_ready(&mut release).await,
             Err(e) => Err(e),
         };
         if let Err(e) = started {
@@ -251,6 +300,8 @@ struct Instance {
     pid: Pid,
     addr: SocketAddr,
     log_path: PathBuf,
+    /// Where this run's output starts in `log_path`.
+    log_start: u64,
     /// `Some(exit status)` once the process has exited and been reaped.
     exit: watch::Receiver<Option<String>>,
 }
@@ -316,6 +367,8 @@ async fn wait_ready(instance: &Instance, health: &HealthCheck, deadline: Instant
 pub struct LocalRelease {
     version: String,
     instances: Vec<Instance>,
+    /// Instances that exited during startup and were replaced: only for `stop`.
+    retired: Vec<Instance>,
     health_tx: Arc<watch::Sender<ReleaseHealth>>,
     monitors: Vec<JoinHandle<()>>,
     stopped: bool,
@@ -326,6 +379,7 @@ impl LocalRelease {
         LocalRelease {
             version: version.to_owned(),
             instances: Vec::new(),
+            retired: Vec::new(),
             health_tx: Arc::new(watch::channel(ReleaseHealth::default()).0),
             monitors: Vec::new(),
             stopped: false,
@@ -397,27 +451,35 @@ impl Release for LocalRelease {
         self.health_tx
             .send_if_modified(|h| !std::mem::take(&mut h.ready).is_empty());
 
-        for i in &self.instances {
+        let all: Vec<Instance> = self
+            .instances
+            .iter()
+            .chain(&self.retired)
+            .cloned()
+            .collect();
+        for i in &all {
             reaper::signal_group(i.pid, Signal::SIGTERM);
         }
         let polite = Instant::now() + grace;
-        for i in &self.instances {
+        for i in &all {
             if !wait_gone(i, polite).await {
                 tracing::info!(version = %self.version, instance = i.index, pid = i.pid.as_raw(),
                     "still running {grace:?} after SIGTERM, killing");
             }
         }
         // Unconditionally: the group may hold processes that outlived their leader.
-        for i in &self.instances {
+        for i in &all {
             reaper::signal_group(i.pid, Signal::SIGKILL);
         }
         let forced = Instant::now() + KILL_WAIT;
-        for i in &self.instances {
-            if !wait_gone(i, forced).await {
+        for i in &all {
+            if wait_gone(i, forced).await {
+                reaper::unregister(i.pid);
+            } else {
+                // Left registered, for `kill_all_children` (or the next daemon) to retry.
                 tracing::error!(version = %self.version, instance = i.index, pid = i.pid.as_raw(),
                     "process group still present {KILL_WAIT:?} after SIGKILL");
             }
-            reaper::unregister(i.pid);
         }
         self.stopped = true;
         tracing::info!(version = %self.version, "stopped");
@@ -430,9 +492,21 @@ impl Drop for LocalRelease {
             return;
         }
         self.abort_monitors();
-        for i in &self.instances {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        for i in self.instances.iter().chain(&self.retired) {
             reaper::signal_group(i.pid, Signal::SIGKILL);
-            reaper::unregister(i.pid);
+            // Unregistered once gone, as in `stop`; without a runtime to wait in, now.
+            match &runtime {
+                Some(runtime) => {
+                    let i = i.clone();
+                    runtime.spawn(async move {
+                        if wait_gone(&i, Instant::now() + KILL_WAIT).await {
+                            reaper::unregister(i.pid);
+                        }
+                    });
+                }
+                None => reaper::unregister(i.pid),
+            }
         }
         // Reaping is left to each instance's waiting task (or tokio's orphan queue).
     }
@@ -541,7 +615,8 @@ fn set_problem(health: &mut ReleaseHealth, problem: String) -> bool {
     true
 }
 
-/// Distinct free ports: all listeners are held until every port is picked.
+/// Distinct free ports: all listeners are held until every port is picked (but
+/// not afterwards: see [`free_port_except`] for the race that remains).
 fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
@@ -550,6 +625,51 @@ fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
         .iter()
         .map(|l| Ok(l.local_addr()?.port()))
         .collect()
+}
+
+/// A free port, other than `taken`.
+///
+/// Like [`free_ports`], this only makes a collision unlikely, not impossible: the
+/// listener is closed before the instance binds the port, and in between another
+/// process may bind it too, or take it as the local port of an outgoing connection
+/// (the proxy's included: they come from the same ephemeral range). An instance
+/// that then fails to bind and exits saying so is retried once on another port (see
+/// `wait_all_ready`). What remains: a process that binds the port and serves the
+/// health path before the instance starts would make the instance look ready while
+/// it is failing; it would then exit and be reported by its monitor. Reserving the
+/// port for real needs the instance to take an inherited socket (systemd-style
+/// socket activation), which commands cannot be assumed to support.
+fn free_port_except(taken: &[u16]) -> std::io::Result<u16> {
+    for _ in 0..16 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("every port offered was taken"))
+}
+
+/// Whether the instance's output since it started says its address was in use.
+fn address_in_use(instance: &Instance) -> bool {
+    let Some(text) = log_since(&instance.log_path, instance.log_start) else {
+        return false;
+    };
+    let text = text.to_ascii_lowercase();
+    text.contains("address already in use") || text.contains("address in use")
+}
+
+/// The file from byte `start` on, at most its last 64 KiB of that.
+fn log_since(path: &Path, start: u64) -> Option<String> {
+    const MAX: u64 = 64 * 1024;
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(start.max(len.saturating_sub(MAX))))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn substitute(s: &str, port: &str, version: &str) -> String {

@@ -1,31 +1,303 @@
 //! The process-wide registry of the process groups this crate started, so that one
-//! call can kill them all when the daemon is told to exit or panics.
+//! call can kill them all when the daemon is told to exit or panics, and, persisted
+//! to a file, so that the next daemon can kill them when this one dies uncleanly.
 //!
 //! Every instance runs in a process group of its own (its pid is the group id), so
 //! signalling the group also reaches whatever the instance started itself.
+//!
+//! Each group is recorded with its leader's start time (field 22 of
+//! `/proc/<pid>/stat`) and session, so that a group id reused by someone else is
+//! never signalled: see [`Group::find`].
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+/// How long [`kill_leftovers`] waits for the groups it killed to vanish.
+const LEFTOVER_KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// One process group started here, as recorded in memory and in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Group {
+    /// The group id, which is also its leader's pid.
+    pgid: i32,
+    /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat` field
+    /// 22); `None` where `/proc` could not tell.
+    start_time: Option<u64>,
+    /// The leader's session id (field 6), `None` where `/proc` could not tell.
+    session: Option<i32>,
+    /// The command, for messages.
+    command: String,
+}
+
+/// The contents of the file written by [`persist_children_to`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct GroupsFile {
+    /// The daemon that wrote it, for people reading the file.
+    #[serde(default)]
+    daemon_pid: u32,
+    groups: Vec<Group>,
+}
+
+#[derive(Default)]
+struct Registry {
+    groups: BTreeMap<i32, Group>,
+    /// Bumped on every change, so that writes of the file are never reordered.
+    generation: u64,
+}
 
 /// Group ids of the instances started and not yet stopped.
-static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+static GROUPS: Mutex<Registry> = Mutex::new(Registry {
+    groups: BTreeMap::new(),
+    generation: 0,
+});
 
-fn groups() -> MutexGuard<'static, BTreeSet<i32>> {
+struct Persist {
+    path: Option<PathBuf>,
+    /// The generation last written to `path`.
+    written: u64,
+}
+
+/// Where the registry is written. Locked only after `GROUPS` is released, never
+/// the other way round, and never by [`kill_all_children`].
+static PERSIST: Mutex<Persist> = Mutex::new(Persist {
+    path: None,
+    written: 0,
+});
+
+fn groups() -> MutexGuard<'static, Registry> {
     // Nothing panics while holding the lock, but a panic hook must never be the
     // one to discover otherwise.
     GROUPS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-pub(crate) fn register(pgid: Pid) {
-    groups().insert(pgid.as_raw());
+fn persist_state() -> MutexGuard<'static, Persist> {
+    PERSIST.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records a group just started; `command` is for messages. Call right after
+/// spawning (the child has exec'd by then, so `/proc` shows its final start time).
+pub(crate) fn register(pgid: Pid, command: &str) {
+    let stat = read_stat(pgid.as_raw());
+    let group = Group {
+        pgid: pgid.as_raw(),
+        start_time: stat.as_ref().map(|s| s.start_time),
+        session: stat.as_ref().map(|s| s.session),
+        command: command.to_owned(),
+    };
+    let snapshot = {
+        let mut registry = groups();
+        registry.groups.insert(pgid.as_raw(), group);
+        registry.generation += 1;
+        snapshot(&registry)
+    };
+    persist(snapshot);
 }
 
 pub(crate) fn unregister(pgid: Pid) {
-    groups().remove(&pgid.as_raw());
+    let snapshot = {
+        let mut registry = groups();
+        if registry.groups.remove(&pgid.as_raw()).is_none() {
+            return;
+        }
+        registry.generation += 1;
+        snapshot(&registry)
+    };
+    persist(snapshot);
+}
+
+fn snapshot(registry: &Registry) -> (u64, Vec<Group>) {
+    (
+        registry.generation,
+        registry.groups.values().cloned().collect(),
+    )
+}
+
+/// Writes the registry as of `generation`, unless a newer one was written already.
+fn persist((generation, groups): (u64, Vec<Group>)) {
+    let mut state = persist_state();
+    let Some(path) = state.path.clone() else {
+        return;
+    };
+    if generation <= state.written {
+        return;
+    }
+    match write_file(&path, groups) {
+        Ok(()) => state.written = generation,
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            "could not record the running process groups: {e}"
+        ),
+    }
+}
+
+/// Atomically: a temporary file next to `path`, renamed over it. Not fsync'ed: the
+/// file is for a daemon that crashed, not for a machine that did (after a reboot
+/// none of the processes exist any more).
+fn write_file(path: &Path, groups: Vec<Group>) -> io::Result<()> {
+    let file = GroupsFile {
+        daemon_pid: std::process::id(),
+        groups,
+    };
+    let json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Records every live process group started here in `path`, as JSON, and keeps it
+/// up to date: the file is rewritten atomically (a temporary file renamed over it)
+/// whenever a group is registered or unregistered. A daemon that dies uncleanly
+/// leaves it behind for the next one's [`kill_leftovers`].
+///
+/// Writes the file at once; an error doing so is returned (later ones are logged).
+/// Call [`kill_leftovers`] on the same path first.
+pub fn persist_children_to(path: PathBuf) -> io::Result<()> {
+    let mut state = persist_state();
+    let (generation, groups) = snapshot(&groups());
+    write_file(&path, groups)?;
+    state.path = Some(path);
+    state.written = generation;
+    Ok(())
+}
+
+/// Kills (SIGKILL to the group) every process group listed in `path` by an earlier
+/// daemon (see [`persist_children_to`]) that is still running, then removes the
+/// file. Returns what it killed, as `pid N (command)`.
+///
+/// A group is killed only if it is verifiably the one recorded: its leader is
+/// alive with the recorded start time, or its leader is gone and every process left
+/// in the group started after it, in its session (the group id cannot have been
+/// reused while the group has members). Without `/proc` nothing can be verified and
+/// nothing is killed. Waits (up to 2 s) for the killed groups to vanish.
+///
+/// A missing file is nothing to do; an unreadable one is an error (and is left).
+pub fn kill_leftovers(path: &Path) -> io::Result<Vec<String>> {
+    if persist_state().path.as_deref() == Some(path) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is where this process records its own children",
+                path.display()
+            ),
+        ));
+    }
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let file: GroupsFile = serde_json::from_slice(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    let mut killed = Vec::new();
+    let mut pending = Vec::new();
+    for group in &file.groups {
+        let what = match group.find() {
+            Found::Leader => format!("pid {} ({})", group.pgid, group.command),
+            Found::Orphans(n) => format!(
+                "pid {} ({}; its leader had exited, {n} process(es) left in its group)",
+                group.pgid, group.command
+            ),
+            Found::Nothing => continue,
+            Found::Unknown => {
+                tracing::warn!(
+                    pgid = group.pgid,
+                    command = group.command,
+                    "cannot tell whether a process group left by an earlier daemon is still \
+                     running; not killing it"
+                );
+                continue;
+            }
+        };
+        let pgid = Pid::from_raw(group.pgid);
+        match killpg(pgid, Signal::SIGKILL) {
+            Ok(()) => {
+                tracing::warn!(
+                    pgid = group.pgid,
+                    "killed {what}, left by an earlier daemon"
+                );
+                killed.push(what);
+                pending.push(pgid);
+            }
+            Err(Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(pgid = group.pgid, "could not kill {what}: {e}"),
+        }
+    }
+    let deadline = Instant::now() + LEFTOVER_KILL_WAIT;
+    while pending.iter().any(|p| group_alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(killed)
+}
+
+/// What is left of a recorded group.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Its leader, the very process recorded (and whatever else is in its group).
+    Leader,
+    /// Only members, this many, its leader having exited.
+    Orphans(usize),
+    /// Nothing of it: gone, or its id belongs to another process now.
+    Nothing,
+    /// No `/proc`, or nothing recorded to compare with.
+    Unknown,
+}
+
+impl Group {
+    fn find(&self) -> Found {
+        let Some(start_time) = self.start_time else {
+            return Found::Unknown;
+        };
+        if let Some(leader) = read_stat(self.pgid) {
+            return if leader.start_time == start_time {
+                Found::Leader
+            } else {
+                Found::Nothing
+            };
+        }
+        if std::fs::metadata("/proc/self/stat").is_err() {
+            return Found::Unknown;
+        }
+        // No process has the group's id as its pid, so the id cannot have been
+        // handed out again while the group has members: Linux keeps a pid allocated
+        // while it names a process group. Still, every member must look like ours.
+        let Some(members) = proc_stats() else {
+            return Found::Unknown;
+        };
+        let mut live = 0;
+        for member in members {
+            if member.pgrp != self.pgid || member.zombie() {
+                continue;
+            }
+            if member.start_time < start_time || Some(member.session) != self.session {
+                return Found::Nothing;
+            }
+            live += 1;
+        }
+        if live > 0 {
+            Found::Orphans(live)
+        } else {
+            Found::Nothing
+        }
+    }
 }
 
 /// Sends `signal` to the process group; a group that no longer exists is not an error.
@@ -54,52 +326,93 @@ pub(crate) fn group_alive(pgid: Pid) -> bool {
 
 /// How many processes of the group are not zombies, or `None` without `/proc`.
 fn live_members_from_proc(pgid: Pid) -> Option<usize> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    let mut live = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name
-            .to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            continue;
-        }
-        // Vanishing processes are simply skipped.
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some((state, pgrp)) = parse_stat(&stat)
-            && pgrp == pgid.as_raw()
-            && !matches!(state, 'Z' | 'X' | 'x')
-        {
-            live += 1;
-        }
-    }
-    Some(live)
+    Some(
+        proc_stats()?
+            .filter(|s| s.pgrp == pgid.as_raw() && !s.zombie())
+            .count(),
+    )
 }
 
-/// State and process group from `/proc/<pid>/stat`: `pid (comm) state ppid pgrp ...`,
+/// The stat of every process, or `None` without `/proc`. Vanishing processes are
+/// simply skipped.
+fn proc_stats() -> Option<impl Iterator<Item = ProcStat>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(entries.flatten().filter_map(|entry| {
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        read_stat(pid)
+    }))
+}
+
+/// The fields of `/proc/<pid>/stat` used here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcStat {
+    state: char,
+    pgrp: i32,
+    session: i32,
+    /// Clock ticks after boot.
+    start_time: u64,
+}
+
+impl ProcStat {
+    fn zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+fn read_stat(pid: i32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `pid (comm) state ppid pgrp session ... starttime ...` (`starttime` is field 22),
 /// where comm may hold spaces and parentheses.
-fn parse_stat(stat: &str) -> Option<(char, i32)> {
+fn parse_stat(stat: &str) -> Option<ProcStat> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+    // Field 3 onwards.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).copied();
+    Some(ProcStat {
+        state: field(3)?.chars().next()?,
+        pgrp: field(5)?.parse().ok()?,
+        session: field(6)?.parse().ok()?,
+        start_time: field(22)?.parse().ok()?,
+    })
 }
 
 /// Kills (SIGKILL) the process group of every instance still running.
 ///
 /// For the daemon's signal handler and panic hook: synchronous, never blocks on
-/// anything but a short lock, and leaves the children to be reaped by whoever owns
-/// them (or by init once this process is gone).
+/// anything but a short lock (and reading `/proc`), and leaves the children to be
+/// reaped by whoever owns them (or by init once this process is gone). A group
+/// whose id visibly belongs to another process by now is spared. The file of
+/// [`persist_children_to`] is left as it is: the next daemon checks it anyway.
 pub fn kill_all_children() {
-    let groups = std::mem::take(&mut *groups());
-    for pgid in groups {
-        tracing::debug!(pgid, "killing process group");
-        signal_group(Pid::from_raw(pgid), Signal::SIGKILL);
+    let groups = std::mem::take(&mut groups().groups);
+    for group in groups.into_values() {
+        if group.find() == Found::Nothing {
+            continue;
+        }
+        tracing::debug!(pgid = group.pgid, "killing process group");
+        signal_group(Pid::from_raw(group.pgid), Signal::SIGKILL);
     }
+}
+
+/// Installs a panic hook that runs the one already installed (which prints the
+/// message), then [`kill_all_children`], when the panic happens on the thread
+/// calling this: the daemon's main thread, where a panic ends the process.
+///
+/// Panics on other threads are left alone: they are mostly in tasks whose panic is
+/// caught (tokio's, the proxy's), and the daemon lives on, still owning its
+/// children. A daemon killed by one anyway leaves its children to the next
+/// daemon's [`kill_leftovers`].
+pub fn install_panic_hook() {
+    let main = std::thread::current().id();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        if std::thread::current().id() == main {
+            kill_all_children();
+        }
+    }));
 }
 
 #[cfg(test)]
@@ -108,15 +421,29 @@ mod tests {
 
     #[test]
     fn parses_proc_stat() {
+        let tail = "0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 20";
         assert_eq!(
-            parse_stat("4242 (python3) S 1 4242 4242 0 -1"),
-            Some(('S', 4242))
+            parse_stat(&format!("4242 (python3) S 1 4242 4200 {tail}")),
+            Some(ProcStat {
+                state: 'S',
+                pgrp: 4242,
+                session: 4200,
+                start_time: 987654
+            })
         );
         assert_eq!(
-            parse_stat("17 (a (b) c) Z 4242 4240 17 0"),
+            parse_stat(&format!("17 (a (b) c) Z 4242 4240 17 {tail}")).map(|s| (s.state, s.pgrp)),
             Some(('Z', 4240))
         );
+        assert_eq!(parse_stat("4242 (python3) S 1 4242 4242 0 -1"), None);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_stat_is_readable() {
+        let stat = read_stat(std::process::id() as i32).unwrap();
+        assert_eq!(stat.pgrp, nix::unistd::getpgrp().as_raw());
+        assert!(stat.start_time > 0);
     }
 
     #[test]
@@ -129,9 +456,29 @@ mod tests {
     #[test]
     fn registry_adds_and_removes() {
         let id = Pid::from_raw(i32::MAX - 2);
-        register(id);
-        assert!(groups().contains(&id.as_raw()));
+        register(id, "nothing");
+        assert_eq!(groups().groups[&id.as_raw()].start_time, None);
         unregister(id);
-        assert!(!groups().contains(&id.as_raw()));
+        assert!(!groups().groups.contains_key(&id.as_raw()));
+    }
+
+    #[test]
+    fn a_recorded_group_is_found_only_with_its_start_time() {
+        let me = std::process::id() as i32;
+        let stat = read_stat(me).unwrap();
+        let group = |start_time| Group {
+            pgid: me,
+            start_time,
+            session: Some(stat.session),
+            command: "test".into(),
+        };
+        assert_eq!(group(Some(stat.start_time)).find(), Found::Leader);
+        assert_eq!(group(Some(stat.start_time + 1)).find(), Found::Nothing);
+        assert_eq!(group(None).find(), Found::Unknown);
+        let gone = Group {
+            pgid: i32::MAX - 1,
+            ..group(Some(1))
+        };
+        assert_eq!(gone.find(), Found::Nothing);
     }
 }

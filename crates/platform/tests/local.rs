@@ -409,3 +409,81 @@ async fn a_relative_command_runs_from_the_workdir() {
     assert_eq!(get(addr, "/where.txt").await, (200, "in app".to_owned()));
     release.stop(Duration::from_secs(5)).await;
 }
+
+/// An instance that fails with "Address already in use" the first `failures` times
+/// it runs (counted in the file `runs`), then serves.
+fn failing_to_bind(failures: u32) -> Vec<String> {
+    let script = format!(
+        r#"echo "$0" >> runs; if [ "$(wc -l < runs)" -le {failures} ]; then echo 'OSError: [Errno 98] Address already in use' >&2; exit 1; fi; exec python3 -m http.server "$0" --bind 127.0.0.1"#
+    );
+    ["sh", "-c", &script, "${PORT}"].map(String::from).to_vec()
+}
+
+fn runs(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_address_in_use_at_startup_is_retried_once_on_another_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = failing_to_bind(1);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let platform = LocalPlatform::new(
+        spec(&command, dir.path()),
+        health("/"),
+        dir.path().join("logs"),
+    );
+    let mut release = platform.start("v1").await.unwrap();
+    let runs = runs(dir.path());
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_ne!(runs[0], runs[1], "the retry must get another port");
+    let ready = release.health().borrow().ready.clone();
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].port().to_string(), runs[1]);
+    assert_eq!(release.describe().len(), 1);
+    let pid = pid_of(release.as_ref());
+    release.stop(Duration::from_secs(1)).await;
+    assert_gone(pid).await;
+}
+
+#[tokio::test]
+async fn an_address_in_use_twice_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = failing_to_bind(2);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let platform = LocalPlatform::new(
+        spec(&command, dir.path()),
+        health("/"),
+        dir.path().join("logs"),
+    );
+    let err = platform.start("v1").await.err().expect("start must fail");
+    let PlatformError::ExitedDuringStartup { status, .. } = &err else {
+        panic!("wrong error: {err}");
+    };
+    assert!(status.contains("after a retry on another port"), "{status}");
+    assert!(status.contains("Address already in use"), "{status}");
+    assert_eq!(runs(dir.path()).len(), 2);
+}
+
+#[tokio::test]
+async fn other_exits_during_startup_are_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = LocalPlatform::new(
+        spec(&["sh", "-c", "echo run >> runs; exit 1"], dir.path()),
+        health("/"),
+        dir.path().join("logs"),
+    );
+    // An earlier run's complaint in the same log does not count.
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    std::fs::write(
+        platform.log_path("v1", 0),
+        "OSError: [Errno 98] Address already in use\n",
+    )
+    .unwrap();
+    platform.start("v1").await.err().expect("start must fail");
+    assert_eq!(runs(dir.path()).len(), 1);
+}

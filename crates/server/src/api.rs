@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1`. Bodies are JSON; errors are
 //! `{"error": "...", "code": "..."}` with a 4xx status that says whose fault it was.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -14,11 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use cutover_engine::{Engine, EngineError, RunEvent, receipts};
-use cutover_store::StoreError;
-use futures_util::StreamExt;
+use cutover_store::{OUTCOME_EVENT, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::broadcast;
 
 use crate::daemon::DaemonInfo;
 use crate::traffic::ProxyTraffic;
@@ -93,6 +93,8 @@ impl From<EngineError> for ApiError {
             EngineError::AlreadyServing(_) => (StatusCode::CONFLICT, "already_serving"),
             EngineError::InvalidVersion(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_version"),
             EngineError::NoActiveRun => (StatusCode::CONFLICT, "no_active_run"),
+            EngineError::TooLate { .. } => (StatusCode::CONFLICT, "too_late"),
+            EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             EngineError::NothingToRollBack => (StatusCode::CONFLICT, "nothing_to_roll_back"),
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
         };
@@ -220,46 +222,91 @@ async fn run(
 }
 
 /// The run's events as JSON lines: the ones already recorded, then live ones, until
-/// the final one. Subscribes before reading the store so nothing falls in between.
+/// the final one, and then the response ends.
 async fn events(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let live = BroadcastStream::new(s.engine.subscribe());
-    let store = s.engine.store();
-    let run = store.run(&id)?;
-    let recorded = store.events(&id)?;
-    let last_seq = recorded.last().map_or(0, |e| e.seq);
-    let finished = run.outcome;
-    let past: Vec<RunEvent> = recorded
-        .into_iter()
-        .map(|e| {
-            let outcome = if e.kind == "outcome" { finished } else { None };
-            RunEvent::from_record(&id, e, outcome)
-        })
-        .collect();
-    let ended = past.iter().any(RunEvent::is_final);
-    let past = futures_util::stream::iter(past);
-    let body = if ended || finished.is_some() {
-        Body::from_stream(past.map(line))
-    } else {
-        let run_id = id.clone();
-        let live = live
-            .filter_map(move |e| {
-                let keep = match e {
-                    Ok(e) if e.run_id == run_id && e.seq > last_seq => Some(e),
-                    _ => None,
-                };
-                std::future::ready(keep)
-            })
-            .scan(false, |done, e| {
-                // Stop after the final event.
-                if *done {
-                    return std::future::ready(None);
-                }
-                *done = e.is_final();
-                std::future::ready(Some(e))
-            });
-        Body::from_stream(past.chain(live).map(line))
+    // Subscribe before reading the store, so nothing falls in between.
+    let live = s.engine.subscribe();
+    s.engine.store().run(&id)?;
+    let stream = RunEvents {
+        engine: s.engine.clone(),
+        run_id: id,
+        live,
+        pending: VecDeque::new(),
+        last_seq: 0,
+        done: false,
     };
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    let body = futures_util::stream::unfold(stream, |mut stream| async move {
+        let event = stream.next().await?;
+        Some((line(event), stream))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// One run's events in order, each once: the store is the source of truth, the
+/// broadcast only says when to look again.
+struct RunEvents {
+    engine: Engine,
+    run_id: String,
+    live: broadcast::Receiver<RunEvent>,
+    pending: VecDeque<RunEvent>,
+    last_seq: i64,
+    done: bool,
+}
+
+impl RunEvents {
+    async fn next(&mut self) -> Option<RunEvent> {
+        if self.last_seq == 0 && !self.done {
+            self.refill();
+        }
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                if event.seq <= self.last_seq {
+                    continue;
+                }
+                self.last_seq = event.seq;
+                self.done = event.is_final();
+                return Some(event);
+            }
+            match self.live.recv().await {
+                Ok(event) if event.run_id != self.run_id || event.seq <= self.last_seq => {}
+                Ok(event) if event.seq == self.last_seq + 1 => self.pending.push_back(event),
+                // A gap: events were recorded that this receiver has not seen. The
+                // store has them (an event not in the store, the final one of a run
+                // whose store failed, comes after all of them).
+                Ok(event) => {
+                    self.refill();
+                    self.pending.push_back(event);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.refill(),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Queues the recorded events after the last one delivered. The final event is
+    /// marked with the run's outcome, recorded in the same transaction.
+    fn refill(&mut self) {
+        let store = self.engine.store();
+        let Ok(records) = store.events_after(&self.run_id, self.last_seq) else {
+            return;
+        };
+        for record in records {
+            let outcome = if record.kind == OUTCOME_EVENT {
+                store.run(&self.run_id).ok().and_then(|r| r.outcome)
+            } else {
+                None
+            };
+            self.pending
+                .push_back(RunEvent::from_record(&self.run_id, record, outcome));
+        }
+    }
 }
 
 fn line(e: RunEvent) -> Result<Bytes, Infallible> {

@@ -1,5 +1,6 @@
 //! Starting, running and stopping the daemon.
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use cutover_spec::Config;
 use cutover_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -20,22 +22,22 @@ use crate::traffic::ProxyTraffic;
 /// Why the daemon could not start. Nothing is left running when it fails.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The state directory could not be created.
-    #[error("could not create the state directory {path}")]
+    /// The state directory could not be created or locked.
+    #[error("could not use the state directory {path}")]
     StateDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Another daemon already serves this state directory.
-    #[error(
-        "another cutover daemon (pid {pid}) already serves {state_dir}; its API is http://{api}"
-    )]
+    #[error("another cutover daemon already serves {state_dir}{}", describe(.other))]
     AlreadyRunning {
-        pid: u32,
-        api: SocketAddr,
         state_dir: PathBuf,
+        other: Option<DaemonInfo>,
     },
+    /// Signal handlers could not be installed.
+    #[error("could not install the SIGTERM/SIGINT handlers")]
+    Signals(#[source] std::io::Error),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] cutover_store::StoreError),
@@ -59,6 +61,15 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn describe(other: &Option<DaemonInfo>) -> String {
+    other.as_ref().map_or(String::new(), |o| {
+        format!(
+            " (pid {}, API http://{}, proxy http://{})",
+            o.pid, o.api, o.proxy
+        )
+    })
 }
 
 /// What `<state>/daemon.json` says: how clients find a running daemon.
@@ -92,31 +103,72 @@ pub struct Daemon {
     state_dir: PathBuf,
     stop_api: watch::Sender<bool>,
     api_task: tokio::task::JoinHandle<()>,
+    /// Taken by [`Daemon::run_until_signal`].
+    signals: Option<Signals>,
+    /// Held for the daemon's lifetime: one daemon per state directory.
+    _lock: File,
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 impl Daemon {
-    /// Opens the store, starts the proxy on `config.listen` and the API on `api`,
-    /// restores the stable version a previous daemon was serving, and writes
-    /// `daemon.json`.
+    /// Locks the state directory, opens the store, starts the proxy on
+    /// `config.listen` and the API on `api`, stops whatever an earlier daemon that
+    /// died abruptly left running, restores the stable version it was serving, and
+    /// writes `daemon.json`.
     ///
     /// # Errors
     /// See [`ServeError`]; on error nothing is left listening or running.
     pub async fn start(config: Config, api: SocketAddr) -> Result<Daemon, ServeError> {
         let state_dir = config.state_dir.clone();
-        std::fs::create_dir_all(&state_dir).map_err(|source| ServeError::StateDir {
+        let dir_error = |source| ServeError::StateDir {
             path: state_dir.clone(),
             source,
-        })?;
-        if let Some(other) = DaemonInfo::read(&state_dir)
-            && process_alive(other.pid)
-            && other.pid != std::process::id()
-        {
+        };
+        std::fs::create_dir_all(&state_dir).map_err(dir_error)?;
+        let lock = File::create(state_dir.join("daemon.lock")).map_err(dir_error)?;
+        if lock.try_lock().is_err() {
             return Err(ServeError::AlreadyRunning {
-                pid: other.pid,
-                api: other.api,
+                other: DaemonInfo::read(&state_dir),
                 state_dir,
             });
         }
+        // Before anything is started, so a signal during recovery is handled in order.
+        let signals = Signals::install().map_err(ServeError::Signals)?;
+        cutover_platform::install_panic_hook();
+        let children = state_dir.join("children.json");
+        match cutover_platform::kill_leftovers(&children) {
+            Ok(killed) if !killed.is_empty() => {
+                warn!(killed = ?killed, "stopped processes an earlier daemon left running")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, file = %children.display(), "could not check for leftover processes")
+            }
+        }
+        if let Err(e) = cutover_platform::persist_children_to(children.clone()) {
+            warn!(error = %e, file = %children.display(), "could not record child processes; a crash could leave some running");
+        }
+
         let store = Arc::new(Store::open(&state_dir.join("cutover.db"))?);
         let proxy = Proxy::bind(config.listen, ProxyOptions::default()).await?;
         let traffic = Arc::new(ProxyTraffic::new(proxy.clone()));
@@ -144,7 +196,7 @@ impl Daemon {
             state_dir.join("runs"),
         );
         if let Err(e) = engine.recover().await {
-            engine.shutdown().await;
+            engine.stop_serving().await;
             proxy.shutdown().await;
             return Err(e.into());
         }
@@ -157,7 +209,7 @@ impl Daemon {
         let path = DaemonInfo::path(&state_dir);
         let json = serde_json::to_string_pretty(&info).unwrap_or_default();
         if let Err(source) = std::fs::write(&path, json) {
-            engine.shutdown().await;
+            engine.stop_serving().await;
             proxy.shutdown().await;
             return Err(ServeError::Info { path, source });
         }
@@ -186,6 +238,8 @@ impl Daemon {
             state_dir,
             stop_api,
             api_task,
+            signals: Some(signals),
+            _lock: lock,
         })
     }
 
@@ -201,47 +255,44 @@ impl Daemon {
         &self.engine
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down.
-    pub async fn run_until_signal(self) {
-        wait_for_signal().await;
-        info!("signal received, shutting down");
-        self.shutdown().await;
+    /// Serves until SIGTERM or SIGINT, then shuts down in order. A second signal
+    /// during the shutdown stops every child process at once and exits.
+    pub async fn run_until_signal(mut self) {
+        let Some(mut signals) = self.signals.take() else {
+            return self.shutdown().await;
+        };
+        let first = signals.recv().await;
+        info!(
+            signal = first,
+            "shutting down (signal again to stop at once)"
+        );
+        tokio::select! {
+            () = self.shutdown() => {}
+            second = signals.recv() => {
+                warn!(signal = second, "second signal: stopping every child process now");
+                cutover_platform::kill_all_children();
+                std::process::exit(130);
+            }
+        }
     }
 
-    /// Aborts any rollout (stable keeps serving until the end), stops every version
-    /// the daemon started, closes the proxy and the API, and removes `daemon.json`.
+    /// Stops in an order that keeps the app serving to the end: no new run is
+    /// accepted and the active one is aborted (its clients get their final event),
+    /// then the API closes, then the proxy stops accepting and finishes its
+    /// in-flight requests, then every version is drained and stopped, and
+    /// `daemon.json` is removed.
     ///
     /// # Guarantees
     /// No child process of the daemon is left running when it returns.
     pub async fn shutdown(self) {
         self.engine.shutdown().await;
-        self.traffic.proxy().shutdown().await;
         let _ = self.stop_api.send(true);
         let _ = self.api_task.await;
-        // Belt and braces: anything the engine could not stop in an orderly way.
+        self.traffic.proxy().shutdown().await;
+        self.engine.stop_serving().await;
+        // Belt and braces: anything that could not be stopped in order.
         cutover_platform::kill_all_children();
         let _ = std::fs::remove_file(DaemonInfo::path(&self.state_dir));
         info!("daemon stopped");
     }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon can only be killed; Ctrl-C still
-        // works through tokio's portable handler.
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -17,4 +17,4 @@ mod records;
 mod sqlite;
 
 pub use records::*;
-pub use sqlite::{Store, StoreError};
+pub use sqlite::{OUTCOME_EVENT, Store, StoreError};

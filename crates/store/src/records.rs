@@ -25,6 +25,9 @@ pub enum Outcome {
     RolledBack,
     /// A person aborted it, or the daemon stopped while it ran; the old one serves.
     Aborted,
+    /// cutover itself failed (the store could not record a transition); traffic was
+    /// returned to the old version as a precaution.
+    Failed,
 }
 
 impl Outcome {
@@ -33,6 +36,7 @@ impl Outcome {
             Outcome::Promoted => "promoted",
             Outcome::RolledBack => "rolled_back",
             Outcome::Aborted => "aborted",
+            Outcome::Failed => "failed",
         }
     }
 }

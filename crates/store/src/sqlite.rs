@@ -148,23 +148,27 @@ impl Store {
     ) -> Result<EventRecord, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let seq: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?1",
-            [run_id],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO events (run_id, seq, at_ms, kind, message, weight_bp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run_id, seq, at_ms, kind, message, weight_bp],
-        )?;
+        let event = insert_event(&tx, run_id, at_ms, kind, message, weight_bp)?;
         tx.commit()?;
-        Ok(EventRecord {
-            seq,
-            at_ms,
-            kind: kind.to_owned(),
-            message: message.to_owned(),
-            weight_bp,
-        })
+        Ok(event)
+    }
+
+    /// The run's events after `seq`, in order.
+    pub fn events_after(&self, run_id: &str, seq: i64) -> Result<Vec<EventRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at_ms, kind, message, weight_bp FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![run_id, seq], |r| {
+            Ok(EventRecord {
+                seq: r.get(0)?,
+                at_ms: r.get(1)?,
+                kind: r.get(2)?,
+                message: r.get(3)?,
+                weight_bp: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn add_measurement(&self, run_id: &str, m: &MeasurementRecord) -> Result<(), StoreError> {
@@ -184,22 +188,28 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the run as ended.
+    /// Marks the run as ended and appends its final `outcome` event, in one
+    /// transaction: a reader sees either both or neither.
     pub fn finish_run(
         &self,
         run_id: &str,
         at_ms: i64,
         outcome: Outcome,
         reason: &str,
-    ) -> Result<(), StoreError> {
-        let n = self.conn().execute(
+        message: &str,
+    ) -> Result<EventRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE runs SET finished_at_ms = ?2, outcome = ?3, reason = ?4, phase = 'finished' WHERE id = ?1",
             params![run_id, at_ms, outcome.as_str(), reason],
         )?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(run_id.to_owned()));
         }
-        Ok(())
+        let event = insert_event(&tx, run_id, at_ms, OUTCOME_EVENT, message, None)?;
+        tx.commit()?;
+        Ok(event)
     }
 
     pub fn run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
@@ -254,19 +264,7 @@ impl Store {
     }
 
     pub fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT seq, at_ms, kind, message, weight_bp FROM events WHERE run_id = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([run_id], |r| {
-            Ok(EventRecord {
-                seq: r.get(0)?,
-                at_ms: r.get(1)?,
-                kind: r.get(2)?,
-                message: r.get(3)?,
-                weight_bp: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.events_after(run_id, 0)
     }
 
     pub fn measurements(&self, run_id: &str) -> Result<Vec<MeasurementRecord>, StoreError> {
@@ -295,6 +293,35 @@ impl Store {
     }
 }
 
+/// The kind of a run's last event, written with its outcome.
+pub const OUTCOME_EVENT: &str = "outcome";
+
+fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    at_ms: i64,
+    kind: &str,
+    message: &str,
+    weight_bp: Option<u16>,
+) -> Result<EventRecord, StoreError> {
+    let seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?1",
+        [run_id],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO events (run_id, seq, at_ms, kind, message, weight_bp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![run_id, seq, at_ms, kind, message, weight_bp],
+    )?;
+    Ok(EventRecord {
+        seq,
+        at_ms,
+        kind: kind.to_owned(),
+        message: message.to_owned(),
+        weight_bp,
+    })
+}
+
 const RUN_COLUMNS: &str = "SELECT id, app, version, stable, kind, phase, started_at_ms, finished_at_ms, outcome, reason FROM runs";
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
@@ -316,6 +343,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         outcome: outcome.map(|o| match o.as_str() {
             "promoted" => Outcome::Promoted,
             "aborted" => Outcome::Aborted,
+            "failed" => Outcome::Failed,
             _ => Outcome::RolledBack,
         }),
         reason: r.get(9)?,
@@ -386,13 +414,15 @@ mod tests {
             let id = format!("r{i}");
             store.insert_run(&run(&id, v)).unwrap();
             store
-                .finish_run(&id, i as i64 + 10, Outcome::Promoted, "ok")
+                .finish_run(&id, i as i64 + 10, Outcome::Promoted, "ok", "live")
                 .unwrap();
         }
         store.insert_run(&run("bad", "v4")).unwrap();
-        store
-            .finish_run("bad", 100, Outcome::RolledBack, "errors")
+        let last = store
+            .finish_run("bad", 100, Outcome::RolledBack, "errors", "rolled back")
             .unwrap();
+        assert_eq!(last.kind, OUTCOME_EVENT);
+        assert_eq!(store.events_after("bad", 0).unwrap(), vec![last]);
         assert_eq!(
             store.promoted_versions("shop", 2).unwrap(),
             vec!["v2", "v3"]

@@ -274,6 +274,29 @@ analysis:
         out
     }
 
+    /// The run's event stream, read to its end (it must end by itself).
+    pub async fn run_events(&self, run_id: &str) -> Vec<serde_json::Value> {
+        let url = format!(
+            "http://{}/api/v1/runs/{run_id}/events",
+            self.api.expect("serve() first")
+        );
+        let body = tokio::time::timeout(DEADLINE, async {
+            self.http
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+        .await
+        .expect("the event stream of a finished run did not end");
+        body.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     pub async fn last_run_json(&self) -> serde_json::Value {
         let runs = self.api_get("/api/v1/runs?limit=1").await;
         let id = runs[0]["id"].as_str().unwrap().to_owned();
@@ -396,8 +419,33 @@ pub async fn wait_until_gone(pids: &[i32]) {
     }
 }
 
-/// Requests per version seen by a load generator: (requests, 5xx).
+/// Requests per version seen by a load generator: (requests, 5xx). Answers the
+/// proxy gave itself count under [`NO_VERSION`], requests with no answer at all
+/// under [`NO_ANSWER`].
 pub type Tally = BTreeMap<String, (u64, u64)>;
+
+pub const NO_VERSION: &str = "(proxy)";
+pub const NO_ANSWER: &str = "(no answer)";
+
+/// Asserts that every request was answered by a version, and that `versions`
+/// answered none with a 5xx: what users of a healthy version must see through any
+/// promotion, rollback or abort.
+#[track_caller]
+pub fn assert_no_failures(tally: &Tally, versions: &[&str]) {
+    for key in [NO_VERSION, NO_ANSWER] {
+        assert!(
+            !tally.contains_key(key),
+            "requests failed outside any version: {tally:?}"
+        );
+    }
+    for v in versions {
+        assert_eq!(
+            tally.get(*v).map_or(0, |t| t.1),
+            0,
+            "{v} answered with errors: {tally:?}"
+        );
+    }
+}
 
 pub struct Load {
     stop: watch::Sender<bool>,
@@ -418,18 +466,22 @@ impl Load {
                     _ = stopped.wait_for(|s| *s) => return,
                     _ = tick.tick() => {}
                 }
-                if let Ok(r) = http.get(format!("http://{proxy}/")).send().await {
-                    let v = r
-                        .headers()
-                        .get("x-cutover-version")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-")
-                        .to_owned();
-                    let mut t = t.lock().unwrap();
-                    let e = t.entry(v).or_default();
-                    e.0 += 1;
-                    e.1 += u64::from(r.status().is_server_error());
-                }
+                let answer = http.get(format!("http://{proxy}/")).send().await;
+                let (version, failed) = match &answer {
+                    Ok(r) => (
+                        r.headers()
+                            .get("x-cutover-version")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or(NO_VERSION)
+                            .to_owned(),
+                        r.status().is_server_error(),
+                    ),
+                    Err(_) => (NO_ANSWER.to_owned(), true),
+                };
+                let mut t = t.lock().unwrap();
+                let e = t.entry(version).or_default();
+                e.0 += 1;
+                e.1 += u64::from(failed);
             }
         });
         Load { stop, task, tally }
