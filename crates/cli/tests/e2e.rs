@@ -98,12 +98,7 @@ async fn a_canary_that_crashes_mid_step_is_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_sends_traffic_back_and_the_waiting_deploy_exits_5() {
-    let mut env = Env::new(Faults::none()).with_steps("[{weight: 50%, pause: until-promoted}]");
-    env.serve().await;
-    env.deploy("v1").await.code(0);
-    let load = env.load();
-    let waiting = env.deploy_in_background("v2");
-    env.wait_for_weight("50%").await;
+    let (env, load, waiting) = Env::canary_paused_at_half().await;
     env.cutover(&["abort"]).await.code(0);
     let out = waiting.await.unwrap();
     out.code(5);
@@ -114,12 +109,7 @@ async fn abort_sends_traffic_back_and_the_waiting_deploy_exits_5() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_concurrent_deploy_is_refused_and_promote_finishes_the_first() {
-    let mut env = Env::new(Faults::none()).with_steps("[{weight: 50%, pause: until-promoted}]");
-    env.serve().await;
-    env.deploy("v1").await.code(0);
-    let load = env.load();
-    let waiting = env.deploy_in_background("v2");
-    env.wait_for_weight("50%").await;
+    let (env, load, waiting) = Env::canary_paused_at_half().await;
     let refused = env.deploy("v3").await;
     refused.code(4);
     assert!(

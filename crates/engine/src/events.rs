@@ -60,3 +60,15 @@ pub fn format_bp(bp: u16) -> String {
         format!("{:.2}%", f64::from(bp) / 100.0)
     }
 }
+
+/// An error and its sources, `outer: inner: innermost`, for messages to people.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::canary::{self, Next, Tally};
 use crate::engine::{Control, EngineError, Inner, STOP_GRACE, lock};
-use crate::events::{RunEvent, now_ms};
+use crate::events::{RunEvent, error_chain, now_ms};
 use crate::platform::{Release, ReleaseHealth};
 use crate::receipts;
 
@@ -50,7 +50,10 @@ impl Inner {
                 self.evacuate().await;
                 (
                     Outcome::Failed,
-                    format!("internal error, traffic returned to stable: {}", chain(&e)),
+                    format!(
+                        "internal error, traffic returned to stable: {}",
+                        error_chain(&e)
+                    ),
                 )
             }
             Err(e) => {
@@ -76,9 +79,8 @@ impl Inner {
     ) -> Result<Decision, EngineError> {
         // Dropping `control` on return makes late requests fail with `TooLate`.
         match run.kind {
-            RunKind::Initial => self.initial(&run, &mut control).await,
+            RunKind::Initial | RunKind::Rollback => self.switch(&run, &mut control).await,
             RunKind::Canary => self.canary(&run, &mut control).await,
-            RunKind::Rollback => self.fast_switch(&run, &mut control).await,
         }
     }
 
@@ -119,7 +121,9 @@ impl Inner {
         let _ = self.events.send(event);
     }
 
-    async fn initial(
+    /// Starts the version and gives it all traffic at once, without analysis: the
+    /// first version of an app, and `cutover rollback`.
+    async fn switch(
         self: &Arc<Self>,
         run: &NewRun,
         control: &mut mpsc::UnboundedReceiver<Control>,
@@ -129,38 +133,28 @@ impl Inner {
             Started::NotReady(decision) => return Ok(decision),
         };
         control.close();
-        self.set_phase(run, "promoting")?;
-        let replaced = self.install_stable(release, true).await;
-        self.emit(
-            run,
-            "weight",
-            &format!("100% of traffic to {}", run.version),
-            Some(0),
-        )?;
-        if let Some(mut old) = replaced {
-            self.retire(run, &mut *old).await?;
+        match &run.stable {
+            None => {
+                self.set_phase(run, "promoting")?;
+                self.install_stable(release, true).await;
+                self.emit(
+                    run,
+                    "weight",
+                    &format!("100% of traffic to {}", run.version),
+                    None,
+                )?;
+                Ok(Decision::Promote(
+                    "first version of the app: started, healthy and serving".into(),
+                ))
+            }
+            Some(from) => {
+                self.install_canary(release).await;
+                self.promote_canary(run).await?;
+                Ok(Decision::Promote(format!(
+                    "switched from {from} at once, without analysis"
+                )))
+            }
         }
-        Ok(Decision::Promote(
-            "first version of the app: started, healthy and serving".into(),
-        ))
-    }
-
-    async fn fast_switch(
-        self: &Arc<Self>,
-        run: &NewRun,
-        control: &mut mpsc::UnboundedReceiver<Control>,
-    ) -> Result<Decision, EngineError> {
-        let release = match self.start_version(run, control).await? {
-            Started::Ready { release, .. } => release,
-            Started::NotReady(decision) => return Ok(decision),
-        };
-        control.close();
-        self.install_canary(release).await;
-        self.promote_canary(run).await?;
-        Ok(Decision::Promote(format!(
-            "rolled back from {} without analysis",
-            run.stable.as_deref().unwrap_or("nothing")
-        )))
     }
 
     async fn canary(
@@ -549,15 +543,4 @@ fn summarize(report: &WindowReport, carried_over: bool) -> String {
         },
         metrics.join("; ")
     )
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

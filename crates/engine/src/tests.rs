@@ -309,16 +309,24 @@ impl Harness {
     }
 }
 
+/// The first event that matches.
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<RunEvent>,
+    matches: impl Fn(&RunEvent) -> bool,
+) -> RunEvent {
+    loop {
+        let e = events.recv().await.unwrap();
+        if matches(&e) {
+            return e;
+        }
+    }
+}
+
 async fn wait_final(
     events: &mut tokio::sync::broadcast::Receiver<RunEvent>,
     run_id: &str,
 ) -> RunEvent {
-    loop {
-        let e = events.recv().await.unwrap();
-        if e.run_id == run_id && e.is_final() {
-            return e;
-        }
-    }
+    wait_for(events, |e| e.run_id == run_id && e.is_final()).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -436,12 +444,10 @@ async fn a_canary_that_breaks_mid_step_rolls_back_at_once() {
     let mut events = h.engine.subscribe();
     let run = h.engine.deploy("v2").unwrap();
     // Wait until the first weight is applied, then break the canary.
-    loop {
-        let e = events.recv().await.unwrap();
-        if e.kind == "weight" && e.weight_bp == Some(1000) {
-            break;
-        }
-    }
+    wait_for(&mut events, |e| {
+        e.kind == "weight" && e.weight_bp == Some(1000)
+    })
+    .await;
     h.fake
         .break_version("v2", "instance 0 (pid 1) exited: exit status: 101");
     let end = wait_final(&mut events, &run.run_id).await;
@@ -457,11 +463,7 @@ async fn abort_returns_to_stable_and_records_who_asked() {
     h.deploy("v1").await;
     let mut events = h.engine.subscribe();
     let run = h.engine.deploy("v2").unwrap();
-    loop {
-        if events.recv().await.unwrap().kind == "weight" {
-            break;
-        }
-    }
+    wait_for(&mut events, |e| e.kind == "weight").await;
     h.engine.abort("a test").unwrap();
     let end = wait_final(&mut events, &run.run_id).await;
     assert_eq!(end.outcome, Some(Outcome::Aborted));
@@ -515,12 +517,10 @@ async fn until_promoted_waits_for_a_person() {
     h.deploy("v1").await;
     let mut events = h.engine.subscribe();
     let run = h.engine.deploy("v2").unwrap();
-    loop {
-        let e = events.recv().await.unwrap();
-        if e.kind == "weight" && e.weight_bp == Some(5000) {
-            break;
-        }
-    }
+    wait_for(&mut events, |e| {
+        e.kind == "weight" && e.weight_bp == Some(5000)
+    })
+    .await;
     // An hour at the paused step: still waiting.
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert!(h.engine.status().active_run.is_some());
@@ -648,11 +648,7 @@ async fn shutdown_aborts_the_run_refuses_new_ones_and_stop_serving_stops_everyth
     h.deploy("v1").await;
     let mut events = h.engine.subscribe();
     let run = h.engine.deploy("v2").unwrap();
-    loop {
-        if events.recv().await.unwrap().kind == "weight" {
-            break;
-        }
-    }
+    wait_for(&mut events, |e| e.kind == "weight").await;
     h.engine.shutdown().await;
     let end = wait_final(&mut events, &run.run_id).await;
     assert_eq!(end.outcome, Some(Outcome::Aborted));
@@ -680,11 +676,7 @@ async fn requests_after_the_run_has_decided_are_refused_as_too_late() {
     );
     let mut events = h.engine.subscribe();
     let run = h.engine.deploy("v2").unwrap();
-    loop {
-        if events.recv().await.unwrap().kind == "rollback" {
-            break;
-        }
-    }
+    wait_for(&mut events, |e| e.kind == "rollback").await;
     // Decided to roll back, still finishing: neither promote nor abort applies.
     match h.engine.promote() {
         Err(EngineError::TooLate { run_id }) => assert_eq!(run_id, run.run_id),

@@ -14,6 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use cutover_engine::events::error_chain;
 use cutover_engine::{Engine, EngineError, RunEvent, receipts};
 use cutover_store::{OUTCOME_EVENT, StoreError};
 use serde::{Deserialize, Serialize};
@@ -117,17 +118,6 @@ impl From<StoreError> for ApiError {
             e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", error_chain(&e)),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 async fn status(State(s): State<AppState>) -> Json<serde_json::Value> {

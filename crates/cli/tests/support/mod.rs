@@ -85,6 +85,18 @@ impl Env {
         env
     }
 
+    /// v1 serving under steady load, and `cutover deploy v2` waiting at a 50% step
+    /// that only `cutover promote` ends.
+    pub async fn canary_paused_at_half() -> (Env, Load, JoinHandle<Output>) {
+        let mut env = Env::new(Faults::none()).with_steps("[{weight: 50%, pause: until-promoted}]");
+        env.serve().await;
+        env.deploy("v1").await.code(0);
+        let load = env.load();
+        let waiting = env.deploy_in_background("v2");
+        env.wait_for_weight("50%").await;
+        (env, load, waiting)
+    }
+
     pub fn with_steps(mut self, steps: &str) -> Env {
         self.steps = steps.to_owned();
         self.write_config();
