@@ -180,3 +180,33 @@ async fn sigterm_stops_the_daemon_and_leaves_no_child_processes() {
     let status: serde_json::Value = serde_json::from_str(&status_json.stdout).unwrap();
     assert_eq!(status["stable"]["version"], "v1");
 }
+
+/// The README's first command: the whole story, end to end, as a user runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_promotes_v2_and_rolls_back_v3() {
+    let env = Env::new(Faults::none());
+    let dir = env.config.with_file_name("demo");
+    let out = env
+        .cutover(&["demo", "--json", "--dir", dir.to_str().unwrap()])
+        .await;
+    out.code(0);
+    let summary: serde_json::Value = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "summary")
+        .unwrap_or_else(|| panic!("no summary line: {}", out.stdout));
+    assert_eq!(summary["as_expected"], true, "{summary}");
+    let outcomes: Vec<&str> = summary["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["promoted", "promoted", "rolled_back"]);
+    let v3 = std::path::PathBuf::from(summary["runs"][2]["receipts"].as_str().unwrap());
+    let rollback = std::fs::read_to_string(v3.join("rollback-log.md")).unwrap();
+    assert!(rollback.contains("error_rate"), "{rollback}");
+    // The demo's daemon stopped and took its processes with it.
+    assert!(!dir.join(".cutover").join("daemon.json").exists());
+}
