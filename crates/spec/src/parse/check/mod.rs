@@ -1,0 +1,272 @@
+//! Walks the YAML tree, collects every mistake, and builds the validated [`Config`]
+//! with the defaults from [`crate::defaults`].
+//!
+//! One `Checker` walks the whole tree and collects the mistakes; its methods are
+//! spread over this module by what they check:
+//!
+//! - here: the entry `config`, the collector, and the top level (`app`, `listen`,
+//!   `state_dir` and the paths resolved against the config file's directory);
+//! - `fields`: mappings: known, unknown (with "did you mean") and repeated fields,
+//!   required fields, and sections that name one kind (`platform: { local: ... }`);
+//! - `values`: durations, percentages, whole numbers in a range, ratios, and the
+//!   `${...}` placeholders;
+//! - `platform`: `platform.local` and `health`;
+//! - `strategy`: `strategy.canary` and its steps;
+//! - `analysis`: `analysis` and its metric rules.
+//!
+//! Conventions for messages: say what is wrong and what would be valid; name a
+//! setting by its key (`weight`) when the line and column already pin it, and by
+//! its full path (`platform.local`) when talking about a whole section.
+
+mod analysis;
+mod fields;
+mod platform;
+mod strategy;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+
+use super::node::{Entry, Node, Pos};
+use crate::types::{AnalysisSpec, Config, HealthCheck, StrategySpec, defaults};
+
+// The suggestion rule is also unit-tested on its own.
+#[cfg(test)]
+pub(super) use fields::did_you_mean;
+
+const TOP: &[&str] = &[
+    "app",
+    "listen",
+    "state_dir",
+    "platform",
+    "health",
+    "strategy",
+    "analysis",
+];
+
+/// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
+const HOMES: &[(&str, &[&str])] = &[
+    ("the top level", TOP),
+    ("`platform`", platform::PLATFORMS),
+    ("`platform.local`", platform::LOCAL),
+    ("`health`", platform::HEALTH),
+    ("`strategy`", strategy::STRATEGIES),
+    ("`strategy.canary`", strategy::CANARY),
+    ("each of `strategy.canary.steps`", strategy::STEP),
+    ("`analysis`", analysis::ANALYSIS),
+    ("`analysis.metrics`", analysis::METRICS),
+    ("`analysis.metrics.error_rate`", analysis::ERROR_RATE),
+    ("a latency metric", analysis::LATENCY),
+];
+
+type Errors = Vec<(Pos, String)>;
+
+/// Check `root` and build the config, or return every mistake found.
+pub(super) fn config(root: &Node, base: &Path) -> Result<Config, Errors> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        base,
+    };
+    match c.config(root) {
+        Some(config) if c.errors.is_empty() => Ok(config),
+        _ => {
+            if c.errors.is_empty() {
+                // Every `None` above comes with an error; this is only a safety net.
+                c.errors.push((root.pos, "invalid config".to_owned()));
+            }
+            Err(c.errors)
+        }
+    }
+}
+
+struct Checker<'b> {
+    errors: Errors,
+    base: &'b Path,
+}
+
+impl Checker<'_> {
+    /// Where to point for a mistake in the value of `e`: the value, or the key when
+    /// the value is left empty (`interval:` with nothing after it).
+    fn at(e: &Entry) -> Pos {
+        if e.value.is_null() && e.value.raw.is_none() {
+            e.key_pos
+        } else {
+            e.value.pos
+        }
+    }
+
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push((pos, message.into()));
+    }
+
+    // ---- the top level ----
+
+    fn config(&mut self, root: &Node) -> Option<Config> {
+        if root.is_null() {
+            self.error(
+                Pos::START,
+                "the config is empty: it needs at least `app` and `platform` \
+                 (run `cutover init` for a commented starter)",
+            );
+            return None;
+        }
+        let f = self.fields(root, "", TOP)?;
+
+        let app = self.require(
+            &f,
+            "",
+            root.pos,
+            "app",
+            "the application's name, e.g. `shop`",
+        );
+        let app = app.and_then(|e| self.app(e));
+        let listen = match f.get("listen") {
+            Some(e) => self.listen(e),
+            None => Some(
+                defaults::LISTEN
+                    .parse()
+                    .expect("the default listen address parses"),
+            ),
+        };
+        let state_dir = match f.get("state_dir") {
+            Some(e) => self.path(e),
+            None => Some(self.resolve(Path::new(defaults::STATE_DIR))),
+        };
+        let platform = self.require(
+            &f,
+            "",
+            root.pos,
+            "platform",
+            "where versions run, e.g. `platform: { local: { command: [\"./server\"] } }`",
+        );
+        let platform = platform.and_then(|e| self.platform(e));
+        let health = match f.get("health") {
+            Some(e) => self.health(e),
+            None => Some(HealthCheck::default()),
+        };
+        let strategy = match f.get("strategy") {
+            Some(e) => self.strategy(e),
+            None => Some(StrategySpec::default()),
+        };
+        let analysis = match f.get("analysis") {
+            Some(e) => self.analysis(e),
+            None => Some(AnalysisSpec::default()),
+        };
+
+        Some(Config {
+            app: app?,
+            listen: listen?,
+            state_dir: state_dir?,
+            platform: platform?,
+            health: health?,
+            strategy: strategy?,
+            analysis: analysis?,
+        })
+    }
+
+    fn app(&mut self, e: &Entry) -> Option<String> {
+        let text = e.value.scalar_text();
+        if let Some(name) = &text
+            && valid_app_name(name)
+        {
+            return Some(name.clone());
+        }
+        let mut message = format!(
+            "`app` must be 1-{} characters of lowercase letters, digits and `-`, starting with a letter \
+             (like `shop`), got {}",
+            defaults::APP_MAX_LEN,
+            e.value.describe()
+        );
+        if let Some(name) = text {
+            let slug = slugify(&name);
+            if valid_app_name(&slug) {
+                message.push_str(&format!("; did you mean `{slug}`?"));
+            }
+        }
+        self.error(Self::at(e), message);
+        None
+    }
+
+    fn listen(&mut self, e: &Entry) -> Option<SocketAddr> {
+        let text = e.value.scalar_text();
+        if let Some(addr) = text.as_deref().and_then(|t| t.trim().parse().ok()) {
+            return Some(addr);
+        }
+        let mut message = format!(
+            "`listen` must be an IP address and port like `127.0.0.1:8080` or `[::1]:8080`, got {}",
+            e.value.describe()
+        );
+        if let Some(t) = text {
+            let t = t.trim();
+            let port = t
+                .strip_prefix("localhost:")
+                .or_else(|| t.strip_prefix(':'))
+                .unwrap_or(t);
+            if port.parse::<u16>().is_ok() {
+                message.push_str(&format!("; did you mean `127.0.0.1:{port}`?"));
+            }
+        }
+        self.error(Self::at(e), message);
+        None
+    }
+
+    /// A path, resolved against the config file's directory.
+    fn path(&mut self, e: &Entry) -> Option<PathBuf> {
+        match e.value.scalar_text() {
+            Some(p) if !p.trim().is_empty() => Some(self.resolve(Path::new(&p))),
+            _ => {
+                self.error(
+                    Self::at(e),
+                    format!(
+                        "`{}` must be a directory path (relative to the config file's directory), got {}",
+                        e.key,
+                        e.value.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
+        let cleaned: PathBuf = joined
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        if cleaned.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            cleaned
+        }
+    }
+}
+
+fn valid_app_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= defaults::APP_MAX_LEN
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `My App!` -> `my-app`: the closest valid app name, maybe.
+fn slugify(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-');
+    out.chars()
+        .take(defaults::APP_MAX_LEN)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}

@@ -1,0 +1,144 @@
+//! How traffic moves to the new version: `strategy.canary` and its steps, each a
+//! weight that never decreases and a pause.
+
+use super::Checker;
+use super::fields::suggestion;
+use super::values::parse_duration;
+use crate::parse::node::{Entry, Value};
+use crate::types::{CanarySpec, Pause, Percent, Step, StrategySpec, defaults};
+
+pub(super) const STRATEGIES: &[&str] = &["canary"];
+const STRATEGIES_LATER: &[&str] = &["blue_green", "rolling"];
+pub(super) const CANARY: &[&str] = &["steps"];
+pub(super) const STEP: &[&str] = &["weight", "pause"];
+const UNTIL_PROMOTED: &str = "until-promoted";
+
+impl Checker<'_> {
+    pub(super) fn strategy(&mut self, e: &Entry) -> Option<StrategySpec> {
+        if e.value.is_null() {
+            return Some(StrategySpec::default());
+        }
+        let kind = self.one_of(e, "strategy", "strategy", STRATEGIES, STRATEGIES_LATER)?;
+        match kind.key.as_str() {
+            "canary" => self.canary(kind).map(StrategySpec::Canary),
+            _ => unreachable!("one_of returns only valid kinds"),
+        }
+    }
+
+    fn canary(&mut self, e: &Entry) -> Option<CanarySpec> {
+        let f = self.fields(&e.value, "strategy.canary", CANARY)?;
+        let Some(steps) = f.get("steps") else {
+            return Some(CanarySpec::default());
+        };
+        let items = match &steps.value.value {
+            Value::Seq(items) if !items.is_empty() => items,
+            Value::Null | Value::Seq(_) => {
+                self.error(
+                    steps.key_pos,
+                    "`steps` must list at least one step, e.g. `- { weight: 100%, pause: 30s }`",
+                );
+                return None;
+            }
+            _ => {
+                self.error(
+                    Self::at(steps),
+                    format!(
+                        "`steps` must be a list of steps like `- {{ weight: 10%, pause: 30s }}`, got {}",
+                        steps.value.describe()
+                    ),
+                );
+                return None;
+            }
+        };
+
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        // The last valid weight seen, to check that weights never decrease.
+        let mut previous: Option<Percent> = None;
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("strategy.canary.steps[{i}]");
+            if !matches!(item.value, Value::Map(_)) {
+                self.error(
+                    item.pos,
+                    format!(
+                        "`{path}` must be a mapping like `{{ weight: 10%, pause: 30s }}`, got {}",
+                        item.describe()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            let Some(f) = self.fields(item, &path, STEP) else {
+                ok = false;
+                continue;
+            };
+            let weight = self.require(
+                &f,
+                &path,
+                item.pos,
+                "weight",
+                "the share of traffic sent to the new version, e.g. `25%`",
+            );
+            let weight = weight.and_then(|e| self.weight(e, previous));
+            if let Some(w) = weight {
+                previous = Some(w);
+            }
+            let pause = match f.get("pause") {
+                Some(e) => self.pause(e),
+                None => Some(Pause::For(defaults::STEP_PAUSE)),
+            };
+            match (weight, pause) {
+                (Some(weight), Some(pause)) => out.push(Step { weight, pause }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(CanarySpec { steps: out })
+    }
+
+    fn pause(&mut self, e: &Entry) -> Option<Pause> {
+        if let Value::Str(s) = &e.value.value
+            && s.trim() == UNTIL_PROMOTED
+        {
+            return Some(Pause::UntilPromoted);
+        }
+        match parse_duration(&e.value) {
+            Ok(d) => Some(Pause::For(d)),
+            Err(mut message) => {
+                message.push_str(&format!(
+                    ", or `{UNTIL_PROMOTED}` to wait for `cutover promote`"
+                ));
+                if let Value::Str(s) = &e.value.value
+                    && !suggestion(s, &[UNTIL_PROMOTED]).is_empty()
+                {
+                    message.push_str(&format!("; did you mean `{UNTIL_PROMOTED}`?"));
+                }
+                self.error(Self::at(e), message);
+                None
+            }
+        }
+    }
+
+    /// A step's weight: above 0%, and not below the previous step's.
+    fn weight(&mut self, e: &Entry, previous: Option<Percent>) -> Option<Percent> {
+        let w = self.percent(e)?;
+        if w.fraction() <= 0.0 {
+            self.error(
+                e.value.pos,
+                "`weight` must be more than 0%: every step sends some traffic to the new version",
+            );
+            return None;
+        }
+        if let Some(prev) = previous
+            && w < prev
+        {
+            self.error(
+                e.value.pos,
+                format!(
+                    "`weight` {w} is lower than the previous step's {prev}: weights must never decrease"
+                ),
+            );
+            return None;
+        }
+        Some(w)
+    }
+}

@@ -1,0 +1,376 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+// ---- defaults, and the whole format ----
+
+#[test]
+fn minimal_config_gets_every_default() {
+    let c = ok(MINIMAL);
+    let expected = Config {
+        app: "shop".into(),
+        listen: "127.0.0.1:8080".parse().unwrap(),
+        state_dir: PathBuf::from(".cutover"),
+        platform: PlatformSpec::Local(LocalSpec {
+            command: vec!["./shop".into(), "--port".into(), "${PORT}".into()],
+            env: BTreeMap::new(),
+            workdir: PathBuf::from("."),
+            instances: 1,
+            startup_timeout: secs(30),
+            drain_timeout: secs(10),
+        }),
+        health: HealthCheck {
+            path: "/healthz".into(),
+            interval: secs(1),
+            timeout: secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 3,
+        },
+        strategy: StrategySpec::Canary(CanarySpec {
+            steps: vec![
+                Step {
+                    weight: pct(10.0),
+                    pause: Pause::For(secs(30)),
+                },
+                Step {
+                    weight: pct(50.0),
+                    pause: Pause::For(secs(30)),
+                },
+                Step {
+                    weight: pct(100.0),
+                    pause: Pause::For(secs(30)),
+                },
+            ],
+        }),
+        analysis: AnalysisSpec {
+            interval: secs(5),
+            min_requests: 20,
+            failure_limit: 1,
+            inconclusive_limit: 6,
+            metrics: MetricRules {
+                error_rate: Some(ErrorRateRule {
+                    max: Some(pct(5.0)),
+                    max_over_stable: None,
+                }),
+                latency_p50: None,
+                latency_p95: None,
+                latency_p99: None,
+            },
+        },
+    };
+    assert_eq!(c, expected);
+    // The `Default` impls and `defaults` agree with what parsing fills in.
+    assert_eq!(c.health, HealthCheck::default());
+    assert_eq!(c.strategy, StrategySpec::default());
+    assert_eq!(c.analysis, AnalysisSpec::default());
+    assert_eq!(c.strategy.canary().steps, defaults::CANARY_STEPS);
+}
+
+#[test]
+fn empty_sections_mean_defaults() {
+    let src = format!("{MINIMAL}health:\nstrategy:\nanalysis: {{}}\n");
+    assert_eq!(ok(&src), ok(MINIMAL));
+    let src = format!("{MINIMAL}strategy:\n  canary:\n");
+    assert_eq!(ok(&src), ok(MINIMAL));
+    let src = "app: shop\nplatform:\n  local:\n    command: [x]\n    env:\n";
+    assert!(ok(src).platform.local().env.is_empty());
+}
+
+#[test]
+fn full_config_round_trip() {
+    let src = r#"# every field, none of them default
+app: shop-2
+listen: "[::1]:9090"
+state_dir: /var/lib/cutover
+platform:
+  local:
+    command: ["./shop", "--port", "${PORT}", "--version=${VERSION}", 8, true]
+    env:
+      GREETING: "hi from ${VERSION}"
+      WORKERS: 4
+      DEBUG: yes
+      LISTEN_ON: ":${PORT}"
+    workdir: bin
+    instances: 3
+    startup_timeout: 1m
+    drain_timeout: 0s
+health:
+  path: /ready?deep=1
+  interval: 500ms
+  timeout: 250ms
+  healthy_threshold: 2
+  unhealthy_threshold: 5
+strategy:
+  canary:
+    steps:
+      - weight: 0.5%
+        pause: 1h 30m
+      - weight: 25%
+        pause: until-promoted
+      - { weight: 25%, pause: 2m }
+      - weight: 100%
+analysis:
+  interval: 10s
+  min_requests: 0
+  failure_limit: 2
+  inconclusive_limit: 12
+  metrics:
+    error_rate: { max: 2.5%, max_over_stable: 1% }
+    latency_p50: { max: 200ms, max_ratio: 1.5 }
+    latency_p95: { max: 300ms }
+    latency_p99: { max_ratio: 2 }
+"#;
+    let c = parse(src, "deploy/cutover.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let expected = Config {
+        app: "shop-2".into(),
+        listen: "[::1]:9090".parse().unwrap(),
+        state_dir: PathBuf::from("/var/lib/cutover"),
+        platform: PlatformSpec::Local(LocalSpec {
+            command: [
+                "./shop",
+                "--port",
+                "${PORT}",
+                "--version=${VERSION}",
+                "8",
+                "true",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: [
+                ("GREETING", "hi from ${VERSION}"),
+                ("WORKERS", "4"),
+                ("DEBUG", "yes"),
+                ("LISTEN_ON", ":${PORT}"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            workdir: PathBuf::from("deploy/bin"),
+            instances: 3,
+            startup_timeout: secs(60),
+            drain_timeout: Duration::ZERO,
+        }),
+        health: HealthCheck {
+            path: "/ready?deep=1".into(),
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(250),
+            healthy_threshold: 2,
+            unhealthy_threshold: 5,
+        },
+        strategy: StrategySpec::Canary(CanarySpec {
+            steps: vec![
+                Step {
+                    weight: pct(0.5),
+                    pause: Pause::For(secs(5400)),
+                },
+                Step {
+                    weight: pct(25.0),
+                    pause: Pause::UntilPromoted,
+                },
+                Step {
+                    weight: pct(25.0),
+                    pause: Pause::For(secs(120)),
+                },
+                Step {
+                    weight: pct(100.0),
+                    pause: Pause::For(defaults::STEP_PAUSE),
+                },
+            ],
+        }),
+        analysis: AnalysisSpec {
+            interval: secs(10),
+            min_requests: 0,
+            failure_limit: 2,
+            inconclusive_limit: 12,
+            metrics: MetricRules {
+                error_rate: Some(ErrorRateRule {
+                    max: Some(pct(2.5)),
+                    max_over_stable: Some(pct(1.0)),
+                }),
+                latency_p50: Some(LatencyRule {
+                    max: Some(Duration::from_millis(200)),
+                    max_ratio: Some(1.5),
+                }),
+                latency_p95: Some(LatencyRule {
+                    max: Some(Duration::from_millis(300)),
+                    max_ratio: None,
+                }),
+                latency_p99: Some(LatencyRule {
+                    max: None,
+                    max_ratio: Some(2.0),
+                }),
+            },
+        },
+    };
+    assert_eq!(c, expected);
+    assert_eq!(c.strategy.canary().steps[0].weight.basis_points(), 50);
+}
+
+#[test]
+fn starter_parses_to_the_defaults() {
+    let starter = parse(STARTER, "cutover.yaml").unwrap_or_else(|e| panic!("STARTER:\n{e}"));
+    let minimal = ok(r#"app: my-app
+platform:
+  local:
+    command: ["./server", "--port", "${PORT}"]
+"#);
+    assert_eq!(starter, minimal);
+    // Every option appears in it.
+    for key in [
+        "app:",
+        "listen:",
+        "state_dir:",
+        "platform:",
+        "local:",
+        "command:",
+        "env:",
+        "workdir:",
+        "instances:",
+        "startup_timeout:",
+        "drain_timeout:",
+        "health:",
+        "path:",
+        "interval:",
+        "timeout:",
+        "healthy_threshold:",
+        "unhealthy_threshold:",
+        "strategy:",
+        "canary:",
+        "steps:",
+        "weight:",
+        "pause:",
+        "analysis:",
+        "min_requests:",
+        "failure_limit:",
+        "inconclusive_limit:",
+        "metrics:",
+        "error_rate:",
+        "max:",
+        "max_over_stable:",
+        "latency_p50:",
+        "latency_p95:",
+        "latency_p99:",
+        "max_ratio:",
+        "until-promoted",
+    ] {
+        assert!(STARTER.contains(key), "STARTER lacks {key}");
+    }
+    // Uncommenting the commented-out options keeps it valid.
+    let uncommented: String = STARTER
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("# ") {
+            Some(rest) if rest.starts_with("max_over_stable") || rest.starts_with("latency_") => {
+                format!("{}{rest}\n", &l[..l.len() - l.trim_start().len()])
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let c = parse(&uncommented, "cutover.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let m = &c.analysis.metrics;
+    assert!(m.latency_p50.is_some() && m.latency_p95.is_some() && m.latency_p99.is_some());
+    assert!(m.error_rate.unwrap().max_over_stable.is_some());
+}
+
+// ---- paths and files ----
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let with = |extra: &str, file: &str| {
+        let src = format!("app: shop\n{extra}platform:\n  local:\n    command: [x]\n");
+        let c = parse(&src, file).unwrap_or_else(|e| panic!("{e}"));
+        (c.state_dir, c.platform.local().workdir.clone())
+    };
+    assert_eq!(with("", "cutover.yaml"), (".cutover".into(), ".".into()));
+    assert_eq!(with("", "./cutover.yaml"), (".cutover".into(), ".".into()));
+    assert_eq!(
+        with("", "deploy/cutover.yaml"),
+        ("deploy/.cutover".into(), "deploy".into())
+    );
+    assert_eq!(
+        with("", "/srv/shop/cutover.yaml"),
+        ("/srv/shop/.cutover".into(), "/srv/shop".into())
+    );
+    assert_eq!(
+        with("state_dir: ./state\n", "/srv/shop/cutover.yaml"),
+        ("/srv/shop/state".into(), "/srv/shop".into())
+    );
+    assert_eq!(
+        with("state_dir: /var/lib/x\n", "deploy/cutover.yaml").0,
+        PathBuf::from("/var/lib/x")
+    );
+    assert_eq!(
+        with("state_dir: ../state\n", "deploy/cutover.yaml").0,
+        PathBuf::from("deploy/../state")
+    );
+    let src = "app: shop\nplatform:\n  local:\n    command: [x]\n    workdir: ./bin\n";
+    assert_eq!(
+        parse(src, "deploy/c.yaml")
+            .unwrap()
+            .platform
+            .local()
+            .workdir,
+        Path::new("deploy/bin")
+    );
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_on_error() {
+    let dir = std::env::temp_dir().join(format!("cutover-spec-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cutover.yaml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let c = load(&path).unwrap();
+    assert_eq!(c.state_dir, dir.join(".cutover"));
+    assert_eq!(c.platform.local().workdir, dir);
+
+    std::fs::write(&path, "app: shop\nplatform:\n  local: {}\n").unwrap();
+    let e = load(&path).unwrap_err();
+    assert_eq!(e.diagnostics[0].file, path.display().to_string());
+    assert_eq!((e.diagnostics[0].line, e.diagnostics[0].col), (3, 3));
+
+    let missing = dir.join("nope.yaml");
+    let e = load(&missing).unwrap_err();
+    assert_eq!(e.diagnostics.len(), 1);
+    assert_eq!(e.diagnostics[0].line, 0);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: cannot read the config file: no such file; run `cutover init` to write a commented starter",
+            missing.display()
+        )
+    );
+
+    std::fs::write(&path, b"app: \xff\n").unwrap();
+    let e = load(&path).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("cannot read the config file: it is not UTF-8 text"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn aliases_and_merge_keys_work() {
+    let src = r#"app: shop
+platform:
+  local:
+    command: ["./shop"]
+    env: &env { A: "1" }
+strategy:
+  canary:
+    steps:
+      - &step { weight: 10%, pause: 1s }
+      - <<: *step
+        weight: 100%
+"#;
+    let c = ok(src);
+    assert_eq!(
+        c.strategy.canary().steps[1],
+        Step {
+            weight: pct(100.0),
+            pause: Pause::For(secs(1))
+        }
+    );
+}
