@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 pub struct Sample {
     /// Responses completed in the window.
     pub requests: u64,
-    /// Of those, 5xx responses (the proxy's own 502/504 included).
+    /// Of those, failures: 5xx responses (the proxy's own 502/504 included) and
+    /// responses whose body broke off mid-stream.
     pub errors: u64,
     /// Latency quantiles, `None` when there were no requests.
     #[serde(with = "opt_millis")]

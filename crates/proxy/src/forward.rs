@@ -13,6 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
@@ -24,7 +25,7 @@ use tracing::field::Empty;
 
 use crate::ProxyOptions;
 use crate::routes::{Backend, NoRoute, Routes};
-use crate::stats::InFlight;
+use crate::stats::{InFlight, thread_index};
 
 /// Request header that pins a request to a version, and response header naming
 /// the version that served it.
@@ -32,6 +33,11 @@ pub const VERSION_HEADER: &str = "x-cutover-version";
 
 /// How long an idle upstream connection stays in the pool.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Number of upstream clients, each with its own connection pool. A pool is one
+/// `Mutex` taken on every checkout and return; threads are spread over the
+/// clients so that concurrent requests rarely meet on the same one.
+const CLIENTS: usize = 8;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -47,7 +53,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// State shared by every connection of one proxy.
 pub(crate) struct Shared {
     pub(crate) routes: ArcSwap<Routes>,
-    client: Client<HttpConnector, Incoming>,
+    clients: [Client<HttpConnector, Incoming>; CLIENTS],
     response_timeout: Duration,
 }
 
@@ -57,15 +63,20 @@ impl Shared {
         connector.set_connect_timeout(Some(options.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         Shared {
             routes: ArcSwap::from_pointee(Routes::default()),
-            client,
+            clients: std::array::from_fn(|_| builder.build(connector.clone())),
             response_timeout: options.response_timeout,
         }
+    }
+
+    /// This thread's upstream client.
+    fn client(&self) -> &Client<HttpConnector, Incoming> {
+        &self.clients[thread_index() % CLIENTS]
     }
 }
 
@@ -120,7 +131,7 @@ async fn route(
             );
         }
     };
-    let Some(instance) = backend.next_instance() else {
+    let Some((index, instance)) = backend.next() else {
         // `choose` only returns backends with instances.
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -129,21 +140,39 @@ async fn route(
         );
     };
     tracing::Span::current().record("version", backend.version.as_str());
-    forward(shared, backend, instance, client, req).await
+    forward(shared, backend, (index, instance), client, req).await
+}
+
+/// The upstream URI: `http://`, the instance, and the request's path and query.
+fn upstream_uri(
+    backend: &Backend,
+    (index, instance): (usize, SocketAddr),
+    request: Uri,
+) -> Result<Uri, http::Error> {
+    let mut parts = request.into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(match backend.authority(index, instance) {
+        Some(authority) => authority,
+        // Cannot happen for a socket address; report it like any bad authority.
+        None => instance.to_string().try_into()?,
+    });
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    Ok(Uri::from_parts(parts)?)
 }
 
 async fn forward(
     shared: &Shared,
     backend: &Backend,
-    instance: SocketAddr,
+    (index, instance): (usize, SocketAddr),
     client: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let in_flight = backend.stats.start();
+    let mut in_flight = backend.stats.start();
     let started = Instant::now();
 
-    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let uri = match Uri::try_from(format!("http://{instance}{path}")) {
+    let uri = match upstream_uri(backend, (index, instance), std::mem::take(req.uri_mut())) {
         Ok(uri) => uri,
         Err(e) => {
             // Cannot happen for a path that hyper parsed; answer rather than panic.
@@ -158,16 +187,18 @@ async fn forward(
     *req.version_mut() = Version::HTTP_11;
     prepare_request_headers(req.headers_mut(), client);
 
-    let outcome = tokio::time::timeout(shared.response_timeout, shared.client.request(req)).await;
+    let outcome = tokio::time::timeout(shared.response_timeout, shared.client().request(req)).await;
     let latency = started.elapsed();
     let version = &backend.version;
     let response = match outcome {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
+            // Recorded before the body can be polled, so a body error finds it.
+            in_flight.record(parts.status.as_u16(), latency);
             strip_hop_by_hop(&mut parts.headers);
             set_version_header(&mut parts.headers, backend);
-            let body = ProxyBody::upstream(body, in_flight);
-            Response::from_parts(parts, body)
+            let body = ProxyBody::upstream(body, in_flight, tracing::Span::current());
+            return Response::from_parts(parts, body);
         }
         Ok(Err(e)) if e.is_connect() => {
             tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream connect failed");
@@ -200,7 +231,7 @@ async fn forward(
             ),
         ),
     };
-    backend.stats.record(response.status().as_u16(), latency);
+    in_flight.record(response.status().as_u16(), latency);
     response
 }
 
@@ -250,11 +281,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn set_version_header(headers: &mut HeaderMap, backend: &Backend) {
-    match HeaderValue::from_str(&backend.version) {
-        Ok(value) => {
+    match backend.version_header() {
+        Some(value) => {
             headers.insert(VERSION_HEADER, value);
         }
-        Err(_) => {
+        None => {
             // A version string that is not a valid header value is not echoed, but
             // an upstream's own header must not pass for ours either.
             headers.remove(VERSION_HEADER);
@@ -299,8 +330,8 @@ fn plain(status: StatusCode, backend: Option<&Backend>, body: &str) -> Response<
 }
 
 /// The response body the proxy sends: an upstream body streamed through (holding
-/// the version's in-flight guard until it ends or is dropped), or a short body of
-/// the proxy's own.
+/// the version's in-flight guard until it ends or is dropped, and counting an
+/// error if it fails), or a short body of the proxy's own.
 pub(crate) struct ProxyBody {
     kind: Kind,
 }
@@ -309,15 +340,21 @@ enum Kind {
     Upstream {
         body: Incoming,
         in_flight: Option<InFlight>,
+        /// The request's span, for a failure of the body after `handle` returned.
+        span: tracing::Span,
     },
     Full(Option<Bytes>),
 }
 
 impl ProxyBody {
-    fn upstream(body: Incoming, in_flight: InFlight) -> ProxyBody {
+    fn upstream(body: Incoming, in_flight: InFlight, span: tracing::Span) -> ProxyBody {
         let in_flight = (!body.is_end_stream()).then_some(in_flight);
         ProxyBody {
-            kind: Kind::Upstream { body, in_flight },
+            kind: Kind::Upstream {
+                body,
+                in_flight,
+                span,
+            },
         }
     }
 
@@ -338,10 +375,22 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.get_mut().kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { body, in_flight } => {
+            Kind::Upstream {
+                body,
+                in_flight,
+                span,
+            } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 match &polled {
-                    Poll::Ready(None | Some(Err(_))) => *in_flight = None,
+                    Poll::Ready(Some(Err(e))) => {
+                        if let Some(in_flight) = in_flight.take() {
+                            span.in_scope(|| {
+                                tracing::debug!(error = %e, "upstream response body failed");
+                            });
+                            in_flight.body_failed();
+                        }
+                    }
+                    Poll::Ready(None) => *in_flight = None,
                     Poll::Ready(Some(Ok(_))) if body.is_end_stream() => *in_flight = None,
                     _ => {}
                 }
@@ -392,6 +441,32 @@ mod tests {
         let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn upstream_uri_keeps_path_and_query_and_names_the_instance() {
+        let v4: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8082".parse().unwrap();
+        let b = Backend::new("v1", vec![v4, v6], crate::VersionStats::new());
+        let uri = |i: usize, addr: SocketAddr, target: &str| {
+            upstream_uri(&b, (i, addr), target.parse().unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            uri(0, v4, "/some/path?q=1&r"),
+            "http://127.0.0.1:8081/some/path?q=1&r"
+        );
+        assert_eq!(uri(1, v6, "/"), "http://[::1]:8082/");
+        // Absolute form: the client's authority is replaced.
+        assert_eq!(
+            uri(0, v4, "https://app.example/x?y"),
+            "http://127.0.0.1:8081/x?y"
+        );
+        // Authority form has no path.
+        assert_eq!(uri(0, v4, "app.example:443"), "http://127.0.0.1:8081/");
+        // Not the cached instance at that position: made on the spot.
+        assert_eq!(uri(0, v6, "/z"), "http://[::1]:8082/z");
     }
 
     #[test]

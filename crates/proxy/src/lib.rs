@@ -4,8 +4,9 @@
 //! The proxy forwards each request to the stable or the canary version according to
 //! a [`Routes`] table the engine swaps atomically ([`Proxy::set_routes`]), streams
 //! bodies both ways, names the serving version in an `x-cutover-version` response
-//! header, and records status and latency into that version's [`VersionStats`],
-//! from which the engine takes a [`cutover_analysis::Sample`] per analysis window.
+//! header, and records status and latency into that version's [`VersionStats`]
+//! (and, as an error, an upstream body that fails after the headers), from which
+//! the engine takes a [`cutover_analysis::Sample`] per analysis window.
 //! A request may pin a version with the `x-cutover-version` request header
 //! (`stable`, `canary`, or the exact version string).
 //!

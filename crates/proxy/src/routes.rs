@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use http::HeaderValue;
+use http::uri::Authority;
+
 use crate::stats::VersionStats;
 
 /// The canary weight that sends all traffic to the canary, in basis points.
@@ -23,29 +26,75 @@ pub struct Backend {
     pub stats: Arc<VersionStats>,
     /// Round-robin position, shared by clones of this backend.
     cursor: Arc<AtomicUsize>,
+    /// Made once for every request: the authority of each instance's upstream URI
+    /// (`None` if an address is not a valid one), by position in `instances`...
+    authorities: Arc<[(SocketAddr, Option<Authority>)]>,
+    /// ... and `version` as the response header value (`None` if it is not a
+    /// valid one). Both are checked against the public fields before use, in case
+    /// those were changed after [`Backend::new`].
+    version_header: Option<HeaderValue>,
 }
 
 impl Backend {
+    /// A version served by `instances`, measured into `stats`.
+    ///
+    /// Round-robin starts at the first instance for the first backend built over
+    /// `stats`, and at a random one for every later backend over the same `stats`
+    /// (the route changes of a version that already serves), so that frequent
+    /// rebuilds do not send more traffic to the first instance than to the others.
     pub fn new(
         version: impl Into<String>,
         instances: Vec<SocketAddr>,
         stats: Arc<VersionStats>,
     ) -> Backend {
+        let version = version.into();
+        let start = if stats.first_route() || instances.is_empty() {
+            0
+        } else {
+            fastrand::usize(..instances.len())
+        };
+        let authorities = instances
+            .iter()
+            .map(|&addr| (addr, Authority::try_from(addr.to_string()).ok()))
+            .collect();
         Backend {
-            version: version.into(),
+            version_header: HeaderValue::from_str(&version).ok(),
+            version,
             instances,
             stats,
-            cursor: Arc::new(AtomicUsize::new(0)),
+            cursor: Arc::new(AtomicUsize::new(start)),
+            authorities,
         }
     }
 
     /// The next instance in round-robin order, `None` without instances.
     pub fn next_instance(&self) -> Option<SocketAddr> {
+        self.next().map(|(_, addr)| addr)
+    }
+
+    /// The next instance in round-robin order and its position in `instances`.
+    pub(crate) fn next(&self) -> Option<(usize, SocketAddr)> {
         if self.instances.is_empty() {
             return None;
         }
-        let i = self.cursor.fetch_add(1, Ordering::Relaxed);
-        Some(self.instances[i % self.instances.len()])
+        let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.instances.len();
+        Some((i, self.instances[i]))
+    }
+
+    /// The URI authority of `addr`, the instance at position `i`.
+    pub(crate) fn authority(&self, i: usize, addr: SocketAddr) -> Option<Authority> {
+        match self.authorities.get(i) {
+            Some((cached, authority)) if *cached == addr => authority.clone(),
+            _ => Authority::try_from(addr.to_string()).ok(),
+        }
+    }
+
+    /// `version` as a header value, `None` if it is not a valid one.
+    pub(crate) fn version_header(&self) -> Option<HeaderValue> {
+        match &self.version_header {
+            Some(value) if value.as_bytes() == self.version.as_bytes() => Some(value.clone()),
+            _ => HeaderValue::from_str(&self.version).ok(),
+        }
     }
 
     fn is_serving(&self) -> bool {
@@ -183,6 +232,58 @@ mod tests {
             .collect();
         assert_eq!(ports, [1, 2, 3, 1, 2, 3]);
         assert_eq!(backend("v1", &[]).next_instance(), None);
+    }
+
+    #[test]
+    fn rebuilds_over_the_same_stats_start_round_robin_anywhere() {
+        fastrand::seed(7);
+        let stats = VersionStats::new();
+        let instances: Vec<SocketAddr> = (1..=3)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        // The first backend of a version starts at its first instance.
+        let first = Backend::new("v1", instances.clone(), Arc::clone(&stats));
+        assert_eq!(first.next_instance().unwrap().port(), 1);
+
+        // Each route change builds the backend anew; its first pick is spread.
+        let mut firsts = [0usize; 3];
+        for _ in 0..3000 {
+            let rebuilt = Backend::new("v1", instances.clone(), Arc::clone(&stats));
+            let port = rebuilt.next_instance().unwrap().port();
+            firsts[usize::from(port) - 1] += 1;
+            // And goes on round-robin from there.
+            let next = rebuilt.next_instance().unwrap().port();
+            assert_eq!(next, port % 3 + 1);
+        }
+        assert!(
+            firsts.iter().all(|&n| (800..=1200).contains(&n)),
+            "first picks per instance over 3000 rebuilds: {firsts:?}"
+        );
+
+        // A single instance, or none, is still fine.
+        let one = Backend::new("v1", instances[..1].to_vec(), Arc::clone(&stats));
+        assert_eq!(one.next_instance().unwrap().port(), 1);
+        assert_eq!(Backend::new("v1", vec![], stats).next_instance(), None);
+    }
+
+    #[test]
+    fn cached_header_and_authorities_follow_the_public_fields() {
+        let mut b = backend("v1", &[1, 2]);
+        assert_eq!(b.version_header().unwrap(), "v1");
+        let (i, addr) = b.next().unwrap();
+        assert_eq!(b.authority(i, addr).unwrap(), addr.to_string().as_str());
+
+        // Fields changed after `new` win over what was cached.
+        b.version = "v2".into();
+        assert_eq!(b.version_header().unwrap(), "v2");
+        b.version = "bad\nversion".into();
+        assert_eq!(b.version_header(), None);
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        b.instances = vec![v6];
+        let (i, addr) = b.next().unwrap();
+        assert_eq!(addr, v6);
+        assert_eq!(b.authority(i, addr).unwrap(), "[::1]:8080");
+        assert_eq!(backend("bad\nversion", &[1]).version_header(), None);
     }
 
     #[test]

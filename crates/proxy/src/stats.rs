@@ -11,10 +11,17 @@
 //! The request path never takes a lock shared by every thread: totals and the
 //! in-flight count are atomics, and the cumulative counts and histograms are split
 //! into a few shards, each behind its own `Mutex`, picked by a per-thread index.
-//! Readers (the engine, once or twice per analysis window) merge the shards.
+//! Readers (the engine, once or twice per analysis window) merge the shards. The
+//! idle notification's lock is only taken when someone waits for idleness.
+//!
+//! A request is counted once, when its response headers arrive (5xx is an error
+//! then). If the upstream's body then fails (connection reset, upstream crashed),
+//! the same request becomes an error in the window where the failure happens,
+//! unless it already was one: a request is never counted twice, and a window never
+//! reports more errors than requests.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,7 +45,12 @@ pub struct VersionStats {
     requests: AtomicU64,
     errors: AtomicU64,
     in_flight: AtomicUsize,
+    /// Tasks in [`VersionStats::wait_idle`]: the last in-flight guard only takes
+    /// `idle`'s lock to wake them when there are some.
+    idle_waiters: AtomicUsize,
     idle: Notify,
+    /// Whether a [`crate::Backend`] was ever built over these stats.
+    routed: AtomicBool,
     shards: [Mutex<Shard>; SHARDS],
 }
 
@@ -67,12 +79,18 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new(SIGFIG).expect("2 significant figures is a valid histogram precision")
 }
 
-fn shard_index() -> usize {
+/// A small per-thread number, handed out round-robin to threads as they first ask;
+/// spreads threads over shards (here and for the proxy's upstream connection pools).
+pub(crate) fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     INDEX.with(|i| *i)
+}
+
+fn shard_index() -> usize {
+    thread_index() % SHARDS
 }
 
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -83,7 +101,8 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 /// Everything a version had done when the snapshot was taken, since its stats
-/// were created: requests, 5xx responses and a merged latency histogram.
+/// were created: requests, errors (5xx responses and failed bodies) and a merged
+/// latency histogram.
 ///
 /// Cheap to clone (a few KiB). Diff two of them with [`Snapshot::since`].
 #[derive(Clone)]
@@ -109,14 +128,20 @@ impl Snapshot {
         self.requests
     }
 
-    /// 5xx responses recorded up to this snapshot.
+    /// Errors recorded up to this snapshot: 5xx responses, and responses whose
+    /// body failed after the headers.
     pub fn errors(&self) -> u64 {
         self.errors
     }
 
-    /// What happened between `earlier` and `self`: the requests, the 5xx responses
-    /// and the p50/p95/p99 of the latencies recorded in between (`None` quantiles
-    /// when nothing was).
+    /// What happened between `earlier` and `self`: the requests, the errors and the
+    /// p50/p95/p99 of the latencies recorded in between (`None` quantiles when
+    /// nothing was).
+    ///
+    /// A body that fails counts as an error in the window where it fails, though
+    /// its request was counted in the window where its headers arrived. The errors
+    /// are capped at the requests, so a window's error rate never exceeds 100%
+    /// (e.g. a window without requests in which an older response's body failed).
     ///
     /// If `earlier` is not actually earlier (more requests or errors than `self`,
     /// or a histogram `self` does not contain, as with a snapshot of another
@@ -148,7 +173,7 @@ fn sample(requests: u64, errors: u64, latency: &Histogram<u64>) -> Sample {
         |q: f64| (!latency.is_empty()).then(|| Duration::from_micros(latency.value_at_quantile(q)));
     Sample {
         requests,
-        errors,
+        errors: errors.min(requests),
         p50: quantile(0.50),
         p95: quantile(0.95),
         p99: quantile(0.99),
@@ -178,7 +203,9 @@ impl VersionStats {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            idle_waiters: AtomicUsize::new(0),
             idle: Notify::new(),
+            routed: AtomicBool::new(false),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         })
     }
@@ -186,7 +213,13 @@ impl VersionStats {
     /// Records one response: its status (5xx counts as an error) and its latency
     /// (to response headers).
     pub fn record(&self, status: u16, latency: Duration) {
-        let is_error = (500..600).contains(&status);
+        self.record_response(status, latency);
+    }
+
+    /// [`VersionStats::record`], returning where the record went, for a later
+    /// [`VersionStats::record_body_error`].
+    fn record_response(&self, status: u16, latency: Duration) -> Recorded {
+        let is_error = is_error(status);
         self.requests.fetch_add(1, Ordering::Relaxed);
         if is_error {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -195,7 +228,8 @@ impl VersionStats {
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_MICROS);
 
-        let mut shard = lock(&self.shards[shard_index()]);
+        let index = shard_index();
+        let mut shard = lock(&self.shards[index]);
         shard.requests += 1;
         if is_error {
             shard.errors += 1;
@@ -203,6 +237,21 @@ impl VersionStats {
         // Auto-resizing, and `micros` is clamped above, so this cannot fail.
         // (`saturating_record` would clamp to the current size instead of growing.)
         let _ = shard.latency.record(micros);
+        Recorded {
+            shard: index,
+            is_error,
+        }
+    }
+
+    /// Turns an already recorded response whose body then failed into an error,
+    /// unless it already was one. The error goes into the shard that holds the
+    /// request, so no snapshot can see the error without its request.
+    fn record_body_error(&self, recorded: Recorded) {
+        if recorded.is_error {
+            return;
+        }
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        lock(&self.shards[recorded.shard]).errors += 1;
     }
 
     /// Everything recorded so far, the shards merged. Take one at each analysis
@@ -222,7 +271,8 @@ impl VersionStats {
         snapshot
     }
 
-    /// Requests and 5xx responses since creation.
+    /// Requests and errors (5xx responses, and responses whose body failed) since
+    /// creation.
     pub fn totals(&self) -> (u64, u64) {
         (
             self.requests.load(Ordering::Relaxed),
@@ -239,12 +289,16 @@ impl VersionStats {
     /// returns true if idle.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        // Counted before the in-flight check below (both SeqCst, like the guard's
+        // decrement and its read of the count), so either this sees the last guard
+        // gone or that guard sees this waiter and notifies.
+        let _waiting = IdleWaiter::new(&self.idle_waiters);
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             // Register before checking, so a guard dropped in between still wakes us.
             notified.as_mut().enable();
-            if self.in_flight() == 0 {
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -258,7 +312,41 @@ impl VersionStats {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight {
             stats: Arc::clone(self),
+            recorded: None,
         }
+    }
+
+    /// True the first time it is called on these stats, false after: whether this
+    /// is the first backend built over them.
+    pub(crate) fn first_route(&self) -> bool {
+        !self.routed.swap(true, Ordering::Relaxed)
+    }
+}
+
+fn is_error(status: u16) -> bool {
+    (500..600).contains(&status)
+}
+
+/// Where a response was recorded, and whether as an error.
+#[derive(Debug, Clone, Copy)]
+struct Recorded {
+    shard: usize,
+    is_error: bool,
+}
+
+/// One task in [`VersionStats::wait_idle`], counted while it waits.
+struct IdleWaiter<'a>(&'a AtomicUsize);
+
+impl<'a> IdleWaiter<'a> {
+    fn new(waiters: &'a AtomicUsize) -> IdleWaiter<'a> {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        IdleWaiter(waiters)
+    }
+}
+
+impl Drop for IdleWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -276,11 +364,31 @@ impl fmt::Debug for VersionStats {
 /// One request in flight to a version; dropping it ends the request.
 pub(crate) struct InFlight {
     stats: Arc<VersionStats>,
+    /// Where its response was recorded, once it was.
+    recorded: Option<Recorded>,
+}
+
+impl InFlight {
+    /// Records this request's response (see [`VersionStats::record`]).
+    pub(crate) fn record(&mut self, status: u16, latency: Duration) {
+        debug_assert!(self.recorded.is_none(), "a response is recorded once");
+        self.recorded = Some(self.stats.record_response(status, latency));
+    }
+
+    /// Ends the request with a failed response body: an error, if its response was
+    /// recorded and not already counted as one.
+    pub(crate) fn body_failed(mut self) {
+        if let Some(recorded) = self.recorded.take() {
+            self.stats.record_body_error(recorded);
+        }
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.stats.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.stats.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.stats.idle_waiters.load(Ordering::SeqCst) > 0
+        {
             self.stats.idle.notify_waiters();
         }
     }
@@ -455,6 +563,78 @@ mod tests {
         let whole = stats.snapshot().since(&Snapshot::empty());
         assert_eq!((whole.requests, whole.errors), (8000, 80));
         about(whole.p99, MS);
+    }
+
+    #[test]
+    fn a_failed_body_makes_its_request_an_error_once() {
+        let stats = VersionStats::new();
+        let start = stats.snapshot();
+
+        // A 200 whose body fails: one request, one error.
+        let mut ok = stats.start();
+        ok.record(200, 5 * MS);
+        assert_eq!(stats.totals(), (1, 0));
+        ok.body_failed();
+        assert_eq!(stats.totals(), (1, 1));
+        assert_eq!(stats.in_flight(), 0);
+
+        // A 503 whose body fails was already an error: not counted twice.
+        let mut failed = stats.start();
+        failed.record(503, 5 * MS);
+        failed.body_failed();
+        assert_eq!(stats.totals(), (2, 2));
+
+        // A body that ends normally adds nothing.
+        let mut fine = stats.start();
+        fine.record(200, 5 * MS);
+        drop(fine);
+        assert_eq!(stats.totals(), (3, 2));
+
+        let s = stats.snapshot().since(&start);
+        assert_eq!((s.requests, s.errors), (3, 2));
+        about(s.p50, 5 * MS);
+    }
+
+    #[test]
+    fn a_body_failing_in_a_later_window_never_exceeds_its_requests() {
+        let stats = VersionStats::new();
+        let start = stats.snapshot();
+        let mut a = stats.start();
+        a.record(200, MS);
+        let mut b = stats.start();
+        b.record(200, MS);
+        let middle = stats.snapshot();
+        // Both bodies fail in the next window, which has one request of its own.
+        a.body_failed();
+        b.body_failed();
+        stats.record(200, MS);
+        let end = stats.snapshot();
+
+        let first = middle.since(&start);
+        assert_eq!((first.requests, first.errors), (2, 0));
+        let second = end.since(&middle);
+        assert_eq!((second.requests, second.errors), (1, 1), "capped at 100%");
+        let both = end.since(&start);
+        assert_eq!((both.requests, both.errors), (3, 2));
+        assert_eq!(stats.totals(), (3, 2));
+        assert_eq!((end.requests(), end.errors()), (3, 2));
+
+        // A window without requests reports no errors either.
+        let mut c = stats.start();
+        c.record(200, MS);
+        let before = stats.snapshot();
+        c.body_failed();
+        let after = stats.snapshot();
+        assert_eq!(after.since(&before), Sample::default());
+        assert_eq!(after.errors(), 3);
+    }
+
+    #[test]
+    fn an_unrecorded_request_whose_body_fails_counts_nothing() {
+        let stats = VersionStats::new();
+        stats.start().body_failed();
+        assert_eq!(stats.totals(), (0, 0));
+        assert_eq!(stats.in_flight(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -670,3 +670,106 @@ fn handles_are_send_and_sync() {
     fn check_stats<T: Send + Sync>() {}
     check_stats::<Arc<VersionStats>>();
 }
+
+/// A raw HTTP/1.1 upstream: for each connection, reads the request head, writes
+/// `head` (status line and headers, promising 1000 bytes) and 10 bytes of body,
+/// then waits for the test's go before dropping the connection mid-body.
+async fn breaks_mid_body(
+    status_line: &'static str,
+) -> Result<(SocketAddr, mpsc::UnboundedReceiver<oneshot::Sender<()>>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (gates_tx, gates) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let gates_tx = gates_tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "{status_line}\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n0123456789"
+                );
+                if stream.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+                let (go_tx, go) = oneshot::channel();
+                let _ = gates_tx.send(go_tx);
+                let _ = go.await;
+                // Dropping the stream closes the connection 990 bytes short.
+            });
+        }
+    });
+    Ok((addr, gates))
+}
+
+/// One request through the proxy to an upstream that answers `status` and breaks
+/// mid-body: the client's body fails, and the version's window shows 1 request
+/// and 1 error.
+async fn request_breaking_mid_body(status_line: &'static str, status: StatusCode) -> Result<()> {
+    let (addr, mut gates) = breaks_mid_body(status_line).await?;
+    let proxy = bind().await?;
+    let v1 = backend("v1", &[addr]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let before = v1.stats.snapshot();
+
+    let request =
+        Request::get(format!("http://{}/broken", proxy.local_addr())).body(Full::default())?;
+    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["x-cutover-version"], "v1");
+    let go = tokio::time::timeout(PATIENCE, gates.recv())
+        .await?
+        .context("upstream got no request")?;
+    // Headers arrived: the request is counted, as an error only if it is a 5xx.
+    let expected_errors = u64::from(status.is_server_error());
+    assert_eq!(v1.stats.totals(), (1, expected_errors));
+    assert_eq!(v1.stats.in_flight(), 1);
+
+    go.send(()).unwrap();
+    let body = tokio::time::timeout(PATIENCE, response.into_body().collect()).await?;
+    assert!(body.is_err(), "the client got a complete body: {body:?}");
+    assert!(v1.stats.wait_idle(PATIENCE).await, "still in flight");
+
+    // One request, one error: the broken body, counted once.
+    let window = v1.stats.snapshot().since(&before);
+    assert_eq!((window.requests, window.errors), (1, 1), "{window:?}");
+    assert_eq!(window.error_rate(), Some(1.0));
+    assert_eq!(v1.stats.totals(), (1, 1));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_failing_mid_body_is_counted_as_error() -> Result<()> {
+    request_breaking_mid_body("HTTP/1.1 200 OK", StatusCode::OK).await
+}
+
+#[tokio::test]
+async fn a_5xx_failing_mid_body_is_counted_as_one_error() -> Result<()> {
+    request_breaking_mid_body(
+        "HTTP/1.1 503 Service Unavailable",
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn upstream_sees_the_path_and_query() -> Result<()> {
+    let target = upstream(|req: Request<Incoming>| async move {
+        Response::new(text(format!("{} {}", req.method(), req.uri())))
+    })
+    .await?;
+    let proxy = bind().await?;
+    proxy.set_routes(Routes::stable_only(backend("v1", &[target])));
+    let answer = get(&client(), &proxy, &[]).await?;
+    assert_eq!(answer.body, "GET /some/path?q=1");
+    proxy.shutdown().await;
+    Ok(())
+}

@@ -14,6 +14,9 @@ use cutover_proxy::{Backend, Proxy, Routes, Snapshot, VersionStats};
 pub struct ProxyTraffic {
     proxy: Proxy,
     stats: Mutex<HashMap<String, Arc<VersionStats>>>,
+    /// The backend last built per version: reused while its instances are the same,
+    /// so a weight change does not restart its round-robin.
+    backends: Mutex<HashMap<String, Backend>>,
 }
 
 impl ProxyTraffic {
@@ -21,6 +24,7 @@ impl ProxyTraffic {
         ProxyTraffic {
             proxy,
             stats: Mutex::new(HashMap::new()),
+            backends: Mutex::new(HashMap::new()),
         }
     }
 
@@ -37,14 +41,22 @@ impl ProxyTraffic {
     }
 
     fn backend(&self, target: &Target) -> Backend {
-        Backend::new(
+        let mut backends = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = backends.get(&target.version)
+            && b.instances == target.instances
+        {
+            return b.clone();
+        }
+        let b = Backend::new(
             target.version.clone(),
             target.instances.clone(),
             self.stats(&target.version),
-        )
+        );
+        backends.insert(target.version.clone(), b.clone());
+        b
     }
 
-    /// Requests and 5xx responses per version since the daemon started.
+    /// Requests and failed responses per version since the daemon started.
     pub fn totals(&self) -> Vec<(String, u64, u64)> {
         let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<_> = stats
