@@ -1,0 +1,365 @@
+//! The instances of a live version: each followed by its health check, and
+//! restarted when its process exits.
+//!
+//! A process that exits while its version serves leaves `ready` (and sets the
+//! release's `problem`, if none is set yet), then is started again in its place:
+//! same instance index, same command and environment, a fresh `${PORT}`, output
+//! appended to the same log file. Restarts of one instance back off exponentially
+//! (see [`RestartPolicy`]); the wait starts over once a process has stayed up for a
+//! while. A restarted process rejoins `ready` after `healthy_threshold` successful
+//! checks in a row, as at startup, and one that is not healthy within the startup
+//! timeout is killed, which counts as one more exit. An instance that fails its
+//! health checks without exiting is taken out of `ready` but not restarted: it may
+//! recover.
+//!
+//! Stopping and restarting exclude each other through [`Instances`]: `stop` (and
+//! `Drop`) set [`Instances::stopping`] under its lock, and a restart checks that flag
+//! and records the process it spawned under the same lock. So a restart either
+//! happens before `stop` collects the processes to stop, and is stopped with them,
+//! or not at all.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use cutover_engine::platform::{PlatformError, ReleaseHealth};
+use cutover_spec::HealthCheck;
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::health;
+use crate::ports::free_port_except;
+use crate::process::{Launcher, Process};
+use crate::reaper;
+
+/// How long to wait before restarting an instance that exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RestartPolicy {
+    /// Before the first restart.
+    pub(crate) first: Duration,
+    /// The wait doubles on every restart up to this.
+    pub(crate) max: Duration,
+    /// A process that ran this long resets the wait to `first`.
+    pub(crate) reset_after: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> RestartPolicy {
+        RestartPolicy {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The waits between restarts of one instance.
+#[derive(Debug)]
+struct Backoff {
+    policy: RestartPolicy,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(policy: RestartPolicy) -> Backoff {
+        Backoff {
+            policy,
+            next: policy.first,
+        }
+    }
+
+    /// The wait before the next restart, after a process that ran for `uptime`
+    /// (zero when it could not even be started).
+    fn next(&mut self, uptime: Duration) -> Duration {
+        if uptime >= self.policy.reset_after {
+            self.next = self.policy.first;
+        }
+        let wait = self.next;
+        self.next = self.next.saturating_mul(2).min(self.policy.max);
+        wait
+    }
+}
+
+/// One instance of a release.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// Its current process, which may have exited (and wait for its restart).
+    pub(crate) process: Process,
+    /// How often it was restarted after the version went live.
+    pub(crate) restarts: u32,
+    /// Whether `process` has passed `healthy_threshold` checks in a row yet.
+    pub(crate) started: bool,
+}
+
+/// The processes of a release, shared by the release and its supervisors.
+#[derive(Debug, Default)]
+pub(crate) struct Instances {
+    /// Set by `stop` and `Drop`: no process is started any more.
+    pub(crate) stopping: bool,
+    /// By instance index.
+    pub(crate) slots: Vec<Slot>,
+    /// Processes replaced while something of their group was still running, until
+    /// that is seen gone: for `stop` to finish off.
+    pub(crate) retired: Vec<Process>,
+}
+
+pub(crate) type SharedInstances = Arc<Mutex<Instances>>;
+
+/// Never held across an `await`, nor while sending on the health channel.
+pub(crate) fn lock(instances: &SharedInstances) -> MutexGuard<'_, Instances> {
+    instances.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Instances {
+    /// Every process not known to be gone: the current ones and the retired ones.
+    pub(crate) fn processes(&self) -> Vec<Process> {
+        self.slots
+            .iter()
+            .map(|s| &s.process)
+            .chain(&self.retired)
+            .cloned()
+            .collect()
+    }
+
+    fn slot_mut(&mut self, index: u32) -> &mut Slot {
+        &mut self.slots[index as usize]
+    }
+
+    /// Starts instance `index` again, on a fresh port, in place of its process,
+    /// which has exited (and whose group the caller has killed): that one is kept in
+    /// `retired` while something of its group is left.
+    pub(crate) fn respawn(
+        &mut self,
+        launcher: &Launcher,
+        index: u32,
+    ) -> Result<Process, PlatformError> {
+        // Groups seen gone are unregistered before a new process is started, which
+        // could be given one of their ids.
+        self.retired.retain(|p| {
+            let alive = reaper::group_alive(p.pid);
+            if !alive {
+                reaper::unregister(p.pid);
+            }
+            alive
+        });
+        let old = self.slot_mut(index).process.clone();
+        let old_alive = reaper::group_alive(old.pid);
+        if !old_alive {
+            reaper::unregister(old.pid);
+        }
+        let taken: Vec<u16> = self.processes().iter().map(|p| p.addr.port()).collect();
+        let port = free_port_except(&taken)
+            .map_err(|e| launcher.error(index, format!("cannot find a free port: {e}")))?;
+        let fresh = launcher.spawn(index, port)?;
+        let slot = self.slot_mut(index);
+        slot.process = fresh.clone();
+        slot.started = false;
+        if old_alive {
+            self.retired.push(old);
+        }
+        Ok(fresh)
+    }
+}
+
+/// Follows one instance of a live version, and restarts it when it exits, until
+/// aborted by `stop` (or the release being dropped).
+pub(crate) struct Supervisor {
+    pub(crate) launcher: Arc<Launcher>,
+    pub(crate) health: HealthCheck,
+    pub(crate) policy: RestartPolicy,
+    pub(crate) instances: SharedInstances,
+    pub(crate) tx: Arc<watch::Sender<ReleaseHealth>>,
+}
+
+impl Supervisor {
+    /// `process`: the instance's process, ready.
+    pub(crate) async fn run(self, mut process: Process) {
+        let version = self.launcher.version.as_str();
+        let index = process.index;
+        let mut backoff = Backoff::new(self.policy);
+        let mut serving = true;
+        loop {
+            let status = self.follow(&process, serving).await;
+            let problem = format!("instance {index} (pid {}) exited: {status}", process.pid);
+            tracing::warn!(version, "{problem}");
+            let addr = process.addr;
+            self.tx.send_if_modified(|h| {
+                let was_ready = remove(&mut h.ready, addr);
+                set_problem(h, problem) || was_ready
+            });
+            // Whatever it left running in its group: right away, not after the
+            // backoff, when the group id is more likely to have been reused.
+            reaper::signal_group(process.pid, Signal::SIGKILL);
+            let mut uptime = process.started_at.elapsed();
+            process = loop {
+                let wait = backoff.next(uptime);
+                tracing::info!(version, instance = index, "restarting in {wait:?}");
+                tokio::time::sleep(wait).await;
+                match self.restart(index) {
+                    Ok(Some(fresh)) => break fresh,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(version, instance = index, "could not restart: {e}");
+                        uptime = Duration::ZERO;
+                    }
+                }
+            };
+            serving = false;
+        }
+    }
+
+    /// Starts the instance's next process, unless the release is stopping.
+    fn restart(&self, index: u32) -> Result<Option<Process>, PlatformError> {
+        let mut instances = lock(&self.instances);
+        if instances.stopping {
+            return Ok(None);
+        }
+        let fresh = instances.respawn(&self.launcher, index)?;
+        let slot = instances.slot_mut(index);
+        slot.restarts += 1;
+        tracing::info!(version = %self.launcher.version, instance = index,
+            pid = fresh.pid.as_raw(), addr = %fresh.addr, restarts = slot.restarts, "restarted instance");
+        Ok(Some(fresh))
+    }
+
+    /// Follows `process` until it exits, to its exit status; `serving`: whether it
+    /// is in `ready` already (otherwise it joins after `healthy_threshold` checks).
+    async fn follow(&self, process: &Process, mut serving: bool) -> String {
+        let Process {
+            index, pid, addr, ..
+        } = *process;
+        let health = &self.health;
+        let mut started = serving;
+        let startup_timeout = self.launcher.spec.startup_timeout;
+        let mut startup_deadline = Some(Instant::now() + startup_timeout);
+        let mut failures = 0u32;
+        let mut successes = 0u32;
+        loop {
+            let result = tokio::select! {
+                biased;
+                status = process.exited() => return status,
+                () = until(startup_deadline.filter(|_| !started)) => {
+                    tracing::warn!(version = %self.launcher.version, index, pid = pid.as_raw(), %addr,
+                        "restarted instance not healthy within {startup_timeout:?}, killing it");
+                    reaper::signal_group(pid, Signal::SIGKILL);
+                    startup_deadline = None;
+                    continue;
+                }
+                r = async {
+                    tokio::time::sleep(health.interval).await;
+                    health::check(addr, &health.path, health.timeout).await
+                } => r,
+            };
+            match result {
+                Ok(()) => {
+                    failures = 0;
+                    successes = successes.saturating_add(1);
+                    if !serving && successes >= health.healthy_threshold {
+                        serving = true;
+                        if started {
+                            tracing::info!(index, pid = pid.as_raw(), %addr, "instance healthy again");
+                        } else {
+                            started = true;
+                            lock(&self.instances).slot_mut(index).started = true;
+                            tracing::info!(index, pid = pid.as_raw(), %addr, "restarted instance ready");
+                        }
+                        self.tx.send_if_modified(|h| insert(&mut h.ready, addr));
+                    }
+                }
+                Err(e) => {
+                    successes = 0;
+                    failures = failures.saturating_add(1);
+                    if serving && failures >= health.unhealthy_threshold {
+                        serving = false;
+                        let problem = format!(
+                            "instance {index} (pid {pid}, {addr}) failed {failures} health checks: {e}"
+                        );
+                        tracing::warn!("{problem}");
+                        self.tx.send_if_modified(|h| {
+                            let was_ready = remove(&mut h.ready, addr);
+                            set_problem(h, problem) || was_ready
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn remove(ready: &mut Vec<SocketAddr>, addr: SocketAddr) -> bool {
+    let before = ready.len();
+    ready.retain(|a| *a != addr);
+    ready.len() != before
+}
+
+pub(crate) fn insert(ready: &mut Vec<SocketAddr>, addr: SocketAddr) -> bool {
+    match ready.binary_search(&addr) {
+        Ok(_) => false,
+        Err(at) => {
+            ready.insert(at, addr);
+            true
+        }
+    }
+}
+
+/// The first problem wins.
+fn set_problem(health: &mut ReleaseHealth, problem: String) -> bool {
+    if health.problem.is_some() {
+        return false;
+    }
+    health.problem = Some(problem);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_list_stays_sorted_and_unique() {
+        let a: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+        let mut ready = vec![];
+        assert!(insert(&mut ready, a));
+        assert!(insert(&mut ready, b));
+        assert!(!insert(&mut ready, a));
+        assert_eq!(ready, vec![b, a]);
+        assert!(remove(&mut ready, b));
+        assert!(!remove(&mut ready, b));
+        assert_eq!(ready, vec![a]);
+    }
+
+    #[test]
+    fn first_problem_wins() {
+        let mut h = ReleaseHealth::default();
+        assert!(set_problem(&mut h, "first".into()));
+        assert!(!set_problem(&mut h, "second".into()));
+        assert_eq!(h.problem.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets_after_a_long_run() {
+        let mut backoff = Backoff::new(RestartPolicy::default());
+        let short = Duration::from_secs(5);
+        let waits: Vec<u64> = (0..8).map(|_| backoff.next(short).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(
+            backoff.next(Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(backoff.next(Duration::ZERO), Duration::from_secs(2));
+        assert_eq!(
+            backoff.next(Duration::from_secs(59)),
+            Duration::from_secs(4)
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! One process of an instance: spawned in a process group of its own, on a given
+//! port, with its output appended to the instance's log file, and waited for by a
+//! task of its own so that its exit is noticed (and the process reaped) whatever
+//! else is going on.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use cutover_engine::platform::PlatformError;
+use cutover_spec::LocalSpec;
+use nix::unistd::Pid;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::reaper;
+
+/// How often [`wait_gone`] looks whether a process group is gone.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Where instance `index` of `version` writes its output, in `log_dir`.
+pub(crate) fn log_path(log_dir: &Path, version: &str, index: u32) -> PathBuf {
+    log_dir.join(format!("{}-{index}.log", file_safe(version)))
+}
+
+/// Starts the processes of one version: its command, environment and working
+/// directory, with `${PORT}` and `${VERSION}` filled in.
+#[derive(Debug)]
+pub(crate) struct Launcher {
+    pub(crate) spec: LocalSpec,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) version: String,
+}
+
+impl Launcher {
+    pub(crate) fn error(&self, instance: u32, message: String) -> PlatformError {
+        PlatformError::Spawn {
+            version: self.version.clone(),
+            instance,
+            message,
+        }
+    }
+
+    /// Spawns instance `index` on `port` and registers its process group with the
+    /// reaper. Synchronous: once it returns, the process exists.
+    pub(crate) fn spawn(&self, index: u32, port: u16) -> Result<Process, PlatformError> {
+        let version = self.version.as_str();
+        let fail = |message: String| self.error(index, message);
+        let port_str = port.to_string();
+        let argv: Vec<String> = self
+            .spec
+            .command
+            .iter()
+            .map(|a| substitute(a, &port_str, version))
+            .collect();
+        let env: BTreeMap<&str, String> = self
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), substitute(v, &port_str, version)))
+            .collect();
+        let Some((program, args)) = argv.split_first() else {
+            return Err(fail("the command is empty".to_owned()));
+        };
+        let log_path = log_path(&self.log_dir, version, index);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| fail(format!("cannot open log file {}: {e}", log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| fail(format!("cannot open log file {}: {e}", log_path.display())))?;
+        // Where this run's output starts, the log being appended to.
+        let log_start = log.metadata().map_or(0, |m| m.len());
+
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .envs(&env)
+            .current_dir(&self.spec.workdir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = command
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {}: {e}", shell_words(&argv))))?;
+        let started_at = Instant::now();
+        let Some(pid) = child.id() else {
+            // Only possible once the child has been reaped, which nothing did yet.
+            return Err(fail(format!(
+                "{} vanished right after starting",
+                shell_words(&argv)
+            )));
+        };
+        let pid = Pid::from_raw(pid as i32);
+        reaper::register(pid, &shell_words(&argv));
+        tracing::info!(version, instance = index, pid = pid.as_raw(), port, log = %log_path.display(), "started instance");
+
+        let (exit_tx, exit_rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(e) => format!("could not be waited for: {e}"),
+            };
+            let _ = exit_tx.send(Some(status));
+        });
+        Ok(Process {
+            index,
+            pid,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            log_path,
+            log_start,
+            started_at,
+            exit: exit_rx,
+        })
+    }
+}
+
+/// One running process (and its process group).
+#[derive(Debug, Clone)]
+pub(crate) struct Process {
+    /// The instance it runs.
+    pub(crate) index: u32,
+    /// Also the process group id.
+    pub(crate) pid: Pid,
+    pub(crate) addr: SocketAddr,
+    pub(crate) log_path: PathBuf,
+    /// Where this run's output starts in `log_path`.
+    pub(crate) log_start: u64,
+    pub(crate) started_at: Instant,
+    /// `Some(exit status)` once the process has exited and been reaped.
+    exit: watch::Receiver<Option<String>>,
+}
+
+impl Process {
+    pub(crate) fn exit_status(&self) -> Option<String> {
+        self.exit.borrow().clone()
+    }
+
+    /// Resolves once the process has exited, to its exit status in words.
+    pub(crate) async fn exited(&self) -> String {
+        let mut exit = self.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(status) => status.clone().unwrap_or_default(),
+            // The waiting task is gone without a word: only when the runtime shuts down.
+            Err(_) => "exit status unknown".to_owned(),
+        }
+    }
+}
+
+/// Waits until the process has exited and its whole group is gone.
+pub(crate) async fn wait_gone(process: &Process, deadline: Instant) -> bool {
+    if tokio::time::timeout_at(deadline, process.exited())
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    loop {
+        if !reaper::group_alive(process.pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn substitute(s: &str, port: &str, version: &str) -> String {
+    s.replace("${PORT}", port).replace("${VERSION}", version)
+}
+
+/// A version as a file name: path separators and other oddities become `_`.
+fn file_safe(version: &str) -> String {
+    let s: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with('.') {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+/// argv as one would type it, for messages.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitutes_port_and_version() {
+        assert_eq!(substitute("--port=${PORT}", "8081", "v2"), "--port=8081");
+        assert_eq!(
+            substitute("${VERSION}-${PORT}-${VERSION}", "1", "v2"),
+            "v2-1-v2"
+        );
+        assert_eq!(substitute("$PORT ${port}", "1", "v2"), "$PORT ${port}");
+    }
+
+    #[test]
+    fn file_safe_versions() {
+        assert_eq!(file_safe("v1.2.3"), "v1.2.3");
+        assert_eq!(file_safe("feature/x y"), "feature_x_y");
+        assert_eq!(file_safe(".."), "_..");
+        assert_eq!(file_safe(""), "_");
+    }
+
+    #[test]
+    fn shell_words_quotes_when_needed() {
+        let argv = ["python3", "-c", "print('hi')", ""].map(String::from);
+        assert_eq!(shell_words(&argv), r"python3 -c 'print('\''hi'\'')' ''");
+    }
+}
