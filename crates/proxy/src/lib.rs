@@ -79,7 +79,10 @@ impl Default for ProxyOptions {
 /// Errors of the proxy itself (upstream failures become 502/504 responses instead).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// The listen address is taken, not local, or not allowed.
+    #[error(
+        "the proxy cannot listen on {addr} (`listen` in the config; another program may hold it)"
+    )]
     Bind {
         addr: SocketAddr,
         #[source]
