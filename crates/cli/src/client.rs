@@ -156,7 +156,7 @@ impl Refused {
     /// The exit code this refusal stands for.
     pub fn exit_code(&self) -> u8 {
         match self.code.as_str() {
-            "busy" => exit::BLOCKED,
+            "busy" | "shutting_down" => exit::BLOCKED,
             _ if (400..500).contains(&self.status) => exit::USAGE,
             _ => exit::INTERNAL,
         }

@@ -65,7 +65,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
             if args.follow.client.config.json {
                 println!(
                     "{}",
-                    json!({ "kind": "already_serving", "version": args.version, "message": format!("{e}") })
+                    json!({ "kind": "already_serving", "version": args.version, "message": format!("{e}"), "outcome": "promoted" })
                 );
             } else {
                 println!("{e}");
@@ -133,14 +133,14 @@ async fn control(args: ClientArgs, verb: &str) -> anyhow::Result<ExitCode> {
 struct VersionLine {
     version: String,
     ready_instances: usize,
-    problem: Option<String>,
+    first_problem: Option<String>,
 }
 
 async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let client = Client::locate(&args)?;
     let status: Value = client.get("/api/v1/status").await?;
     if args.config.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        println!("{}", serde_json::to_string(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("app      {}", status["app"].as_str().unwrap_or("?"));
@@ -153,8 +153,8 @@ async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
             "{} ({} ready instance(s){})",
             l.version,
             l.ready_instances,
-            l.problem
-                .map_or(String::new(), |p| format!("; problem: {p}"))
+            l.first_problem
+                .map_or(String::new(), |p| format!("; first problem: {p}"))
         ),
         Err(_) => "none".into(),
     };
@@ -192,7 +192,7 @@ async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         .get(&format!("/api/v1/runs?limit={}", args.limit))
         .await?;
     if args.client.config.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        println!("{}", serde_json::to_string(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {

@@ -1,6 +1,7 @@
 //! The engine's public face: start a run, steer it, read the app's state, settle
 //! what a previous daemon left, shut down.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,8 +9,7 @@ use std::time::Duration;
 use cutover_spec::Config;
 use cutover_store::{NewRun, Outcome, RunKind, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
 use crate::events::{RunEvent, format_bp, now_ms};
@@ -85,7 +85,9 @@ pub struct Status {
 pub struct VersionStatus {
     pub version: String,
     pub ready_instances: usize,
-    pub problem: Option<String>,
+    /// The first thing that went wrong with it since it started, even if it has
+    /// recovered since (an instance restarted, a health check passing again).
+    pub first_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,7 +122,12 @@ pub(crate) struct Inner {
     /// with it its processes) while traffic still goes to it.
     pub(crate) releases: tokio::sync::Mutex<Releases>,
     pub(crate) active: Mutex<Active>,
+    /// True while no run is active.
+    pub(crate) idle: watch::Sender<bool>,
     pub(crate) events: broadcast::Sender<RunEvent>,
+    /// Final events the store could not record, by run id, so a client that asks
+    /// after the broadcast still gets its run's end.
+    pub(crate) unrecorded: Mutex<HashMap<String, RunEvent>>,
 }
 
 #[derive(Default)]
@@ -139,7 +146,6 @@ pub(crate) struct Active {
 pub(crate) struct ActiveRun {
     pub(crate) run: NewRun,
     pub(crate) control: mpsc::UnboundedSender<Control>,
-    pub(crate) handle: Option<JoinHandle<()>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,7 +176,9 @@ impl Engine {
                 routing: Mutex::new(Routing::default()),
                 releases: tokio::sync::Mutex::new(Releases::default()),
                 active: Mutex::new(Active::default()),
+                idle: watch::Sender::new(true),
                 events,
+                unrecorded: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -318,11 +326,11 @@ impl Engine {
         };
         self.inner.store.insert_run(&run)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = tokio::spawn(self.inner.clone().supervise(run.clone(), rx));
+        self.inner.idle.send_replace(false);
+        tokio::spawn(self.inner.clone().supervise(run.clone(), rx));
         active.run = Some(ActiveRun {
             run: run.clone(),
             control: tx,
-            handle: Some(handle),
         });
         info!(app = %run.app, run = %run.id, version = %run.version, kind = run.kind.as_str(), "run started");
         let receipts = self.inner.runs_dir.join(&run.id);
@@ -360,15 +368,15 @@ impl Engine {
         }
     }
 
-    /// Waits for the active run, if any, to finish.
+    /// Waits until no run is active.
     pub async fn wait_idle(&self) {
-        let handle = lock(&self.inner.active)
-            .run
-            .as_mut()
-            .and_then(|a| a.handle.take());
-        if let Some(handle) = handle {
-            let _ = handle.await;
-        }
+        let mut idle = self.inner.idle.subscribe();
+        let _ = idle.wait_for(|idle| *idle).await;
+    }
+
+    /// The final event of a run whose outcome the store could not record.
+    pub fn unrecorded_final(&self, run_id: &str) -> Option<RunEvent> {
+        lock(&self.inner.unrecorded).get(run_id).cloned()
     }
 
     /// Refuses new runs, aborts the active one (stable keeps serving) and waits for

@@ -43,31 +43,31 @@ impl Inner {
         control: mpsc::UnboundedReceiver<Control>,
     ) {
         let driver = tokio::spawn(self.clone().drive(run.clone(), control));
-        let (outcome, reason) = match driver.await {
-            Ok(Ok(Decision::Promote(reason))) => (Outcome::Promoted, reason),
-            Ok(Ok(Decision::RollBack { outcome, reason })) => (outcome, reason),
-            Ok(Err(e)) => {
-                self.evacuate().await;
-                (
-                    Outcome::Failed,
-                    format!(
-                        "internal error, traffic returned to stable: {}",
-                        error_chain(&e)
-                    ),
-                )
+        let failure = match driver.await {
+            Ok(Ok(Decision::Promote(reason))) => {
+                return self.finish(&run, Outcome::Promoted, &reason);
             }
-            Err(e) => {
-                self.evacuate().await;
-                let what = if e.is_panic() {
-                    "panicked"
-                } else {
-                    "was cancelled"
-                };
-                (
-                    Outcome::Failed,
-                    format!("internal error: the run's task {what}; traffic returned to stable"),
-                )
+            Ok(Ok(Decision::RollBack { outcome, reason })) => {
+                return self.finish(&run, outcome, &reason);
             }
+            Ok(Err(e)) => error_chain(&e),
+            Err(e) if e.is_panic() => "the run's task panicked".to_owned(),
+            Err(_) => "the run's task was cancelled".to_owned(),
+        };
+        // Once the new version is the stable one it has all traffic and the old one
+        // is going or gone: the run has promoted, whatever failed after that.
+        let committed = lock(&self.routing).stable_version().as_deref() == Some(&run.version);
+        let (outcome, reason) = if committed {
+            (
+                Outcome::Promoted,
+                format!("live, but finishing the run failed: {failure}"),
+            )
+        } else {
+            self.evacuate().await;
+            (
+                Outcome::Failed,
+                format!("internal error, traffic returned to stable: {failure}"),
+            )
         };
         self.finish(&run, outcome, &reason);
     }
@@ -101,13 +101,15 @@ impl Inner {
         // Free the app before announcing the end, so a client reacting to the final
         // event can start the next run at once.
         lock(&self.active).run.take();
+        self.idle.send_replace(true);
         info!(run = %run.id, version = %run.version, outcome = outcome.as_str(), reason = %reason, "run finished");
         let event = match recorded {
             Ok(record) => RunEvent::from_record(&run.id, record, Some(outcome)),
             Err(e) => {
                 warn!(run = %run.id, error = %e, "could not record the outcome");
-                // Not in the store: past every stored event, so streams deliver it last.
-                RunEvent {
+                // Not in the store: past every stored event, so streams deliver it
+                // last; kept for clients that ask after the broadcast.
+                let event = RunEvent {
                     run_id: run.id.clone(),
                     seq: i64::MAX,
                     at_ms: at,
@@ -115,7 +117,9 @@ impl Inner {
                     message,
                     weight_bp: None,
                     outcome: Some(outcome),
-                }
+                };
+                lock(&self.unrecorded).insert(run.id.clone(), event.clone());
+                event
             }
         };
         let _ = self.events.send(event);
@@ -128,11 +132,17 @@ impl Inner {
         run: &NewRun,
         control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Result<Decision, EngineError> {
-        let release = match self.start_version(run, control).await? {
+        let mut release = match self.start_version(run, control).await? {
             Started::Ready { release, .. } => release,
             Started::NotReady(decision) => return Ok(decision),
         };
-        control.close();
+        let problem = release.health().borrow().problem.clone();
+        if let Some(decision) = veto(run, control, problem) {
+            // It never had a route: stopping it is all there is to undo.
+            release.stop(STOP_GRACE).await;
+            self.emit(run, "stop", &format!("{} stopped", run.version), None)?;
+            return Ok(decision);
+        }
         match &run.stable {
             None => {
                 self.set_phase(run, "promoting")?;
@@ -179,7 +189,16 @@ impl Inner {
         } else {
             self.canary_steps(run, &mut health, control).await?
         };
-        control.close();
+        let decision = match decision {
+            Decision::Promote(_) => {
+                let problem = health.borrow().problem.clone();
+                veto(run, control, problem).unwrap_or(decision)
+            }
+            rollback => {
+                close_control(control);
+                rollback
+            }
+        };
         match &decision {
             Decision::Promote(_) => self.promote_canary(run).await?,
             Decision::RollBack { reason, .. } => self.roll_back_canary(run, reason).await?,
@@ -203,6 +222,10 @@ impl Inner {
         for (i, step) in steps.iter().enumerate() {
             if let Some(problem) = health.borrow().problem.clone() {
                 return Ok(unhealthy(version, &problem));
+            }
+            // A request accepted while the last step finished comes before the next weight.
+            if let Ok(command) = control.try_recv() {
+                return self.obey(run, Some(command), i, 0);
             }
             let bp = step.weight.basis_points();
             let pause = match step.pause {
@@ -230,6 +253,9 @@ impl Inner {
             let mut stable_metrics = self.metrics.cursor(stable);
             let mut canary_metrics = self.metrics.cursor(version);
             let mut ticker = tokio::time::interval_at(step_start + interval, interval);
+            // After a stall, go on from now rather than judge a burst of near-empty
+            // catch-up windows.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
@@ -255,19 +281,9 @@ impl Inner {
                             return Ok(unhealthy(version, &problem));
                         }
                     }
-                    command = control.recv() => match command {
-                        Some(Control::Promote) => {
-                            self.emit(run, "command", "promote requested: skipping the remaining steps", Some(bp))?;
-                            return Ok(Decision::Promote(format!(
-                                "promoted by request at step {}/{}, skipping the remaining steps", i + 1, steps.len()
-                            )));
-                        }
-                        Some(Control::Abort { by }) => {
-                            self.emit(run, "command", &format!("abort requested by {by}"), Some(bp))?;
-                            return Ok(Decision::RollBack { outcome: Outcome::Aborted, reason: format!("aborted by {by}") });
-                        }
-                        None => return Ok(Decision::RollBack { outcome: Outcome::Aborted, reason: "the engine went away".into() }),
-                    },
+                    command = control.recv() => {
+                        return self.obey(run, command, i, bp);
+                    }
                 }
             }
         }
@@ -275,6 +291,47 @@ impl Inner {
             "all {} steps passed analysis",
             steps.len()
         )))
+    }
+
+    /// What a person's request means at step `step` (0-based) of the canary.
+    fn obey(
+        &self,
+        run: &NewRun,
+        command: Option<Control>,
+        step: usize,
+        bp: u16,
+    ) -> Result<Decision, EngineError> {
+        let steps = self.config.strategy.canary().steps.len();
+        match command {
+            Some(Control::Promote) => {
+                self.emit(
+                    run,
+                    "command",
+                    "promote requested: skipping the remaining steps",
+                    Some(bp),
+                )?;
+                Ok(Decision::Promote(format!(
+                    "promoted by request at step {}/{steps}, skipping the remaining steps",
+                    step + 1
+                )))
+            }
+            Some(Control::Abort { by }) => {
+                self.emit(
+                    run,
+                    "command",
+                    &format!("abort requested by {by}"),
+                    Some(bp),
+                )?;
+                Ok(Decision::RollBack {
+                    outcome: Outcome::Aborted,
+                    reason: format!("aborted by {by}"),
+                })
+            }
+            None => Ok(Decision::RollBack {
+                outcome: Outcome::Aborted,
+                reason: "the engine went away".into(),
+            }),
+        }
     }
 
     /// Starts the run's version and waits for it to be healthy, while honouring an
@@ -511,6 +568,35 @@ impl Inner {
         }
         Ok(id)
     }
+}
+
+/// Closes the run's control channel, so requests from now on are refused as too
+/// late, and returns the abort among those already accepted, which is still owed.
+fn close_control(control: &mut mpsc::UnboundedReceiver<Control>) -> Option<String> {
+    control.close();
+    let mut abort = None;
+    while let Ok(command) = control.try_recv() {
+        if let Control::Abort { by } = command {
+            abort.get_or_insert(by);
+        }
+    }
+    abort
+}
+
+/// The last word before a version gets all traffic: an abort already accepted, or
+/// a problem it had since it became healthy, turns the promotion into a rollback.
+fn veto(
+    run: &NewRun,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    problem: Option<String>,
+) -> Option<Decision> {
+    if let Some(by) = close_control(control) {
+        return Some(Decision::RollBack {
+            outcome: Outcome::Aborted,
+            reason: format!("aborted by {by} before {} got all traffic", run.version),
+        });
+    }
+    problem.map(|p| unhealthy(&run.version, &p))
 }
 
 fn unhealthy(version: &str, problem: &str) -> Decision {

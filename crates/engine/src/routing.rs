@@ -43,7 +43,7 @@ impl Routed {
         VersionStatus {
             version: self.version.clone(),
             ready_instances: h.ready.len(),
-            problem: h.problem.clone(),
+            first_problem: h.problem.clone(),
         }
     }
 }
@@ -126,10 +126,12 @@ impl Inner {
     pub(crate) async fn install_canary(self: &Arc<Self>, release: Box<dyn Release>) {
         let routed = Routed::of(&*release);
         self.follow_health(routed.health.clone());
+        // Owned before routed: nothing can drop a release that has a route.
+        let mut releases = self.releases.lock().await;
+        releases.canary = Some(release);
         self.route(|r| {
             r.canary = Some(routed);
             r.weight_bp = 0;
         });
-        self.releases.lock().await.canary = Some(release);
     }
 }

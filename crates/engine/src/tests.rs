@@ -21,6 +21,8 @@ struct Behaviour {
     never_healthy: bool,
     /// The platform panics when asked to start it (a bug in a platform).
     panics: bool,
+    /// It passes its startup checks, then an instance exits at once.
+    dies_right_after_start: bool,
     error_rate: f64,
     /// Requests per window; 0 means it serves nothing.
     idle: bool,
@@ -159,9 +161,16 @@ impl Platform for Fake {
                 last: "connection refused".into(),
             });
         }
-        let (tx, rx) = watch::channel(ReleaseHealth {
-            ready: vec![addr(version)],
-            problem: None,
+        let (tx, rx) = watch::channel(if behaviour.dies_right_after_start {
+            ReleaseHealth {
+                ready: vec![],
+                problem: Some("instance 0 (pid 1) exited: exit status: 1".into()),
+            }
+        } else {
+            ReleaseHealth {
+                ready: vec![addr(version)],
+                problem: None,
+            }
         });
         world.health.insert(version.into(), tx);
         world.running.insert(version.into());
@@ -685,4 +694,73 @@ async fn requests_after_the_run_has_decided_are_refused_as_too_late() {
     }
     let end = wait_final(&mut events, &run.run_id).await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_accepted_with_a_promote_is_honoured() {
+    let h = harness_with(&CONFIG.replace(
+        "weight: 50%\n        pause: 30s",
+        "weight: 50%\n        pause: until-promoted",
+    ));
+    h.deploy("v1").await;
+    let mut events = h.engine.subscribe();
+    let run = h.engine.deploy("v2").unwrap();
+    wait_for(&mut events, |e| {
+        e.kind == "weight" && e.weight_bp == Some(5000)
+    })
+    .await;
+    // Both accepted before the driver looks: the promote decides, the abort vetoes.
+    h.engine.promote().unwrap();
+    h.engine.abort("a test").unwrap();
+    let end = wait_final(&mut events, &run.run_id).await;
+    assert_eq!(end.outcome, Some(Outcome::Aborted), "{}", end.message);
+    assert_eq!(h.fake.last_split().stable.unwrap().version, "v1");
+    h.fake.assert_routed_away_before_stop("v2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_promoted_while_starting_is_still_checked_before_it_gets_traffic() {
+    let h = harness();
+    h.deploy("v1").await;
+    h.fake.behave(
+        "v2",
+        Behaviour {
+            dies_right_after_start: true,
+            ..Default::default()
+        },
+    );
+    let mut events = h.engine.subscribe();
+    let run = h.engine.deploy("v2").unwrap();
+    h.engine.promote().unwrap();
+    let end = wait_final(&mut events, &run.run_id).await;
+    assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
+    assert!(end.message.contains("exited"), "{}", end.message);
+    assert!(
+        h.fake
+            .splits()
+            .iter()
+            .all(|s| s.canary_weight_bp == 0 || s.canary.is_none()),
+        "the broken canary got traffic: {:?}",
+        h.fake.splits()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_target_that_dies_right_after_start_never_replaces_stable() {
+    let h = harness();
+    h.deploy("v1").await;
+    h.deploy("v2").await;
+    h.fake.behave(
+        "v1",
+        Behaviour {
+            dies_right_after_start: true,
+            ..Default::default()
+        },
+    );
+    let mut events = h.engine.subscribe();
+    let run = h.engine.rollback().unwrap();
+    let end = wait_final(&mut events, &run.run_id).await;
+    assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
+    assert_eq!(h.fake.last_split().stable.unwrap().version, "v2");
+    assert_eq!(h.fake.running(), HashSet::from(["v2".to_string()]));
 }

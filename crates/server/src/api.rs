@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -250,7 +251,7 @@ struct RunEvents {
 impl RunEvents {
     async fn next(&mut self) -> Option<RunEvent> {
         if self.last_seq == 0 && !self.done {
-            self.refill();
+            self.refill().await;
         }
         loop {
             if self.done {
@@ -271,30 +272,49 @@ impl RunEvents {
                 // store has them (an event not in the store, the final one of a run
                 // whose store failed, comes after all of them).
                 Ok(event) => {
-                    self.refill();
+                    self.refill().await;
                     self.pending.push_back(event);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => self.refill(),
+                Err(broadcast::error::RecvError::Lagged(_)) => self.refill().await,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 
-    /// Queues the recorded events after the last one delivered. The final event is
-    /// marked with the run's outcome, recorded in the same transaction.
-    fn refill(&mut self) {
+    /// Queues the recorded events after the last one delivered, then the run's
+    /// final event if the store could not record it. The final event is marked
+    /// with the run's outcome, recorded in the same transaction. A store that
+    /// fails to answer is asked again a few times before the stream goes on
+    /// without what it holds.
+    async fn refill(&mut self) {
         let store = self.engine.store();
-        let Ok(records) = store.events_after(&self.run_id, self.last_seq) else {
-            return;
-        };
-        for record in records {
-            let outcome = if record.kind == OUTCOME_EVENT {
-                store.run(&self.run_id).ok().and_then(|r| r.outcome)
-            } else {
-                None
-            };
-            self.pending
-                .push_back(RunEvent::from_record(&self.run_id, record, outcome));
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=4 {
+            match store.events_after(&self.run_id, self.last_seq) {
+                Ok(records) => {
+                    for record in records {
+                        let outcome = if record.kind == OUTCOME_EVENT {
+                            store.run(&self.run_id).ok().and_then(|r| r.outcome)
+                        } else {
+                            None
+                        };
+                        self.pending.push_back(RunEvent::from_record(
+                            &self.run_id,
+                            record,
+                            outcome,
+                        ));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(run = %self.run_id, attempt, error = %e, "could not read the run's events");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        if let Some(last) = self.engine.unrecorded_final(&self.run_id) {
+            self.pending.push_back(last);
         }
     }
 }

@@ -88,12 +88,24 @@ impl DaemonInfo {
         state_dir.join("daemon.json")
     }
 
+    /// Writes it to `path` atomically (a temp file renamed over it), so a client
+    /// never reads half of it.
+    fn write(&self, path: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let temp = path.with_extension("json.tmp");
+        std::fs::write(&temp, json)?;
+        std::fs::rename(&temp, path)
+    }
+
     /// The info of the daemon serving `state_dir`, if one wrote it.
     pub fn read(state_dir: &Path) -> Option<DaemonInfo> {
         let text = std::fs::read_to_string(Self::path(state_dir)).ok()?;
         serde_json::from_str(&text).ok()
     }
 }
+
+/// How long open API connections get to finish when the daemon stops.
+const API_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A running daemon.
 pub struct Daemon {
@@ -146,11 +158,15 @@ impl Daemon {
         };
         std::fs::create_dir_all(&state_dir).map_err(dir_error)?;
         let lock = File::create(state_dir.join("daemon.lock")).map_err(dir_error)?;
-        if lock.try_lock().is_err() {
-            return Err(ServeError::AlreadyRunning {
-                other: DaemonInfo::read(&state_dir),
-                state_dir,
-            });
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ServeError::AlreadyRunning {
+                    other: DaemonInfo::read(&state_dir),
+                    state_dir,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(dir_error(e)),
         }
         // Before anything is started, so a signal during recovery is handled in order.
         let signals = Signals::install().map_err(ServeError::Signals)?;
@@ -179,9 +195,13 @@ impl Daemon {
                 return Err(ServeError::Api { addr: api, source });
             }
         };
-        let api_addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Api { addr: api, source })?;
+        let api_addr = match listener.local_addr() {
+            Ok(addr) => addr,
+            Err(source) => {
+                proxy.shutdown().await;
+                return Err(ServeError::Api { addr: api, source });
+            }
+        };
         let platform = LocalPlatform::new(
             config.platform.local().clone(),
             config.health.clone(),
@@ -207,8 +227,7 @@ impl Daemon {
             proxy: proxy.local_addr(),
         };
         let path = DaemonInfo::path(&state_dir);
-        let json = serde_json::to_string_pretty(&info).unwrap_or_default();
-        if let Err(source) = std::fs::write(&path, json) {
+        if let Err(source) = info.write(&path) {
             engine.stop_serving().await;
             proxy.shutdown().await;
             return Err(ServeError::Info { path, source });
@@ -287,7 +306,16 @@ impl Daemon {
     pub async fn shutdown(self) {
         self.engine.shutdown().await;
         let _ = self.stop_api.send(true);
-        let _ = self.api_task.await;
+        // Every run has ended, so every event stream has too; a client that keeps
+        // some other request open does not get to hold the shutdown hostage.
+        let mut api_task = self.api_task;
+        if tokio::time::timeout(API_CLOSE_GRACE, &mut api_task)
+            .await
+            .is_err()
+        {
+            warn!("the API did not close within {API_CLOSE_GRACE:?}; closing it now");
+            api_task.abort();
+        }
         self.traffic.proxy().shutdown().await;
         self.engine.stop_serving().await;
         // Belt and braces: anything that could not be stopped in order.
