@@ -31,7 +31,6 @@ use tokio::time::Instant;
 use crate::health;
 use crate::ports::free_port_except;
 use crate::process::{Launcher, Process};
-use crate::reaper;
 
 /// How long to wait before restarting an instance that exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,17 +135,19 @@ impl Instances {
     ) -> Result<Process, PlatformError> {
         // Groups seen gone are unregistered before a new process is started, which
         // could be given one of their ids.
+        // A group whose id was given to someone else counts as gone: never kept
+        // for `stop` to signal.
         self.retired.retain(|p| {
-            let alive = reaper::group_alive(p.pid);
+            let alive = p.group.alive();
             if !alive {
-                reaper::unregister(p.pid);
+                p.group.unregister();
             }
             alive
         });
         let old = self.slot_mut(index).process.clone();
-        let old_alive = reaper::group_alive(old.pid);
+        let old_alive = old.group.alive();
         if !old_alive {
-            reaper::unregister(old.pid);
+            old.group.unregister();
         }
         let taken: Vec<u16> = self.processes().iter().map(|p| p.addr.port()).collect();
         let port = free_port_except(&taken)
@@ -190,7 +191,7 @@ impl Supervisor {
             });
             // Whatever it left running in its group: right away, not after the
             // backoff, when the group id is more likely to have been reused.
-            reaper::signal_group(process.pid, Signal::SIGKILL);
+            process.signal(Signal::SIGKILL);
             let mut uptime = process.started_at.elapsed();
             process = loop {
                 let wait = backoff.next(uptime);
@@ -242,7 +243,7 @@ impl Supervisor {
                 () = until(startup_deadline.filter(|_| !started)) => {
                     tracing::warn!(version = %self.launcher.version, index, pid = pid.as_raw(), %addr,
                         "restarted instance not healthy within {startup_timeout:?}, killing it");
-                    reaper::signal_group(pid, Signal::SIGKILL);
+                    process.signal(Signal::SIGKILL);
                     startup_deadline = None;
                     continue;
                 }

@@ -13,12 +13,12 @@ use nix::sys::signal::Signal;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::health;
 use crate::instance::{RestartPolicy, Slot, lock};
 use crate::logs::{address_in_use, log_tail_note};
 use crate::ports::free_ports;
 use crate::process::{self, Launcher, Process};
 use crate::release::LocalRelease;
-use crate::{health, reaper};
 
 /// How long instances of a version that failed to start get to exit after SIGTERM.
 const STARTUP_CLEANUP_GRACE: Duration = Duration::from_secs(2);
@@ -136,7 +136,7 @@ impl LocalPlatform {
                             addr = %process.addr, "exited during startup ({status}): address in use, \
                             starting it again on another port");
                         // Whatever it left running in its group.
-                        reaper::signal_group(process.pid, Signal::SIGKILL);
+                        process.signal(Signal::SIGKILL);
                         let fresh =
                             lock(&release.instances).respawn(&release.launcher, process.index)?;
                         waits.spawn(wait(fresh));

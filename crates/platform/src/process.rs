@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cutover_engine::platform::PlatformError;
 use cutover_spec::LocalSpec;
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -99,7 +100,7 @@ impl Launcher {
             )));
         };
         let pid = Pid::from_raw(pid as i32);
-        reaper::register(pid, &shell_words(&argv));
+        let group = reaper::register(pid, &shell_words(&argv));
         tracing::info!(version, instance = index, pid = pid.as_raw(), port, log = %log_path.display(), "started instance");
 
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -113,6 +114,7 @@ impl Launcher {
         Ok(Process {
             index,
             pid,
+            group,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             log_path,
             log_start,
@@ -129,6 +131,9 @@ pub(crate) struct Process {
     pub(crate) index: u32,
     /// Also the process group id.
     pub(crate) pid: Pid,
+    /// Its process group as recorded when it was spawned: the only way to signal
+    /// it, so that a pid reused once this process has exited is left alone.
+    pub(crate) group: reaper::Group,
     pub(crate) addr: SocketAddr,
     pub(crate) log_path: PathBuf,
     /// Where this run's output starts in `log_path`.
@@ -141,6 +146,14 @@ pub(crate) struct Process {
 impl Process {
     pub(crate) fn exit_status(&self) -> Option<String> {
         self.exit.borrow().clone()
+    }
+
+    /// Sends `signal` to the process group, if it is still verifiably this
+    /// process's (see [`reaper::Group::signal`]); returns whether it was sent.
+    pub(crate) fn signal(&self, signal: Signal) -> bool {
+        // Set only once the process has been waited for: until then its pid is ours.
+        let unreaped = self.exit.borrow().is_none();
+        self.group.signal(signal, unreaped)
     }
 
     /// Resolves once the process has exited, to its exit status in words.
@@ -163,7 +176,7 @@ pub(crate) async fn wait_gone(process: &Process, deadline: Instant) -> bool {
         return false;
     }
     loop {
-        if !reaper::group_alive(process.pid) {
+        if !process.group.alive() {
             return true;
         }
         if Instant::now() >= deadline {

@@ -7,7 +7,10 @@
 //!
 //! Each group is recorded with its leader's start time (field 22 of
 //! `/proc/<pid>/stat`) and session, so that a group id reused by someone else is
-//! never signalled: see [`Group::find`].
+//! never signalled: see [`Group::find`]. The instances keep the [`Group`] recorded
+//! when they were spawned, and signal their groups only through it
+//! ([`Group::signal`]), so that a process whose pid was reused after it exited is
+//! never mistaken for what is left of it.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -23,9 +26,11 @@ use serde::{Deserialize, Serialize};
 /// How long [`kill_leftovers`] waits for the groups it killed to vanish.
 const LEFTOVER_KILL_WAIT: Duration = Duration::from_secs(2);
 
-/// One process group started here, as recorded in memory and in the file.
+/// One process group started here, as recorded in memory and in the file, and as
+/// kept by the instance that started it: a handle that signals the group only while
+/// it is verifiably the one started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Group {
+pub(crate) struct Group {
     /// The group id, which is also its leader's pid.
     pgid: i32,
     /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat` field
@@ -82,9 +87,10 @@ fn persist_state() -> MutexGuard<'static, Persist> {
     PERSIST.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Records a group just started; `command` is for messages. Call right after
-/// spawning (the child has exec'd by then, so `/proc` shows its final start time).
-pub(crate) fn register(pgid: Pid, command: &str) {
+/// Records a group just started, and returns it for its owner to signal it with;
+/// `command` is for messages. Call right after spawning, before the child can be
+/// reaped (it has exec'd by then, so `/proc` shows its final start time).
+pub(crate) fn register(pgid: Pid, command: &str) -> Group {
     let stat = read_stat(pgid.as_raw());
     let group = Group {
         pgid: pgid.as_raw(),
@@ -94,19 +100,28 @@ pub(crate) fn register(pgid: Pid, command: &str) {
     };
     let snapshot = {
         let mut registry = groups();
-        registry.groups.insert(pgid.as_raw(), group);
+        registry.groups.insert(pgid.as_raw(), group.clone());
         registry.generation += 1;
         snapshot(&registry)
     };
     persist(snapshot);
+    group
 }
 
+/// Forgets the group recorded under `pgid`, whichever it is.
+#[cfg(test)]
 pub(crate) fn unregister(pgid: Pid) {
+    unregister_if(pgid, |_| true);
+}
+
+/// Forgets the group recorded under `pgid` if `matches` says it is the one meant.
+fn unregister_if(pgid: Pid, matches: impl FnOnce(&Group) -> bool) {
     let snapshot = {
         let mut registry = groups();
-        if registry.groups.remove(&pgid.as_raw()).is_none() {
+        if !registry.groups.get(&pgid.as_raw()).is_some_and(matches) {
             return;
         }
+        registry.groups.remove(&pgid.as_raw());
         registry.generation += 1;
         snapshot(&registry)
     };
@@ -262,6 +277,50 @@ enum Found {
 }
 
 impl Group {
+    /// The group id, which was its leader's pid.
+    pub(crate) fn pgid(&self) -> Pid {
+        Pid::from_raw(self.pgid)
+    }
+
+    /// Sends `signal` to the group if it is verifiably this one (see [`Group::find`]):
+    /// its leader alive, or members of it left behind by its leader. Where `/proc`
+    /// cannot tell, only if `leader_unreaped`: the caller knows the leader has not
+    /// been waited for yet, so its pid (and the group id) cannot have been reused.
+    /// Returns whether the signal was sent (to a group that may have just vanished).
+    pub(crate) fn signal(&self, signal: Signal, leader_unreaped: bool) -> bool {
+        let ours = match self.find() {
+            Found::Leader | Found::Orphans(_) => true,
+            Found::Nothing => false,
+            Found::Unknown => leader_unreaped,
+        };
+        if ours {
+            signal_group(self.pgid(), signal);
+        } else {
+            tracing::debug!(pgid = self.pgid, %signal,
+                "not signalling a process group that is gone or not ours any more");
+        }
+        ours
+    }
+
+    /// Whether any live process is left of the group, as [`group_alive`] but never
+    /// counting a group that is verifiably someone else's by now.
+    pub(crate) fn alive(&self) -> bool {
+        match self.find() {
+            Found::Nothing => false,
+            Found::Orphans(_) => true,
+            // The leader may be a zombie; `group_alive` does not count those.
+            Found::Leader | Found::Unknown => group_alive(self.pgid()),
+        }
+    }
+
+    /// Forgets the group, unless the registry holds another group with its id by
+    /// now (a process started here since, given the id once this group was gone).
+    pub(crate) fn unregister(&self) {
+        unregister_if(self.pgid(), |recorded| {
+            recorded.start_time == self.start_time
+        });
+    }
+
     fn find(&self) -> Found {
         let Some(start_time) = self.start_time else {
             return Found::Unknown;
@@ -301,7 +360,8 @@ impl Group {
 }
 
 /// Sends `signal` to the process group; a group that no longer exists is not an error.
-pub(crate) fn signal_group(pgid: Pid, signal: Signal) {
+/// Unchecked: see [`Group::signal`].
+fn signal_group(pgid: Pid, signal: Signal) {
     match killpg(pgid, signal) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => {
@@ -413,6 +473,21 @@ pub fn install_panic_hook() {
             kill_all_children();
         }
     }));
+}
+
+#[cfg(test)]
+impl Group {
+    /// The group of the live process `pgid` as if recorded for an earlier process
+    /// that had the same id: same session, an earlier start time.
+    pub(crate) fn of_an_earlier_process(pgid: Pid) -> Group {
+        let stat = read_stat(pgid.as_raw()).expect("a live process");
+        Group {
+            pgid: pgid.as_raw(),
+            start_time: Some(stat.start_time - 1),
+            session: Some(stat.session),
+            command: "an earlier process".into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use crate::instance::{Instances, RestartPolicy, SharedInstances, Supervisor, lock};
 use crate::process::{Launcher, wait_gone};
-use crate::reaper;
 
 /// How long to wait for a process group to vanish after SIGKILL before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -140,8 +139,10 @@ impl Release for LocalRelease {
 
         let version = &self.launcher.version;
         let all = lock(&self.instances).processes();
+        // Every signal only to a group still verifiably ours: an instance waiting
+        // to be restarted has exited, and its pid may belong to anyone by now.
         for p in &all {
-            reaper::signal_group(p.pid, Signal::SIGTERM);
+            p.signal(Signal::SIGTERM);
         }
         let polite = Instant::now() + grace;
         for p in &all {
@@ -154,14 +155,15 @@ impl Release for LocalRelease {
                 );
             }
         }
-        // Unconditionally: the group may hold processes that outlived their leader.
+        // Whether or not the leader is gone: the group may hold processes that
+        // outlived it.
         for p in &all {
-            reaper::signal_group(p.pid, Signal::SIGKILL);
+            p.signal(Signal::SIGKILL);
         }
         let forced = Instant::now() + KILL_WAIT;
         for p in &all {
             if wait_gone(p, forced).await {
-                reaper::unregister(p.pid);
+                p.group.unregister();
             } else {
                 // Left registered, for `kill_all_children` (or the next daemon) to retry.
                 tracing::error!(
@@ -187,17 +189,17 @@ impl Drop for LocalRelease {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let all = lock(&self.instances).processes();
         for p in all {
-            reaper::signal_group(p.pid, Signal::SIGKILL);
+            p.signal(Signal::SIGKILL);
             // Unregistered once gone, as in `stop`; without a runtime to wait in, now.
             match &runtime {
                 Some(runtime) => {
                     runtime.spawn(async move {
                         if wait_gone(&p, Instant::now() + KILL_WAIT).await {
-                            reaper::unregister(p.pid);
+                            p.group.unregister();
                         }
                     });
                 }
-                None => reaper::unregister(p.pid),
+                None => p.group.unregister(),
             }
         }
         // Reaping is left to each process's waiting task (or tokio's orphan queue).
@@ -210,6 +212,7 @@ mod tests {
     //! race with it.
 
     use std::collections::BTreeMap;
+    use std::os::unix::process::CommandExt;
     use std::path::Path;
 
     use cutover_engine::platform::Platform;
@@ -219,7 +222,8 @@ mod tests {
     use nix::unistd::Pid;
 
     use super::*;
-    use crate::LocalPlatform;
+    use crate::instance::Slot;
+    use crate::{LocalPlatform, reaper};
 
     fn platform(dir: &Path, command: &str, instances: u32, startup: Duration) -> LocalPlatform {
         let spec = LocalSpec {
@@ -344,5 +348,89 @@ mod tests {
         for pid in runs(dir.path()) {
             assert!(gone(pid));
         }
+    }
+
+    /// Stop (`by_drop`: drop) a release of two instances that have exited: one
+    /// left a process behind in its group, the other one's pid now leads someone
+    /// else's group (a live `sleep`, recorded with an earlier start time).
+    async fn spares_reused_group_ids(by_drop: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = |command: &str| {
+            Arc::new(Launcher {
+                spec: LocalSpec {
+                    command: ["sh", "-c", command, "${PORT}"].map(String::from).to_vec(),
+                    env: BTreeMap::new(),
+                    workdir: dir.path().to_owned(),
+                    instances: 2,
+                    startup_timeout: Duration::from_secs(5),
+                    drain_timeout: Duration::from_secs(1),
+                },
+                log_dir: dir.path().to_owned(),
+                version: "v1".to_owned(),
+            })
+        };
+        let leaves_one_behind = launcher("sleep 1000 & echo $! > left");
+        let exits = launcher("true");
+        let release = LocalRelease::new(leaves_one_behind.clone());
+
+        let ours = leaves_one_behind.spawn(0, 1).unwrap();
+        ours.exited().await;
+        let left: i32 = std::fs::read_to_string(dir.path().join("left"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!gone(left));
+
+        let mut other = std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let other_pid = Pid::from_raw(other.id() as i32);
+        let mut reused = exits.spawn(1, 2).unwrap();
+        reused.exited().await;
+        let real_group = std::mem::replace(
+            &mut reused.group,
+            reaper::Group::of_an_earlier_process(other_pid),
+        );
+        reused.pid = other_pid;
+
+        lock(&release.instances).slots = [ours, reused]
+            .into_iter()
+            .map(|process| Slot {
+                process,
+                restarts: 0,
+                started: true,
+            })
+            .collect();
+        let mut release: Box<dyn Release> = Box::new(release);
+        if by_drop {
+            drop(release);
+        } else {
+            release.stop(Duration::from_millis(200)).await;
+            // Idempotent.
+            release.stop(Duration::from_millis(200)).await;
+        }
+        wait_until("what was left in our group killed", || gone(left)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            other.try_wait().unwrap(),
+            None,
+            "someone else's group killed"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+        real_group.unregister();
+    }
+
+    #[tokio::test]
+    async fn stop_spares_reused_group_ids_but_kills_what_is_left_of_its_own() {
+        spares_reused_group_ids(false).await;
+    }
+
+    #[tokio::test]
+    async fn drop_spares_reused_group_ids_but_kills_what_is_left_of_its_own() {
+        spares_reused_group_ids(true).await;
     }
 }
