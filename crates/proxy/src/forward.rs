@@ -6,7 +6,7 @@ use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// State shared by every connection of one proxy.
 pub(crate) struct Shared {
     pub(crate) routes: ArcSwap<Routes>,
-    clients: [Client<HttpConnector, Incoming>; CLIENTS],
+    clients: [Client<HttpConnector, RequestBody>; CLIENTS],
     response_timeout: Duration,
 }
 
@@ -75,7 +75,7 @@ impl Shared {
     }
 
     /// This thread's upstream client.
-    fn client(&self) -> &Client<HttpConnector, Incoming> {
+    fn client(&self) -> &Client<HttpConnector, RequestBody> {
         &self.clients[thread_index() % CLIENTS]
     }
 }
@@ -187,7 +187,33 @@ async fn forward(
     *req.version_mut() = Version::HTTP_11;
     prepare_request_headers(req.headers_mut(), client);
 
-    let outcome = tokio::time::timeout(shared.response_timeout, shared.client().request(req)).await;
+    // The client's body goes upstream through a `RequestBody`, which tells `upload`
+    // whose turn it is; see `Upload` for how that decides the timeouts and why.
+    let upload = Arc::new(Upload::new(started, req.body().is_end_stream()));
+    let req = req.map(|body| RequestBody {
+        body,
+        upload: Arc::clone(&upload),
+        waiting_for_client: false,
+    });
+    let limit = shared.response_timeout;
+    let request = shared.client().request(req);
+    tokio::pin!(request);
+    let outcome = loop {
+        let deadline = upload.phase().deadline(limit);
+        tokio::select! {
+            biased;
+            result = &mut request => break Ok(result),
+            () = tokio::time::sleep_until(deadline) => {
+                // Deadlines only move later (each phase starts after the one before),
+                // so waking at this one and looking again never misses the one that
+                // applies now.
+                let phase = upload.phase();
+                if phase.deadline(limit) <= Instant::now() {
+                    break Err(phase);
+                }
+            }
+        }
+    };
     let latency = started.elapsed();
     let version = &backend.version;
     let response = match outcome {
@@ -199,6 +225,38 @@ async fn forward(
             set_version_header(&mut parts.headers, backend);
             let body = ProxyBody::upstream(body, in_flight, tracing::Span::current());
             return Response::from_parts(parts, body);
+        }
+        // The client's own body failed (cut short, connection lost), and the
+        // upstream request with it: the client's failure, not the version's, so not
+        // recorded at all. Checked first: whatever hyper made of the aborted body
+        // (a user body error, or the upstream closing on the half-sent request),
+        // the client broke it.
+        Ok(Err(e)) if upload.phase().client_failed() => {
+            tracing::debug!(%version, %instance, error = %error_chain(&e), "request body failed");
+            return client_failure(
+                StatusCode::BAD_REQUEST,
+                backend,
+                &format!(
+                    "cutover: the request body failed before it was sent: {}\n",
+                    error_chain(&e)
+                ),
+            );
+        }
+        Err(Phase::Failed { .. }) => {
+            // The request did not end within the limit after the body failed.
+            return client_failure(
+                StatusCode::BAD_REQUEST,
+                backend,
+                "cutover: the request body failed before it was sent\n",
+            );
+        }
+        Err(Phase::Client { .. }) => {
+            tracing::debug!(%version, %instance, "request body stalled");
+            return client_failure(
+                StatusCode::REQUEST_TIMEOUT,
+                backend,
+                &format!("cutover: the request body sent nothing for {limit:?}\n"),
+            );
         }
         Ok(Err(e)) if e.is_connect() => {
             tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream connect failed");
@@ -222,17 +280,188 @@ async fn forward(
                 ),
             )
         }
-        Err(_elapsed) => plain(
+        Err(Phase::Upstream { started: false, .. } | Phase::Sent { .. }) => plain(
             StatusCode::GATEWAY_TIMEOUT,
             Some(backend),
             &format!(
-                "cutover: version {version} at {instance} sent no response headers within {:?}\n",
-                shared.response_timeout
+                "cutover: version {version} at {instance} sent no response headers within {limit:?}\n"
+            ),
+        ),
+        Err(Phase::Upstream { started: true, .. }) => plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            Some(backend),
+            &format!(
+                "cutover: version {version} at {instance} took none of the request body for {limit:?}\n"
             ),
         ),
     };
     in_flight.record(response.status().as_u16(), latency);
     response
+}
+
+/// An answer to a request that failed through the client's fault: dropping the
+/// version's in-flight guard unrecorded, so that it counts neither as a request nor
+/// as an error of the version.
+fn client_failure(status: StatusCode, backend: &Backend, body: &str) -> Response<ProxyBody> {
+    let mut response = plain(status, Some(backend), body);
+    // The rest of the request body is not coming (or not wanted): close rather than
+    // leave the connection out of step.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// How far the client's request body has gone upstream: shared by its
+/// [`RequestBody`] (polled by the upstream connection) and [`forward`], which times
+/// the request by it.
+///
+/// Why: a request the upstream fails to answer counts as an error of its version,
+/// and errors drive rollbacks, so the proxy must not blame a version for what the
+/// client did. A request body that fails (cut short, client gone) fails the
+/// upstream request too, and an upload slower than the response timeout used to
+/// look like a slow upstream; with `x-cutover-version` a client could inflate
+/// either version's error rate at will. So the upstream request is timed in phases,
+/// each charged to whoever the proxy is waiting for:
+///
+/// - [`Phase::Upstream`]: connecting, writing, and the upstream taking the body's
+///   last piece. If it takes none for the response timeout (an upstream that does
+///   not read), 504, the version's error.
+/// - [`Phase::Client`]: the upstream wants more of the body and the client has not
+///   sent it. Time the client takes is not the version's: if the client sends
+///   nothing for the response timeout, 408, not recorded. A slow but steady upload
+///   is not limited.
+/// - [`Phase::Sent`]: the whole request is written (or handed to the connection to
+///   write): the response timeout proper starts here, then 504.
+/// - [`Phase::Failed`]: the client's body stream failed. The upstream request fails
+///   with it: 400, not recorded.
+///
+/// Each phase's deadline is the response timeout after the phase began, and each
+/// phase begins after the one before, so deadlines only move later. A request
+/// without a body starts in [`Phase::Sent`]: timed from the start, connecting
+/// included, as before.
+struct Upload {
+    phase: Mutex<Phase>,
+}
+
+/// See [`Upload`].
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting for the upstream to connect or to take the body, since `since`;
+    /// `started` once some of the body was taken.
+    Upstream { since: Instant, started: bool },
+    /// Waiting for the client's next piece of body since `since`.
+    Client { since: Instant },
+    /// The whole request was handed to the upstream connection `at`.
+    Sent { at: Instant },
+    /// The client's body failed `at`.
+    Failed { at: Instant },
+}
+
+impl Phase {
+    /// When this phase has lasted `limit`.
+    fn deadline(self, limit: Duration) -> Instant {
+        let (Phase::Upstream { since, .. }
+        | Phase::Client { since }
+        | Phase::Sent { at: since }
+        | Phase::Failed { at: since }) = self;
+        // Like `tokio::time::timeout`, a limit too far to represent is "never".
+        since
+            .checked_add(limit)
+            .unwrap_or_else(|| since + Duration::from_secs(86_400 * 365 * 30))
+    }
+
+    fn client_failed(self) -> bool {
+        matches!(self, Phase::Failed { .. })
+    }
+}
+
+impl Upload {
+    fn new(started: Instant, empty: bool) -> Upload {
+        let phase = if empty {
+            Phase::Sent { at: started }
+        } else {
+            Phase::Upstream {
+                since: started,
+                started: false,
+            }
+        };
+        Upload {
+            phase: Mutex::new(phase),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        *lock(&self.phase)
+    }
+
+    fn set(&self, phase: Phase) {
+        let mut current = lock(&self.phase);
+        // A failure is final (hyper should not poll again, but if it does, the
+        // client's body still failed).
+        if !current.client_failed() {
+            *current = phase;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only plain values are behind these locks: still usable after a panic.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The client's request body on its way upstream, telling its [`Upload`] when the
+/// upstream takes a piece, when it waits for the client, when it is all sent, and
+/// when it fails.
+pub(crate) struct RequestBody {
+    body: Incoming,
+    upload: Arc<Upload>,
+    /// Whether the last poll was pending on the client, so that a repeated poll
+    /// does not restart the client's clock.
+    waiting_for_client: bool,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let now = Instant::now;
+        let phase = match &polled {
+            Poll::Pending if this.waiting_for_client => None,
+            Poll::Pending => Some(Phase::Client { since: now() }),
+            // hyper ends the body at a trailers frame, or at a data frame after
+            // which the body says it has ended, without polling again.
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() && !this.body.is_end_stream() => {
+                Some(Phase::Upstream {
+                    since: now(),
+                    started: true,
+                })
+            }
+            Poll::Ready(Some(Ok(_)) | None) => Some(Phase::Sent { at: now() }),
+            Poll::Ready(Some(Err(_))) => Some(Phase::Failed { at: now() }),
+        };
+        this.waiting_for_client = polled.is_pending();
+        if let Some(phase) = phase {
+            this.upload.set(phase);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Strips hop-by-hop headers, then adds `X-Forwarded-For` / `X-Forwarded-Proto`.

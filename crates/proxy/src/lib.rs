@@ -6,7 +6,10 @@
 //! bodies both ways, names the serving version in an `x-cutover-version` response
 //! header, and records status and latency into that version's [`VersionStats`]
 //! (and, as an error, an upstream body that fails after the headers), from which
-//! the engine takes a [`cutover_analysis::Sample`] per analysis window.
+//! the engine takes a [`cutover_analysis::Sample`] per analysis window. A request
+//! that fails through the client's fault (its body cut short, the client gone, or
+//! its upload stalled) is answered 400 or 408 and not recorded at all, so a client
+//! cannot raise a version's error rate by breaking its own requests.
 //! A request may pin a version with the `x-cutover-version` request header
 //! (`stable`, `canary`, or the exact version string).
 //!
@@ -62,8 +65,13 @@ pub use stats::{Snapshot, VersionStats};
 pub struct ProxyOptions {
     /// Limit on connecting to an instance (then 502). Default 2s.
     pub connect_timeout: Duration,
-    /// Limit on waiting for an instance's response headers, connecting included
-    /// (then 504). Also the grace period of [`Proxy::shutdown`]. Default 30s.
+    /// Limit on waiting for an instance's response headers after the whole request
+    /// was sent (for a request without a body: from the start, connecting
+    /// included), and on an instance taking none of a request body for that long
+    /// (then 504, an error of the version). While the proxy waits for the client's
+    /// request body, the client has this long between pieces of it (then 408, not
+    /// recorded); a slow but steady upload is not limited. Also the grace period of
+    /// [`Proxy::shutdown`]. Default 30s.
     pub response_timeout: Duration,
 }
 

@@ -773,3 +773,219 @@ async fn upstream_sees_the_path_and_query() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+/// An upstream that reads each request's body to the end and reports how that went
+/// (its length, or the error) before answering `got N bytes`.
+async fn body_reader() -> Result<(SocketAddr, mpsc::UnboundedReceiver<Result<usize, String>>)> {
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let addr = upstream(move |req: Request<Incoming>| {
+        let reports_tx = reports_tx.clone();
+        async move {
+            let body = req.into_body().collect().await;
+            let report = body.map(|b| b.to_bytes().len()).map_err(|e| e.to_string());
+            let _ = reports_tx.send(report.clone());
+            Response::new(text(format!("got {} bytes", report.unwrap_or(0))))
+        }
+    })
+    .await?;
+    Ok((addr, reports))
+}
+
+/// Reads what the proxy answers on a raw connection, until it closes it.
+async fn raw_answer(stream: &mut tokio::net::TcpStream) -> Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .context("the proxy did not close the connection")??;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Pins a chunked upload to the canary, cuts it off after one chunk (`drop_it`:
+/// the client vanishes; otherwise it only shuts down its sending half) and returns
+/// what the client could read back. Neither version may count it.
+async fn upload_cut_off(drop_it: bool) -> Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let (one, mut one_reports) = body_reader().await?;
+    let (two, mut two_reports) = body_reader().await?;
+    let proxy = bind().await?;
+    let (v1, v2) = (backend("v1", &[one]), backend("v2", &[two]));
+    proxy.set_routes(Routes {
+        stable: Some(v1.clone()),
+        canary: Some(v2.clone()),
+        canary_weight: 5_000,
+    });
+
+    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nhost: app.example\r\nx-cutover-version: canary\r\n\
+              transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        )
+        .await?;
+    stream.flush().await?;
+    let answer = if drop_it {
+        drop(stream);
+        String::new()
+    } else {
+        stream.shutdown().await?;
+        raw_answer(&mut stream).await?
+    };
+
+    // The canary got the request and its body broke off there: the proxy is done
+    // with it once the canary is idle.
+    let report = tokio::time::timeout(PATIENCE, two_reports.recv())
+        .await?
+        .context("the canary got no request")?;
+    assert!(report.is_err(), "the canary read a whole body: {report:?}");
+    assert!(v2.stats.wait_idle(PATIENCE).await, "still in flight");
+    assert_eq!(
+        v2.stats.totals(),
+        (0, 0),
+        "the client's failure was counted"
+    );
+    assert_eq!(v1.stats.totals(), (0, 0));
+    assert!(one_reports.try_recv().is_err(), "the stable got a request");
+
+    // The proxy still serves, and counts, a whole upload to the same version.
+    let request = Request::post(format!("http://{}/upload", proxy.local_addr()))
+        .header("x-cutover-version", "canary")
+        .body(Full::new(Bytes::from_static(b"hello")))?;
+    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await?.to_bytes();
+    assert_eq!(body, "got 5 bytes");
+    assert!(v2.stats.wait_idle(PATIENCE).await);
+    assert_eq!(v2.stats.totals(), (1, 0));
+    proxy.shutdown().await;
+    Ok(answer)
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_midway_is_a_400_not_counted() -> Result<()> {
+    let answer = upload_cut_off(false).await?;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        answer.contains("cutover: the request body failed before it was sent: "),
+        "{answer}"
+    );
+    assert!(answer.contains("x-cutover-version: v2"), "{answer}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_vanishing_mid_upload_is_not_counted() -> Result<()> {
+    upload_cut_off(true).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_a_408_not_counted() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (addr, mut reports) = body_reader().await?;
+    let options = ProxyOptions {
+        response_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
+    let v1 = backend("v1", &[addr]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+
+    // 10 of the 100 bytes promised, then nothing, the connection left open.
+    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nhost: app.example\r\ncontent-length: 100\r\n\r\n0123456789",
+        )
+        .await?;
+    let answer = raw_answer(&mut stream).await?;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains("cutover: the request body sent nothing for 200ms"),
+        "{answer}"
+    );
+    assert!(v1.stats.wait_idle(PATIENCE).await);
+    assert_eq!(v1.stats.totals(), (0, 0), "the client's stall was counted");
+    let report = tokio::time::timeout(PATIENCE, reports.recv())
+        .await?
+        .context("the upstream got no request")?;
+    assert!(report.is_err(), "{report:?}");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_steady_upload_is_not_timed_out() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (addr, _reports) = body_reader().await?;
+    let options = ProxyOptions {
+        response_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
+    let v1 = backend("v1", &[addr]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+
+    // Twice the response timeout in all, but never silent for long.
+    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await?;
+    for _ in 0..10 {
+        stream.write_all(b"5\r\nhello\r\n").await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await?;
+    let answer = raw_answer(&mut stream).await?;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.ends_with("got 50 bytes"), "{answer}");
+    assert_eq!(v1.stats.totals(), (1, 0));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_not_reading_the_body_is_a_504_counted_as_error() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    // Accepts connections and never reads from them.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = accepted_tx.send(stream);
+        }
+    });
+    let options = ProxyOptions {
+        response_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
+    let v1 = backend("v1", &[addr]);
+    proxy.set_routes(Routes::stable_only(v1.clone()));
+
+    // A client with far more body than the sockets between here and there hold.
+    let stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
+    let (_read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write
+            .write_all(
+                b"POST /upload HTTP/1.1\r\nhost: app.example\r\ncontent-length: 1073741824\r\n\r\n",
+            )
+            .await;
+        let block = vec![b'x'; 1 << 16];
+        for _ in 0..(1 << 14) {
+            if write.write_all(&block).await.is_err() {
+                break;
+            }
+        }
+    });
+    let _held = tokio::time::timeout(PATIENCE, accepted.recv())
+        .await?
+        .context("the proxy did not connect upstream")?;
+    assert!(v1.stats.wait_idle(PATIENCE).await, "still in flight");
+    assert_eq!(v1.stats.totals(), (1, 1));
+    writer.abort();
+    proxy.shutdown().await;
+    Ok(())
+}
