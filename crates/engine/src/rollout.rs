@@ -219,15 +219,16 @@ impl Inner {
         let interval = analysis.interval;
         let mut tally = Tally::default();
         let mut carried = None;
+        let mut bp = 0;
         for (i, step) in steps.iter().enumerate() {
             if let Some(problem) = health.borrow().problem.clone() {
                 return Ok(unhealthy(version, &problem));
             }
             // A request accepted while the last step finished comes before the next weight.
             if let Ok(command) = control.try_recv() {
-                return self.obey(run, Some(command), i, 0);
+                return self.obey(run, Some(command), i, bp);
             }
-            let bp = step.weight.basis_points();
+            bp = step.weight.basis_points();
             let pause = match step.pause {
                 Pause::For(d) => format!("for at least {}", humantime::format_duration(d)),
                 Pause::UntilPromoted => "until `cutover promote`".into(),
