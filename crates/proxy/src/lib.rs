@@ -44,9 +44,12 @@
 //! no assertion depends on how fast the machine is.
 
 mod forward;
+mod headers;
+mod response_body;
 mod routes;
 mod server;
 mod stats;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +59,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-pub use forward::VERSION_HEADER;
+pub use headers::VERSION_HEADER;
 pub use routes::{Backend, FULL_WEIGHT, Routes};
 pub use stats::{Snapshot, VersionStats};
 

@@ -1,0 +1,130 @@
+//! The headers the proxy changes on the way through: hop-by-hop headers stripped
+//! both ways, `X-Forwarded-*` added to (and `Expect` dropped from) requests, and
+//! the version header set on responses.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::routes::Backend;
+
+/// Request header that pins a request to a version, and response header naming
+/// the version that served it.
+pub const VERSION_HEADER: &str = "x-cutover-version";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Strips hop-by-hop headers, then adds `X-Forwarded-For` / `X-Forwarded-Proto`.
+/// `Host` is kept as the client sent it. `Expect: 100-continue` was answered by the
+/// proxy's own server when it started reading the body, so it is not passed on.
+pub(crate) fn prepare_request_headers(headers: &mut HeaderMap, client: SocketAddr) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::EXPECT);
+    let ip = client.ip().to_canonical().to_string();
+    let name = HeaderName::from_static("x-forwarded-for");
+    let forwarded_for: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let mut value = forwarded_for.join(", ");
+    if !value.is_empty() {
+        value.push_str(", ");
+    }
+    value.push_str(&ip);
+    if let Ok(value) = HeaderValue::try_from(value) {
+        headers.insert(name, value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+}
+
+/// Removes the hop-by-hop headers and every header named in `Connection`
+/// (except `Host`, which is not the connection's to remove).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| *name != header::HOST)
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+pub(crate) fn set_version_header(headers: &mut HeaderMap, backend: &Backend) {
+    match backend.version_header() {
+        Some(value) => {
+            headers.insert(VERSION_HEADER, value);
+        }
+        None => {
+            // A version string that is not a valid header value is not echoed, but
+            // an upstream's own header must not pass for ours either.
+            headers.remove(VERSION_HEADER);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret, host"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x-checksum"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let client: SocketAddr = "[::ffff:10.1.2.3]:5555".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        prepare_request_headers(&mut h, client);
+        assert!(h.get(header::EXPECT).is_none());
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+
+        let mut h = HeaderMap::new();
+        prepare_request_headers(&mut h, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    }
+}

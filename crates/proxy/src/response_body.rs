@@ -1,0 +1,97 @@
+//! The response body the proxy sends to the client: an upstream's body streamed
+//! through, holding the version's in-flight guard until it ends and counting its
+//! failure as an error of the version, or a short body of the proxy's own.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::stats::InFlight;
+
+/// The response body the proxy sends: an upstream body streamed through (holding
+/// the version's in-flight guard until it ends or is dropped, and counting an
+/// error if it fails), or a short body of the proxy's own.
+pub(crate) struct ProxyBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Upstream {
+        body: Incoming,
+        in_flight: Option<InFlight>,
+        /// The request's span, for a failure of the body after
+        /// [`handle`](crate::forward::handle) returned.
+        span: tracing::Span,
+    },
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub(crate) fn upstream(body: Incoming, in_flight: InFlight, span: tracing::Span) -> ProxyBody {
+        let in_flight = (!body.is_end_stream()).then_some(in_flight);
+        ProxyBody {
+            kind: Kind::Upstream {
+                body,
+                in_flight,
+                span,
+            },
+        }
+    }
+
+    pub(crate) fn full(bytes: Bytes) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream {
+                body,
+                in_flight,
+                span,
+            } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Err(e))) => {
+                        if let Some(in_flight) = in_flight.take() {
+                            span.in_scope(|| {
+                                tracing::debug!(error = %e, "upstream response body failed");
+                            });
+                            in_flight.body_failed();
+                        }
+                    }
+                    Poll::Ready(None) => *in_flight = None,
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => *in_flight = None,
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
