@@ -28,6 +28,39 @@ struct Behaviour {
     idle: bool,
 }
 
+impl Behaviour {
+    fn never_healthy() -> Behaviour {
+        Behaviour {
+            never_healthy: true,
+            ..Default::default()
+        }
+    }
+    fn panics() -> Behaviour {
+        Behaviour {
+            panics: true,
+            ..Default::default()
+        }
+    }
+    fn dies_right_after_start() -> Behaviour {
+        Behaviour {
+            dies_right_after_start: true,
+            ..Default::default()
+        }
+    }
+    fn error_rate(rate: f64) -> Behaviour {
+        Behaviour {
+            error_rate: rate,
+            ..Default::default()
+        }
+    }
+    fn idle() -> Behaviour {
+        Behaviour {
+            idle: true,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Default)]
 struct World {
     behaviours: HashMap<String, Behaviour>,
@@ -305,12 +338,57 @@ fn harness() -> Harness {
     harness_with(CONFIG)
 }
 
+/// v1 live, and v2 waiting at a 50% step that only `promote` ends.
+async fn paused_at_half() -> (Harness, Following) {
+    let h = harness_with(&CONFIG.replace(
+        "weight: 50%\n        pause: 30s",
+        "weight: 50%\n        pause: until-promoted",
+    ));
+    h.deploy("v1").await;
+    let mut run = h.start("v2");
+    run.until(|e| e.kind == "weight" && e.weight_bp == Some(5000))
+        .await;
+    (h, run)
+}
+
+/// A run being followed through its events.
+struct Following {
+    started: crate::RunStarted,
+    events: tokio::sync::broadcast::Receiver<RunEvent>,
+}
+
+impl Following {
+    /// Waits for the run's first event that matches.
+    async fn until(&mut self, matches: impl Fn(&RunEvent) -> bool) -> RunEvent {
+        let run_id = self.started.run_id.clone();
+        wait_for(&mut self.events, |e| e.run_id == run_id && matches(e)).await
+    }
+
+    /// Waits for the run's final event.
+    async fn end(&mut self) -> RunEvent {
+        self.until(RunEvent::is_final).await
+    }
+}
+
 impl Harness {
+    /// Starts a run with `start` and follows it from its first event.
+    fn follow(
+        &self,
+        start: impl FnOnce(&Engine) -> Result<crate::RunStarted, EngineError>,
+    ) -> Following {
+        let events = self.engine.subscribe();
+        let started = start(&self.engine).unwrap();
+        Following { started, events }
+    }
+
+    /// Deploys `version` and follows the run.
+    fn start(&self, version: &str) -> Following {
+        self.follow(|e| e.deploy(version))
+    }
+
     /// Deploys and waits for the run's final event.
     async fn deploy(&self, version: &str) -> RunEvent {
-        let mut events = self.engine.subscribe();
-        let run = self.engine.deploy(version).unwrap();
-        wait_final(&mut events, &run.run_id).await
+        self.start(version).end().await
     }
 
     fn receipts(&self, run_id: &str) -> std::path::PathBuf {
@@ -329,13 +407,6 @@ async fn wait_for(
             return e;
         }
     }
-}
-
-async fn wait_final(
-    events: &mut tokio::sync::broadcast::Receiver<RunEvent>,
-    run_id: &str,
-) -> RunEvent {
-    wait_for(events, |e| e.run_id == run_id && e.is_final()).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -394,13 +465,7 @@ async fn healthy_canary_walks_every_step_then_replaces_stable() {
 async fn erroring_canary_rolls_back_at_the_first_failed_window() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave(
-        "v2",
-        Behaviour {
-            error_rate: 0.05,
-            ..Default::default()
-        },
-    );
+    h.fake.behave("v2", Behaviour::error_rate(0.05));
     let started = tokio::time::Instant::now();
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
@@ -429,13 +494,7 @@ async fn erroring_canary_rolls_back_at_the_first_failed_window() {
 async fn a_canary_that_never_becomes_healthy_never_gets_traffic() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave(
-        "v2",
-        Behaviour {
-            never_healthy: true,
-            ..Default::default()
-        },
-    );
+    h.fake.behave("v2", Behaviour::never_healthy());
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
     assert!(
@@ -450,16 +509,13 @@ async fn a_canary_that_never_becomes_healthy_never_gets_traffic() {
 async fn a_canary_that_breaks_mid_step_rolls_back_at_once() {
     let h = harness();
     h.deploy("v1").await;
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
+    let mut run = h.start("v2");
     // Wait until the first weight is applied, then break the canary.
-    wait_for(&mut events, |e| {
-        e.kind == "weight" && e.weight_bp == Some(1000)
-    })
-    .await;
+    run.until(|e| e.kind == "weight" && e.weight_bp == Some(1000))
+        .await;
     h.fake
         .break_version("v2", "instance 0 (pid 1) exited: exit status: 101");
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
     assert!(end.message.contains("exited"), "{}", end.message);
     assert_eq!(h.fake.last_split().stable.unwrap().version, "v1");
@@ -470,11 +526,10 @@ async fn a_canary_that_breaks_mid_step_rolls_back_at_once() {
 async fn abort_returns_to_stable_and_records_who_asked() {
     let h = harness();
     h.deploy("v1").await;
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
-    wait_for(&mut events, |e| e.kind == "weight").await;
+    let mut run = h.start("v2");
+    run.until(|e| e.kind == "weight").await;
     h.engine.abort("a test").unwrap();
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Aborted));
     assert!(end.message.contains("a test"));
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
@@ -505,13 +560,7 @@ async fn a_second_deploy_is_refused_while_one_runs() {
 async fn no_canary_traffic_is_inconclusive_and_never_promoted() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave(
-        "v2",
-        Behaviour {
-            idle: true,
-            ..Default::default()
-        },
-    );
+    h.fake.behave("v2", Behaviour::idle());
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
     assert!(end.message.contains("inconclusive"), "{}", end.message);
@@ -519,22 +568,12 @@ async fn no_canary_traffic_is_inconclusive_and_never_promoted() {
 
 #[tokio::test(start_paused = true)]
 async fn until_promoted_waits_for_a_person() {
-    let h = harness_with(&CONFIG.replace(
-        "weight: 50%\n        pause: 30s",
-        "weight: 50%\n        pause: until-promoted",
-    ));
-    h.deploy("v1").await;
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
-    wait_for(&mut events, |e| {
-        e.kind == "weight" && e.weight_bp == Some(5000)
-    })
-    .await;
+    let (h, mut run) = paused_at_half().await;
     // An hour at the paused step: still waiting.
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert!(h.engine.status().active_run.is_some());
     h.engine.promote().unwrap();
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Promoted));
     assert_eq!(h.fake.last_split().stable.unwrap().version, "v2");
 }
@@ -548,12 +587,16 @@ async fn rollback_goes_to_the_previous_promoted_version_without_analysis() {
     ));
     h.deploy("v1").await;
     h.deploy("v2").await;
-    let mut events = h.engine.subscribe();
-    let run = h.engine.rollback().unwrap();
-    assert_eq!(run.version, "v1");
-    let end = wait_final(&mut events, &run.run_id).await;
+    let mut run = h.follow(|e| e.rollback());
+    assert_eq!(run.started.version, "v1");
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Promoted));
-    assert!(h.store.measurements(&run.run_id).unwrap().is_empty());
+    assert!(
+        h.store
+            .measurements(&run.started.run_id)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(h.fake.last_split().stable.unwrap().version, "v1");
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
 }
@@ -613,11 +656,10 @@ async fn bad_version_names_are_refused_before_anything_starts() {
 async fn abort_while_starting_stops_at_once_without_waiting_for_health() {
     let h = harness();
     h.deploy("v1").await;
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
+    let mut run = h.start("v2");
     // The fake takes 500ms to start; abort before that.
     h.engine.abort("a test").unwrap();
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Aborted));
     assert!(
         end.message.contains("while v2 was starting"),
@@ -632,13 +674,7 @@ async fn abort_while_starting_stops_at_once_without_waiting_for_health() {
 async fn a_panicking_platform_fails_the_run_and_frees_the_app() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave(
-        "v2",
-        Behaviour {
-            panics: true,
-            ..Default::default()
-        },
-    );
+    h.fake.behave("v2", Behaviour::panics());
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::Failed));
     assert!(end.message.contains("panicked"), "{}", end.message);
@@ -655,11 +691,10 @@ async fn a_panicking_platform_fails_the_run_and_frees_the_app() {
 async fn shutdown_aborts_the_run_refuses_new_ones_and_stop_serving_stops_everything() {
     let h = harness();
     h.deploy("v1").await;
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
-    wait_for(&mut events, |e| e.kind == "weight").await;
+    let mut run = h.start("v2");
+    run.until(|e| e.kind == "weight").await;
     h.engine.shutdown().await;
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Aborted));
     assert!(matches!(
         h.engine.deploy("v3"),
@@ -676,43 +711,26 @@ async fn shutdown_aborts_the_run_refuses_new_ones_and_stop_serving_stops_everyth
 async fn requests_after_the_run_has_decided_are_refused_as_too_late() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave(
-        "v2",
-        Behaviour {
-            error_rate: 0.5,
-            ..Default::default()
-        },
-    );
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
-    wait_for(&mut events, |e| e.kind == "rollback").await;
+    h.fake.behave("v2", Behaviour::error_rate(0.5));
+    let mut run = h.start("v2");
+    run.until(|e| e.kind == "rollback").await;
     // Decided to roll back, still finishing: neither promote nor abort applies.
     match h.engine.promote() {
-        Err(EngineError::TooLate { run_id }) => assert_eq!(run_id, run.run_id),
+        Err(EngineError::TooLate { run_id }) => assert_eq!(run_id, run.started.run_id),
         Err(EngineError::NoActiveRun) => {} // it may already have finished
         other => panic!("expected TooLate, got {other:?}"),
     }
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_accepted_with_a_promote_is_honoured() {
-    let h = harness_with(&CONFIG.replace(
-        "weight: 50%\n        pause: 30s",
-        "weight: 50%\n        pause: until-promoted",
-    ));
-    h.deploy("v1").await;
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
-    wait_for(&mut events, |e| {
-        e.kind == "weight" && e.weight_bp == Some(5000)
-    })
-    .await;
+    let (h, mut run) = paused_at_half().await;
     // Both accepted before the driver looks: the promote decides, the abort vetoes.
     h.engine.promote().unwrap();
     h.engine.abort("a test").unwrap();
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Aborted), "{}", end.message);
     assert_eq!(h.fake.last_split().stable.unwrap().version, "v1");
     h.fake.assert_routed_away_before_stop("v2");
@@ -722,17 +740,10 @@ async fn an_abort_accepted_with_a_promote_is_honoured() {
 async fn a_canary_promoted_while_starting_is_still_checked_before_it_gets_traffic() {
     let h = harness();
     h.deploy("v1").await;
-    h.fake.behave(
-        "v2",
-        Behaviour {
-            dies_right_after_start: true,
-            ..Default::default()
-        },
-    );
-    let mut events = h.engine.subscribe();
-    let run = h.engine.deploy("v2").unwrap();
+    h.fake.behave("v2", Behaviour::dies_right_after_start());
+    let mut run = h.start("v2");
     h.engine.promote().unwrap();
-    let end = wait_final(&mut events, &run.run_id).await;
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
     assert!(end.message.contains("exited"), "{}", end.message);
     assert!(
@@ -750,16 +761,9 @@ async fn a_rollback_target_that_dies_right_after_start_never_replaces_stable() {
     let h = harness();
     h.deploy("v1").await;
     h.deploy("v2").await;
-    h.fake.behave(
-        "v1",
-        Behaviour {
-            dies_right_after_start: true,
-            ..Default::default()
-        },
-    );
-    let mut events = h.engine.subscribe();
-    let run = h.engine.rollback().unwrap();
-    let end = wait_final(&mut events, &run.run_id).await;
+    h.fake.behave("v1", Behaviour::dies_right_after_start());
+    let mut run = h.follow(|e| e.rollback());
+    let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
     assert_eq!(h.fake.last_split().stable.unwrap().version, "v2");
     assert_eq!(h.fake.running(), HashSet::from(["v2".to_string()]));
