@@ -60,6 +60,8 @@ pub async fn follow(client: &Client, run_id: &str, style: Style) -> anyhow::Resu
                     bar.set_position(u64::from(bp / 100));
                 }
                 bar.set_message(event.message.clone());
+                // Passing windows only update the bar; the engine starts every
+                // analysis message with the window's verdict.
                 if event.kind != "analysis" || !event.message.starts_with("pass") {
                     bar.println(line(since, &event));
                 }
