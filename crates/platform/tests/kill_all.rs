@@ -5,29 +5,27 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_gone, gone, health, read_pids, spec};
+use common::{WITH_GRANDCHILD, assert_gone, gone, pids_file, platform_with, read_pids, spec};
 use cutover_engine::platform::Platform;
-use cutover_platform::{LocalPlatform, kill_all_children};
+use cutover_platform::kill_all_children;
+use cutover_spec::LocalSpec;
 
 #[tokio::test]
 async fn kill_all_children_kills_every_group_including_grandchildren() {
     let dir = tempfile::tempdir().unwrap();
-    let command = [
-        "sh",
-        "-c",
-        r#"sleep 1000 & echo $! >> "pids-$0"; echo $$ >> "pids-$0"; exec python3 -m http.server "$0" --bind 127.0.0.1"#,
-        "${PORT}",
-    ];
-    let mut spec = spec(&command, dir.path());
-    spec.instances = 2;
-    let platform = LocalPlatform::new(spec, health("/"), dir.path().join("logs"));
+    let spec = LocalSpec {
+        instances: 2,
+        ..spec(WITH_GRANDCHILD, dir.path())
+    };
+    let platform = platform_with(spec, "/", dir.path());
     let mut v1 = platform.start("v1").await.unwrap();
     let mut v2 = platform.start("v2").await.unwrap();
 
     let mut pids = Vec::new();
     for release in [&v1, &v2] {
-        for addr in release.health().borrow().ready.clone() {
-            pids.extend(read_pids(&dir.path().join(format!("pids-{}", addr.port())), 2).await);
+        let ready = release.health().borrow().ready.clone();
+        for addr in ready {
+            pids.extend(read_pids(&pids_file(dir.path(), addr.port()), 2).await);
         }
     }
     assert_eq!(pids.len(), 8);

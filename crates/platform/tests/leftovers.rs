@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_gone, gone, health, read_pids, spec};
+use common::{WITH_GRANDCHILD, assert_gone, gone, pids_file, platform, read_pids};
 use cutover_engine::platform::Platform;
-use cutover_platform::{LocalPlatform, kill_leftovers, persist_children_to};
+use cutover_platform::{kill_leftovers, persist_children_to};
 use serde_json::{Value, json};
 
 /// Session (field 6) and start time (field 22) from `/proc/<pid>/stat`.
@@ -46,20 +46,10 @@ async fn a_crashed_daemons_instances_are_killed_by_the_next_one() {
     persist_children_to(children.clone()).unwrap();
     assert_eq!(recorded_groups(&children), Vec::<Value>::new());
 
-    let command = [
-        "sh",
-        "-c",
-        r#"sleep 1000 & echo $! >> "pids-$0"; echo $$ >> "pids-$0"; exec python3 -m http.server "$0" --bind 127.0.0.1"#,
-        "${PORT}",
-    ];
-    let platform = LocalPlatform::new(
-        spec(&command, dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
+    let platform = platform(WITH_GRANDCHILD, dir.path());
     let mut release = platform.start("v1").await.unwrap();
     let port = release.health().borrow().ready[0].port();
-    let pids = read_pids(&dir.path().join(format!("pids-{port}")), 2).await;
+    let pids = read_pids(&pids_file(dir.path(), port), 2).await;
     let (grandchild, leader) = (pids[0], pids[1]);
 
     let groups = recorded_groups(&children);

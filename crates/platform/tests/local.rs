@@ -4,38 +4,22 @@ mod common;
 
 use std::time::Duration;
 
-use common::{HTTP_SERVER, assert_gone, get, gone, health, read_pids, spec};
-use cutover_engine::platform::{Platform, PlatformError, Release, ReleaseHealth};
+use common::{
+    HTTP_SERVER, WITH_GRANDCHILD, assert_gone, await_health, get, gone, pid_of, pids_file,
+    platform, platform_healthy_while_ok_exists, platform_with, read_pids, sigkill, spec, start_v1,
+};
+use cutover_engine::platform::{Platform, PlatformError};
 use cutover_platform::LocalPlatform;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::sync::watch;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Waits for the health to satisfy `f`, failing the test after [`DEADLINE`].
-async fn await_health(
-    rx: &mut watch::Receiver<ReleaseHealth>,
-    f: impl FnMut(&ReleaseHealth) -> bool,
-) -> ReleaseHealth {
-    let outcome =
-        tokio::time::timeout(DEADLINE, async { rx.wait_for(f).await.map(|h| h.clone()) }).await;
-    match outcome {
-        Ok(Ok(h)) => h,
-        Ok(Err(_)) => panic!("health channel closed"),
-        Err(_) => panic!("health never got there; last: {:?}", *rx.borrow()),
-    }
-}
-
-fn pid_of(release: &dyn Release) -> i32 {
-    let line = &release.describe()[0];
-    line.strip_prefix("pid ")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+/// Starts `version`, which must fail; the error.
+async fn start_fails(platform: &LocalPlatform, version: &str) -> PlatformError {
+    platform
+        .start(version)
+        .await
+        .err()
+        .expect("start must fail")
 }
 
 #[tokio::test]
@@ -43,7 +27,7 @@ async fn starts_and_becomes_ready() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hello.txt"), "hi there").unwrap();
     let logs = dir.path().join("logs");
-    let platform = LocalPlatform::new(spec(HTTP_SERVER, dir.path()), health("/"), logs.clone());
+    let platform = platform(HTTP_SERVER, dir.path());
 
     let mut release = platform.start("v1").await.unwrap();
     assert_eq!(release.version(), "v1");
@@ -87,7 +71,7 @@ async fn two_instances_on_distinct_ports_see_their_port_and_version() {
     spec.env.insert("APP_PORT".into(), "${PORT}".into());
     spec.env.insert("APP_VERSION".into(), "${VERSION}".into());
     let logs = dir.path().join("logs");
-    let platform = LocalPlatform::new(spec, health("/"), logs.clone());
+    let platform = platform_with(spec, "/", dir.path());
 
     let mut release = platform.start("v7").await.unwrap();
     let ready = release.health().borrow().ready.clone();
@@ -118,12 +102,8 @@ async fn two_instances_on_distinct_ports_see_their_port_and_version() {
 #[tokio::test]
 async fn a_missing_command_is_a_spawn_error() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
-        spec(&["cutover-no-such-command-xyz", "${PORT}"], dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
-    let err = platform.start("v1").await.err().expect("start must fail");
+    let platform = platform(&["cutover-no-such-command-xyz", "${PORT}"], dir.path());
+    let err = start_fails(&platform, "v1").await;
     let PlatformError::Spawn {
         version,
         instance,
@@ -140,12 +120,12 @@ async fn a_missing_command_is_a_spawn_error() {
 #[tokio::test]
 async fn a_missing_workdir_is_a_spawn_error_that_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
+    let platform = platform_with(
         spec(HTTP_SERVER, &dir.path().join("nowhere")),
-        health("/"),
-        dir.path().join("logs"),
+        "/",
+        dir.path(),
     );
-    let err = platform.start("v1").await.err().expect("start must fail");
+    let err = start_fails(&platform, "v1").await;
     assert!(matches!(err, PlatformError::Spawn { .. }), "{err}");
     assert!(err.to_string().contains("working directory"), "{err}");
 }
@@ -160,8 +140,8 @@ async fn the_second_instance_failing_to_spawn_stops_the_first() {
     let logs = dir.path().join("logs");
     // A directory where the second instance's log file should be: cannot be opened.
     std::fs::create_dir_all(logs.join("v1-1.log")).unwrap();
-    let platform = LocalPlatform::new(spec, health("/"), logs.clone());
-    let err = platform.start("v1").await.err().expect("start must fail");
+    let platform = platform_with(spec, "/", dir.path());
+    let err = start_fails(&platform, "v1").await;
     let PlatformError::Spawn {
         instance, message, ..
     } = &err
@@ -202,15 +182,11 @@ fn processes_with_arg(arg: &str) -> Vec<i32> {
 #[tokio::test]
 async fn exiting_during_startup_reports_the_status_and_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
-        spec(
-            &["sh", "-c", "echo 'fatal: cannot open database' >&2; exit 3"],
-            dir.path(),
-        ),
-        health("/"),
-        dir.path().join("logs"),
+    let platform = platform(
+        &["sh", "-c", "echo 'fatal: cannot open database' >&2; exit 3"],
+        dir.path(),
     );
-    let err = platform.start("v2").await.err().expect("start must fail");
+    let err = start_fails(&platform, "v2").await;
     let PlatformError::ExitedDuringStartup {
         version,
         instance,
@@ -229,9 +205,9 @@ async fn never_listening_is_a_startup_timeout_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = spec(&["sleep", "30"], dir.path());
     spec.startup_timeout = Duration::from_millis(600);
-    let platform = LocalPlatform::new(spec, health("/"), dir.path().join("logs"));
+    let platform = platform_with(spec, "/", dir.path());
     let started = std::time::Instant::now();
-    let err = platform.start("v3").await.err().expect("start must fail");
+    let err = start_fails(&platform, "v3").await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -262,18 +238,12 @@ async fn never_listening_is_a_startup_timeout_and_leaves_nothing_behind() {
 #[tokio::test]
 async fn an_instance_killed_from_outside_is_a_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
-        spec(HTTP_SERVER, dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
-    let mut release = platform.start("v1").await.unwrap();
-    let pid = pid_of(&*release);
-    let mut rx = release.health();
+    let platform = platform(HTTP_SERVER, dir.path());
+    let (mut release, mut rx, pid) = start_v1(&platform).await;
     assert_eq!(rx.borrow_and_update().ready.len(), 1);
 
-    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    let h = await_health(&mut rx, |h| h.problem.is_some()).await;
+    sigkill(pid);
+    let h = await_health(&mut rx, DEADLINE, |h| h.problem.is_some()).await;
     assert!(h.ready.is_empty(), "{h:?}");
     assert_eq!(
         h.problem.as_deref(),
@@ -290,20 +260,12 @@ async fn an_instance_killed_from_outside_is_a_problem() {
 #[tokio::test]
 async fn failing_health_checks_take_an_instance_out_until_it_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("ok");
-    std::fs::write(&marker, "ok").unwrap();
-    let platform = LocalPlatform::new(
-        spec(HTTP_SERVER, dir.path()),
-        health("/ok"),
-        dir.path().join("logs"),
-    );
-    let mut release = platform.start("v1").await.unwrap();
-    let pid = pid_of(&*release);
-    let mut rx = release.health();
+    let (platform, marker) = platform_healthy_while_ok_exists(dir.path());
+    let (mut release, mut rx, pid) = start_v1(&platform).await;
     let addr = rx.borrow_and_update().ready[0];
 
     std::fs::remove_file(&marker).unwrap();
-    let h = await_health(&mut rx, |h| h.ready.is_empty()).await;
+    let h = await_health(&mut rx, DEADLINE, |h| h.ready.is_empty()).await;
     assert_eq!(
         h.problem.as_deref(),
         Some(
@@ -318,7 +280,7 @@ async fn failing_health_checks_take_an_instance_out_until_it_recovers() {
     );
 
     std::fs::write(&marker, "ok").unwrap();
-    let h = await_health(&mut rx, |h| !h.ready.is_empty()).await;
+    let h = await_health(&mut rx, DEADLINE, |h| !h.ready.is_empty()).await;
     assert_eq!(h.ready, vec![addr]);
     assert!(h.problem.is_some(), "the problem stays on record");
     release.stop(Duration::from_secs(5)).await;
@@ -327,21 +289,12 @@ async fn failing_health_checks_take_an_instance_out_until_it_recovers() {
 #[tokio::test]
 async fn stop_kills_the_whole_group_and_drop_kills_too() {
     let dir = tempfile::tempdir().unwrap();
-    let command = [
-        "sh",
-        "-c",
-        r#"sleep 1000 & echo $! >> pids; echo $$ >> pids; exec python3 -m http.server "$0" --bind 127.0.0.1"#,
-        "${PORT}",
-    ];
-    let platform = LocalPlatform::new(
-        spec(&command, dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
+    let platform = platform(WITH_GRANDCHILD, dir.path());
 
     // stop(): polite, and nothing of the group survives.
     let mut release = platform.start("v1").await.unwrap();
-    let pids = read_pids(&dir.path().join("pids"), 2).await;
+    let port = release.health().borrow().ready[0].port();
+    let pids = read_pids(&pids_file(dir.path(), port), 2).await;
     assert!(pids.iter().all(|p| !gone(*p)));
     release.stop(Duration::from_secs(5)).await;
     for pid in &pids {
@@ -349,9 +302,10 @@ async fn stop_kills_the_whole_group_and_drop_kills_too() {
     }
 
     // Drop without stop: SIGKILL, synchronously.
-    std::fs::remove_file(dir.path().join("pids")).unwrap();
+    std::fs::remove_file(pids_file(dir.path(), port)).unwrap();
     let release = platform.start("v2").await.unwrap();
-    let pids = read_pids(&dir.path().join("pids"), 2).await;
+    let port = release.health().borrow().ready[0].port();
+    let pids = read_pids(&pids_file(dir.path(), port), 2).await;
     drop(release);
     for pid in pids {
         assert_gone(pid).await;
@@ -367,13 +321,8 @@ async fn stop_escalates_to_sigkill_after_the_grace() {
         r#"trap '' TERM; python3 -c 'import signal,sys,http.server; signal.signal(signal.SIGTERM, signal.SIG_IGN); http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, port=int(sys.argv[1]), bind="127.0.0.1")' "$0""#,
         "${PORT}",
     ];
-    let platform = LocalPlatform::new(
-        spec(&command, dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
-    let mut release = platform.start("v1").await.unwrap();
-    let pid = pid_of(&*release);
+    let platform = platform(&command, dir.path());
+    let (mut release, _, pid) = start_v1(&platform).await;
     let started = std::time::Instant::now();
     release.stop(Duration::from_millis(300)).await;
     let took = started.elapsed();
@@ -399,10 +348,10 @@ async fn a_relative_command_runs_from_the_workdir() {
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(app.join("where.txt"), "in app").unwrap();
-    let platform = LocalPlatform::new(
+    let platform = platform_with(
         spec(&["./serve.sh", "${PORT}"], &app),
-        health("/where.txt"),
-        dir.path().join("logs"),
+        "/where.txt",
+        dir.path(),
     );
     let mut release = platform.start("v1").await.unwrap();
     let addr = release.health().borrow().ready[0];
@@ -410,13 +359,13 @@ async fn a_relative_command_runs_from_the_workdir() {
     release.stop(Duration::from_secs(5)).await;
 }
 
-/// An instance that fails with "Address already in use" the first `failures` times
-/// it runs (counted in the file `runs`), then serves.
-fn failing_to_bind(failures: u32) -> Vec<String> {
+/// A platform whose instance fails with "Address already in use" the first
+/// `failures` times it runs in `dir` (counted in the file `runs`), then serves.
+fn failing_to_bind(dir: &std::path::Path, failures: u32) -> LocalPlatform {
     let script = format!(
         r#"echo "$0" >> runs; if [ "$(wc -l < runs)" -le {failures} ]; then echo 'OSError: [Errno 98] Address already in use' >&2; exit 1; fi; exec python3 -m http.server "$0" --bind 127.0.0.1"#
     );
-    ["sh", "-c", &script, "${PORT}"].map(String::from).to_vec()
+    platform(&["sh", "-c", &script, "${PORT}"], dir)
 }
 
 fn runs(dir: &std::path::Path) -> Vec<String> {
@@ -430,13 +379,7 @@ fn runs(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test]
 async fn an_address_in_use_at_startup_is_retried_once_on_another_port() {
     let dir = tempfile::tempdir().unwrap();
-    let command = failing_to_bind(1);
-    let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    let platform = LocalPlatform::new(
-        spec(&command, dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
+    let platform = failing_to_bind(dir.path(), 1);
     let mut release = platform.start("v1").await.unwrap();
     let runs = runs(dir.path());
     assert_eq!(runs.len(), 2, "{runs:?}");
@@ -453,14 +396,8 @@ async fn an_address_in_use_at_startup_is_retried_once_on_another_port() {
 #[tokio::test]
 async fn an_address_in_use_twice_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let command = failing_to_bind(2);
-    let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    let platform = LocalPlatform::new(
-        spec(&command, dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
-    let err = platform.start("v1").await.err().expect("start must fail");
+    let platform = failing_to_bind(dir.path(), 2);
+    let err = start_fails(&platform, "v1").await;
     let PlatformError::ExitedDuringStartup { status, .. } = &err else {
         panic!("wrong error: {err}");
     };
@@ -472,11 +409,7 @@ async fn an_address_in_use_twice_is_reported() {
 #[tokio::test]
 async fn other_exits_during_startup_are_not_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
-        spec(&["sh", "-c", "echo run >> runs; exit 1"], dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
+    let platform = platform(&["sh", "-c", "echo run >> runs; exit 1"], dir.path());
     // An earlier run's complaint in the same log does not count.
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     std::fs::write(
@@ -484,6 +417,6 @@ async fn other_exits_during_startup_are_not_retried() {
         "OSError: [Errno 98] Address already in use\n",
     )
     .unwrap();
-    platform.start("v1").await.err().expect("start must fail");
+    start_fails(&platform, "v1").await;
     assert_eq!(runs(dir.path()).len(), 1);
 }

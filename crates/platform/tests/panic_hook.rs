@@ -5,28 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{HTTP_SERVER, assert_gone, gone, health, spec};
-use cutover_engine::platform::{Platform, Release};
-use cutover_platform::{LocalPlatform, install_panic_hook};
-
-fn pid_of(release: &dyn Release) -> i32 {
-    release.describe()[0]
-        .strip_prefix("pid ")
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap()
-}
+use common::{HTTP_SERVER, assert_gone, gone, platform, start_v1};
+use cutover_platform::install_panic_hook;
 
 #[tokio::test]
 async fn a_panic_on_the_main_thread_kills_every_child() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
-        spec(HTTP_SERVER, dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
-    let mut release = platform.start("v1").await.unwrap();
-    let pid = pid_of(release.as_ref());
+    let platform = platform(HTTP_SERVER, dir.path());
+    let (mut release, _, pid) = start_v1(&platform).await;
     install_panic_hook();
 
     // Another thread's panic: the daemon may well live on, and its children with it.

@@ -7,28 +7,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{HTTP_SERVER, assert_gone, get, gone, health, spec};
-use cutover_engine::platform::{Platform, Release, ReleaseHealth};
-use cutover_platform::LocalPlatform;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::sync::watch;
+use common::{
+    assert_gone, await_health, get, gone, platform, platform_healthy_while_ok_exists,
+    platform_with, sigkill, spec, start_v1,
+};
+use cutover_engine::platform::{Platform, Release};
+use cutover_spec::LocalSpec;
 
 const DEADLINE: Duration = Duration::from_secs(15);
-
-/// Waits for the health to satisfy `f`, failing the test after [`DEADLINE`].
-async fn await_health(
-    rx: &mut watch::Receiver<ReleaseHealth>,
-    f: impl FnMut(&ReleaseHealth) -> bool,
-) -> ReleaseHealth {
-    let outcome =
-        tokio::time::timeout(DEADLINE, async { rx.wait_for(f).await.map(|h| h.clone()) }).await;
-    match outcome {
-        Ok(Ok(h)) => h,
-        Ok(Err(_)) => panic!("health channel closed"),
-        Err(_) => panic!("health never got there; last: {:?}", *rx.borrow()),
-    }
-}
 
 /// `(pid, addr)` of every instance, from `describe`.
 fn described(release: &dyn Release) -> Vec<(i32, SocketAddr)> {
@@ -101,17 +87,19 @@ async fn killed_instances_come_back_on_new_ports() {
         r#"echo "run on $0"; exec python3 -m http.server "$0" --bind 127.0.0.1"#,
         "${PORT}",
     ];
-    let mut spec = spec(&command, dir.path());
-    spec.instances = 2;
-    let platform = LocalPlatform::new(spec, health("/"), dir.path().join("logs"));
+    let spec = LocalSpec {
+        instances: 2,
+        ..spec(&command, dir.path())
+    };
+    let platform = platform_with(spec, "/", dir.path());
     let mut release = platform.start("v1").await.unwrap();
     let mut rx = release.health();
     assert_eq!(rx.borrow_and_update().ready.len(), 2);
     let before = described(release.as_ref());
 
     let (pid0, addr0) = before[0];
-    kill(Pid::from_raw(pid0), Signal::SIGKILL).unwrap();
-    let h = await_health(&mut rx, |h| h.problem.is_some()).await;
+    sigkill(pid0);
+    let h = await_health(&mut rx, DEADLINE, |h| h.problem.is_some()).await;
     assert_eq!(h.ready, vec![before[1].1], "only the killed one left");
     assert_eq!(
         h.problem.as_deref(),
@@ -119,7 +107,7 @@ async fn killed_instances_come_back_on_new_ports() {
     );
 
     // Back on a fresh port, after one healthy check.
-    let h = await_health(&mut rx, |h| h.ready.len() == 2).await;
+    let h = await_health(&mut rx, DEADLINE, |h| h.ready.len() == 2).await;
     let after = described(release.as_ref());
     let (pid0_new, addr0_new) = after[0];
     assert_ne!(pid0_new, pid0);
@@ -147,10 +135,10 @@ async fn killed_instances_come_back_on_new_ports() {
 
     // With none left: all of them come back.
     for (pid, _) in &after {
-        kill(Pid::from_raw(*pid), Signal::SIGKILL).unwrap();
+        sigkill(*pid);
     }
-    await_health(&mut rx, |h| h.ready.is_empty()).await;
-    let h = await_health(&mut rx, |h| h.ready.len() == 2).await;
+    await_health(&mut rx, DEADLINE, |h| h.ready.is_empty()).await;
+    let h = await_health(&mut rx, DEADLINE, |h| h.ready.len() == 2).await;
     let last = described(release.as_ref());
     for (pid, addr) in &last {
         assert!(!after.iter().any(|(p, _)| p == pid));
@@ -169,17 +157,11 @@ async fn killed_instances_come_back_on_new_ports() {
 #[tokio::test]
 async fn restarts_of_an_instance_that_keeps_exiting_back_off() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
-        spec(&serves_once(), dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
-    let mut release = platform.start("v1").await.unwrap();
-    let mut rx = release.health();
-    let (pid, _) = described(release.as_ref())[0];
+    let platform = platform(&serves_once(), dir.path());
+    let (mut release, mut rx, pid) = start_v1(&platform).await;
 
     let killed = now_nanos();
-    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    sigkill(pid);
     // Run 1 served; runs 2 and 3 are restarts that exited at once.
     let runs = await_lines(&dir.path().join("runs"), 3).await;
     let started: Vec<u128> = runs.iter().map(|l| field(l, 0)).collect();
@@ -233,17 +215,11 @@ async fn restarts_of_an_instance_that_keeps_exiting_back_off() {
 #[tokio::test]
 async fn stop_during_the_backoff_leaves_nothing_and_restarts_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(
-        spec(&serves_once(), dir.path()),
-        health("/"),
-        dir.path().join("logs"),
-    );
-    let mut release = platform.start("v1").await.unwrap();
-    let mut rx = release.health();
-    let (pid, _) = described(release.as_ref())[0];
+    let platform = platform(&serves_once(), dir.path());
+    let (mut release, mut rx, pid) = start_v1(&platform).await;
 
-    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    await_health(&mut rx, |h| h.problem.is_some()).await;
+    sigkill(pid);
+    await_health(&mut rx, DEADLINE, |h| h.problem.is_some()).await;
     let exited = std::time::Instant::now();
     assert!(release.describe()[0].contains("(exited: signal: 9"));
     release.stop(Duration::from_secs(1)).await;
@@ -265,20 +241,13 @@ async fn stop_during_the_backoff_leaves_nothing_and_restarts_nothing() {
 #[tokio::test]
 async fn failing_health_checks_do_not_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("ok");
-    std::fs::write(&marker, "ok").unwrap();
-    let platform = LocalPlatform::new(
-        spec(HTTP_SERVER, dir.path()),
-        health("/ok"),
-        dir.path().join("logs"),
-    );
-    let mut release = platform.start("v1").await.unwrap();
-    let mut rx = release.health();
+    let (platform, marker) = platform_healthy_while_ok_exists(dir.path());
+    let (mut release, mut rx, _) = start_v1(&platform).await;
     let before = described(release.as_ref());
     std::fs::remove_file(&marker).unwrap();
-    await_health(&mut rx, |h| h.ready.is_empty()).await;
+    await_health(&mut rx, DEADLINE, |h| h.ready.is_empty()).await;
     std::fs::write(&marker, "ok").unwrap();
-    await_health(&mut rx, |h| !h.ready.is_empty()).await;
+    await_health(&mut rx, DEADLINE, |h| !h.ready.is_empty()).await;
     assert_eq!(described(release.as_ref()), before);
     assert!(release.describe()[0].ends_with("(ready)"));
     release.stop(Duration::from_secs(5)).await;

@@ -5,137 +5,26 @@
 //! generous upper bounds that a correct proxy never gets near (except the 504 test,
 //! whose upstream deliberately waits far longer than the proxy's limit).
 
+mod common;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, channel::Channel};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use common::{
+    PATIENCE, backend, bind, client, echo, gated, get, named, next, proxy_to_v1, proxy_to_v1_with,
+    raw_answer, raw_request, response_timeout, send, text, upstream, url,
+};
 use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, Snapshot, VersionStats};
-
-type TestBody = UnsyncBoxBody<Bytes, Infallible>;
-
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn text(body: impl Into<Bytes>) -> TestBody {
-    Full::new(body.into()).boxed_unsync()
-}
-
-/// Starts an HTTP/1.1 server on 127.0.0.1 answering with `handler`.
-async fn upstream<H, F>(handler: H) -> Result<SocketAddr>
-where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<TestBody>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let fut = handler(req);
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-/// An upstream that answers every request with `name`.
-async fn named(name: &'static str) -> Result<SocketAddr> {
-    upstream(move |_req| async move { Response::new(text(name)) }).await
-}
-
-/// An upstream that echoes the request headers, one `name: value` line each, and
-/// answers with hop-by-hop headers of its own.
-async fn echo() -> Result<SocketAddr> {
-    upstream(|req: Request<Incoming>| async move {
-        let mut lines = String::new();
-        for (name, value) in req.headers() {
-            lines.push_str(&format!(
-                "{}: {}\n",
-                name,
-                value.to_str().unwrap_or("<bytes>")
-            ));
-        }
-        Response::builder()
-            .header("connection", "x-hop-response")
-            .header("x-hop-response", "1")
-            .header("keep-alive", "timeout=5")
-            .header("proxy-connection", "keep-alive")
-            .header("x-end-to-end", "kept")
-            .header("x-cutover-version", "spoofed-by-upstream")
-            .body(text(lines))
-            .unwrap()
-    })
-    .await
-}
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn version(&self) -> &str {
-        self.headers
-            .get("x-cutover-version")
-            .map_or("<none>", |v| v.to_str().unwrap())
-    }
-}
-
-async fn get(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    proxy: &Proxy,
-    headers: &[(&str, &str)],
-) -> Result<Answer> {
-    let mut req = Request::get(format!("http://{}/some/path?q=1", proxy.local_addr()));
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let response = tokio::time::timeout(PATIENCE, client.request(req.body(Full::default())?))
-        .await
-        .context("no answer from the proxy")??;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
-    Ok(Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8(body.to_vec())?,
-    })
-}
-
-async fn bind() -> Result<Proxy> {
-    Ok(Proxy::bind("127.0.0.1:0".parse()?, ProxyOptions::default()).await?)
-}
-
-fn backend(version: &str, instances: &[SocketAddr]) -> Backend {
-    Backend::new(version, instances.to_vec(), VersionStats::new())
-}
 
 /// Two versions behind one proxy at `weight`; returns the proxy and both backends.
 async fn two_versions(weight: u16) -> Result<(Proxy, Backend, Backend)> {
@@ -209,29 +98,15 @@ async fn weight_splits_traffic_in_proportion() -> Result<()> {
 #[tokio::test]
 async fn new_routes_apply_to_the_next_request_and_not_to_one_in_flight() -> Result<()> {
     // v1 tells the test when a request arrived, then waits for the test's go.
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
-    let gated = upstream(move |_req| {
-        let arrived_tx = arrived_tx.clone();
-        async move {
-            let (go_tx, go) = oneshot::channel();
-            arrived_tx.send(go_tx).unwrap();
-            let _ = go.await;
-            Response::new(text("one"))
-        }
-    })
-    .await?;
-    let proxy = bind().await?;
-    let v1 = backend("v1", &[gated]);
+    let (gated, mut arrived) = gated("one").await?;
+    let (proxy, v1) = proxy_to_v1(&[gated]).await?;
     let v2 = backend("v2", &[named("two").await?]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
 
     let in_flight = tokio::spawn({
         let proxy = proxy.clone();
         async move { get(&client(), &proxy, &[]).await }
     });
-    let go = tokio::time::timeout(PATIENCE, arrived.recv())
-        .await?
-        .context("v1 got no request")?;
+    let go = next(&mut arrived, "v1 got no request").await?;
     assert_eq!(v1.stats.in_flight(), 1);
 
     proxy.set_routes(Routes::stable_only(v2.clone()));
@@ -250,9 +125,7 @@ async fn new_routes_apply_to_the_next_request_and_not_to_one_in_flight() -> Resu
 
 #[tokio::test]
 async fn instances_are_served_round_robin() -> Result<()> {
-    let proxy = bind().await?;
-    let v1 = backend("v1", &[named("a").await?, named("b").await?]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) = proxy_to_v1(&[named("a").await?, named("b").await?]).await?;
     let client = client();
     let mut bodies = String::new();
     for _ in 0..8 {
@@ -352,9 +225,7 @@ async fn closed_upstream_port_is_a_502_counted_as_error() -> Result<()> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         listener.local_addr()?
     };
-    let proxy = bind().await?;
-    let v1 = backend("v1", &[closed]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) = proxy_to_v1(&[closed]).await?;
     let before = v1.stats.snapshot();
     let answer = get(&client(), &proxy, &[]).await?;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -377,13 +248,8 @@ async fn slow_upstream_is_a_504_counted_as_error() -> Result<()> {
         Response::new(text("too late"))
     })
     .await?;
-    let options = ProxyOptions {
-        response_timeout: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
-    let v1 = backend("v1", &[slow]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) =
+        proxy_to_v1_with(response_timeout(Duration::from_millis(200)), &[slow]).await?;
     let before = v1.stats.snapshot();
     let answer = get(&client(), &proxy, &[]).await?;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
@@ -402,8 +268,7 @@ async fn slow_upstream_is_a_504_counted_as_error() -> Result<()> {
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_added() -> Result<()> {
-    let proxy = bind().await?;
-    proxy.set_routes(Routes::stable_only(backend("v1", &[echo().await?])));
+    let (proxy, _) = proxy_to_v1(&[echo().await?]).await?;
     let answer = get(
         &client(),
         &proxy,
@@ -492,13 +357,10 @@ fn chunk(i: usize) -> Bytes {
 #[tokio::test]
 async fn streamed_response_arrives_intact_and_ends_in_flight() -> Result<()> {
     let (addr, mut senders) = streaming().await?;
-    let proxy = bind().await?;
-    let v1 = backend("v1", &[addr]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
 
-    let request =
-        Request::get(format!("http://{}/stream", proxy.local_addr())).body(Full::default())?;
-    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    let request = Request::get(url(&proxy, "/stream")).body(Full::default())?;
+    let response = send(&client(), request).await?;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-cutover-version"], "v1");
     // Headers are here, the body is not finished: recorded, and still in flight.
@@ -506,7 +368,7 @@ async fn streamed_response_arrives_intact_and_ends_in_flight() -> Result<()> {
     assert_eq!(v1.stats.in_flight(), 1);
     assert!(!v1.stats.wait_idle(Duration::from_millis(50)).await);
 
-    let mut tx = senders.recv().await.context("upstream got no request")?;
+    let mut tx = next(&mut senders, "upstream got no request").await?;
     let feeder = tokio::spawn(async move {
         for i in 0..20 {
             tx.send_data(chunk(i))
@@ -535,15 +397,12 @@ async fn streamed_response_arrives_intact_and_ends_in_flight() -> Result<()> {
 #[tokio::test]
 async fn abandoned_stream_ends_in_flight() -> Result<()> {
     let (addr, mut senders) = streaming().await?;
-    let proxy = bind().await?;
-    let v1 = backend("v1", &[addr]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
 
-    let request =
-        Request::get(format!("http://{}/stream", proxy.local_addr())).body(Full::default())?;
+    let request = Request::get(url(&proxy, "/stream")).body(Full::default())?;
     let client = client();
-    let response = tokio::time::timeout(PATIENCE, client.request(request)).await??;
-    let mut tx = senders.recv().await.context("upstream got no request")?;
+    let response = send(&client, request).await?;
+    let mut tx = next(&mut senders, "upstream got no request").await?;
     tx.send_data(chunk(0)).await?;
     assert_eq!(v1.stats.in_flight(), 1);
     // The client goes away mid-body; the proxy notices when it next writes.
@@ -586,26 +445,13 @@ async fn shutdown_stops_accepting_and_bind_errors_name_the_address() -> Result<(
 
 #[tokio::test]
 async fn shutdown_lets_a_request_in_progress_finish() -> Result<()> {
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
-    let gated = upstream(move |_req| {
-        let arrived_tx = arrived_tx.clone();
-        async move {
-            let (go_tx, go) = oneshot::channel();
-            arrived_tx.send(go_tx).unwrap();
-            let _ = go.await;
-            Response::new(text("finished"))
-        }
-    })
-    .await?;
-    let proxy = bind().await?;
-    proxy.set_routes(Routes::stable_only(backend("v1", &[gated])));
+    let (gated, mut arrived) = gated("finished").await?;
+    let (proxy, _) = proxy_to_v1(&[gated]).await?;
     let request = tokio::spawn({
         let proxy = proxy.clone();
         async move { get(&client(), &proxy, &[]).await }
     });
-    let go = tokio::time::timeout(PATIENCE, arrived.recv())
-        .await?
-        .context("no request upstream")?;
+    let go = next(&mut arrived, "no request upstream").await?;
     let shutdown = tokio::spawn({
         let proxy = proxy.clone();
         async move { proxy.shutdown().await }
@@ -638,23 +484,13 @@ async fn shutdown_lets_a_request_in_progress_finish() -> Result<()> {
 
 #[tokio::test]
 async fn request_bodies_are_forwarded() -> Result<()> {
-    let upstream = upstream(|req: Request<Incoming>| async move {
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Response::new(text(format!("got {} bytes", body.len())))
-    })
-    .await?;
-    let proxy = bind().await?;
-    proxy.set_routes(Routes::stable_only(backend("v1", &[upstream])));
+    let (upstream, _reports) = body_reader().await?;
+    let (proxy, _) = proxy_to_v1(&[upstream]).await?;
     let payload = Bytes::from(vec![b'x'; 300_000]);
-    let request = Request::post(format!("http://{}/upload", proxy.local_addr()))
+    let request = Request::post(url(&proxy, "/upload"))
         .header("expect", "100-continue")
         .body(Full::new(payload))?;
-    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    let response = send(&client(), request).await?;
     let body = response.into_body().collect().await?.to_bytes();
     assert_eq!(body, "got 300000 bytes");
     proxy.shutdown().await;
@@ -714,19 +550,14 @@ async fn breaks_mid_body(
 /// and 1 error.
 async fn request_breaking_mid_body(status_line: &'static str, status: StatusCode) -> Result<()> {
     let (addr, mut gates) = breaks_mid_body(status_line).await?;
-    let proxy = bind().await?;
-    let v1 = backend("v1", &[addr]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
     let before = v1.stats.snapshot();
 
-    let request =
-        Request::get(format!("http://{}/broken", proxy.local_addr())).body(Full::default())?;
-    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    let request = Request::get(url(&proxy, "/broken")).body(Full::default())?;
+    let response = send(&client(), request).await?;
     assert_eq!(response.status(), status);
     assert_eq!(response.headers()["x-cutover-version"], "v1");
-    let go = tokio::time::timeout(PATIENCE, gates.recv())
-        .await?
-        .context("upstream got no request")?;
+    let go = next(&mut gates, "upstream got no request").await?;
     // Headers arrived: the request is counted, as an error only if it is a 5xx.
     let expected_errors = u64::from(status.is_server_error());
     assert_eq!(v1.stats.totals(), (1, expected_errors));
@@ -766,8 +597,7 @@ async fn upstream_sees_the_path_and_query() -> Result<()> {
         Response::new(text(format!("{} {}", req.method(), req.uri())))
     })
     .await?;
-    let proxy = bind().await?;
-    proxy.set_routes(Routes::stable_only(backend("v1", &[target])));
+    let (proxy, _) = proxy_to_v1(&[target]).await?;
     let answer = get(&client(), &proxy, &[]).await?;
     assert_eq!(answer.body, "GET /some/path?q=1");
     proxy.shutdown().await;
@@ -791,16 +621,6 @@ async fn body_reader() -> Result<(SocketAddr, mpsc::UnboundedReceiver<Result<usi
     Ok((addr, reports))
 }
 
-/// Reads what the proxy answers on a raw connection, until it closes it.
-async fn raw_answer(stream: &mut tokio::net::TcpStream) -> Result<String> {
-    use tokio::io::AsyncReadExt;
-    let mut answer = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
-        .await
-        .context("the proxy did not close the connection")??;
-    Ok(String::from_utf8_lossy(&answer).into_owned())
-}
-
 /// Pins a chunked upload to the canary, cuts it off after one chunk (`drop_it`:
 /// the client vanishes; otherwise it only shuts down its sending half) and returns
 /// what the client could read back. Neither version may count it.
@@ -816,13 +636,12 @@ async fn upload_cut_off(drop_it: bool) -> Result<String> {
         canary_weight: 5_000,
     });
 
-    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
-    stream
-        .write_all(
-            b"POST /upload HTTP/1.1\r\nhost: app.example\r\nx-cutover-version: canary\r\n\
-              transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
-        )
-        .await?;
+    let mut stream = raw_request(
+        &proxy,
+        b"POST /upload HTTP/1.1\r\nhost: app.example\r\nx-cutover-version: canary\r\n\
+          transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await?;
     stream.flush().await?;
     let answer = if drop_it {
         drop(stream);
@@ -834,9 +653,7 @@ async fn upload_cut_off(drop_it: bool) -> Result<String> {
 
     // The canary got the request and its body broke off there: the proxy is done
     // with it once the canary is idle.
-    let report = tokio::time::timeout(PATIENCE, two_reports.recv())
-        .await?
-        .context("the canary got no request")?;
+    let report = next(&mut two_reports, "the canary got no request").await?;
     assert!(report.is_err(), "the canary read a whole body: {report:?}");
     assert!(v2.stats.wait_idle(PATIENCE).await, "still in flight");
     assert_eq!(
@@ -848,10 +665,10 @@ async fn upload_cut_off(drop_it: bool) -> Result<String> {
     assert!(one_reports.try_recv().is_err(), "the stable got a request");
 
     // The proxy still serves, and counts, a whole upload to the same version.
-    let request = Request::post(format!("http://{}/upload", proxy.local_addr()))
+    let request = Request::post(url(&proxy, "/upload"))
         .header("x-cutover-version", "canary")
         .body(Full::new(Bytes::from_static(b"hello")))?;
-    let response = tokio::time::timeout(PATIENCE, client().request(request)).await??;
+    let response = send(&client(), request).await?;
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await?.to_bytes();
     assert_eq!(body, "got 5 bytes");
@@ -881,23 +698,16 @@ async fn a_client_vanishing_mid_upload_is_not_counted() -> Result<()> {
 
 #[tokio::test]
 async fn a_stalled_upload_is_a_408_not_counted() -> Result<()> {
-    use tokio::io::AsyncWriteExt;
     let (addr, mut reports) = body_reader().await?;
-    let options = ProxyOptions {
-        response_timeout: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
-    let v1 = backend("v1", &[addr]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) =
+        proxy_to_v1_with(response_timeout(Duration::from_millis(200)), &[addr]).await?;
 
     // 10 of the 100 bytes promised, then nothing, the connection left open.
-    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
-    stream
-        .write_all(
-            b"POST /upload HTTP/1.1\r\nhost: app.example\r\ncontent-length: 100\r\n\r\n0123456789",
-        )
-        .await?;
+    let mut stream = raw_request(
+        &proxy,
+        b"POST /upload HTTP/1.1\r\nhost: app.example\r\ncontent-length: 100\r\n\r\n0123456789",
+    )
+    .await?;
     let answer = raw_answer(&mut stream).await?;
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(
@@ -906,9 +716,7 @@ async fn a_stalled_upload_is_a_408_not_counted() -> Result<()> {
     );
     assert!(v1.stats.wait_idle(PATIENCE).await);
     assert_eq!(v1.stats.totals(), (0, 0), "the client's stall was counted");
-    let report = tokio::time::timeout(PATIENCE, reports.recv())
-        .await?
-        .context("the upstream got no request")?;
+    let report = next(&mut reports, "the upstream got no request").await?;
     assert!(report.is_err(), "{report:?}");
     proxy.shutdown().await;
     Ok(())
@@ -918,19 +726,15 @@ async fn a_stalled_upload_is_a_408_not_counted() -> Result<()> {
 async fn a_slow_steady_upload_is_not_timed_out() -> Result<()> {
     use tokio::io::AsyncWriteExt;
     let (addr, _reports) = body_reader().await?;
-    let options = ProxyOptions {
-        response_timeout: Duration::from_millis(500),
-        ..Default::default()
-    };
-    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
-    let v1 = backend("v1", &[addr]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) =
+        proxy_to_v1_with(response_timeout(Duration::from_millis(500)), &[addr]).await?;
 
     // Twice the response timeout in all, but never silent for long.
-    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
-    stream
-        .write_all(b"POST /upload HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n")
-        .await?;
+    let mut stream = raw_request(
+        &proxy,
+        b"POST /upload HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await?;
     for _ in 0..10 {
         stream.write_all(b"5\r\nhello\r\n").await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -956,13 +760,8 @@ async fn an_upstream_not_reading_the_body_is_a_504_counted_as_error() -> Result<
             let _ = accepted_tx.send(stream);
         }
     });
-    let options = ProxyOptions {
-        response_timeout: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let proxy = Proxy::bind("127.0.0.1:0".parse()?, options).await?;
-    let v1 = backend("v1", &[addr]);
-    proxy.set_routes(Routes::stable_only(v1.clone()));
+    let (proxy, v1) =
+        proxy_to_v1_with(response_timeout(Duration::from_millis(200)), &[addr]).await?;
 
     // A client with far more body than the sockets between here and there hold.
     let stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
@@ -980,9 +779,7 @@ async fn an_upstream_not_reading_the_body_is_a_504_counted_as_error() -> Result<
             }
         }
     });
-    let _held = tokio::time::timeout(PATIENCE, accepted.recv())
-        .await?
-        .context("the proxy did not connect upstream")?;
+    let _held = next(&mut accepted, "the proxy did not connect upstream").await?;
     assert!(v1.stats.wait_idle(PATIENCE).await, "still in flight");
     assert_eq!(v1.stats.totals(), (1, 1));
     writer.abort();

@@ -1,16 +1,20 @@
-//! Helpers shared by the integration tests: configurations and process checks.
+//! Helpers shared by the integration tests: configurations, platforms, releases and
+//! process checks.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cutover_engine::platform::{Platform, Release, ReleaseHealth};
+use cutover_platform::LocalPlatform;
 use cutover_spec::{HealthCheck, LocalSpec};
 use nix::errno::Errno;
-use nix::sys::signal::kill;
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 
 pub fn spec(command: &[&str], workdir: &Path) -> LocalSpec {
     LocalSpec {
@@ -33,6 +37,25 @@ pub fn health(path: &str) -> HealthCheck {
     }
 }
 
+/// A platform for `spec`, checking health on `health_path`, logging to `dir/logs`.
+pub fn platform_with(spec: LocalSpec, health_path: &str, dir: &Path) -> LocalPlatform {
+    LocalPlatform::new(spec, health(health_path), dir.join("logs"))
+}
+
+/// A platform running one instance of `command` in `dir`, healthy when `/` answers,
+/// logging to `dir/logs`.
+pub fn platform(command: &[&str], dir: &Path) -> LocalPlatform {
+    platform_with(spec(command, dir), "/", dir)
+}
+
+/// A platform serving `dir` with [`HTTP_SERVER`], healthy while the file `dir/ok`
+/// exists (created here); the platform and that file.
+pub fn platform_healthy_while_ok_exists(dir: &Path) -> (LocalPlatform, PathBuf) {
+    let marker = dir.join("ok");
+    std::fs::write(&marker, "ok").unwrap();
+    (platform_with(spec(HTTP_SERVER, dir), "/ok", dir), marker)
+}
+
 /// `python3 -m http.server` on `${PORT}`, serving the working directory.
 pub const HTTP_SERVER: &[&str] = &[
     "python3",
@@ -42,6 +65,60 @@ pub const HTTP_SERVER: &[&str] = &[
     "--bind",
     "127.0.0.1",
 ];
+
+/// [`HTTP_SERVER`] under a shell that first starts a `sleep 1000` in its process
+/// group, and appends the sleep's pid, then its own (the group leader's), to
+/// [`pids_file`].
+pub const WITH_GRANDCHILD: &[&str] = &[
+    "sh",
+    "-c",
+    r#"sleep 1000 & echo $! >> "pids-$0"; echo $$ >> "pids-$0"; exec python3 -m http.server "$0" --bind 127.0.0.1"#,
+    "${PORT}",
+];
+
+/// Where a [`WITH_GRANDCHILD`] instance serving on `port` writes its pids.
+pub fn pids_file(dir: &Path, port: u16) -> PathBuf {
+    dir.join(format!("pids-{port}"))
+}
+
+/// v1 started on `platform`: the release, its health, and its first instance's pid.
+pub async fn start_v1(
+    platform: &LocalPlatform,
+) -> (Box<dyn Release>, watch::Receiver<ReleaseHealth>, i32) {
+    let release = platform.start("v1").await.unwrap();
+    let pid = pid_of(release.as_ref());
+    let rx = release.health();
+    (release, rx, pid)
+}
+
+/// The pid of the release's first instance, from `describe`.
+pub fn pid_of(release: &dyn Release) -> i32 {
+    release.describe()[0]
+        .strip_prefix("pid ")
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap()
+}
+
+/// Waits for the health to satisfy `f`, failing the test after `deadline`.
+pub async fn await_health(
+    rx: &mut watch::Receiver<ReleaseHealth>,
+    deadline: Duration,
+    f: impl FnMut(&ReleaseHealth) -> bool,
+) -> ReleaseHealth {
+    let outcome =
+        tokio::time::timeout(deadline, async { rx.wait_for(f).await.map(|h| h.clone()) }).await;
+    match outcome {
+        Ok(Ok(h)) => h,
+        Ok(Err(_)) => panic!("health channel closed"),
+        Err(_) => panic!("health never got there; last: {:?}", *rx.borrow()),
+    }
+}
+
+/// Kills the process from outside, as the OOM killer would.
+pub fn sigkill(pid: i32) {
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+}
 
 /// Whether the process is gone: no such pid, or a zombie waiting for init.
 pub fn gone(pid: i32) -> bool {
