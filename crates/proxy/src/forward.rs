@@ -1,10 +1,11 @@
 //! The request path: pick a version, forward to one of its instances, stream the
 //! response back, and measure it.
 //!
-//! Read top-down: [`handle`] → `route` (pick a version) → [`forward`] (send it and
-//! answer). The bodies are wrapped on the way, each in its own module: the client's
-//! in a [`RequestBody`], which keeps an [`Upload`] told whose turn it is, so that
-//! [`forward`] blames a timeout or failure on the client or on the version; the
+//! Read top-down: [`handle`] → `route` (pick a version) → `forward` (send it) →
+//! [`Forwarding::answer`] (wait and answer). The bodies are wrapped on the way,
+//! each in its own module: the client's in a [`RequestBody`], which keeps an
+//! [`Upload`] told whose turn it is, so that [`Forwarding::answer`] blames a
+//! timeout or failure on the client or on the version; the
 //! upstream's in a [`ProxyBody`], which holds the version's in-flight guard until
 //! the body ends and counts its failure. The headers changed on the way are in
 //! [`crate::headers`].
@@ -22,8 +23,8 @@ use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -31,11 +32,12 @@ use tracing::field::Empty;
 
 use crate::ProxyOptions;
 use crate::headers::{
-    VERSION_HEADER, prepare_request_headers, set_version_header, strip_hop_by_hop,
+    VERSION_HEADER, VERSION_HEADER_NAME, prepare_request_headers_from, set_version_header,
+    strip_hop_by_hop,
 };
 use crate::response_body::ProxyBody;
-use crate::routes::{Backend, NoRoute, Routes};
-use crate::stats::thread_index;
+use crate::routes::{Backend, NoRoute, Role, Routes};
+use crate::stats::{InFlight, thread_index};
 use crate::upload::{Phase, RequestBody, Upload};
 
 /// How long an idle upstream connection stays in the pool.
@@ -76,12 +78,18 @@ impl Shared {
     }
 }
 
-/// Serves one request arriving from `client` on the proxy.
-pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    client: SocketAddr,
+/// Serves one request from a client whose IP, as an `X-Forwarded-For` element, is
+/// `client_ip` (see [`crate::headers::client_ip_value`]).
+///
+/// Not an `async fn`: everything up to handing the request to the upstream client
+/// happens here, at once, and the future returned only waits for the answer. It
+/// holds just what that needs (not the request, the route table or the
+/// connection's state), so the per-request future stays small.
+pub(crate) fn handle(
+    shared: &Shared,
+    client_ip: &Option<HeaderValue>,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
     let span = tracing::debug_span!(
         "proxy_request",
         method = %req.method(),
@@ -89,187 +97,243 @@ pub(crate) async fn handle(
         version = Empty,
         status = Empty,
     );
-    let response = route(&shared, client, req).instrument(span.clone()).await;
-    span.record("status", response.status().as_u16());
-    Ok(response)
+    let routed = span.in_scope(|| route(shared, client_ip, req, &span));
+    let in_span = span.clone();
+    async move {
+        let response = match routed {
+            Routed::Forwarding(forwarding) => forwarding.answer(&span).await,
+            Routed::Answered(response) => response,
+        };
+        span.record("status", response.status().as_u16());
+        Ok(response)
+    }
+    .instrument(in_span)
 }
 
-async fn route(
+/// What became of a request by the time it was routed.
+enum Routed {
+    /// On its way to a version.
+    Forwarding(Forwarding),
+    /// Answered by the proxy itself (nothing to route to, or a bad target).
+    Answered(Response<ProxyBody>),
+}
+
+/// Picks the version and sends it the request.
+fn route(
     shared: &Shared,
-    client: SocketAddr,
+    client_ip: &Option<HeaderValue>,
     mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
+    span: &tracing::Span,
+) -> Routed {
     // A snapshot of the table: a concurrent `set_routes` affects the next request.
     let routes = shared.routes.load_full();
-    let pin = req.headers_mut().remove(VERSION_HEADER);
+    let pin = req.headers_mut().remove(VERSION_HEADER_NAME);
     let pin = match pin.as_ref().map(|v| v.to_str()) {
         Some(Ok(pin)) => Some(pin),
         Some(Err(_)) => Some("<not text>"),
         None => None,
     };
-    let backend = match routes.choose(pin) {
-        Ok((_, backend)) => backend,
-        Err(NoRoute::NothingServing) => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "cutover: no version of this app is serving yet\n",
-            );
-        }
+    let (role, backend) = match routes.choose(pin) {
+        Ok(chosen) => chosen,
+        Err(NoRoute::NothingServing) => return Routed::Answered(nothing_serving()),
         Err(NoRoute::PinnedAbsent { pinned, serving }) => {
-            return plain(
+            return Routed::Answered(plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
                 &format!(
                     "cutover: the request asked for version {pinned:?} ({VERSION_HEADER} header), \
                      which is not serving; serving: {serving}\n"
                 ),
-            );
+            ));
         }
     };
     let Some((index, instance)) = backend.next() else {
         // `choose` only returns backends with instances.
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            "cutover: no version of this app is serving yet\n",
-        );
+        return Routed::Answered(nothing_serving());
     };
-    tracing::Span::current().record("version", backend.version.as_str());
-    forward(shared, backend, (index, instance), client, req).await
+    span.record("version", backend.version.as_str());
+    let (in_flight, started) = (backend.stats.start(), Instant::now());
+    match forward(shared, backend, (index, instance), client_ip, req, started) {
+        Ok((upload, request)) => Routed::Forwarding(Forwarding {
+            routes,
+            role,
+            instance,
+            in_flight,
+            started,
+            upload,
+            request,
+            limit: shared.response_timeout,
+        }),
+        // Not recorded: the in-flight guard is dropped unrecorded.
+        Err(e) => Routed::Answered(plain(
+            StatusCode::BAD_REQUEST,
+            Some(backend),
+            &format!("cutover: bad request target: {e}\n"),
+        )),
+    }
 }
 
-async fn forward(
+/// Sends the request, which started at `started`, to `instance` of `backend`:
+/// returns the upload's state (`None` without a request body) and the upstream
+/// client's future.
+fn forward(
     shared: &Shared,
     backend: &Backend,
     (index, instance): (usize, SocketAddr),
-    client: SocketAddr,
+    client_ip: &Option<HeaderValue>,
     mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let mut in_flight = backend.stats.start();
-    let started = Instant::now();
-
-    let uri = match upstream_uri(backend, (index, instance), std::mem::take(req.uri_mut())) {
-        Ok(uri) => uri,
-        Err(e) => {
-            // Cannot happen for a path that hyper parsed; answer rather than panic.
-            return plain(
-                StatusCode::BAD_REQUEST,
-                Some(backend),
-                &format!("cutover: bad request target: {e}\n"),
-            );
-        }
-    };
+    started: Instant,
+) -> Result<(Option<Arc<Upload>>, ResponseFuture), http::Error> {
+    // Cannot fail for a path that hyper parsed; answered (400) rather than a panic.
+    let uri = upstream_uri(backend, (index, instance), std::mem::take(req.uri_mut()))?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
-    prepare_request_headers(req.headers_mut(), client);
+    prepare_request_headers_from(req.headers_mut(), client_ip);
 
     // The client's body goes upstream through a `RequestBody`, which tells `upload`
-    // whose turn it is; see `Upload` for how that decides the timeouts and why.
-    let upload = Arc::new(Upload::new(started, req.body().is_end_stream()));
-    let req = req.map(|body| RequestBody::new(body, Arc::clone(&upload)));
-    let limit = shared.response_timeout;
-    let request = shared.client().request(req);
-    tokio::pin!(request);
-    let outcome = loop {
-        let deadline = upload.phase().deadline(limit);
-        tokio::select! {
-            biased;
-            result = &mut request => break Ok(result),
-            () = tokio::time::sleep_until(deadline) => {
-                // Deadlines only move later (each phase starts after the one before),
-                // so waking at this one and looking again never misses the one that
-                // applies now.
-                let phase = upload.phase();
-                if phase.deadline(limit) <= Instant::now() {
-                    break Err(phase);
+    // whose turn it is; see `Upload` for how that decides the timeouts and why. A
+    // request without a body has nothing to tell: it is `Phase::Sent` from the start.
+    let upload = (!req.body().is_end_stream()).then(|| Arc::new(Upload::new(started, false)));
+    let req = req.map(|body| RequestBody::new(body, upload.clone()));
+    Ok((upload, shared.client().request(req)))
+}
+
+/// A request on its way to a version, until its response headers (or its failure).
+struct Forwarding {
+    /// The table the version was chosen from, and its role there.
+    routes: Arc<Routes>,
+    role: Role,
+    instance: SocketAddr,
+    in_flight: InFlight,
+    started: Instant,
+    /// `None` for a request without a body.
+    upload: Option<Arc<Upload>>,
+    request: ResponseFuture,
+    limit: Duration,
+}
+
+impl Forwarding {
+    fn phase(&self) -> Phase {
+        match &self.upload {
+            Some(upload) => upload.phase(),
+            None => Phase::Sent { at: self.started },
+        }
+    }
+
+    /// Waits for the upstream's answer, within the limits of `Upload`'s phases, and
+    /// makes it the client's answer; records it unless the client is to blame.
+    async fn answer(mut self, span: &tracing::Span) -> Response<ProxyBody> {
+        let limit = self.limit;
+        let outcome = loop {
+            let deadline = self.phase().deadline(limit);
+            tokio::select! {
+                biased;
+                result = &mut self.request => break Ok(result),
+                () = tokio::time::sleep_until(deadline) => {
+                    // Deadlines only move later (each phase starts after the one before),
+                    // so waking at this one and looking again never misses the one that
+                    // applies now.
+                    let phase = self.phase();
+                    if phase.deadline(limit) <= Instant::now() {
+                        break Err(phase);
+                    }
                 }
             }
-        }
-    };
-    let latency = started.elapsed();
-    let version = &backend.version;
-    let response = match outcome {
-        Ok(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            // Recorded before the body can be polled, so a body error finds it.
-            in_flight.record(parts.status.as_u16(), latency);
-            strip_hop_by_hop(&mut parts.headers);
-            set_version_header(&mut parts.headers, backend);
-            let body = ProxyBody::upstream(body, in_flight, tracing::Span::current());
-            return Response::from_parts(parts, body);
-        }
-        // The client's own body failed (cut short, connection lost), and the
-        // upstream request with it: the client's failure, not the version's, so not
-        // recorded at all. Checked first: whatever hyper made of the aborted body
-        // (a user body error, or the upstream closing on the half-sent request),
-        // the client broke it.
-        Ok(Err(e)) if upload.phase().client_failed() => {
-            tracing::debug!(%version, %instance, error = %error_chain(&e), "request body failed");
-            return client_failure(
-                StatusCode::BAD_REQUEST,
-                backend,
-                &format!(
-                    "cutover: the request body failed before it was sent: {}\n",
-                    error_chain(&e)
-                ),
-            );
-        }
-        Err(Phase::Failed { .. }) => {
-            // The request did not end within the limit after the body failed.
-            return client_failure(
-                StatusCode::BAD_REQUEST,
-                backend,
-                "cutover: the request body failed before it was sent\n",
-            );
-        }
-        Err(Phase::Client { .. }) => {
-            tracing::debug!(%version, %instance, "request body stalled");
-            return client_failure(
-                StatusCode::REQUEST_TIMEOUT,
-                backend,
-                &format!("cutover: the request body sent nothing for {limit:?}\n"),
-            );
-        }
-        Ok(Err(e)) if e.is_connect() => {
-            tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream connect failed");
-            plain(
-                StatusCode::BAD_GATEWAY,
+        };
+        let latency = self.started.elapsed();
+        let Some(backend) = self.routes.serving(self.role) else {
+            // The role was chosen from this very table, so it serves.
+            return nothing_serving();
+        };
+        let (mut in_flight, instance) = (self.in_flight, self.instance);
+        let version = &backend.version;
+        let response = match outcome {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                // Recorded before the body can be polled, so a body error finds it.
+                in_flight.record(parts.status.as_u16(), latency);
+                strip_hop_by_hop(&mut parts.headers);
+                set_version_header(&mut parts.headers, backend);
+                let body = ProxyBody::upstream(body, in_flight, span.clone());
+                return Response::from_parts(parts, body);
+            }
+            // The client's own body failed (cut short, connection lost), and the
+            // upstream request with it: the client's failure, not the version's, so not
+            // recorded at all. Checked first: whatever hyper made of the aborted body
+            // (a user body error, or the upstream closing on the half-sent request),
+            // the client broke it.
+            Ok(Err(e))
+                if self
+                    .upload
+                    .as_ref()
+                    .is_some_and(|u| u.phase().client_failed()) =>
+            {
+                tracing::debug!(%version, %instance, error = %error_chain(&e), "request body failed");
+                return client_failure(
+                    StatusCode::BAD_REQUEST,
+                    backend,
+                    &format!(
+                        "cutover: the request body failed before it was sent: {}\n",
+                        error_chain(&e)
+                    ),
+                );
+            }
+            Err(Phase::Failed { .. }) => {
+                // The request did not end within the limit after the body failed.
+                return client_failure(
+                    StatusCode::BAD_REQUEST,
+                    backend,
+                    "cutover: the request body failed before it was sent\n",
+                );
+            }
+            Err(Phase::Client { .. }) => {
+                tracing::debug!(%version, %instance, "request body stalled");
+                return client_failure(
+                    StatusCode::REQUEST_TIMEOUT,
+                    backend,
+                    &format!("cutover: the request body sent nothing for {limit:?}\n"),
+                );
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream connect failed");
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    Some(backend),
+                    &format!(
+                        "cutover: could not connect to version {version} at {instance}: {}\n",
+                        error_chain(&e)
+                    ),
+                )
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream request failed");
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    Some(backend),
+                    &format!(
+                        "cutover: version {version} at {instance} failed before answering: {}\n",
+                        error_chain(&e)
+                    ),
+                )
+            }
+            Err(Phase::Upstream { started: false, .. } | Phase::Sent { .. }) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
                 Some(backend),
                 &format!(
-                    "cutover: could not connect to version {version} at {instance}: {}\n",
-                    error_chain(&e)
+                    "cutover: version {version} at {instance} sent no response headers within {limit:?}\n"
                 ),
-            )
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(%version, %instance, error = %error_chain(&e), "upstream request failed");
-            plain(
-                StatusCode::BAD_GATEWAY,
+            ),
+            Err(Phase::Upstream { started: true, .. }) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
                 Some(backend),
                 &format!(
-                    "cutover: version {version} at {instance} failed before answering: {}\n",
-                    error_chain(&e)
+                    "cutover: version {version} at {instance} took none of the request body for {limit:?}\n"
                 ),
-            )
-        }
-        Err(Phase::Upstream { started: false, .. } | Phase::Sent { .. }) => plain(
-            StatusCode::GATEWAY_TIMEOUT,
-            Some(backend),
-            &format!(
-                "cutover: version {version} at {instance} sent no response headers within {limit:?}\n"
             ),
-        ),
-        Err(Phase::Upstream { started: true, .. }) => plain(
-            StatusCode::GATEWAY_TIMEOUT,
-            Some(backend),
-            &format!(
-                "cutover: version {version} at {instance} took none of the request body for {limit:?}\n"
-            ),
-        ),
-    };
-    in_flight.record(response.status().as_u16(), latency);
-    response
+        };
+        in_flight.record(response.status().as_u16(), latency);
+        response
+    }
 }
 
 /// The upstream URI: `http://`, the instance, and the request's path and query.
@@ -302,6 +366,15 @@ fn client_failure(status: StatusCode, backend: &Backend, body: &str) -> Response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// The 503 of a table where nothing serves.
+fn nothing_serving() -> Response<ProxyBody> {
+    plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "cutover: no version of this app is serving yet\n",
+    )
 }
 
 /// A short plain-text answer from the proxy itself, naming the version if one was

@@ -12,8 +12,10 @@ use crate::routes::Backend;
 /// the version that served it.
 pub const VERSION_HEADER: &str = "x-cutover-version";
 
+const HOP_BY_HOP_COUNT: usize = 7;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -23,16 +25,46 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Strips hop-by-hop headers, then adds `X-Forwarded-For` / `X-Forwarded-Proto`.
-/// `Host` is kept as the client sent it. `Expect: 100-continue` was answered by the
-/// proxy's own server when it started reading the body, so it is not passed on.
+/// The version header as a name, made at compile time (a `&str` key is parsed on
+/// every use).
+pub(crate) const VERSION_HEADER_NAME: HeaderName = HeaderName::from_static(VERSION_HEADER);
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// `prepare_request_headers_from` with the client's address (what the proxy does
+/// per request, with the IP made once per connection).
+#[cfg(test)]
 pub(crate) fn prepare_request_headers(headers: &mut HeaderMap, client: SocketAddr) {
+    prepare_request_headers_from(headers, &client_ip_value(client));
+}
+
+/// The client's IP as an `X-Forwarded-For` element: made once per connection.
+pub(crate) fn client_ip_value(client: SocketAddr) -> Option<HeaderValue> {
+    HeaderValue::try_from(client.ip().to_canonical().to_string()).ok()
+}
+
+/// Strips hop-by-hop headers, then adds `X-Forwarded-For` (appending `ip`, the
+/// client's IP from [`client_ip_value`]) and `X-Forwarded-Proto`. `Host` is kept as
+/// the client sent it. `Expect: 100-continue` was answered by the proxy's own
+/// server when it started reading the body, so it is not passed on.
+pub(crate) fn prepare_request_headers_from(headers: &mut HeaderMap, ip: &Option<HeaderValue>) {
     strip_hop_by_hop(headers);
     headers.remove(header::EXPECT);
-    let ip = client.ip().to_canonical().to_string();
-    let name = HeaderName::from_static("x-forwarded-for");
+    if let Some(ip) = ip {
+        if headers.contains_key(X_FORWARDED_FOR) {
+            append_forwarded_for(headers, ip);
+        } else {
+            // The usual case: no proxy before this one.
+            headers.insert(X_FORWARDED_FOR, ip.clone());
+        }
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+/// Joins the `X-Forwarded-For` values the request came with and `ip` into one.
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
     let forwarded_for: Vec<&str> = headers
-        .get_all(&name)
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
@@ -42,41 +74,56 @@ pub(crate) fn prepare_request_headers(headers: &mut HeaderMap, client: SocketAdd
     if !value.is_empty() {
         value.push_str(", ");
     }
-    value.push_str(&ip);
+    // Made from an IP address's text: always valid text.
+    value.push_str(ip.to_str().unwrap_or_default());
     if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(name, value);
+        headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
 }
 
 /// Removes the hop-by-hop headers and every header named in `Connection`
 /// (except `Host`, which is not the connection's to remove).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names instead of a lookup per hop-by-hop header: most
+    // messages carry none of them, or only `Connection`.
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if present == [false; HOP_BY_HOP_COUNT] {
+        return;
+    }
+    // Only with `Connection` present (it is one of `HOP_BY_HOP`). Names that are
+    // hop-by-hop anyway (`Connection: keep-alive`) are removed below.
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| *name != header::HOST)
+        .filter(|name| *name != header::HOST && !HOP_BY_HOP.contains(name))
         .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &listed {
         headers.remove(name);
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 
 pub(crate) fn set_version_header(headers: &mut HeaderMap, backend: &Backend) {
     match backend.version_header() {
         Some(value) => {
-            headers.insert(VERSION_HEADER, value);
+            headers.insert(VERSION_HEADER_NAME, value);
         }
         None => {
             // A version string that is not a valid header value is not echoed, but
             // an upstream's own header must not pass for ours either.
-            headers.remove(VERSION_HEADER);
+            headers.remove(VERSION_HEADER_NAME);
         }
     }
 }

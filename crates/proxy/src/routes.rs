@@ -147,7 +147,7 @@ impl Routes {
         }
     }
 
-    fn serving(&self, role: Role) -> Option<&Backend> {
+    pub(crate) fn serving(&self, role: Role) -> Option<&Backend> {
         match role {
             Role::Stable => self.stable.as_ref(),
             Role::Canary => self.canary.as_ref(),

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::forward::{Shared, handle};
+use crate::headers::client_ip_value;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -38,7 +39,8 @@ pub(crate) async fn serve(
                     // Small requests and responses should not wait for Nagle.
                     let _ = stream.set_nodelay(true);
                     let shared = Arc::clone(&shared);
-                    let service = service_fn(move |req| handle(Arc::clone(&shared), peer, req));
+                    let client_ip = client_ip_value(peer);
+                    let service = service_fn(move |req| handle(&shared, &client_ip, req));
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     connections.spawn(async move {

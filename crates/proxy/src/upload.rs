@@ -116,7 +116,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// when it fails.
 pub(crate) struct RequestBody {
     body: Incoming,
-    upload: Arc<Upload>,
+    /// `None` for a body that is empty from the start: nothing to report.
+    upload: Option<Arc<Upload>>,
     /// Whether the last poll was pending on the client, so that a repeated poll
     /// does not restart the client's clock.
     waiting_for_client: bool,
@@ -124,7 +125,7 @@ pub(crate) struct RequestBody {
 
 impl RequestBody {
     /// The client's `body`, reporting to `upload`.
-    pub(crate) fn new(body: Incoming, upload: Arc<Upload>) -> RequestBody {
+    pub(crate) fn new(body: Incoming, upload: Option<Arc<Upload>>) -> RequestBody {
         RequestBody {
             body,
             upload,
@@ -143,6 +144,9 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let Some(upload) = &this.upload else {
+            return polled;
+        };
         let now = Instant::now;
         let phase = match &polled {
             Poll::Pending if this.waiting_for_client => None,
@@ -160,7 +164,7 @@ impl Body for RequestBody {
         };
         this.waiting_for_client = polled.is_pending();
         if let Some(phase) = phase {
-            this.upload.set(phase);
+            upload.set(phase);
         }
         polled
     }
