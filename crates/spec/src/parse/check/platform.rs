@@ -70,6 +70,9 @@ impl Checker<'_> {
             Some(e) => self.duration(e),
             None => Some(defaults::DRAIN_TIMEOUT),
         };
+        if let (Some(command), Some(env), Some(e)) = (&command, &env, f.get("command")) {
+            self.uses_port(e, command, env);
+        }
         Some(LocalSpec {
             command: command?,
             env: env?,
@@ -103,6 +106,24 @@ impl Checker<'_> {
             healthy_threshold: healthy?,
             unhealthy_threshold: unhealthy?,
         })
+    }
+
+    /// A service never told its port would listen elsewhere, and the deploy would only
+    /// fail once `startup_timeout` ran out.
+    fn uses_port(&mut self, e: &Entry, command: &[String], env: &BTreeMap<String, String>) {
+        let port = "${PORT}";
+        if command.iter().chain(env.values()).any(|s| s.contains(port)) {
+            return;
+        }
+        self.error(
+            Self::at(e),
+            format!(
+                "neither `command` nor `env` uses `{port}`, so the service would not know which \
+                 port to listen on; add `{port}` to `command`, like {COMMAND_EXAMPLE}, or, if the \
+                 service reads the `PORT` environment variable, say so with \
+                 `env: {{ PORT: \"{port}\" }}`"
+            ),
+        );
     }
 
     fn command(&mut self, e: &Entry) -> Option<Vec<String>> {

@@ -7,7 +7,7 @@ fn example_unknown_field_with_suggestion() {
     let src = r#"app: shop
 platform:
   local:
-    command: ["./shop"]
+    command: ["./shop", "--port", "${PORT}"]
 health:
     path: /healthz
     healthy_treshold: 2
@@ -24,7 +24,7 @@ fn example_weight_out_of_range() {
     let src = r#"app: shop
 platform:
   local:
-    command: ["./shop"]
+    command: ["./shop", "--port", "${PORT}"]
 strategy:
   canary:
     steps:
@@ -43,7 +43,7 @@ strategy:
 
 #[test]
 fn example_invalid_duration() {
-    let src = "app: shop\nhealth:\n  timeout: 3 parsecs\nplatform: { local: { command: [x] } }\n";
+    let src = "app: shop\nhealth:\n  timeout: 3 parsecs\nplatform: { local: { command: [x, \"${PORT}\"] } }\n";
     assert_eq!(
         error(src),
         "cutover.yaml:3:12: invalid duration `3 parsecs`: expected a duration like `500ms`, `30s` or `2m`"
@@ -137,18 +137,18 @@ path: /x
 
 #[test]
 fn display_is_one_diagnostic_per_line() {
-    let src = "app: shop\nplatform: { local: { command: [x], instances: 0, drain_timeout: 5 } }\n";
+    let src = "app: shop\nplatform: { local: { command: [x, \"${PORT}\"], instances: 0, drain_timeout: 5 } }\n";
     let err = parse(src, "dir/cutover.yaml").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "dir/cutover.yaml:2:47: `instances` must be a whole number from 1 to 64, got `0`\n\
-         dir/cutover.yaml:2:65: invalid duration `5`: expected a duration like `500ms`, `30s` or `2m` \
+        "dir/cutover.yaml:2:58: `instances` must be a whole number from 1 to 64, got `0`\n\
+         dir/cutover.yaml:2:76: invalid duration `5`: expected a duration like `500ms`, `30s` or `2m` \
          (a bare number has no unit)"
     );
     let d = &err.diagnostics[0];
     assert_eq!(
         (d.file.as_str(), d.line, d.col),
-        ("dir/cutover.yaml", 2, 47)
+        ("dir/cutover.yaml", 2, 58)
     );
     // It is a std error.
     let _: &dyn std::error::Error = &err;
@@ -156,7 +156,7 @@ fn display_is_one_diagnostic_per_line() {
 
 #[test]
 fn columns_count_characters_not_bytes() {
-    let src = "app: shop\nplatform:\n  local:\n    command: [x]\n    env: { GRÜẞE: \"¡hola ${HOST}!\" }\n";
+    let src = "app: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n    env: { GRÜẞE: \"¡hola ${HOST}!\" }\n";
     assert_eq!(
         error(src),
         "cutover.yaml:5:26: unknown placeholder `${HOST}` in `env.GRÜẞE` (valid: ${PORT}, ${VERSION})"
@@ -200,7 +200,7 @@ fn syntax_errors_stop_at_the_first_with_a_position() {
 
 #[test]
 fn duplicate_keys_are_all_reported() {
-    let src = "app: shop\napp: shop\nplatform:\n  local:\n    command: [x]\n    command: [y]\n    env:\n      A: 1\n      A: 2\n";
+    let src = "app: shop\napp: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n    command: [y]\n    env:\n      A: 1\n      A: 2\n";
     assert_eq!(
         errors(src),
         [
@@ -231,7 +231,7 @@ fn empty_and_non_mapping_documents() {
 
 #[test]
 fn unknown_fields_everywhere() {
-    const HEAD: &str = "app: shop\nplatform:\n  local:\n    command: [x]\n";
+    const HEAD: &str = "app: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n";
     let cases = [
         (
             "aap: shop\n",

@@ -73,7 +73,7 @@ fn empty_sections_mean_defaults() {
     assert_eq!(ok(&src), ok(MINIMAL));
     let src = format!("{MINIMAL}strategy:\n  canary:\n");
     assert_eq!(ok(&src), ok(MINIMAL));
-    let src = "app: shop\nplatform:\n  local:\n    command: [x]\n    env:\n";
+    let src = "app: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n    env:\n";
     assert!(ok(src).platform.local().env.is_empty());
 }
 
@@ -277,7 +277,8 @@ platform:
 #[test]
 fn relative_paths_resolve_against_the_config_directory() {
     let with = |extra: &str, file: &str| {
-        let src = format!("app: shop\n{extra}platform:\n  local:\n    command: [x]\n");
+        let src =
+            format!("app: shop\n{extra}platform:\n  local:\n    command: [x, \"${{PORT}}\"]\n");
         let c = parse(&src, file).unwrap_or_else(|e| panic!("{e}"));
         (c.state_dir, c.platform.local().workdir.clone())
     };
@@ -303,7 +304,7 @@ fn relative_paths_resolve_against_the_config_directory() {
         with("state_dir: ../state\n", "deploy/cutover.yaml").0,
         PathBuf::from("deploy/../state")
     );
-    let src = "app: shop\nplatform:\n  local:\n    command: [x]\n    workdir: ./bin\n";
+    let src = "app: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n    workdir: ./bin\n";
     assert_eq!(
         parse(src, "deploy/c.yaml")
             .unwrap()
@@ -356,7 +357,7 @@ fn aliases_and_merge_keys_work() {
     let src = r#"app: shop
 platform:
   local:
-    command: ["./shop"]
+    command: ["./shop", "--port", "${PORT}"]
     env: &env { A: "1" }
 strategy:
   canary:

@@ -47,7 +47,7 @@ fn platform_kinds() {
 
 #[test]
 fn strategy_kinds() {
-    let base = "app: shop\nplatform: { local: { command: [x] } }\n";
+    let base = "app: shop\nplatform: { local: { command: [x, \"${PORT}\"] } }\n";
     assert_eq!(
         error(&format!("{base}strategy:\n  blue_green: {{}}\n")),
         "cutover.yaml:4:3: strategy `blue_green` is not yet supported (valid: canary)"
@@ -67,7 +67,7 @@ fn strategy_kinds() {
 
 fn steps(list: &str) -> Result<Vec<Step>, Vec<String>> {
     let src = format!(
-        "app: shop\nplatform: {{ local: {{ command: [x] }} }}\nstrategy:\n  canary:\n    steps: {list}\n"
+        "app: shop\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"] }} }}\nstrategy:\n  canary:\n    steps: {list}\n"
     );
     parse(&src, "cutover.yaml")
         .map(|c| c.strategy.canary().steps.clone())

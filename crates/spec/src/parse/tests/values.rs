@@ -7,7 +7,7 @@ fn percent(v: &str) -> Result<Percent, String> {
     // Where the value starts; an empty value is blamed on its key, `max`.
     let at = if v.is_empty() { (6, 7) } else { (6, 12) };
     let src = format!(
-        "app: shop\nplatform: {{ local: {{ command: [x] }} }}\nanalysis:\n  metrics:\n    error_rate:\n      max: {v}\n"
+        "app: shop\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"] }} }}\nanalysis:\n  metrics:\n    error_rate:\n      max: {v}\n"
     );
     match parse(&src, "cutover.yaml") {
         Ok(c) => Ok(c.analysis.metrics.error_rate.unwrap().max.unwrap()),
@@ -97,8 +97,9 @@ fn percent_helpers() {
 fn interval(v: &str) -> Result<Duration, String> {
     // Where the value starts; an empty value is blamed on its key, `interval`.
     let at = if v.is_empty() { (4, 3) } else { (4, 13) };
-    let src =
-        format!("app: shop\nplatform: {{ local: {{ command: [x] }} }}\nhealth:\n  interval: {v}\n");
+    let src = format!(
+        "app: shop\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"] }} }}\nhealth:\n  interval: {v}\n"
+    );
     match parse(&src, "cutover.yaml") {
         Ok(c) => Ok(c.health.interval),
         Err(e) => {
@@ -158,7 +159,7 @@ fn duration_edge_cases() {
     );
 
     // drain_timeout may be zero; startup_timeout may not.
-    let src = "app: shop\nplatform:\n  local:\n    command: [x]\n    drain_timeout: 0s\n    startup_timeout: 0ms\n";
+    let src = "app: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n    drain_timeout: 0s\n    startup_timeout: 0ms\n";
     assert_eq!(
         error(src),
         "cutover.yaml:6:22: `startup_timeout` must be longer than 0s, got `0ms`"
@@ -171,7 +172,7 @@ fn duration_edge_cases() {
 fn app_names() {
     let app = |name: &str| {
         parse(
-            &format!("app: {name}\nplatform: {{ local: {{ command: [x] }} }}\n"),
+            &format!("app: {name}\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"] }} }}\n"),
             "c.yaml",
         )
     };
@@ -208,7 +209,9 @@ fn app_names() {
 fn listen_addresses() {
     let listen = |v: &str| {
         parse(
-            &format!("app: shop\nlisten: {v}\nplatform: {{ local: {{ command: [x] }} }}\n"),
+            &format!(
+                "app: shop\nlisten: {v}\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"] }} }}\n"
+            ),
             "c.yaml",
         )
     };
@@ -232,8 +235,9 @@ fn listen_addresses() {
 
 #[test]
 fn numbers() {
-    let local =
-        |extra: &str| format!("app: shop\nplatform:\n  local:\n    command: [x]\n    {extra}\n");
+    let local = |extra: &str| {
+        format!("app: shop\nplatform:\n  local:\n    command: [x, \"${{PORT}}\"]\n    {extra}\n")
+    };
     assert_eq!(ok(&local("instances: 64")).platform.local().instances, 64);
     assert_eq!(
         error(&local("instances: 65")),
@@ -282,6 +286,43 @@ fn command_shapes() {
 }
 
 #[test]
+fn command_without_port_is_refused_instead_of_timing_out() {
+    let local = |rest: &str| format!("app: shop\nplatform:\n  local:\n    command: {rest}\n");
+    let refused = "neither `command` nor `env` uses `${PORT}`, so the service would not know \
+                   which port to listen on; add `${PORT}` to `command`, like \
+                   [\"./server\", \"--port\", \"${PORT}\"], or, if the service reads the `PORT` \
+                   environment variable, say so with `env: { PORT: \"${PORT}\" }`";
+    assert_eq!(
+        error(&local("[./shop]")),
+        format!("cutover.yaml:4:14: {refused}")
+    );
+    // `$PORT` for a shell is not `${PORT}`; the env var must be asked for.
+    assert_eq!(
+        error(&local(
+            "[sh, -c, \"exec ./shop --port $PORT\"]\n    env: { A: \"${VERSION}\" }"
+        )),
+        format!("cutover.yaml:4:14: {refused}")
+    );
+    assert_eq!(
+        error(&local("\n      - ./shop\n      - --port=8080")),
+        format!("cutover.yaml:5:7: {refused}")
+    );
+    // `${PORT}` only in `env` is enough.
+    let c = ok(&local("[./shop]\n    env: { PORT: \"${PORT}\" }"));
+    assert_eq!(c.platform.local().env["PORT"], "${PORT}");
+    ok(&local(
+        "[./shop]\n    env: { LISTEN: \"127.0.0.1:${PORT}\" }",
+    ));
+    ok(&local("[./shop, \"--listen=:${PORT}\"]"));
+    // Not said on top of another mistake in `command` or `env`.
+    assert_eq!(
+        error(&local("[./shop]\n    env: { PORT: \"${PROT}\" }")),
+        "cutover.yaml:5:19: unknown placeholder `${PROT}` in `env.PORT`; did you mean `${PORT}`? \
+         (valid: ${PORT}, ${VERSION})"
+    );
+}
+
+#[test]
 fn metrics_rules() {
     let metrics = |m: &str| format!("{MINIMAL}analysis:\n  metrics:\n{m}");
     assert_eq!(
@@ -325,7 +366,7 @@ fn metrics_rules() {
 
 #[test]
 fn env_values_keep_their_text() {
-    let src = "app: shop\nplatform:\n  local:\n    command: [x]\n    env:\n      A: 0x10\n      B: 1.50\n      C: on\n      D: ''\n      E:\n";
+    let src = "app: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n    env:\n      A: 0x10\n      B: 1.50\n      C: on\n      D: ''\n      E:\n";
     assert_eq!(
         error(src),
         "cutover.yaml:10:7: `env.E` has no value; write `E: \"\"` for an empty one"
