@@ -88,6 +88,28 @@ impl StrategySpec {
 pub struct CanarySpec {
     /// Never empty; weights never decrease. Default: 10% 30s, 50% 30s, 100% 30s.
     pub steps: Vec<Step>,
+    /// What the canary is judged against (default [`Baseline::Stable`]).
+    pub baseline: Baseline,
+    /// How a client is kept on the version it first got (default `None`: every request
+    /// is routed on its own).
+    pub sticky: Option<Sticky>,
+}
+
+/// What a canary's numbers are compared with. YAML `baseline: stable | fresh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// The stable version's instances, which also serve the rest of the traffic (the default).
+    Stable,
+    /// A fresh instance of the stable version, started beside the canary with the same
+    /// share of traffic, so that both are equally warm.
+    Fresh,
+}
+
+/// Session affinity for a canary. YAML `sticky: cookie` (or `sticky: none` for `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sticky {
+    /// A cookie set by the proxy keeps a client on the version it was first sent to.
+    Cookie,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -202,6 +224,8 @@ impl Default for CanarySpec {
     fn default() -> Self {
         CanarySpec {
             steps: defaults::CANARY_STEPS.to_vec(),
+            baseline: defaults::BASELINE,
+            sticky: defaults::STICKY,
         }
     }
 }
@@ -229,7 +253,7 @@ impl Default for AnalysisSpec {
 pub mod defaults {
     use std::time::Duration;
 
-    use super::{ErrorRateRule, MetricRules, Pause, Percent, Step};
+    use super::{Baseline, ErrorRateRule, MetricRules, Pause, Percent, Step, Sticky};
 
     /// `listen`: where the built-in proxy listens.
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -280,6 +304,11 @@ pub mod defaults {
             pause: Pause::For(STEP_PAUSE),
         },
     ];
+
+    /// `strategy.canary.baseline`: judge the canary against the stable version itself.
+    pub const BASELINE: Baseline = Baseline::Stable;
+    /// `strategy.canary.sticky`: none, every request is routed on its own.
+    pub const STICKY: Option<Sticky> = None;
 
     /// `analysis.interval`.
     pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(5);

@@ -1,17 +1,19 @@
-//! How traffic moves to the new version: `strategy.canary` and its steps, each a
-//! weight that never decreases and a pause.
+//! How traffic moves to the new version: `strategy.canary`: its steps, each a weight
+//! that never decreases and a pause, its baseline and stickiness.
 
 use super::Checker;
 use super::fields::suggestion;
 use super::values::parse_duration;
 use crate::parse::node::{Entry, Value};
-use crate::types::{CanarySpec, Pause, Percent, Step, StrategySpec, defaults};
+use crate::types::{Baseline, CanarySpec, Pause, Percent, Step, Sticky, StrategySpec, defaults};
 
 pub(super) const STRATEGIES: &[&str] = &["canary"];
 const STRATEGIES_LATER: &[&str] = &["blue_green", "rolling"];
-pub(super) const CANARY: &[&str] = &["steps"];
+pub(super) const CANARY: &[&str] = &["steps", "baseline", "sticky"];
 pub(super) const STEP: &[&str] = &["weight", "pause"];
 const UNTIL_PROMOTED: &str = "until-promoted";
+const BASELINES: &[(&str, Baseline)] = &[("stable", Baseline::Stable), ("fresh", Baseline::Fresh)];
+const STICKIES: &[(&str, Option<Sticky>)] = &[("cookie", Some(Sticky::Cookie)), ("none", None)];
 
 impl Checker<'_> {
     pub(super) fn strategy(&mut self, e: &Entry) -> Option<StrategySpec> {
@@ -27,9 +29,21 @@ impl Checker<'_> {
 
     fn canary(&mut self, e: &Entry) -> Option<CanarySpec> {
         let f = self.fields(&e.value, "strategy.canary", CANARY)?;
-        let Some(steps) = f.get("steps") else {
-            return Some(CanarySpec::default());
-        };
+        let steps = self.optional(&f, "steps", defaults::CANARY_STEPS.to_vec(), Self::steps);
+        let baseline = self.optional(&f, "baseline", defaults::BASELINE, |c, e| {
+            c.keyword(e, BASELINES)
+        });
+        let sticky = self.optional(&f, "sticky", defaults::STICKY, |c, e| {
+            c.keyword(e, STICKIES)
+        });
+        Some(CanarySpec {
+            steps: steps?,
+            baseline: baseline?,
+            sticky: sticky?,
+        })
+    }
+
+    fn steps(&mut self, steps: &Entry) -> Option<Vec<Step>> {
         let items = match &steps.value.value {
             Value::Seq(items) if !items.is_empty() => items,
             Value::Null | Value::Seq(_) => {
@@ -92,7 +106,7 @@ impl Checker<'_> {
                 _ => ok = false,
             }
         }
-        ok.then_some(CanarySpec { steps: out })
+        ok.then_some(out)
     }
 
     fn pause(&mut self, e: &Entry) -> Option<Pause> {

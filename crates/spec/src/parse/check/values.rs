@@ -1,10 +1,10 @@
-//! Values: durations, percentages, whole numbers in a range, ratios, and the
-//! `${...}` placeholders in strings.
+//! Values: durations, percentages, whole numbers in a range, ratios, one of a few
+//! words, and the `${...}` placeholders in strings.
 
 use std::time::Duration;
 
 use super::Checker;
-use super::fields::did_you_mean;
+use super::fields::{did_you_mean, suggestion};
 use crate::parse::node::{Entry, Node, Value};
 use crate::types::{Percent, defaults};
 
@@ -118,6 +118,35 @@ impl Checker<'_> {
     /// A count of at least 1 (thresholds and limits).
     pub(super) fn count(&mut self, e: &Entry) -> Option<u32> {
         self.whole(e, 1, u32::MAX.into()).map(|n| n as u32)
+    }
+
+    /// One of the words in `choices`, each standing for a value.
+    pub(super) fn keyword<T: Copy>(&mut self, e: &Entry, choices: &[(&str, T)]) -> Option<T> {
+        let text = e.value.scalar_text();
+        if let Some(t) = &text
+            && let Some((_, value)) = choices.iter().find(|(word, _)| *word == t.trim())
+        {
+            return Some(*value);
+        }
+        let words: Vec<String> = choices.iter().map(|(w, _)| format!("`{w}`")).collect();
+        let listed = match words.as_slice() {
+            [one] => one.clone(),
+            [first @ .., last] => format!("{} or {last}", first.join(", ")),
+            [] => unreachable!("a keyword has choices"),
+        };
+        let plain: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+        let hint = text
+            .map(|t| suggestion(t.trim(), &plain))
+            .unwrap_or_default();
+        self.error(
+            Self::at(e),
+            format!(
+                "`{}` must be {listed}, got {}{hint}",
+                e.key,
+                e.value.describe()
+            ),
+        );
+        None
     }
 
     pub(super) fn ratio(&mut self, e: &Entry) -> Option<f64> {

@@ -265,6 +265,10 @@ fn unknown_fields_everywhere() {
             "health:\n  steps: []\n",
             "cutover.yaml:6:3: unknown field `steps` in `health`; `steps` belongs in `strategy.canary` (valid:",
         ),
+        (
+            "strategy:\n  canary:\n    basline: fresh\n",
+            "cutover.yaml:7:5: unknown field `basline` in `strategy.canary`; did you mean `baseline`?",
+        ),
     ];
     for (extra, expected) in cases {
         let all = errors(&format!("{HEAD}{extra}"));

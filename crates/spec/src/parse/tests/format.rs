@@ -42,6 +42,8 @@ fn minimal_config_gets_every_default() {
                     pause: Pause::For(secs(30)),
                 },
             ],
+            baseline: Baseline::Stable,
+            sticky: None,
         }),
         analysis: AnalysisSpec {
             interval: secs(5),
@@ -64,7 +66,9 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.health, HealthCheck::default());
     assert_eq!(c.strategy, StrategySpec::default());
     assert_eq!(c.analysis, AnalysisSpec::default());
-    assert_eq!(c.strategy.canary().steps, defaults::CANARY_STEPS);
+    assert_eq!(canary(&c).steps, defaults::CANARY_STEPS);
+    assert_eq!(canary(&c).baseline, defaults::BASELINE);
+    assert_eq!(canary(&c).sticky, defaults::STICKY);
 }
 
 #[test]
@@ -110,6 +114,8 @@ strategy:
         pause: until-promoted
       - { weight: 25%, pause: 2m }
       - weight: 100%
+    baseline: fresh
+    sticky: cookie
 analysis:
   interval: 10s
   min_requests: 0
@@ -177,6 +183,8 @@ analysis:
                     pause: Pause::For(defaults::STEP_PAUSE),
                 },
             ],
+            baseline: Baseline::Fresh,
+            sticky: Some(Sticky::Cookie),
         }),
         analysis: AnalysisSpec {
             interval: secs(10),
@@ -204,7 +212,7 @@ analysis:
         },
     };
     assert_eq!(c, expected);
-    assert_eq!(c.strategy.canary().steps[0].weight.basis_points(), 50);
+    assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);
 }
 
 #[test]
@@ -368,7 +376,7 @@ strategy:
 "#;
     let c = ok(src);
     assert_eq!(
-        c.strategy.canary().steps[1],
+        canary(&c).steps[1],
         Step {
             weight: pct(100.0),
             pause: Pause::For(secs(1))

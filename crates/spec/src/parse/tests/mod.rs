@@ -52,3 +52,7 @@ fn secs(s: u64) -> Duration {
 fn pct(p: f64) -> Percent {
     Percent::from_percent(p).unwrap()
 }
+
+fn canary(c: &Config) -> &CanarySpec {
+    c.strategy.canary()
+}

@@ -45,6 +45,13 @@ fn platform_kinds() {
     );
 }
 
+/// A config whose `strategy:` is `body` (its first line is line 4), with `instances`.
+fn strategy(instances: u32, body: &str) -> String {
+    format!(
+        "app: shop\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"], instances: {instances} }} }}\nstrategy:\n{body}"
+    )
+}
+
 #[test]
 fn strategy_kinds() {
     let base = "app: shop\nplatform: { local: { command: [x, \"${PORT}\"] } }\n";
@@ -63,6 +70,48 @@ fn strategy_kinds() {
     );
 }
 
+// ---- canary options ----
+
+#[test]
+fn canary_baseline_and_sticky() {
+    let options = |o: &str| ok(&strategy(1, &format!("  canary:\n{o}")));
+    let c = options("    baseline: fresh\n    sticky: cookie\n");
+    assert_eq!(
+        (canary(&c).baseline, canary(&c).sticky),
+        (Baseline::Fresh, Some(Sticky::Cookie))
+    );
+    assert_eq!(canary(&c).steps, defaults::CANARY_STEPS);
+    let c = options("    baseline: stable\n    sticky: none\n");
+    assert_eq!(
+        (canary(&c).baseline, canary(&c).sticky),
+        (Baseline::Stable, None)
+    );
+
+    let bad = |o: &str| errors(&strategy(1, &format!("  canary:\n{o}")));
+    assert_eq!(
+        bad("    baseline: fressh\n    sticky: cookies\n"),
+        [
+            "cutover.yaml:5:15: `baseline` must be `stable` or `fresh`, got `fressh`; \
+             did you mean `fresh`?",
+            "cutover.yaml:6:13: `sticky` must be `cookie` or `none`, got `cookies`; \
+             did you mean `cookie`?",
+        ]
+    );
+    assert_eq!(
+        bad("    baseline: [stable]\n    sticky: true\n    sticky_by: cookie\n"),
+        [
+            "cutover.yaml:5:15: `baseline` must be `stable` or `fresh`, got a list",
+            "cutover.yaml:6:13: `sticky` must be `cookie` or `none`, got `true`",
+            "cutover.yaml:7:5: unknown field `sticky_by` in `strategy.canary`; did you mean \
+             `sticky`? (valid: steps, baseline, sticky)",
+        ]
+    );
+    assert_eq!(
+        bad("    sticky:\n"),
+        ["cutover.yaml:5:5: `sticky` must be `cookie` or `none`, got nothing"]
+    );
+}
+
 // ---- steps ----
 
 fn steps(list: &str) -> Result<Vec<Step>, Vec<String>> {
@@ -70,7 +119,7 @@ fn steps(list: &str) -> Result<Vec<Step>, Vec<String>> {
         "app: shop\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"] }} }}\nstrategy:\n  canary:\n    steps: {list}\n"
     );
     parse(&src, "cutover.yaml")
-        .map(|c| c.strategy.canary().steps.clone())
+        .map(|c| canary(&c).steps.clone())
         .map_err(|e| e.diagnostics.iter().map(|d| d.message.clone()).collect())
 }
 
