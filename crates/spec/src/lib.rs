@@ -9,7 +9,11 @@
 //! let yaml = "app: shop\nplatform:\n  local:\n    command: [\"./shop\", \"--port\", \"${PORT}\"]\n";
 //! let config = cutover_spec::parse(yaml, "cutover.yaml").unwrap();
 //! assert_eq!(config.app, "shop");
-//! assert_eq!(config.strategy.canary().steps.len(), 3);
+//! assert_eq!(config.strategy.name(), "canary");
+//! let cutover_spec::StrategySpec::Canary(canary) = &config.strategy else {
+//!     unreachable!("canary is the default strategy")
+//! };
+//! assert_eq!(canary.steps.len(), 3);
 //! ```
 
 mod parse;

@@ -69,16 +69,22 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
 }
 
-/// How traffic moves to a new version.
+/// How traffic moves to a new version (default: a canary with the default steps).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StrategySpec {
+    /// `strategy: { canary: ... }`: shift weight step by step, analysing at each.
     Canary(CanarySpec),
+    /// `strategy: { blue_green: ... }`: start the new version beside the old, switch all
+    /// traffic at once.
+    BlueGreen(BlueGreenSpec),
 }
 
 impl StrategySpec {
-    pub fn canary(&self) -> &CanarySpec {
+    /// The strategy's key in `cutover.yaml`: `canary` or `blue_green`.
+    pub fn name(&self) -> &'static str {
         match self {
-            StrategySpec::Canary(c) => c,
+            StrategySpec::Canary(_) => "canary",
+            StrategySpec::BlueGreen(_) => "blue_green",
         }
     }
 }
@@ -125,6 +131,43 @@ pub enum Pause {
     For(Duration),
     /// Stay at this weight, analysing, until `cutover promote`.
     UntilPromoted,
+}
+
+/// Blue-green: start the new (green) version beside the old (blue), check it, then switch
+/// every request to it at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlueGreenSpec {
+    /// Switch as soon as green passes its checks; when false, wait for `cutover promote`
+    /// (default true).
+    pub auto_promote: bool,
+    /// An extra proxy address that sends every request to green before the switch
+    /// (default none; never the same as `listen`).
+    pub preview_listen: Option<SocketAddr>,
+    /// Requests run against green before the switch; all must pass (default none).
+    pub smoke_checks: Vec<SmokeCheck>,
+    /// How long green's own numbers on preview traffic are analysed, against the absolute
+    /// limits of `analysis.metrics`, before the switch (default none: no preview analysis).
+    pub preview_analysis: Option<Duration>,
+    /// How long blue keeps running after the switch while post-promotion analysis watches
+    /// green, so a rollback is instant (default 30s; may be 0).
+    pub scale_down_delay: Duration,
+}
+
+/// One request run against the green version before the switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmokeCheck {
+    /// The HTTP method, one of [`defaults::SMOKE_METHODS`] (default `GET`).
+    pub method: String,
+    /// Request path, starting with `/` (required).
+    pub path: String,
+    /// Request headers; names are valid HTTP header names (default none).
+    pub headers: BTreeMap<String, String>,
+    /// The status the response must have, 100 to 599 (default 200).
+    pub status: u16,
+    /// Text the response body must contain (default none: the body is not checked).
+    pub body_contains: Option<String>,
+    /// The longest the response may take, more than 0 (default none: no limit).
+    pub max_latency: Option<Duration>,
 }
 
 /// A share between 0% and 100%, stored as a fraction in `0.0..=1.0`.
@@ -230,6 +273,18 @@ impl Default for CanarySpec {
     }
 }
 
+impl Default for BlueGreenSpec {
+    fn default() -> Self {
+        BlueGreenSpec {
+            auto_promote: defaults::AUTO_PROMOTE,
+            preview_listen: None,
+            smoke_checks: Vec::new(),
+            preview_analysis: None,
+            scale_down_delay: defaults::SCALE_DOWN_DELAY,
+        }
+    }
+}
+
 impl Default for StrategySpec {
     fn default() -> Self {
         StrategySpec::Canary(CanarySpec::default())
@@ -251,6 +306,7 @@ impl Default for AnalysisSpec {
 /// Every default and limit of `cutover.yaml`, in one place. [`crate::parse`] fills in
 /// these values for whatever the file leaves out, and [`crate::STARTER`] spells them out.
 pub mod defaults {
+    use std::ops::RangeInclusive;
     use std::time::Duration;
 
     use super::{Baseline, ErrorRateRule, MetricRules, Pause, Percent, Step, Sticky};
@@ -309,6 +365,20 @@ pub mod defaults {
     pub const BASELINE: Baseline = Baseline::Stable;
     /// `strategy.canary.sticky`: none, every request is routed on its own.
     pub const STICKY: Option<Sticky> = None;
+
+    /// `strategy.blue_green.auto_promote`: switch as soon as green passes its checks.
+    pub const AUTO_PROMOTE: bool = true;
+    /// `strategy.blue_green.scale_down_delay`.
+    pub const SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+    /// `method` of a smoke check that does not say.
+    pub const SMOKE_METHOD: &str = "GET";
+    /// The methods a smoke check may use.
+    pub const SMOKE_METHODS: [&str; 7] =
+        ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    /// `status` of a smoke check that does not say.
+    pub const SMOKE_STATUS: u16 = 200;
+    /// The statuses a smoke check may expect.
+    pub const SMOKE_STATUSES: RangeInclusive<u16> = 100..=599;
 
     /// `analysis.interval`.
     pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(5);

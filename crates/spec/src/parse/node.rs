@@ -72,6 +72,14 @@ impl Node {
         matches!(self.value, Value::Null)
     }
 
+    /// The first entry named `key`, if this is a mapping that has one.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|e| e.key == key),
+            _ => None,
+        }
+    }
+
     /// The text of a scalar: a string's value, or the source text of a number or a
     /// boolean (`0x10` stays `0x10`). `None` for null, lists and mappings.
     pub fn scalar_text(&self) -> Option<String> {

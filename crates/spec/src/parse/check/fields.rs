@@ -135,11 +135,15 @@ impl Checker<'_> {
         valid: &[&str],
         later: &[&str],
     ) -> Option<&'n Entry> {
-        let valid_list = format!(
-            "valid: {}; {} are not yet supported",
-            valid.join(", "),
-            later.join(" and ")
-        );
+        let valid_list = match later {
+            [] => format!("valid: {}", valid.join(", ")),
+            [one] => format!("valid: {}; {one} is not yet supported", valid.join(", ")),
+            _ => format!(
+                "valid: {}; {} are not yet supported",
+                valid.join(", "),
+                later.join(" and ")
+            ),
+        };
         let entries = match &e.value.value {
             Value::Map(entries) if !entries.is_empty() => entries,
             Value::Null | Value::Map(_) => {

@@ -8,17 +8,23 @@
 //!   `state_dir` and the paths resolved against the config file's directory);
 //! - `fields`: mappings: known, unknown (with "did you mean") and repeated fields,
 //!   required fields, and sections that name one kind (`platform: { local: ... }`);
-//! - `values`: durations, percentages, whole numbers in a range, ratios, and the
-//!   `${...}` placeholders;
+//! - `values`: durations, percentages, whole numbers in a range, ratios, booleans,
+//!   words, strings, URL paths and the `${...}` placeholders;
 //! - `platform`: `platform.local` and `health`;
-//! - `strategy`: `strategy.canary` and its steps;
+//! - `strategy`: which strategy, and `strategy.canary` with its steps;
+//! - `blue_green`: `strategy.blue_green` and its smoke checks;
 //! - `analysis`: `analysis` and its metric rules.
+//!
+//! Checks that need two sections (a preview analysis and the metrics' limits) run in
+//! `config` once both have parsed; the strategy is handed the top-level `listen`,
+//! which a preview must not share.
 //!
 //! Conventions for messages: say what is wrong and what would be valid; name a
 //! setting by its key (`weight`) when the line and column already pin it, and by
 //! its full path (`platform.local`) when talking about a whole section.
 
 mod analysis;
+mod blue_green;
 mod fields;
 mod platform;
 mod strategy;
@@ -53,6 +59,11 @@ const HOMES: &[(&str, &[&str])] = &[
     ("`strategy`", strategy::STRATEGIES),
     ("`strategy.canary`", strategy::CANARY),
     ("each of `strategy.canary.steps`", strategy::STEP),
+    ("`strategy.blue_green`", blue_green::BLUE_GREEN),
+    (
+        "each of `strategy.blue_green.smoke_checks`",
+        blue_green::SMOKE_CHECK,
+    ),
     ("`analysis`", analysis::ANALYSIS),
     ("`analysis.metrics`", analysis::METRICS),
     ("`analysis.metrics.error_rate`", analysis::ERROR_RATE),
@@ -145,13 +156,20 @@ impl Checker<'_> {
             None => Some(HealthCheck::default()),
         };
         let strategy = match f.get("strategy") {
-            Some(e) => self.strategy(e),
+            Some(e) => self.strategy(e, listen),
             None => Some(StrategySpec::default()),
         };
         let analysis = match f.get("analysis") {
             Some(e) => self.analysis(e),
             None => Some(AnalysisSpec::default()),
         };
+
+        if let Some(e) = f.get("strategy")
+            && let (Some(StrategySpec::BlueGreen(bg)), Some(analysis)) = (&strategy, &analysis)
+            && bg.preview_analysis.is_some()
+        {
+            self.preview_has_limits(e, analysis);
+        }
 
         Some(Config {
             app: app?,
@@ -187,13 +205,15 @@ impl Checker<'_> {
         None
     }
 
+    /// An address to listen on: `listen`, or another field named by `e`'s key.
     fn listen(&mut self, e: &Entry) -> Option<SocketAddr> {
         let text = e.value.scalar_text();
         if let Some(addr) = text.as_deref().and_then(|t| t.trim().parse().ok()) {
             return Some(addr);
         }
         let mut message = format!(
-            "`listen` must be an IP address and port like `127.0.0.1:8080` or `[::1]:8080`, got {}",
+            "`{}` must be an IP address and port like `127.0.0.1:8080` or `[::1]:8080`, got {}",
+            e.key,
             e.value.describe()
         );
         if let Some(t) = text {

@@ -87,7 +87,7 @@ impl Checker<'_> {
         let f = self.fields(&e.value, "health", HEALTH)?;
         let d = HealthCheck::default();
         let path = match f.get("path") {
-            Some(e) => self.health_path(e),
+            Some(e) => self.url_path(e),
             None => Some(d.path),
         };
         let interval = self.optional(&f, "interval", d.interval, Self::positive_duration);
@@ -252,29 +252,5 @@ impl Checker<'_> {
             }
         }
         ok.then_some(env)
-    }
-
-    fn health_path(&mut self, e: &Entry) -> Option<String> {
-        let text = e.value.scalar_text();
-        if let Some(p) = &text
-            && p.starts_with('/')
-            && !p.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Some(p.clone());
-        }
-        let mut message = format!(
-            "`path` must be a URL path starting with `/`, like `{}`, got {}",
-            defaults::HEALTH_PATH,
-            e.value.describe()
-        );
-        if let Some(p) = text
-            && !p.starts_with('/')
-            && !p.is_empty()
-            && !p.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            message.push_str(&format!("; did you mean `/{p}`?"));
-        }
-        self.error(Self::at(e), message);
-        None
     }
 }

@@ -1,5 +1,8 @@
-//! How traffic moves to the new version: `strategy.canary`: its steps, each a weight
-//! that never decreases and a pause, its baseline and stickiness.
+//! How traffic moves to the new version: which strategy, and `strategy.canary`: its
+//! steps, each a weight that never decreases and a pause, its baseline and
+//! stickiness. `blue_green` has a file of its own.
+
+use std::net::SocketAddr;
 
 use super::Checker;
 use super::fields::suggestion;
@@ -7,8 +10,8 @@ use super::values::parse_duration;
 use crate::parse::node::{Entry, Value};
 use crate::types::{Baseline, CanarySpec, Pause, Percent, Step, Sticky, StrategySpec, defaults};
 
-pub(super) const STRATEGIES: &[&str] = &["canary"];
-const STRATEGIES_LATER: &[&str] = &["blue_green", "rolling"];
+pub(super) const STRATEGIES: &[&str] = &["canary", "blue_green"];
+const STRATEGIES_LATER: &[&str] = &["rolling"];
 pub(super) const CANARY: &[&str] = &["steps", "baseline", "sticky"];
 pub(super) const STEP: &[&str] = &["weight", "pause"];
 const UNTIL_PROMOTED: &str = "until-promoted";
@@ -16,13 +19,20 @@ const BASELINES: &[(&str, Baseline)] = &[("stable", Baseline::Stable), ("fresh",
 const STICKIES: &[(&str, Option<Sticky>)] = &[("cookie", Some(Sticky::Cookie)), ("none", None)];
 
 impl Checker<'_> {
-    pub(super) fn strategy(&mut self, e: &Entry) -> Option<StrategySpec> {
+    /// `listen` is the top-level address, if valid, which a blue-green preview must not
+    /// share.
+    pub(super) fn strategy(
+        &mut self,
+        e: &Entry,
+        listen: Option<SocketAddr>,
+    ) -> Option<StrategySpec> {
         if e.value.is_null() {
             return Some(StrategySpec::default());
         }
         let kind = self.one_of(e, "strategy", "strategy", STRATEGIES, STRATEGIES_LATER)?;
         match kind.key.as_str() {
             "canary" => self.canary(kind).map(StrategySpec::Canary),
+            "blue_green" => self.blue_green(kind, listen).map(StrategySpec::BlueGreen),
             _ => unreachable!("one_of returns only valid kinds"),
         }
     }

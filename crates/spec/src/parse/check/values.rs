@@ -1,5 +1,5 @@
-//! Values: durations, percentages, whole numbers in a range, ratios, one of a few
-//! words, and the `${...}` placeholders in strings.
+//! Values: durations, percentages, whole numbers in a range, ratios, booleans, one
+//! of a few words, strings, URL paths, and the `${...}` placeholders in strings.
 
 use std::time::Duration;
 
@@ -120,6 +120,21 @@ impl Checker<'_> {
         self.whole(e, 1, u32::MAX.into()).map(|n| n as u32)
     }
 
+    pub(super) fn boolean(&mut self, e: &Entry) -> Option<bool> {
+        if let Value::Bool(b) = e.value.value {
+            return Some(b);
+        }
+        self.error(
+            Self::at(e),
+            format!(
+                "`{}` must be `true` or `false`, got {}",
+                e.key,
+                e.value.describe()
+            ),
+        );
+        None
+    }
+
     /// One of the words in `choices`, each standing for a value.
     pub(super) fn keyword<T: Copy>(&mut self, e: &Entry, choices: &[(&str, T)]) -> Option<T> {
         let text = e.value.scalar_text();
@@ -146,6 +161,50 @@ impl Checker<'_> {
                 e.value.describe()
             ),
         );
+        None
+    }
+
+    /// A string (a number or boolean keeps its text); `what` says what it is for, in the message when it is not one.
+    pub(super) fn text(&mut self, e: &Entry, what: &str) -> Option<String> {
+        match e.value.scalar_text() {
+            Some(s) => Some(s),
+            None => {
+                self.error(
+                    Self::at(e),
+                    format!(
+                        "`{}` must be a string ({what}), got {}",
+                        e.key,
+                        e.value.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A URL path: starts with `/`, no whitespace or control characters.
+    pub(super) fn url_path(&mut self, e: &Entry) -> Option<String> {
+        let text = e.value.scalar_text();
+        if let Some(p) = &text
+            && p.starts_with('/')
+            && !p.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Some(p.clone());
+        }
+        let mut message = format!(
+            "`{}` must be a URL path starting with `/`, like `{}`, got {}",
+            e.key,
+            defaults::HEALTH_PATH,
+            e.value.describe()
+        );
+        if let Some(p) = text
+            && !p.starts_with('/')
+            && !p.is_empty()
+            && !p.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            message.push_str(&format!("; did you mean `/{p}`?"));
+        }
+        self.error(Self::at(e), message);
         None
     }
 

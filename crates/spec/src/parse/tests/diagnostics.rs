@@ -130,7 +130,8 @@ path: /x
             "cutover.yaml:21:5: unknown field `latency_p90` in `analysis.metrics`; did you mean \
              `latency_p50`? (valid: error_rate, latency_p50, latency_p95, latency_p99)",
             "cutover.yaml:22:1: unknown field `path` at the top level; `path` belongs in `health` \
-             (valid: app, listen, state_dir, platform, health, strategy, analysis)",
+             or each of `strategy.blue_green.smoke_checks` (valid: app, listen, state_dir, \
+             platform, health, strategy, analysis)",
         ]
     );
 }
@@ -268,6 +269,18 @@ fn unknown_fields_everywhere() {
         (
             "strategy:\n  canary:\n    basline: fresh\n",
             "cutover.yaml:7:5: unknown field `basline` in `strategy.canary`; did you mean `baseline`?",
+        ),
+        (
+            "strategy:\n  blue_green:\n    scale_down: 1s\n",
+            "cutover.yaml:7:5: unknown field `scale_down` in `strategy.blue_green`; did you mean `scale_down_delay`?",
+        ),
+        (
+            "strategy:\n  blue_green:\n    smoke_checks:\n      - { path: /, body_contain: ok }\n",
+            "cutover.yaml:8:20: unknown field `body_contain` in `strategy.blue_green.smoke_checks[0]`; did you mean `body_contains`?",
+        ),
+        (
+            "health:\n  smoke_checks: []\n",
+            "cutover.yaml:6:3: unknown field `smoke_checks` in `health`; `smoke_checks` belongs in `strategy.blue_green` (valid:",
         ),
     ];
     for (extra, expected) in cases {

@@ -72,6 +72,47 @@ fn minimal_config_gets_every_default() {
 }
 
 #[test]
+fn blue_green_defaults() {
+    let bg = ok(&format!("{MINIMAL}strategy:\n  blue_green:\n"));
+    assert_eq!(
+        *blue_green(&bg),
+        BlueGreenSpec {
+            auto_promote: true,
+            preview_listen: None,
+            smoke_checks: vec![],
+            preview_analysis: None,
+            scale_down_delay: secs(30),
+        }
+    );
+    assert_eq!(*blue_green(&bg), BlueGreenSpec::default());
+    assert_eq!(bg.strategy.name(), "blue_green");
+    // Everything but the strategy is as in the minimal config.
+    assert_eq!(
+        Config {
+            strategy: StrategySpec::default(),
+            ..bg
+        },
+        ok(MINIMAL)
+    );
+
+    let src =
+        format!("{MINIMAL}strategy:\n  blue_green:\n    smoke_checks:\n      - path: /ready\n");
+    assert_eq!(
+        blue_green(&ok(&src)).smoke_checks,
+        [SmokeCheck {
+            method: "GET".into(),
+            path: "/ready".into(),
+            headers: BTreeMap::new(),
+            status: 200,
+            body_contains: None,
+            max_latency: None,
+        }]
+    );
+    assert_eq!(defaults::SMOKE_METHOD, "GET");
+    assert_eq!(defaults::SMOKE_STATUS, 200);
+}
+
+#[test]
 fn empty_sections_mean_defaults() {
     let src = format!("{MINIMAL}health:\nstrategy:\nanalysis: {{}}\n");
     assert_eq!(ok(&src), ok(MINIMAL));
@@ -213,6 +254,67 @@ analysis:
     };
     assert_eq!(c, expected);
     assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);
+}
+
+#[test]
+fn blue_green_round_trip() {
+    let src = format!(
+        r#"{MINIMAL}strategy:
+  blue_green:
+    auto_promote: false
+    preview_listen: "[::1]:9091"
+    smoke_checks:
+      - path: /ready
+      - method: POST
+        path: /orders?dry-run=1
+        headers:
+          Content-Type: application/json
+          X-Retries: 3
+          Authorization: ""
+        status: 201
+        body_contains: "\"id\":"
+        max_latency: 250ms
+      - {{ method: HEAD, path: /, status: 404, body_contains: 404 }}
+    preview_analysis: 2m
+    scale_down_delay: 0s
+"#
+    );
+    let c = ok(&src);
+    let check = |method: &str, path: &str, status| SmokeCheck {
+        method: method.into(),
+        path: path.into(),
+        headers: BTreeMap::new(),
+        status,
+        body_contains: None,
+        max_latency: None,
+    };
+    let expected = BlueGreenSpec {
+        auto_promote: false,
+        preview_listen: Some("[::1]:9091".parse().unwrap()),
+        smoke_checks: vec![
+            check("GET", "/ready", 200),
+            SmokeCheck {
+                headers: [
+                    ("Content-Type", "application/json"),
+                    ("X-Retries", "3"),
+                    ("Authorization", ""),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+                body_contains: Some("\"id\":".into()),
+                max_latency: Some(Duration::from_millis(250)),
+                ..check("POST", "/orders?dry-run=1", 201)
+            },
+            SmokeCheck {
+                body_contains: Some("404".into()),
+                ..check("HEAD", "/", 404)
+            },
+        ],
+        preview_analysis: Some(secs(120)),
+        scale_down_delay: Duration::ZERO,
+    };
+    assert_eq!(*blue_green(&c), expected);
 }
 
 #[test]

@@ -54,5 +54,15 @@ fn pct(p: f64) -> Percent {
 }
 
 fn canary(c: &Config) -> &CanarySpec {
-    c.strategy.canary()
+    match &c.strategy {
+        StrategySpec::Canary(canary) => canary,
+        other => panic!("expected a canary, got {other:#?}"),
+    }
+}
+
+fn blue_green(c: &Config) -> &BlueGreenSpec {
+    match &c.strategy {
+        StrategySpec::BlueGreen(bg) => bg,
+        other => panic!("expected blue_green, got {other:#?}"),
+    }
 }

@@ -54,19 +54,44 @@ fn strategy(instances: u32, body: &str) -> String {
 
 #[test]
 fn strategy_kinds() {
-    let base = "app: shop\nplatform: { local: { command: [x, \"${PORT}\"] } }\n";
+    let kind = |body: &str| ok(&strategy(1, body)).strategy.name();
+    assert_eq!(kind("  canary:\n"), "canary");
+    assert_eq!(kind("  blue_green: {}\n"), "blue_green");
     assert_eq!(
-        error(&format!("{base}strategy:\n  blue_green: {{}}\n")),
-        "cutover.yaml:4:3: strategy `blue_green` is not yet supported (valid: canary)"
+        error(&strategy(1, "  rolling: {}\n")),
+        "cutover.yaml:4:3: strategy `rolling` is not yet supported (valid: canary, blue_green)"
     );
     assert_eq!(
-        error(&format!("{base}strategy:\n  rolling: {{}}\n")),
-        "cutover.yaml:4:3: strategy `rolling` is not yet supported (valid: canary)"
-    );
-    assert_eq!(
-        error(&format!("{base}strategy:\n  Canary: {{}}\n")),
+        error(&strategy(1, "  Canary: {}\n")),
         "cutover.yaml:4:3: unknown strategy `Canary`; did you mean `canary`? \
-         (valid: canary; blue_green and rolling are not yet supported)"
+         (valid: canary, blue_green; rolling is not yet supported)"
+    );
+    assert_eq!(
+        error(&strategy(1, "  blue-green: {}\n")),
+        "cutover.yaml:4:3: unknown strategy `blue-green`; did you mean `blue_green`? \
+         (valid: canary, blue_green; rolling is not yet supported)"
+    );
+    assert_eq!(
+        error(&strategy(1, "  canary: {}\n  blue_green: {}\n")),
+        "cutover.yaml:5:3: `strategy` must name exactly one strategy, got `canary` and `blue_green`"
+    );
+    assert_eq!(
+        error(&strategy(1, "  {}\n")),
+        "cutover.yaml:3:1: `strategy` must name one strategy, like `canary:` \
+         (valid: canary, blue_green; rolling is not yet supported)"
+    );
+    assert_eq!(
+        error(&strategy(1, "  blue_green\n")),
+        "cutover.yaml:4:3: `strategy` must be a mapping with one key naming the strategy, like \
+         `canary:` (valid: canary, blue_green; rolling is not yet supported), got `blue_green`; \
+         write `strategy:` then `blue_green:` indented below it"
+    );
+    // A field of one strategy under another says where it belongs.
+    assert_eq!(
+        error(&strategy(1, "  blue_green:\n    steps: []\n")),
+        "cutover.yaml:5:5: unknown field `steps` in `strategy.blue_green`; `steps` belongs in \
+         `strategy.canary` (valid: auto_promote, preview_listen, smoke_checks, \
+         preview_analysis, scale_down_delay)"
     );
 }
 
@@ -109,6 +134,210 @@ fn canary_baseline_and_sticky() {
     assert_eq!(
         bad("    sticky:\n"),
         ["cutover.yaml:5:5: `sticky` must be `cookie` or `none`, got nothing"]
+    );
+}
+
+// ---- blue-green ----
+
+/// A config with `strategy.blue_green` set to `body` (its first line is line 5).
+fn blue_green_with(body: &str) -> String {
+    strategy(1, &format!("  blue_green:\n{body}"))
+}
+
+#[test]
+fn blue_green_mistakes() {
+    assert_eq!(
+        errors(&blue_green_with(
+            "    auto_promote: yes\n    preview_listen: 8081\n    smoke_checks: /ready\n    \
+             preview_analysis: 0s\n    scale_down_delay: 30\n    auto_promot: false\n"
+        )),
+        [
+            "cutover.yaml:5:19: `auto_promote` must be `true` or `false`, got `yes`",
+            "cutover.yaml:6:21: `preview_listen` must be an IP address and port like \
+             `127.0.0.1:8080` or `[::1]:8080`, got `8081`; did you mean `127.0.0.1:8081`?",
+            "cutover.yaml:7:19: `smoke_checks` must be a list of checks like \
+             `- { path: /ready, status: 200 }`, got `/ready`",
+            "cutover.yaml:8:23: `preview_analysis` must be longer than 0s, got `0s`",
+            "cutover.yaml:9:23: invalid duration `30`: expected a duration like `500ms`, `30s` \
+             or `2m` (a bare number has no unit)",
+            "cutover.yaml:10:5: unknown field `auto_promot` in `strategy.blue_green`; did you \
+             mean `auto_promote`? (valid: auto_promote, preview_listen, smoke_checks, \
+             preview_analysis, scale_down_delay)",
+        ]
+    );
+}
+
+#[test]
+fn preview_listen_must_differ_from_listen() {
+    let src = |listen: &str, preview: &str| {
+        format!(
+            "app: shop\nlisten: {listen}\nplatform: {{ local: {{ command: [x, \"${{PORT}}\"] }} }}\n\
+             strategy:\n  blue_green:\n    preview_listen: {preview}\n"
+        )
+    };
+    assert_eq!(
+        error(&src("127.0.0.1:8080", "127.0.0.1:8080")),
+        "cutover.yaml:6:21: `preview_listen` must differ from `listen`: 127.0.0.1:8080 and \
+         127.0.0.1:8080 would take the same port; give the preview a port of its own, like \
+         `127.0.0.1:8081`"
+    );
+    // The default `listen` counts, and so does a port taken on every address.
+    let default_listen = blue_green_with("    preview_listen: 0.0.0.0:8080\n");
+    assert_eq!(
+        error(&default_listen),
+        "cutover.yaml:5:21: `preview_listen` must differ from `listen`: 0.0.0.0:8080 and \
+         127.0.0.1:8080 would take the same port; give the preview a port of its own, like \
+         `0.0.0.0:8081`"
+    );
+    assert!(error(&src("'[::]:65535'", "'[::1]:65535'")).ends_with("like `[::1]:65534`"));
+    // Another port, another address, or ports picked by the OS: fine.
+    for (listen, preview) in [
+        ("127.0.0.1:8080", "127.0.0.1:8081"),
+        ("127.0.0.1:8080", "127.0.0.2:8080"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        let c = ok(&src(listen, preview));
+        assert_eq!(
+            blue_green(&c).preview_listen,
+            Some(preview.parse().unwrap())
+        );
+    }
+    // An invalid `listen` is reported once, and not compared.
+    assert_eq!(errors(&src("8080", "127.0.0.1:8080")).len(), 1);
+}
+
+#[test]
+fn preview_analysis_needs_an_absolute_limit() {
+    let src = |metrics: &str| {
+        format!(
+            "{}analysis:\n  metrics:\n{metrics}",
+            blue_green_with("    preview_analysis: 1m\n")
+        )
+    };
+    assert_eq!(
+        error(&src(
+            "    error_rate: { max_over_stable: 1% }\n    latency_p95: { max_ratio: 2 }\n"
+        )),
+        "cutover.yaml:5:23: `preview_analysis` judges green against the absolute limits of \
+         `analysis.metrics` (`error_rate.max`, `latency_*.max`), but none is set; add one, like \
+         `error_rate: { max: 5% }`, or leave `preview_analysis` out"
+    );
+    ok(&src("    latency_p99: { max: 1s }\n"));
+    ok(&src("    error_rate: { max: 1% }\n"));
+    // Without a preview analysis, relative limits alone are fine.
+    ok(&format!(
+        "{}analysis:\n  metrics:\n    error_rate: {{ max_over_stable: 1% }}\n",
+        blue_green_with("")
+    ));
+}
+
+// ---- smoke checks ----
+
+/// `strategy.blue_green.smoke_checks` set to `items` (its first line is line 6).
+fn smoke_checks(items: &str) -> Result<Vec<SmokeCheck>, Vec<String>> {
+    let src = blue_green_with(&format!("    smoke_checks:\n{items}"));
+    match parse(&src, "cutover.yaml") {
+        Ok(c) => Ok(blue_green(&c).smoke_checks.clone()),
+        Err(e) => Err(e.diagnostics.iter().map(ToString::to_string).collect()),
+    }
+}
+
+#[test]
+fn smoke_check_shapes() {
+    assert_eq!(smoke_checks(""), Ok(vec![]));
+    assert_eq!(smoke_checks("      []\n").map(|c| c.len()), Ok(0));
+    assert_eq!(
+        smoke_checks("      - /ready\n      - { status: 204 }\n      -\n").unwrap_err(),
+        [
+            "cutover.yaml:6:9: `strategy.blue_green.smoke_checks[0]` must be a mapping like \
+             `{ path: /ready, status: 200 }`, got `/ready`",
+            "cutover.yaml:7:9: `strategy.blue_green.smoke_checks[1]` is missing the required \
+             field `path` (the request path, starting with `/`, e.g. `/ready`)",
+            "cutover.yaml:8:8: `strategy.blue_green.smoke_checks[2]` must be a mapping like \
+             `{ path: /ready, status: 200 }`, got nothing",
+        ]
+    );
+    assert_eq!(
+        smoke_checks("      - path: /ready\n        statuss: 204\n        timeout: 1s\n")
+            .unwrap_err(),
+        [
+            "cutover.yaml:7:9: unknown field `statuss` in `strategy.blue_green.smoke_checks[0]`; \
+             did you mean `status`? (valid: method, path, headers, status, body_contains, max_latency)",
+            "cutover.yaml:8:9: unknown field `timeout` in `strategy.blue_green.smoke_checks[0]`; \
+             `timeout` belongs in `health` (valid: method, path, headers, status, body_contains, \
+             max_latency)",
+        ]
+    );
+}
+
+#[test]
+fn smoke_check_values() {
+    assert_eq!(
+        smoke_checks(
+            "      - { method: get, path: ready, status: 600 }\n      - { method: FETCH, path: /, \
+             status: 99, max_latency: 0ms, body_contains: [ok] }\n"
+        )
+        .unwrap_err(),
+        [
+            "cutover.yaml:6:19: `method` must be `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` \
+             or `OPTIONS`, got `get`; did you mean `GET`?",
+            "cutover.yaml:6:30: `path` must be a URL path starting with `/`, like `/healthz`, \
+             got `ready`; did you mean `/ready`?",
+            "cutover.yaml:6:45: `status` must be a whole number from 100 to 599, got `600`",
+            "cutover.yaml:7:19: `method` must be `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` \
+             or `OPTIONS`, got `FETCH`",
+            "cutover.yaml:7:43: `status` must be a whole number from 100 to 599, got `99`",
+            "cutover.yaml:7:60: `max_latency` must be longer than 0s, got `0ms`",
+            "cutover.yaml:7:80: `body_contains` must be a string (text the response body must \
+             contain), got a list",
+        ]
+    );
+    let c = smoke_checks(
+        "      - { method: OPTIONS, path: /, status: 100 }\n      - { path: /x, status: 599 }\n",
+    )
+    .unwrap();
+    assert_eq!((c[0].method.as_str(), c[0].status), ("OPTIONS", 100));
+    assert_eq!(c[1].status, 599);
+}
+
+#[test]
+fn smoke_check_headers() {
+    let headers = |h: &str| smoke_checks(&format!("      - path: /\n        headers:\n{h}"));
+    let c = headers(
+        "          Accept: \"*/*\"\n          X-Count: 3\n          \"x~weird!#$%&'*+.^_`|\": on\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c[0].headers
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
+        ["Accept=*/*", "X-Count=3", "x~weird!#$%&'*+.^_`|=on"]
+    );
+    assert_eq!(
+        headers(
+            "          X Bad: 1\n          Accept: a\n          accept: b\n          X-List: [a]\n          \
+             X-Empty:\n          \"X-Colon:\": c\n          X-Break: \"a\\nb\"\n"
+        )
+        .unwrap_err(),
+        [
+            "cutover.yaml:8:11: invalid header name `X Bad`: use letters, digits and `-`, like \
+             `X-Request-Id` (also allowed: ! # $ % & ' * + . ^ _ ` | ~; no spaces or `:`)",
+            "cutover.yaml:10:11: duplicate header `accept`: it is already set on line 9 \
+             (header names ignore case)",
+            "cutover.yaml:11:19: `headers.X-List` must be a string, got a list",
+            "cutover.yaml:12:11: `headers.X-Empty` has no value; write `X-Empty: \"\"` for an empty one",
+            "cutover.yaml:13:11: invalid header name `X-Colon:`: use letters, digits and `-`, like \
+             `X-Request-Id` (also allowed: ! # $ % & ' * + . ^ _ ` | ~; no spaces or `:`)",
+            "cutover.yaml:14:20: `headers.X-Break` must be one line of text, without control characters",
+        ]
+    );
+    assert_eq!(
+        headers("          Accept\n").unwrap_err(),
+        [
+            "cutover.yaml:8:11: `headers` must be a mapping of header names to values, like \
+             `{ Accept: application/json }`, got `Accept`"
+        ]
     );
 }
 
