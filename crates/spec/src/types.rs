@@ -77,14 +77,17 @@ pub enum StrategySpec {
     /// `strategy: { blue_green: ... }`: start the new version beside the old, switch all
     /// traffic at once.
     BlueGreen(BlueGreenSpec),
+    /// `strategy: { rolling: ... }`: replace instances in batches.
+    Rolling(RollingSpec),
 }
 
 impl StrategySpec {
-    /// The strategy's key in `cutover.yaml`: `canary` or `blue_green`.
+    /// The strategy's key in `cutover.yaml`: `canary`, `blue_green` or `rolling`.
     pub fn name(&self) -> &'static str {
         match self {
             StrategySpec::Canary(_) => "canary",
             StrategySpec::BlueGreen(_) => "blue_green",
+            StrategySpec::Rolling(_) => "rolling",
         }
     }
 }
@@ -170,6 +173,61 @@ pub struct SmokeCheck {
     pub max_latency: Option<Duration>,
 }
 
+/// Rolling: replace the old version's instances with the new one's in batches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollingSpec {
+    /// How many instances may run above `platform.local.instances` during the rollout
+    /// (default 1). At least one of this and `max_unavailable` resolves to more than 0.
+    pub max_surge: Count,
+    /// How many of `platform.local.instances` may be out of service during the rollout
+    /// (default 0).
+    pub max_unavailable: Count,
+    /// How long the new version's instances are analysed after each batch before the next
+    /// (default 10s).
+    pub pause: Duration,
+}
+
+/// A number of instances: absolute (YAML `1`) or a share of `platform.local.instances`
+/// from 0% to 100% (YAML `25%`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Count {
+    /// This many instances.
+    Absolute(u32),
+    /// This share of the instances, rounded as [`Count::surge`] and
+    /// [`Count::unavailable`] say.
+    Percent(Percent),
+}
+
+impl Count {
+    /// As a surge over `instances`: a percentage rounds up, like Kubernetes' `maxSurge`.
+    /// Not clamped.
+    pub fn surge(self, instances: u32) -> u32 {
+        match self {
+            Count::Absolute(n) => n,
+            Count::Percent(p) => p.of(instances).div_ceil(10_000) as u32,
+        }
+    }
+
+    /// As instances out of service out of `instances`: a percentage rounds down, like
+    /// Kubernetes' `maxUnavailable`. Not clamped.
+    pub fn unavailable(self, instances: u32) -> u32 {
+        match self {
+            Count::Absolute(n) => n,
+            Count::Percent(p) => (p.of(instances) / 10_000) as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    /// `3` or `25%`, as written in `cutover.yaml`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::Absolute(n) => write!(f, "{n}"),
+            Count::Percent(p) => write!(f, "{p}"),
+        }
+    }
+}
+
 /// A share between 0% and 100%, stored as a fraction in `0.0..=1.0`.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Percent(f64);
@@ -185,6 +243,11 @@ impl Percent {
     /// Basis points (0..=10000), what the proxy's weighted choice uses.
     pub fn basis_points(self) -> u16 {
         (self.0 * 10_000.0).round() as u16
+    }
+    /// `n` times this share, in basis points of one: exact, so that rounding a share of
+    /// instances up or down never trips on `0.07 * 100 = 7.000000000000001`.
+    fn of(self, n: u32) -> u64 {
+        u64::from(self.basis_points()) * u64::from(n)
     }
 }
 
@@ -285,6 +348,16 @@ impl Default for BlueGreenSpec {
     }
 }
 
+impl Default for RollingSpec {
+    fn default() -> Self {
+        RollingSpec {
+            max_surge: defaults::MAX_SURGE,
+            max_unavailable: defaults::MAX_UNAVAILABLE,
+            pause: defaults::ROLLING_PAUSE,
+        }
+    }
+}
+
 impl Default for StrategySpec {
     fn default() -> Self {
         StrategySpec::Canary(CanarySpec::default())
@@ -309,7 +382,7 @@ pub mod defaults {
     use std::ops::RangeInclusive;
     use std::time::Duration;
 
-    use super::{Baseline, ErrorRateRule, MetricRules, Pause, Percent, Step, Sticky};
+    use super::{Baseline, Count, ErrorRateRule, MetricRules, Pause, Percent, Step, Sticky};
 
     /// `listen`: where the built-in proxy listens.
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -379,6 +452,13 @@ pub mod defaults {
     pub const SMOKE_STATUS: u16 = 200;
     /// The statuses a smoke check may expect.
     pub const SMOKE_STATUSES: RangeInclusive<u16> = 100..=599;
+
+    /// `strategy.rolling.max_surge`: one instance above the usual count at a time.
+    pub const MAX_SURGE: Count = Count::Absolute(1);
+    /// `strategy.rolling.max_unavailable`: never fewer instances serving than usual.
+    pub const MAX_UNAVAILABLE: Count = Count::Absolute(0);
+    /// `strategy.rolling.pause`.
+    pub const ROLLING_PAUSE: Duration = Duration::from_secs(10);
 
     /// `analysis.interval`.
     pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(5);

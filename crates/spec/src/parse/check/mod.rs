@@ -13,11 +13,12 @@
 //! - `platform`: `platform.local` and `health`;
 //! - `strategy`: which strategy, and `strategy.canary` with its steps;
 //! - `blue_green`: `strategy.blue_green` and its smoke checks;
+//! - `rolling`: `strategy.rolling`;
 //! - `analysis`: `analysis` and its metric rules.
 //!
-//! Checks that need two sections (a preview analysis and the metrics' limits) run in
-//! `config` once both have parsed; the strategy is handed the top-level `listen`,
-//! which a preview must not share.
+//! Checks that need two sections (a rolling strategy and the number of instances, a
+//! preview analysis and the metrics' limits) run in `config` once both have parsed;
+//! the strategy is handed the top-level `listen`, which a preview must not share.
 //!
 //! Conventions for messages: say what is wrong and what would be valid; name a
 //! setting by its key (`weight`) when the line and column already pin it, and by
@@ -27,6 +28,7 @@ mod analysis;
 mod blue_green;
 mod fields;
 mod platform;
+mod rolling;
 mod strategy;
 mod values;
 
@@ -34,7 +36,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
-use crate::types::{AnalysisSpec, Config, HealthCheck, StrategySpec, defaults};
+use crate::types::{AnalysisSpec, Config, HealthCheck, PlatformSpec, StrategySpec, defaults};
 
 // The suggestion rule is also unit-tested on its own.
 #[cfg(test)]
@@ -64,6 +66,7 @@ const HOMES: &[(&str, &[&str])] = &[
         "each of `strategy.blue_green.smoke_checks`",
         blue_green::SMOKE_CHECK,
     ),
+    ("`strategy.rolling`", rolling::ROLLING),
     ("`analysis`", analysis::ANALYSIS),
     ("`analysis.metrics`", analysis::METRICS),
     ("`analysis.metrics.error_rate`", analysis::ERROR_RATE),
@@ -164,11 +167,17 @@ impl Checker<'_> {
             None => Some(AnalysisSpec::default()),
         };
 
-        if let Some(e) = f.get("strategy")
-            && let (Some(StrategySpec::BlueGreen(bg)), Some(analysis)) = (&strategy, &analysis)
-            && bg.preview_analysis.is_some()
-        {
-            self.preview_has_limits(e, analysis);
+        if let Some(e) = f.get("strategy") {
+            if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
+                (&platform, &strategy)
+            {
+                self.rolling_progress(e, rolling, local.instances);
+            }
+            if let (Some(StrategySpec::BlueGreen(bg)), Some(analysis)) = (&strategy, &analysis)
+                && bg.preview_analysis.is_some()
+            {
+                self.preview_has_limits(e, analysis);
+            }
         }
 
         Some(Config {

@@ -1,6 +1,6 @@
 //! How traffic moves to the new version: which strategy, and `strategy.canary`: its
 //! steps, each a weight that never decreases and a pause, its baseline and
-//! stickiness. `blue_green` has a file of its own.
+//! stickiness. `blue_green` and `rolling` have files of their own.
 
 use std::net::SocketAddr;
 
@@ -10,8 +10,7 @@ use super::values::parse_duration;
 use crate::parse::node::{Entry, Value};
 use crate::types::{Baseline, CanarySpec, Pause, Percent, Step, Sticky, StrategySpec, defaults};
 
-pub(super) const STRATEGIES: &[&str] = &["canary", "blue_green"];
-const STRATEGIES_LATER: &[&str] = &["rolling"];
+pub(super) const STRATEGIES: &[&str] = &["canary", "blue_green", "rolling"];
 pub(super) const CANARY: &[&str] = &["steps", "baseline", "sticky"];
 pub(super) const STEP: &[&str] = &["weight", "pause"];
 const UNTIL_PROMOTED: &str = "until-promoted";
@@ -29,10 +28,11 @@ impl Checker<'_> {
         if e.value.is_null() {
             return Some(StrategySpec::default());
         }
-        let kind = self.one_of(e, "strategy", "strategy", STRATEGIES, STRATEGIES_LATER)?;
+        let kind = self.one_of(e, "strategy", "strategy", STRATEGIES, &[])?;
         match kind.key.as_str() {
             "canary" => self.canary(kind).map(StrategySpec::Canary),
             "blue_green" => self.blue_green(kind, listen).map(StrategySpec::BlueGreen),
+            "rolling" => self.rolling(kind).map(StrategySpec::Rolling),
             _ => unreachable!("one_of returns only valid kinds"),
         }
     }

@@ -279,8 +279,16 @@ fn unknown_fields_everywhere() {
             "cutover.yaml:8:20: unknown field `body_contain` in `strategy.blue_green.smoke_checks[0]`; did you mean `body_contains`?",
         ),
         (
+            "strategy:\n  rolling:\n    maxUnavailable: 1\n",
+            "cutover.yaml:7:5: unknown field `maxUnavailable` in `strategy.rolling`; did you mean `max_unavailable`?",
+        ),
+        (
             "health:\n  smoke_checks: []\n",
             "cutover.yaml:6:3: unknown field `smoke_checks` in `health`; `smoke_checks` belongs in `strategy.blue_green` (valid:",
+        ),
+        (
+            "strategy:\n  canary:\n    max_surge: 1\n",
+            "cutover.yaml:7:5: unknown field `max_surge` in `strategy.canary`; `max_surge` belongs in `strategy.rolling` (valid:",
         ),
     ];
     for (extra, expected) in cases {

@@ -257,6 +257,21 @@ analysis:
 }
 
 #[test]
+fn rolling_defaults() {
+    let r = ok(&format!("{MINIMAL}strategy:\n  rolling: {{}}\n"));
+    assert_eq!(
+        *rolling(&r),
+        RollingSpec {
+            max_surge: Count::Absolute(1),
+            max_unavailable: Count::Absolute(0),
+            pause: secs(10),
+        }
+    );
+    assert_eq!(*rolling(&r), RollingSpec::default());
+    assert_eq!(r.strategy.name(), "rolling");
+}
+
+#[test]
 fn blue_green_round_trip() {
     let src = format!(
         r#"{MINIMAL}strategy:
@@ -315,6 +330,32 @@ fn blue_green_round_trip() {
         scale_down_delay: Duration::ZERO,
     };
     assert_eq!(*blue_green(&c), expected);
+}
+
+#[test]
+fn rolling_round_trip() {
+    let src = format!(
+        "{MINIMAL}strategy:\n  rolling:\n    max_surge: 25%\n    max_unavailable: 2\n    pause: 1m\n"
+    );
+    assert_eq!(
+        *rolling(&ok(&src)),
+        RollingSpec {
+            max_surge: Count::Percent(pct(25.0)),
+            max_unavailable: Count::Absolute(2),
+            pause: secs(60),
+        }
+    );
+    let src = format!(
+        "{MINIMAL}strategy:\n  rolling:\n    max_surge: 0\n    max_unavailable: 100%\n    pause: 0s\n"
+    );
+    assert_eq!(
+        *rolling(&ok(&src)),
+        RollingSpec {
+            max_surge: Count::Absolute(0),
+            max_unavailable: Count::Percent(pct(100.0)),
+            pause: Duration::ZERO,
+        }
+    );
 }
 
 #[test]

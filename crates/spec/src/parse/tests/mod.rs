@@ -66,3 +66,10 @@ fn blue_green(c: &Config) -> &BlueGreenSpec {
         other => panic!("expected blue_green, got {other:#?}"),
     }
 }
+
+fn rolling(c: &Config) -> &RollingSpec {
+    match &c.strategy {
+        StrategySpec::Rolling(r) => r,
+        other => panic!("expected rolling, got {other:#?}"),
+    }
+}

@@ -57,41 +57,43 @@ fn strategy_kinds() {
     let kind = |body: &str| ok(&strategy(1, body)).strategy.name();
     assert_eq!(kind("  canary:\n"), "canary");
     assert_eq!(kind("  blue_green: {}\n"), "blue_green");
-    assert_eq!(
-        error(&strategy(1, "  rolling: {}\n")),
-        "cutover.yaml:4:3: strategy `rolling` is not yet supported (valid: canary, blue_green)"
-    );
+    assert_eq!(kind("  rolling:\n"), "rolling");
     assert_eq!(
         error(&strategy(1, "  Canary: {}\n")),
         "cutover.yaml:4:3: unknown strategy `Canary`; did you mean `canary`? \
-         (valid: canary, blue_green; rolling is not yet supported)"
+         (valid: canary, blue_green, rolling)"
     );
     assert_eq!(
         error(&strategy(1, "  blue-green: {}\n")),
         "cutover.yaml:4:3: unknown strategy `blue-green`; did you mean `blue_green`? \
-         (valid: canary, blue_green; rolling is not yet supported)"
+         (valid: canary, blue_green, rolling)"
     );
     assert_eq!(
-        error(&strategy(1, "  canary: {}\n  blue_green: {}\n")),
-        "cutover.yaml:5:3: `strategy` must name exactly one strategy, got `canary` and `blue_green`"
+        error(&strategy(1, "  canary: {}\n  rolling: {}\n")),
+        "cutover.yaml:5:3: `strategy` must name exactly one strategy, got `canary` and `rolling`"
     );
     assert_eq!(
         error(&strategy(1, "  {}\n")),
         "cutover.yaml:3:1: `strategy` must name one strategy, like `canary:` \
-         (valid: canary, blue_green; rolling is not yet supported)"
+         (valid: canary, blue_green, rolling)"
     );
     assert_eq!(
-        error(&strategy(1, "  blue_green\n")),
+        error(&strategy(1, "  rolling\n")),
         "cutover.yaml:4:3: `strategy` must be a mapping with one key naming the strategy, like \
-         `canary:` (valid: canary, blue_green; rolling is not yet supported), got `blue_green`; \
-         write `strategy:` then `blue_green:` indented below it"
+         `canary:` (valid: canary, blue_green, rolling), got `rolling`; write `strategy:` then \
+         `rolling:` indented below it"
     );
     // A field of one strategy under another says where it belongs.
     assert_eq!(
-        error(&strategy(1, "  blue_green:\n    steps: []\n")),
-        "cutover.yaml:5:5: unknown field `steps` in `strategy.blue_green`; `steps` belongs in \
-         `strategy.canary` (valid: auto_promote, preview_listen, smoke_checks, \
+        error(&strategy(1, "  blue_green:\n    max_surge: 1\n")),
+        "cutover.yaml:5:5: unknown field `max_surge` in `strategy.blue_green`; `max_surge` belongs \
+         in `strategy.rolling` (valid: auto_promote, preview_listen, smoke_checks, \
          preview_analysis, scale_down_delay)"
+    );
+    assert_eq!(
+        error(&strategy(1, "  rolling:\n    steps: []\n")),
+        "cutover.yaml:5:5: unknown field `steps` in `strategy.rolling`; `steps` belongs in \
+         `strategy.canary` (valid: max_surge, max_unavailable, pause)"
     );
 }
 
@@ -338,6 +340,94 @@ fn smoke_check_headers() {
             "cutover.yaml:8:11: `headers` must be a mapping of header names to values, like \
              `{ Accept: application/json }`, got `Accept`"
         ]
+    );
+}
+
+// ---- rolling ----
+
+#[test]
+fn rolling_counts() {
+    let rolling_with = |o: &str| strategy(1, &format!("  rolling:\n{o}"));
+    let r = ok(&rolling_with(
+        "    max_surge: 10\n    max_unavailable: '2'\n",
+    ));
+    // A bare number is a number of instances, not a percentage; none is clamped here.
+    assert_eq!(
+        (rolling(&r).max_surge, rolling(&r).max_unavailable),
+        (Count::Absolute(10), Count::Absolute(2))
+    );
+    assert_eq!(
+        errors(&rolling_with(
+            "    max_surge: 1.5\n    max_unavailable: 150%\n    pause: soon\n    max_surg: 1\n"
+        )),
+        [
+            "cutover.yaml:5:16: `max_surge` must be a whole number of instances like `1`, or a \
+             share of `platform.local.instances` like `25%`, got `1.5`",
+            "cutover.yaml:6:22: `max_unavailable` must be a percentage between 0% and 100% like \
+             `25%`, got `150%`",
+            "cutover.yaml:7:12: invalid duration `soon`: expected a duration like `500ms`, `30s` \
+             or `2m`",
+            "cutover.yaml:8:5: unknown field `max_surg` in `strategy.rolling`; did you mean \
+             `max_surge`? (valid: max_surge, max_unavailable, pause)",
+        ]
+    );
+    assert_eq!(
+        error(&rolling_with("    max_surge: -1\n")),
+        "cutover.yaml:5:16: `max_surge` must be a whole number of instances like `1`, or a \
+         share of `platform.local.instances` like `25%`, got `-1`"
+    );
+    assert_eq!(
+        error(&rolling_with("    max_unavailable:\n")),
+        "cutover.yaml:5:5: `max_unavailable` must be a whole number of instances like `1`, or a \
+         share of `platform.local.instances` like `25%`, got nothing"
+    );
+}
+
+#[test]
+fn rolling_must_be_able_to_make_progress() {
+    let rolling_with = |instances, o: &str| strategy(instances, &format!("  rolling:\n{o}"));
+    // Both zero with the defaults' unavailable: blamed on the section.
+    assert_eq!(
+        error(&rolling_with(1, "    max_surge: 0\n")),
+        "cutover.yaml:4:3: `max_surge` 0 and `max_unavailable` 0 both resolve to 0 for 1 instance \
+         (`platform.local.instances`), so no instance could ever be replaced; at least one must \
+         allow progress, e.g. `max_surge: 1`"
+    );
+    // With 3 instances, 10% surges by 1 (rounded up), 50% takes 1 out of service (rounded
+    // down), 20% takes none.
+    let r = ok(&rolling_with(
+        3,
+        "    max_surge: 10%\n    max_unavailable: 0\n",
+    ));
+    assert_eq!(rolling(&r).max_surge.surge(3), 1);
+    let r = ok(&rolling_with(
+        3,
+        "    max_surge: 0\n    max_unavailable: 50%\n",
+    ));
+    assert_eq!(rolling(&r).max_unavailable.unavailable(3), 1);
+    assert_eq!(
+        error(&rolling_with(
+            3,
+            "    max_surge: 0%\n    max_unavailable: 20%\n"
+        )),
+        "cutover.yaml:6:22: `max_surge` 0% and `max_unavailable` 20% both resolve to 0 for 3 \
+         instances (`platform.local.instances`), so no instance could ever be replaced; at least \
+         one must allow progress, e.g. `max_surge: 1`"
+    );
+    // Everything out of service at once is allowed.
+    ok(&rolling_with(
+        3,
+        "    max_surge: 0\n    max_unavailable: 100%\n",
+    ));
+    // Not checked when the platform or the strategy has mistakes of its own.
+    assert_eq!(
+        error(&rolling_with(0, "    max_surge: 0\n")),
+        "cutover.yaml:2:58: `instances` must be a whole number from 1 to 64, got `0`"
+    );
+    assert_eq!(
+        error(&rolling_with(1, "    max_surge: 0\n    pause: 1\n")),
+        "cutover.yaml:6:12: invalid duration `1`: expected a duration like `500ms`, `30s` or `2m` \
+         (a bare number has no unit)"
     );
 }
 

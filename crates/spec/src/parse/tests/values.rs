@@ -91,6 +91,40 @@ fn percent_helpers() {
     assert_eq!(pct(0.5).to_string(), "0.50%");
 }
 
+// ---- counts of instances ----
+
+#[test]
+fn count_rounding() {
+    let p = |v| Count::Percent(pct(v));
+    // Surge rounds up, unavailable rounds down, like Kubernetes.
+    for (count, instances, surge, unavailable) in [
+        (p(10.0), 3, 1, 0),
+        (p(50.0), 3, 2, 1),
+        (p(20.0), 3, 1, 0),
+        (p(25.0), 4, 1, 1),
+        (p(25.0), 10, 3, 2),
+        (p(33.33), 3, 1, 0),
+        (p(100.0), 3, 3, 3),
+        (p(0.0), 3, 0, 0),
+        (p(50.0), 0, 0, 0),
+        // No float noise: 7% of 100 is 7, not 7.000000000000001 rounded up.
+        (p(7.0), 100, 7, 7),
+        (p(0.5), 64, 1, 0),
+    ] {
+        assert_eq!(
+            (count.surge(instances), count.unavailable(instances)),
+            (surge, unavailable),
+            "{count} of {instances}"
+        );
+    }
+    // Absolute counts pass through, unclamped: the engine clamps.
+    assert_eq!(Count::Absolute(5).surge(3), 5);
+    assert_eq!(Count::Absolute(5).unavailable(3), 5);
+    assert_eq!(Count::Absolute(0).surge(3), 0);
+    assert_eq!(Count::Absolute(2).to_string(), "2");
+    assert_eq!(p(25.0).to_string(), "25%");
+}
+
 // ---- durations ----
 
 /// Parses `v` as `health.interval`.
