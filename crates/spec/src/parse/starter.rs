@@ -43,8 +43,11 @@ health:
   # Consecutive failures before a serving instance is unhealthy.
   unhealthy_threshold: 3
 
-# How traffic moves to a new version; only `canary` exists today.
+# How traffic moves to a new version: exactly one of `canary` (below), `blue_green` or
+# `rolling` (commented out after it). To switch, delete `canary:` and its settings and
+# uncomment one of the others.
 strategy:
+  # Canary: shift traffic to the new version step by step, analysing at each step.
   canary:
     # Share of traffic for the new version at each step (never decreasing), and how
     # long to stay there analysing: a duration, or until-promoted (`cutover promote`).
@@ -55,6 +58,44 @@ strategy:
         pause: 30s
       - weight: 100%
         pause: 30s
+    # What the new version is judged against: `stable` (the stable version's instances)
+    # or `fresh` (a fresh instance of the stable version, given the same share of traffic).
+    baseline: stable
+    # Keep each client on the version it was first sent to: `cookie`, or `none`.
+    sticky: none
+  # Blue-green: start the new version beside the old, check it, then switch all traffic.
+  # blue_green:
+  #   # Switch as soon as the checks pass; `false` waits for `cutover promote`.
+  #   auto_promote: true
+  #   # An extra address where every request goes to the new version, to try it before
+  #   # the switch (default: none).
+  #   # preview_listen: 127.0.0.1:8081
+  #   # Requests run against the new version before the switch; all must pass (default:
+  #   # none). Each has a `path` (required), a `method` (GET, HEAD, POST, PUT, PATCH,
+  #   # DELETE or OPTIONS), `headers`, the `status` it must get (100 to 599), and
+  #   # optionally text the body must contain and the longest it may take.
+  #   smoke_checks:
+  #     # - path: /ready
+  #     #   method: GET
+  #     #   headers: {}
+  #     #   status: 200
+  #     #   body_contains: ok
+  #     #   max_latency: 500ms
+  #   # How long the new version's own numbers on preview traffic are analysed before
+  #   # the switch, against the `max` limits in `analysis.metrics` (default: none).
+  #   # preview_analysis: 1m
+  #   # How long the old version keeps running after the switch, for an instant rollback.
+  #   scale_down_delay: 30s
+  # Rolling: replace instances in batches, analysing the new ones after each batch.
+  # rolling:
+  #   # Instances that may run beyond `instances` meanwhile: a number, or a percentage of
+  #   # `instances` (rounded up).
+  #   max_surge: 1
+  #   # Instances that may be out of service meanwhile: a number, or a percentage of
+  #   # `instances` (rounded down). Not both this and max_surge may come to 0.
+  #   max_unavailable: 0
+  #   # How long the new instances are analysed after each batch before the next.
+  #   pause: 10s
 
 # How the new version is judged against the stable one.
 analysis:

@@ -404,6 +404,22 @@ platform:
         "latency_p99:",
         "max_ratio:",
         "until-promoted",
+        "baseline:",
+        "sticky:",
+        "blue_green:",
+        "auto_promote:",
+        "preview_listen:",
+        "smoke_checks:",
+        "method:",
+        "headers:",
+        "status:",
+        "body_contains:",
+        "max_latency:",
+        "preview_analysis:",
+        "scale_down_delay:",
+        "rolling:",
+        "max_surge:",
+        "max_unavailable:",
     ] {
         assert!(STARTER.contains(key), "STARTER lacks {key}");
     }
@@ -421,6 +437,128 @@ platform:
     let m = &c.analysis.metrics;
     assert!(m.latency_p50.is_some() && m.latency_p95.is_some() && m.latency_p99.is_some());
     assert!(m.error_rate.unwrap().max_over_stable.is_some());
+}
+
+/// STARTER with `strategy.canary` deleted and the commented-out `name` alternative
+/// uncommented, as a user would switch; the other alternative is left out.
+fn starter_with(name: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut uncommenting = false;
+    for line in STARTER.lines() {
+        let header = line
+            .strip_prefix("  # ")
+            .or_else(|| line.strip_prefix("  "))
+            .and_then(|l| l.strip_suffix(':'))
+            .filter(|l| ["canary", "blue_green", "rolling"].contains(l));
+        if let Some(kind) = header {
+            uncommenting = kind == name;
+            skipping = !uncommenting;
+            if uncommenting {
+                out.push_str(&format!("  {name}:\n"));
+            }
+            continue;
+        }
+        if uncommenting && let Some(rest) = line.strip_prefix("  #   ") {
+            out.push_str(&format!("    {rest}\n"));
+            continue;
+        }
+        if skipping && (line.starts_with("    ") || line.starts_with("  #   ")) {
+            continue;
+        }
+        skipping = false;
+        uncommenting = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` with every commented-out option uncommented: a `# ` before `key:`, `- key:`
+/// or the continuation `  key:` of a list item.
+fn uncomment_options(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let option = line.trim_start().strip_prefix("# ").filter(|rest| {
+            let key = rest
+                .strip_prefix("- ")
+                .or_else(|| rest.strip_prefix("  "))
+                .unwrap_or(rest);
+            key.split_once(':').is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            })
+        });
+        match option {
+            Some(rest) => out.push_str(&format!("{indent}{rest}\n")),
+            None => out.push_str(&format!("{line}\n")),
+        }
+    }
+    out
+}
+
+#[test]
+fn starter_alternatives_parse() {
+    let minimal = ok(MINIMAL);
+    let with_defaults = |strategy| Config {
+        app: "my-app".into(),
+        platform: PlatformSpec::Local(LocalSpec {
+            command: ["./server", "--port", "${PORT}"].map(String::from).to_vec(),
+            ..minimal.platform.local().clone()
+        }),
+        strategy,
+        ..minimal.clone()
+    };
+
+    // As written, each alternative shows its defaults.
+    let kinds = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("  ") && l.ends_with(':') && !l[2..].starts_with(' '))
+            .map(|l| l.trim().to_owned())
+            .filter(|l| l.contains("canary") || l.contains("blue_green") || l.contains("rolling"))
+            .collect()
+    };
+    let text = starter_with("blue_green");
+    assert_eq!(kinds(&text), ["blue_green:"], "{text}");
+    let c = parse(&text, "cutover.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        c,
+        with_defaults(StrategySpec::BlueGreen(BlueGreenSpec::default()))
+    );
+
+    let text = starter_with("rolling");
+    assert_eq!(kinds(&text), ["rolling:"], "{text}");
+    let c = parse(&text, "cutover.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        c,
+        with_defaults(StrategySpec::Rolling(RollingSpec::default()))
+    );
+
+    // And the options commented out inside them are valid too.
+    let text = uncomment_options(&starter_with("blue_green"));
+    let c = parse(&text, "cutover.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let bg = blue_green(&c);
+    assert_eq!(bg.preview_listen, Some("127.0.0.1:8081".parse().unwrap()));
+    assert_eq!(bg.preview_analysis, Some(secs(60)));
+    assert_eq!(
+        bg.smoke_checks,
+        [SmokeCheck {
+            method: "GET".into(),
+            path: "/ready".into(),
+            headers: BTreeMap::new(),
+            status: 200,
+            body_contains: Some("ok".into()),
+            max_latency: Some(Duration::from_millis(500)),
+        }]
+    );
+    // The canary itself, with every option uncommented, is what it was.
+    let text = uncomment_options(&starter_with("canary"));
+    assert_eq!(
+        parse(&text, "cutover.yaml").unwrap().strategy,
+        StrategySpec::default()
+    );
 }
 
 // ---- paths and files ----
