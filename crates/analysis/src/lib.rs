@@ -288,3 +288,28 @@ mod opt_millis {
 
 #[cfg(test)]
 mod tests;
+
+/// `rules` with their absolute limits only: what judges a version on its own
+/// numbers, with nothing to compare it against (blue-green's preview). A metric
+/// with only a relative limit is left out.
+pub fn absolute_limits(rules: &MetricRules) -> MetricRules {
+    MetricRules {
+        error_rate: rules
+            .error_rate
+            .filter(|r| r.max.is_some())
+            .map(|r| ErrorRateRule {
+                max_over_stable: None,
+                ..r
+            }),
+        latency_p50: absolute_latency(rules.latency_p50),
+        latency_p95: absolute_latency(rules.latency_p95),
+        latency_p99: absolute_latency(rules.latency_p99),
+    }
+}
+
+fn absolute_latency(rule: Option<LatencyRule>) -> Option<LatencyRule> {
+    rule.filter(|r| r.max.is_some()).map(|r| LatencyRule {
+        max_ratio: None,
+        ..r
+    })
+}

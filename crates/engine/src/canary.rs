@@ -1,293 +1,218 @@
-//! The canary strategy's decisions, as pure functions of what was observed.
-//!
-//! The run driver (`rollout.rs`) does the waiting and the IO; everything that
-//! decides whether to go on, wait, promote or roll back lives here, so it can be
-//! tested with plain values.
+//! Canary: shift weight to the new version step by step, judging it at each step
+//! against the stable version, or against a fresh baseline of the stable version
+//! started beside it (Kayenta's advice: no warm caches, no uptime bias).
 
 use std::time::Duration;
 
-use cutover_analysis::{Sample, Verdict, WindowReport};
-use cutover_spec::{AnalysisSpec, Pause, Step};
+use cutover_api::{Event, Outcome, Phase, Role, format_bp};
+use cutover_spec::{Baseline, CanarySpec, Pause};
+use serde::{Deserialize, Serialize};
 
-/// What to do after an analysis window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
-    /// Keep analysing at this weight.
-    Stay,
-    /// The step's pause is over and the last window passed: go to the next step.
-    StepDone,
-    /// Roll back, for this reason.
-    RollBack(String),
+use crate::judging::{self, Next, Tally};
+use crate::platform::ReleaseSpec;
+use crate::state::{Analysis, Plan, Route, RunState, Target, Weight};
+use crate::strategy::{self, Action, Ctx, Observation};
+
+/// Where a canary is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The current step, 0-based; meaningful once steps began.
+    pub step: u32,
+    /// Time spent in the current step, in windows judged.
+    pub elapsed_ms: u64,
+    pub tally: Tally,
 }
 
-/// Counts kept across the windows of one canary run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Failed windows in the whole run.
-    pub failures: u32,
-    /// Inconclusive windows in a row.
-    pub inconclusive_streak: u32,
-}
-
-/// Decides what follows a judged window.
-///
-/// `elapsed` is the time spent in the current step. A step ends only on a passing
-/// window once its pause is over: a rollout never moves on, let alone promotes, on
-/// missing data.
-pub fn after_window(
-    tally: &mut Tally,
-    analysis: &AnalysisSpec,
-    step: &Step,
-    elapsed: Duration,
-    report: &WindowReport,
-) -> Next {
-    match report.verdict {
-        Verdict::Fail => {
-            tally.failures += 1;
-            tally.inconclusive_streak = 0;
-            if tally.failures >= analysis.failure_limit {
-                let why: Vec<String> = report
-                    .failures()
-                    .iter()
-                    .map(|m| {
-                        m.reason
-                            .clone()
-                            .unwrap_or_else(|| format!("{} failed", m.metric))
-                    })
-                    .collect();
-                return Next::RollBack(format!(
-                    "analysis failed {} time(s), reaching the failure limit of {}: {}",
-                    tally.failures,
-                    analysis.failure_limit,
-                    why.join("; ")
-                ));
-            }
-            Next::Stay
-        }
-        Verdict::Inconclusive => {
-            tally.inconclusive_streak += 1;
-            if tally.inconclusive_streak >= analysis.inconclusive_limit {
-                let why = report
-                    .metrics
-                    .iter()
-                    .find_map(|m| m.reason.clone())
-                    .unwrap_or_else(|| "not enough data".into());
-                return Next::RollBack(format!(
-                    "analysis was inconclusive {} windows in a row (limit {}): {why}; cutover never promotes on missing data",
-                    tally.inconclusive_streak, analysis.inconclusive_limit
-                ));
-            }
-            Next::Stay
-        }
-        Verdict::Pass => {
-            tally.inconclusive_streak = 0;
-            match step.pause {
-                Pause::For(d) if elapsed >= d => Next::StepDone,
-                _ => Next::Stay,
-            }
-        }
+/// The name of the fresh baseline's release: `+` cannot be part of a version.
+pub fn baseline_release(stable: &ReleaseSpec) -> ReleaseSpec {
+    ReleaseSpec {
+        name: format!("{}+baseline", stable.version),
+        version: stable.version.clone(),
+        instances: stable.instances.max(1),
     }
 }
 
-/// The stable sample to judge against: this window's, or, when the stable version
-/// served too little this window (at a 100% step it serves nothing), the last window
-/// in which it served enough. Returns the sample and whether it was carried over.
-///
-/// A thin window with nothing to carry over gives an empty sample, so relative
-/// limits say "no stable traffic" (inconclusive) instead of comparing against one
-/// or two requests.
-pub fn baseline(
-    current: Sample,
-    carried: &mut Option<Sample>,
-    min_requests: u64,
-) -> (Sample, bool) {
-    if current.requests >= min_requests.max(1) {
-        *carried = Some(current);
-        (current, false)
+pub fn step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, obs: Observation) -> Vec<Action> {
+    let version = ctx.version;
+    let fresh = spec.baseline == Baseline::Fresh;
+    let baseline = state.stable.as_ref().map(baseline_release);
+    let wanted = || {
+        let mut releases = vec![ctx.release()];
+        if fresh && let Some(b) = &baseline {
+            releases.push(b.clone());
+        }
+        releases
+    };
+    match obs {
+        Observation::Begin => {
+            state.sticky = spec.sticky.is_some();
+            strategy::starting(state, wanted())
+        }
+        Observation::Resumed => {
+            if let Some(actions) = strategy::resume_decided(ctx, state) {
+                return actions;
+            }
+            match state.phase {
+                // Windows go on where they were (the executor set the analysis up again).
+                Phase::Step { .. } => Vec::new(),
+                _ => strategy::starting(state, wanted()),
+            }
+        }
+        Observation::Started { release } => {
+            let Some(started) = state.release(&release).cloned() else {
+                return Vec::new();
+            };
+            let role = if release == version {
+                Role::Canary
+            } else {
+                Role::Baseline
+            };
+            state
+                .routes
+                .push(Route::new(&started, role, Weight::Fixed(0)));
+            let all_up = wanted()
+                .iter()
+                .all(|w| state.releases.iter().any(|r| r.name == w.name));
+            if !all_up {
+                return Vec::new();
+            }
+            if state.promote_requested {
+                let reason = "promoted by request while it was starting, skipping every step";
+                return strategy::commit(state, check(ctx, state), reason.into());
+            }
+            enter_step(ctx, spec, state, 0)
+        }
+        Observation::StartFailed { release, error } => strategy::roll_back(
+            state,
+            Outcome::RolledBack,
+            format!(
+                "{release} never became healthy: {error}; no traffic was ever sent to {version}"
+            ),
+        ),
+        Observation::Window(w) => {
+            let Plan::Canary(c) = &mut state.plan else {
+                return Vec::new();
+            };
+            let Some(step) = spec.steps.get(c.step as usize) else {
+                return Vec::new();
+            };
+            c.elapsed_ms += w.length.as_millis() as u64;
+            let elapsed = Duration::from_millis(c.elapsed_ms);
+            let next = judging::after_window(
+                &mut c.tally,
+                &ctx.config.analysis,
+                step.pause,
+                elapsed,
+                &w.report,
+            );
+            let at = c.step;
+            match next {
+                Next::Stay => Vec::new(),
+                Next::StepDone if (at as usize) + 1 < spec.steps.len() => {
+                    enter_step(ctx, spec, state, at + 1)
+                }
+                Next::StepDone => {
+                    let reason = format!("all {} steps passed analysis", spec.steps.len());
+                    strategy::commit(state, check(ctx, state), reason)
+                }
+                Next::RollBack(reason) => strategy::roll_back(state, Outcome::RolledBack, reason),
+            }
+        }
+        Observation::Control(crate::Control::Promote) => {
+            let Phase::Step { step, of, .. } = state.phase else {
+                state.promote_requested = true;
+                return vec![strategy::promote_note(
+                    "will promote as soon as it is healthy",
+                )];
+            };
+            let mut actions = vec![strategy::promote_note("skipping the remaining steps")];
+            let reason =
+                format!("promoted by request at step {step}/{of}, skipping the remaining steps");
+            actions.extend(strategy::commit(state, check(ctx, state), reason));
+            actions
+        }
+        Observation::Control(crate::Control::Abort { by }) => strategy::abort(state, &by),
+        Observation::Unhealthy { release, problem } => strategy::roll_back(
+            state,
+            Outcome::RolledBack,
+            format!("{release} became unhealthy: {problem}"),
+        ),
+        Observation::Committed => strategy::promote(state, version),
+        Observation::Vetoed(d) => strategy::roll_back(state, d.outcome, d.reason),
+        Observation::Smoke { .. }
+        | Observation::Scaled { .. }
+        | Observation::ScaleFailed { .. } => Vec::new(),
+    }
+}
+
+/// The releases whose health vetoes the promotion.
+fn check(ctx: &Ctx, state: &RunState) -> Vec<String> {
+    state
+        .releases
+        .iter()
+        .map(|r| r.name.clone())
+        .filter(|n| n == ctx.version)
+        .collect()
+}
+
+/// Enters step `i`: its weight, fresh windows.
+fn enter_step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, i: u32) -> Vec<Action> {
+    let step = spec.steps[i as usize];
+    let bp = u32::from(step.weight.basis_points());
+    let has_baseline = state.routes.iter().any(|r| r.role == Role::Baseline);
+    // The baseline gets the canary's share, taken from the stable's; both as
+    // much as there is room for at the high steps.
+    let baseline_bp = if has_baseline { bp.min(10_000 - bp) } else { 0 };
+    state.set_weight(Role::Canary, bp);
+    state.set_weight(Role::Baseline, baseline_bp);
+    state.set_weight(Role::Stable, 10_000 - bp - baseline_bp);
+    let of = spec.steps.len() as u32;
+    state.phase = Phase::Step {
+        step: i + 1,
+        of,
+        weight_bp: bp as u16,
+    };
+    if let Plan::Canary(c) = &mut state.plan {
+        c.step = i;
+        c.elapsed_ms = 0;
+    }
+    let epoch = state.analysis.as_ref().map_or(0, |a| a.epoch + 1);
+    let baseline_role = if has_baseline {
+        Role::Baseline
     } else {
-        match carried {
-            Some(previous) => (*previous, true),
-            None => (Sample::default(), false),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cutover_analysis::MetricResult;
-    use cutover_spec::{MetricRules, Percent};
-
-    fn analysis(failure_limit: u32, inconclusive_limit: u32) -> AnalysisSpec {
-        AnalysisSpec {
-            interval: Duration::from_secs(5),
-            min_requests: 20,
-            failure_limit,
-            inconclusive_limit,
-            metrics: MetricRules::default(),
-        }
-    }
-
-    fn step(pause: Pause) -> Step {
-        Step {
-            weight: Percent::from_fraction(0.1).unwrap(),
-            pause,
-        }
-    }
-
-    fn report(verdict: Verdict) -> WindowReport {
-        WindowReport {
-            stable: Sample::default(),
-            canary: Sample::default(),
-            metrics: vec![MetricResult {
-                metric: "error_rate".into(),
-                stable: "0.00%".into(),
-                canary: "5.00%".into(),
-                limit: "<= 1%".into(),
-                verdict,
-                reason: (verdict != Verdict::Pass)
-                    .then(|| "error rate 5.00% is above the limit 1.00%".into()),
-            }],
-            verdict,
-        }
-    }
-
-    #[test]
-    fn a_pass_before_the_pause_is_over_stays() {
-        let mut t = Tally::default();
-        let s = step(Pause::For(Duration::from_secs(30)));
-        assert_eq!(
-            after_window(
-                &mut t,
-                &analysis(1, 3),
-                &s,
-                Duration::from_secs(10),
-                &report(Verdict::Pass)
-            ),
-            Next::Stay
-        );
-        assert_eq!(
-            after_window(
-                &mut t,
-                &analysis(1, 3),
-                &s,
-                Duration::from_secs(30),
-                &report(Verdict::Pass)
-            ),
-            Next::StepDone
-        );
-    }
-
-    #[test]
-    fn an_indefinite_pause_never_ends_by_itself() {
-        let mut t = Tally::default();
-        let s = step(Pause::UntilPromoted);
-        let next = after_window(
-            &mut t,
-            &analysis(1, 3),
-            &s,
-            Duration::from_secs(86_400),
-            &report(Verdict::Pass),
-        );
-        assert_eq!(next, Next::Stay);
-    }
-
-    #[test]
-    fn failures_roll_back_at_the_limit_and_name_the_metric() {
-        let mut t = Tally::default();
-        let s = step(Pause::For(Duration::from_secs(1)));
-        let a = analysis(2, 3);
-        assert_eq!(
-            after_window(
-                &mut t,
-                &a,
-                &s,
-                Duration::from_secs(5),
-                &report(Verdict::Fail)
-            ),
-            Next::Stay
-        );
-        match after_window(
-            &mut t,
-            &a,
-            &s,
-            Duration::from_secs(10),
-            &report(Verdict::Fail),
-        ) {
-            Next::RollBack(why) => assert!(why.contains("error rate 5.00%"), "{why}"),
-            other => panic!("expected a rollback, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn inconclusive_windows_in_a_row_roll_back_but_a_pass_resets_the_streak() {
-        let mut t = Tally::default();
-        let s = step(Pause::UntilPromoted);
-        let a = analysis(1, 2);
-        let d = Duration::from_secs(5);
-        assert_eq!(
-            after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)),
-            Next::Stay
-        );
-        assert_eq!(
-            after_window(&mut t, &a, &s, d, &report(Verdict::Pass)),
-            Next::Stay
-        );
-        assert_eq!(
-            after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)),
-            Next::Stay
-        );
-        assert!(matches!(
-            after_window(&mut t, &a, &s, d, &report(Verdict::Inconclusive)),
-            Next::RollBack(_)
-        ));
-    }
-
-    #[test]
-    fn a_pass_after_the_pause_never_hides_an_earlier_failure_count() {
-        let mut t = Tally::default();
-        let s = step(Pause::For(Duration::ZERO));
-        let a = analysis(2, 5);
-        assert_eq!(
-            after_window(
-                &mut t,
-                &a,
-                &s,
-                Duration::from_secs(5),
-                &report(Verdict::Fail)
-            ),
-            Next::Stay
-        );
-        assert_eq!(
-            after_window(
-                &mut t,
-                &a,
-                &s,
-                Duration::from_secs(5),
-                &report(Verdict::Pass)
-            ),
-            Next::StepDone
-        );
-        assert_eq!(t.failures, 1);
-    }
-
-    #[test]
-    fn baseline_is_carried_over_when_stable_stops_serving() {
-        let mut carried = None;
-        let busy = Sample {
-            requests: 100,
-            errors: 1,
-            ..Default::default()
-        };
-        assert_eq!(baseline(busy, &mut carried, 20), (busy, false));
-        let idle = Sample::default();
-        assert_eq!(baseline(idle, &mut carried, 20), (busy, true));
-        let thin = Sample {
-            requests: 1,
-            errors: 1,
-            ..Default::default()
-        };
-        let mut none = None;
-        assert_eq!(baseline(thin, &mut none, 20), (Sample::default(), false));
-    }
+        Role::Stable
+    };
+    state.analysis = Some(Analysis {
+        canary: Target {
+            version: ctx.version.to_owned(),
+            role: Role::Canary,
+        },
+        baseline: state.stable.as_ref().map(|s| Target {
+            version: s.version.clone(),
+            role: baseline_role,
+        }),
+        carried: state.analysis.take().and_then(|a| a.carried),
+        seed_from_run_start: false,
+        epoch,
+    });
+    let pause = match step.pause {
+        Pause::For(d) => format!("for at least {}", humantime::format_duration(d)),
+        Pause::UntilPromoted => "until `cutover promote`".into(),
+    };
+    let against = if has_baseline {
+        " against a fresh baseline"
+    } else {
+        ""
+    };
+    vec![Action::Note(
+        Event::Phase {
+            phase: state.phase.clone(),
+        },
+        format!(
+            "step {}/{of}: {} of traffic to {}, analysing {pause}{against}",
+            i + 1,
+            format_bp(bp as u16),
+            ctx.version
+        ),
+    )]
 }

@@ -1,21 +1,26 @@
-//! The engine's public face: start a run, steer it, read the app's state, settle
-//! what a previous daemon left, shut down.
+//! The engine's public face: start a run, steer it, read the app's state, take
+//! over what a previous daemon left, shut down.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use cutover_api::{ActiveStatus, BackendStatus, Phase, RunKind, RunStarted};
 use cutover_spec::Config;
-use cutover_store::{NewRun, Outcome, RunKind, Store, StoreError};
+use cutover_store::{NewRun, Outcome, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
-use crate::events::{RunEvent, format_bp, now_ms};
-use crate::platform::{Platform, Release};
+use crate::events::now_ms;
+use crate::platform::{Platform, ReleaseSpec};
+use crate::releases::Owned;
 use crate::routing::Routing;
-use crate::traffic::{MetricsSource, Traffic};
+use crate::run::Runner;
+use crate::state::{Route, RunState, Weight};
+use crate::strategy::{self, Observation};
+use crate::traffic::{MetricsSource, Prober, Traffic};
 
 /// How long a stopped version gets between the polite signal and the forced one.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -43,6 +48,11 @@ pub enum EngineError {
     /// `rollback` with no earlier promoted version to go back to.
     #[error("there is no earlier promoted version to roll back to")]
     NothingToRollBack,
+    /// `rollback --to` a version that was never promoted.
+    #[error(
+        "{version} was never promoted, so there is nothing to roll back to; promoted versions, newest first: {promoted}"
+    )]
+    NeverPromoted { version: String, promoted: String },
     /// The daemon is shutting down and starts no new run.
     #[error("the daemon is shutting down and starts no new run")]
     ShuttingDown,
@@ -60,42 +70,85 @@ pub enum Control {
     Abort { by: String },
 }
 
-/// What a client needs to follow a run it started.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunStarted {
-    pub run_id: String,
-    pub version: String,
-    pub kind: RunKind,
-    /// Where the run's receipts will be once it ends.
-    pub receipts: PathBuf,
+/// The config a run uses: read and validated when the run starts, and recorded
+/// with it, so a later edit of the file changes the next run, never this one.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub config: Config,
+    /// The file it was read from (relative paths in it are relative to its folder).
+    pub path: PathBuf,
+    /// The file's text as read.
+    pub text: String,
+}
+
+/// What a run records of its config.
+#[derive(Serialize, Deserialize)]
+struct RecordedConfig {
+    path: PathBuf,
+    text: String,
+}
+
+impl RunConfig {
+    fn record(&self) -> String {
+        serde_json::to_string(&RecordedConfig {
+            path: self.path.clone(),
+            text: self.text.clone(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// The config a run recorded, read again.
+    pub(crate) fn recorded(json: &str) -> Option<RunConfig> {
+        let r: RecordedConfig = serde_json::from_str(json).ok()?;
+        let config = cutover_spec::parse(&r.text, &r.path.to_string_lossy()).ok()?;
+        Some(RunConfig {
+            config,
+            path: r.path,
+            text: r.text,
+        })
+    }
+}
+
+/// The config text a run recorded (what its receipts show).
+pub fn recorded_config_text(recorded: &str) -> Option<String> {
+    serde_json::from_str::<RecordedConfig>(recorded)
+        .ok()
+        .map(|r| r.text)
+}
+
+/// Makes the platform a config asks for.
+pub trait PlatformFactory: Send + Sync + 'static {
+    fn platform(&self, config: &Config) -> Arc<dyn Platform>;
+}
+
+/// What the app serves when no run is in progress, as recorded for a restart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Serving {
+    pub(crate) stable: Option<ReleaseSpec>,
 }
 
 /// The app as it is now.
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
+pub struct AppStatus {
     pub app: String,
-    pub stable: Option<VersionStatus>,
-    pub canary: Option<VersionStatus>,
-    /// Share of traffic on the canary, e.g. `10%`.
-    pub canary_weight: String,
+    pub stable: Option<String>,
+    pub backends: Vec<BackendStatus>,
     pub active_run: Option<ActiveStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct VersionStatus {
-    pub version: String,
-    pub ready_instances: usize,
-    /// The first thing that went wrong with it since it started, even if it has
-    /// recovered since (an instance restarted, a health check passing again).
-    pub first_problem: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ActiveStatus {
-    pub run_id: String,
-    pub version: String,
-    pub kind: RunKind,
-    pub phase: String,
+/// Everything the engine works with.
+pub struct EngineParts {
+    /// The config the daemon started with; each run brings its own.
+    pub config: RunConfig,
+    pub store: Arc<Store>,
+    pub platforms: Arc<dyn PlatformFactory>,
+    /// The platform of `config`, which adopts what an earlier daemon left.
+    pub platform: Arc<dyn Platform>,
+    pub traffic: Arc<dyn Traffic>,
+    pub metrics: Arc<dyn MetricsSource>,
+    pub prober: Arc<dyn Prober>,
+    /// Where receipts go, one folder per run.
+    pub runs_dir: PathBuf,
 }
 
 /// The rollout engine of one app. Cheap to clone.
@@ -104,36 +157,31 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-/// Everything a run's driver works with.
+/// Everything a run's executor works with.
 ///
-/// Lock order, where two are held: `active` before `routing`. No std mutex is held
-/// across an `.await`; the releases, which are stopped with `.await`, sit behind a
-/// tokio mutex of their own.
+/// Lock order, where two are held: `active`, then `routing`, then `releases`. No
+/// std mutex is held across an `.await`; a release, which is grown, shrunk and
+/// stopped with `.await`, sits behind a tokio mutex of its own.
 pub(crate) struct Inner {
-    pub(crate) config: Config,
+    /// The config of the latest run (or of the daemon's start), and its platform.
+    pub(crate) current: Mutex<(Arc<RunConfig>, Arc<dyn Platform>)>,
     pub(crate) store: Arc<Store>,
-    pub(crate) platform: Arc<dyn Platform>,
+    pub(crate) platforms: Arc<dyn PlatformFactory>,
     pub(crate) traffic: Arc<dyn Traffic>,
     pub(crate) metrics: Arc<dyn MetricsSource>,
+    pub(crate) prober: Arc<dyn Prober>,
     pub(crate) runs_dir: PathBuf,
-    /// Which versions get traffic, and how much.
+    /// Which releases get traffic, and how much.
     pub(crate) routing: Mutex<Routing>,
-    /// The running versions, owned here so that no error path can drop one (and
-    /// with it its processes) while traffic still goes to it.
-    pub(crate) releases: tokio::sync::Mutex<Releases>,
+    /// The running releases, by name.
+    pub(crate) releases: Mutex<HashMap<String, Owned>>,
     pub(crate) active: Mutex<Active>,
     /// True while no run is active.
     pub(crate) idle: watch::Sender<bool>,
-    pub(crate) events: broadcast::Sender<RunEvent>,
+    pub(crate) events: broadcast::Sender<cutover_api::RunEvent>,
     /// Final events the store could not record, by run id, so a client that asks
     /// after the broadcast still gets its run's end.
-    pub(crate) unrecorded: Mutex<HashMap<String, RunEvent>>,
-}
-
-#[derive(Default)]
-pub(crate) struct Releases {
-    pub(crate) stable: Option<Box<dyn Release>>,
-    pub(crate) canary: Option<Box<dyn Release>>,
+    pub(crate) unrecorded: Mutex<HashMap<String, cutover_api::RunEvent>>,
 }
 
 #[derive(Default)]
@@ -154,27 +202,34 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl Inner {
+    pub(crate) fn platform(&self) -> Arc<dyn Platform> {
+        lock(&self.current).1.clone()
+    }
+
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        self.platform().drain_timeout()
+    }
+
+    pub(crate) fn app(&self) -> String {
+        lock(&self.current).0.config.app.clone()
+    }
+}
+
 impl Engine {
-    /// `runs_dir` is where receipts go, one folder per run.
-    pub fn new(
-        config: Config,
-        store: Arc<Store>,
-        platform: Arc<dyn Platform>,
-        traffic: Arc<dyn Traffic>,
-        metrics: Arc<dyn MetricsSource>,
-        runs_dir: PathBuf,
-    ) -> Engine {
+    pub fn new(parts: EngineParts) -> Engine {
         let (events, _) = broadcast::channel(1024);
         Engine {
             inner: Arc::new(Inner {
-                config,
-                store,
-                platform,
-                traffic,
-                metrics,
-                runs_dir,
+                current: Mutex::new((Arc::new(parts.config), parts.platform)),
+                store: parts.store,
+                platforms: parts.platforms,
+                traffic: parts.traffic,
+                metrics: parts.metrics,
+                prober: parts.prober,
+                runs_dir: parts.runs_dir,
                 routing: Mutex::new(Routing::default()),
-                releases: tokio::sync::Mutex::new(Releases::default()),
+                releases: Mutex::new(HashMap::new()),
                 active: Mutex::new(Active::default()),
                 idle: watch::Sender::new(true),
                 events,
@@ -183,8 +238,9 @@ impl Engine {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The config of the latest run, or the daemon's.
+    pub fn config(&self) -> Arc<RunConfig> {
+        lock(&self.inner.current).0.clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -192,87 +248,282 @@ impl Engine {
     }
 
     /// Live events of every run; a client filters by run id.
-    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<cutover_api::RunEvent> {
         self.inner.events.subscribe()
     }
 
-    /// Settles what a previous daemon left: runs that never recorded an outcome are
-    /// ended as aborted (their processes died with that daemon), and the last
-    /// promoted version is started again and given all traffic.
+    /// Takes over what a previous daemon left. The releases it recorded are
+    /// adopted where they still run (not restarted); a run it left unfinished
+    /// resumes where it was, with its own recorded config. What cannot be
+    /// adopted is started again (the stable version) or given up (the run then
+    /// reverts to the stable version and says why); everything else the old
+    /// daemon started is stopped.
     ///
     /// # Errors
-    /// Only when the store cannot be read or written; a stable version that fails to
-    /// start again is logged and leaves the app without a stable version.
+    /// Only when the store cannot be read or written; a stable version that fails
+    /// to start again is logged and leaves the app without a stable version.
     pub async fn recover(&self) -> Result<(), EngineError> {
         let inner = &self.inner;
-        let app = &inner.config.app;
-        let promoted = inner.store.promoted_versions(app, 1)?;
-        for run in inner.store.unfinished_runs(app)? {
-            let reason = format!(
-                "the daemon stopped while this run was in phase `{}`; on restart {} was given all traffic",
-                run.phase,
-                promoted.first().map_or("no version", String::as_str)
-            );
-            warn!(run = %run.id, phase = %run.phase, "settling a run interrupted by a daemon stop");
-            let message = format!("{} aborted: {reason}", run.version);
-            inner
-                .store
-                .finish_run(&run.id, now_ms(), Outcome::Aborted, &reason, &message)?;
-            inner.write_receipts(&run.id);
+        let app = inner.app();
+        let platform = inner.platform();
+        let serving: Serving = inner.store.serving(&app)?.unwrap_or_default();
+        let mut unfinished = inner.store.unfinished_runs(&app)?;
+        let last = unfinished.pop();
+        for run in unfinished {
+            self.settle(&run.id, &run.version, "a later run started after it")?;
         }
-        if let Some(version) = promoted.first() {
-            info!(app = %app, version = %version, "starting the stable version again");
-            match inner.platform.start(version).await {
-                Ok(release) => {
-                    inner.install_stable(release, true).await;
-                }
-                Err(e) => {
-                    warn!(app = %app, version = %version, error = %e, "could not start the stable version again")
-                }
+        let mut resumed = false;
+        if let Some(run) = last {
+            resumed = self.resume(&run).await?;
+        }
+        if !resumed {
+            let stable = match serving.stable {
+                Some(stable) => Some(stable),
+                // A store from before releases were recorded: the last promoted version.
+                None => inner
+                    .store
+                    .promoted_versions(&app, 1)?
+                    .first()
+                    .map(|v| ReleaseSpec {
+                        name: v.clone(),
+                        version: v.clone(),
+                        instances: platform.instances(),
+                    }),
+            };
+            if let Some(stable) = stable
+                && !lock(&inner.releases).contains_key(&stable.name)
+            {
+                self.serve_stable(&platform, stable).await;
             }
+            inner.record_serving();
+        }
+        for line in platform.stop_unadopted().await {
+            info!("stopped what the previous daemon left: {line}");
         }
         Ok(())
     }
 
-    /// Starts rolling out `version`: a plain start if the app serves nothing yet, a
-    /// canary otherwise. Returns once the run is recorded; the run goes on in the
-    /// background.
+    /// Adopts (or else starts) `stable` and gives it all traffic.
+    async fn serve_stable(&self, platform: &Arc<dyn Platform>, stable: ReleaseSpec) {
+        let inner = &self.inner;
+        let release = match platform.adopt(&stable).await {
+            Ok(Some(release)) => {
+                info!(release = %stable.name, "adopted the stable version, still running");
+                Some(release)
+            }
+            Ok(None) | Err(_) => {
+                info!(release = %stable.name, "starting the stable version again");
+                match platform.start(&stable).await {
+                    Ok(release) => Some(release),
+                    Err(e) => {
+                        warn!(release = %stable.name, error = %e, "could not start the stable version again");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(release) = release {
+            inner.adopt_release(release);
+            inner.set_routes(
+                vec![Route::new(
+                    &stable,
+                    cutover_api::Role::Stable,
+                    Weight::Fixed(10_000),
+                )],
+                None,
+            );
+        }
+    }
+
+    /// Ends a run a previous daemon left, as aborted, saying why.
+    fn settle(&self, run_id: &str, version: &str, why: &str) -> Result<(), EngineError> {
+        let reason = format!("the daemon stopped while this run was in progress; {why}");
+        warn!(run = %run_id, "settling a run interrupted by a daemon stop");
+        let message = format!("{version} aborted: {reason}");
+        self.inner
+            .store
+            .finish_run(run_id, now_ms(), Outcome::Aborted, &reason, &message)?;
+        self.inner.write_receipts(run_id);
+        Ok(())
+    }
+
+    /// Resumes a run a previous daemon left: true if it goes on, false if it was
+    /// settled (and the stable version still needs serving).
+    async fn resume(&self, run: &cutover_store::RunRecord) -> Result<bool, EngineError> {
+        let inner = &self.inner;
+        let state: Option<RunState> = inner.store.state(&run.id).ok().flatten();
+        let config = inner
+            .store
+            .run_config(&run.id)?
+            .as_deref()
+            .and_then(RunConfig::recorded);
+        let (Some(state), Some(config)) = (state, config) else {
+            self.settle(
+                &run.id,
+                &run.version,
+                "its state could not be read back, so it was not resumed",
+            )?;
+            return Ok(false);
+        };
+        let platform = inner.platforms.platform(&config.config);
+        let mut missing = Vec::new();
+        let wanted: Vec<ReleaseSpec> = state
+            .stable
+            .iter()
+            .chain(&state.releases)
+            .cloned()
+            .collect();
+        for spec in &wanted {
+            match platform.adopt(spec).await {
+                Ok(Some(release)) => inner.adopt_release(release),
+                Ok(None) => missing.push(format!("{} (nothing of it was left)", spec.name)),
+                Err(e) => missing.push(format!("{} ({e})", spec.name)),
+            }
+        }
+        if !missing.is_empty() {
+            // Back to the stable version: keep it if it was adopted, stop the rest.
+            let stable = state.stable.clone();
+            let run_releases: Vec<String> = state.releases.iter().map(|r| r.name.clone()).collect();
+            for name in &run_releases {
+                inner.retire(name, platform.drain_timeout()).await;
+            }
+            self.settle(
+                &run.id,
+                &run.version,
+                &format!(
+                    "on restart {} could not be adopted, so the run was reverted to {}",
+                    missing.join(", "),
+                    stable.as_ref().map_or("nothing", |s| s.version.as_str())
+                ),
+            )?;
+            if let Some(stable) = stable {
+                if lock(&inner.releases).contains_key(&stable.name) {
+                    inner.set_routes(
+                        vec![Route::new(
+                            &stable,
+                            cutover_api::Role::Stable,
+                            Weight::Fixed(10_000),
+                        )],
+                        None,
+                    );
+                } else {
+                    self.serve_stable(&platform, stable).await;
+                }
+            }
+            inner.record_serving();
+            return Ok(false);
+        }
+        info!(run = %run.id, phase = %state.phase, "resuming the run the previous daemon left");
+        let new_run = NewRun {
+            id: run.id.clone(),
+            app: run.app.clone(),
+            version: run.version.clone(),
+            stable: run.stable.clone(),
+            kind: run.kind,
+            started_at_ms: run.started_at_ms,
+            config: config.record(),
+        };
+        *lock(&inner.current) = (Arc::new(config.clone()), platform.clone());
+        let mut active = lock(&inner.active);
+        self.spawn(
+            &mut active,
+            new_run,
+            Arc::new(config),
+            platform,
+            state,
+            true,
+            Observation::Resumed,
+        );
+        Ok(true)
+    }
+
+    /// Starts rolling out `version` with `config`: a plain start if the app
+    /// serves nothing yet, the config's strategy otherwise. Returns once the run is
+    /// recorded; the run goes on in the background.
     ///
     /// # Errors
     /// [`EngineError::Busy`] while another run is active, and the other variants for
     /// requests that cannot be honoured. Nothing is started when it fails.
-    pub fn deploy(&self, version: &str) -> Result<RunStarted, EngineError> {
+    pub fn deploy(&self, version: &str, config: RunConfig) -> Result<RunStarted, EngineError> {
         validate_version(version)?;
-        self.start_run(|stable, _| {
+        self.start_run(config, |stable, _| {
             if stable == Some(version) {
                 return Err(EngineError::AlreadyServing(version.to_owned()));
             }
-            let kind = if stable.is_some() {
-                RunKind::Canary
-            } else {
-                RunKind::Initial
-            };
-            Ok((version.to_owned(), kind))
+            Ok((version.to_owned(), None))
         })
     }
 
-    /// Goes back to the previous promoted version, fast and without analysis.
+    /// Goes back to a previous promoted version (`to`, or the one before the
+    /// current), fast and without analysis. While a blue-green run still has blue
+    /// running after its switch, this is that run's instant switch back.
     ///
     /// # Errors
-    /// When a run is active or there is nothing to go back to.
-    pub fn rollback(&self) -> Result<RunStarted, EngineError> {
-        self.start_run(|stable, store| {
-            let promoted = store.promoted_versions(&self.inner.config.app, 2)?;
-            let target = match (stable, promoted.as_slice()) {
-                (Some(s), [first, second, ..]) if s == first => second.clone(),
-                // The stable version is not the last promoted one only after a
-                // failed restart; then the last promoted one is where "back" is.
-                (Some(s), [first, ..]) if s != first => first.clone(),
-                (None, [first, ..]) => first.clone(),
-                _ => return Err(EngineError::NothingToRollBack),
+    /// When another run is active or there is nothing to go back to.
+    pub fn rollback(&self, to: Option<&str>, config: RunConfig) -> Result<RunStarted, EngineError> {
+        if let Some(to) = to {
+            validate_version(to)?;
+        }
+        if let Some(started) = self.switch_back()? {
+            return Ok(started);
+        }
+        let app = config.config.app.clone();
+        self.start_run(config, |stable, store| {
+            let promoted = store.promoted_versions(&app, 100)?;
+            let target = match to {
+                Some(to) if stable == Some(to) => {
+                    return Err(EngineError::AlreadyServing(to.into()));
+                }
+                Some(to) if promoted.iter().any(|p| p == to) => to.to_owned(),
+                Some(to) => {
+                    return Err(EngineError::NeverPromoted {
+                        version: to.to_owned(),
+                        promoted: if promoted.is_empty() {
+                            "none".into()
+                        } else {
+                            promoted.join(", ")
+                        },
+                    });
+                }
+                // The previous promoted version: the newest that is not serving.
+                None => promoted
+                    .iter()
+                    .find(|p| Some(p.as_str()) != stable)
+                    .cloned()
+                    .ok_or(EngineError::NothingToRollBack)?,
             };
-            Ok((target, RunKind::Rollback))
+            Ok((target, Some(RunKind::Rollback)))
         })
+    }
+
+    /// A blue-green run past its switch, blue still running: abort it, which
+    /// switches back at once. `None` when no such run is active.
+    fn switch_back(&self) -> Result<Option<RunStarted>, EngineError> {
+        let active = lock(&self.inner.active);
+        let Some(a) = active.run.as_ref() else {
+            return Ok(None);
+        };
+        if a.run.kind != RunKind::BlueGreen {
+            return Ok(None);
+        }
+        let phase = self.inner.store.run(&a.run.id)?.phase;
+        if phase != Phase::PostPromotion {
+            return Ok(None);
+        }
+        a.control
+            .send(Control::Abort {
+                by: "`cutover rollback`".into(),
+            })
+            .map_err(|_| EngineError::TooLate {
+                run_id: a.run.id.clone(),
+            })?;
+        Ok(Some(RunStarted {
+            run_id: a.run.id.clone(),
+            version: a.run.stable.clone().unwrap_or_default(),
+            kind: a.run.kind,
+            from: Some(a.run.version.clone()),
+            receipts: self.inner.runs_dir.join(&a.run.id),
+        }))
     }
 
     /// Asks the running rollout to skip its remaining steps and promote.
@@ -288,7 +539,7 @@ impl Engine {
     fn control(&self, control: Control) -> Result<String, EngineError> {
         let active = lock(&self.inner.active);
         let active = active.run.as_ref().ok_or(EngineError::NoActiveRun)?;
-        // The driver closes its receiver once the outcome is decided.
+        // The executor closes its receiver once the outcome is decided.
         active
             .control
             .send(control)
@@ -299,10 +550,12 @@ impl Engine {
     }
 
     /// Records and spawns a run. `plan` gets the stable version, read under the
-    /// same lock that makes the run the only one, and says what to roll out.
+    /// same lock that makes the run the only one, and says what to roll out (and
+    /// the run's kind when it is not the config's strategy).
     fn start_run(
         &self,
-        plan: impl FnOnce(Option<&str>, &Store) -> Result<(String, RunKind), EngineError>,
+        config: RunConfig,
+        plan: impl FnOnce(Option<&str>, &Store) -> Result<(String, Option<RunKind>), EngineError>,
     ) -> Result<RunStarted, EngineError> {
         let mut active = lock(&self.inner.active);
         if active.closed {
@@ -314,43 +567,138 @@ impl Engine {
                 version: a.run.version.clone(),
             });
         }
-        let stable = lock(&self.inner.routing).stable_version();
-        let (version, kind) = plan(stable.as_deref(), &self.inner.store)?;
+        let stable = self.inner.stable_release();
+        let (version, kind) = plan(
+            stable.as_ref().map(|s| s.version.as_str()),
+            &self.inner.store,
+        )?;
+        let kind = match (kind, &stable) {
+            (Some(kind), _) => kind,
+            (None, None) => RunKind::Initial,
+            (None, Some(_)) => match &config.config.strategy {
+                cutover_spec::StrategySpec::Canary(_) => RunKind::Canary,
+                cutover_spec::StrategySpec::BlueGreen(_) => RunKind::BlueGreen,
+                cutover_spec::StrategySpec::Rolling(_) => RunKind::Rolling,
+            },
+        };
         let run = NewRun {
-            id: self.inner.new_run_id(&version)?,
-            app: self.inner.config.app.clone(),
+            id: self.new_run_id(&version)?,
+            app: config.config.app.clone(),
             version,
-            stable,
+            stable: stable.as_ref().map(|s| s.version.clone()),
             kind,
             started_at_ms: now_ms(),
+            config: config.record(),
         };
         self.inner.store.insert_run(&run)?;
+        let platform = self.inner.platforms.platform(&config.config);
+        let switch = matches!(kind, RunKind::Initial | RunKind::Rollback);
+        let state = RunState::new(stable, strategy::plan(&config.config, switch));
+        let config = Arc::new(config);
+        *lock(&self.inner.current) = (config.clone(), platform.clone());
+        info!(app = %run.app, run = %run.id, version = %run.version, kind = run.kind.as_str(), "run started");
+        let started = RunStarted {
+            run_id: run.id.clone(),
+            version: run.version.clone(),
+            kind: run.kind,
+            from: run.stable.clone(),
+            receipts: self.inner.runs_dir.join(&run.id),
+        };
+        self.spawn(
+            &mut active,
+            run,
+            config,
+            platform,
+            state,
+            false,
+            Observation::Begin,
+        );
+        Ok(started)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        &self,
+        active: &mut Active,
+        run: NewRun,
+        config: Arc<RunConfig>,
+        platform: Arc<dyn Platform>,
+        state: RunState,
+        saved: bool,
+        first: Observation,
+    ) {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.idle.send_replace(false);
-        tokio::spawn(self.inner.clone().supervise(run.clone(), rx));
+        debug_assert!(active.run.is_none(), "one run at a time");
         active.run = Some(ActiveRun {
             run: run.clone(),
             control: tx,
         });
-        info!(app = %run.app, run = %run.id, version = %run.version, kind = run.kind.as_str(), "run started");
-        let receipts = self.inner.runs_dir.join(&run.id);
-        Ok(RunStarted {
-            run_id: run.id,
-            version: run.version,
-            kind: run.kind,
-            receipts,
-        })
+        self.inner.idle.send_replace(false);
+        let runner = Runner::new(self.inner.clone(), run, config, platform, rx, state, saved);
+        tokio::spawn(self.inner.clone().supervise(runner, first));
+    }
+
+    fn new_run_id(&self, version: &str) -> Result<String, EngineError> {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let stamp: String = stamp
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let base = format!("{stamp}-{version}");
+        let mut id = base.clone();
+        let mut n = 1;
+        while self.inner.store.run(&id).is_ok() {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        Ok(id)
     }
 
     /// The app as it is now.
-    pub fn status(&self) -> Status {
-        let (stable, canary, weight_bp) = lock(&self.inner.routing).status();
-        let active = lock(&self.inner.active).run.as_ref().map(|a| a.run.clone());
-        // The store is read with no lock held: the health followers reroute under
-        // the routing lock and must not wait for SQLite.
+    pub async fn status(&self) -> AppStatus {
+        let inner = &self.inner;
+        let (routes, split) = {
+            let routing = lock(&inner.routing);
+            (routing.routes.clone(), routing.applied.clone())
+        };
+        let shares = crate::routing::shares(&split);
+        let mut backends = Vec::new();
+        for route in &routes {
+            let owned = lock(&inner.releases).get(&route.release).cloned();
+            let (instances, describe, health) = match owned {
+                Some(owned) => {
+                    // A release being grown or shrunk is described once it is done.
+                    let release = owned.lock().await;
+                    (
+                        release.instance_count(),
+                        release.describe(),
+                        Some(release.health()),
+                    )
+                }
+                None => (0, Vec::new(), None),
+            };
+            let (ready, problem) = health.map_or((0, None), |h| {
+                let h = h.borrow();
+                (h.ready.len() as u32, h.problem.clone())
+            });
+            backends.push(BackendStatus {
+                version: route.version.clone(),
+                role: route.role,
+                release: route.release.clone(),
+                weight_bp: shares
+                    .iter()
+                    .find(|s| s.role == route.role && s.version == route.version)
+                    .map_or(0, |s| s.weight_bp),
+                instances,
+                ready_instances: ready,
+                first_problem: problem,
+                describe,
+            });
+        }
+        let active = lock(&inner.active).run.as_ref().map(|a| a.run.clone());
+        // The store is read with no lock held.
         let active_run = active.map(|run| ActiveStatus {
-            phase: self
-                .inner
+            phase: inner
                 .store
                 .run(&run.id)
                 .map(|r| r.phase)
@@ -359,11 +707,10 @@ impl Engine {
             version: run.version,
             kind: run.kind,
         });
-        Status {
-            app: self.inner.config.app.clone(),
-            stable,
-            canary,
-            canary_weight: format_bp(weight_bp),
+        AppStatus {
+            app: inner.app(),
+            stable: inner.stable_version(),
+            backends,
             active_run,
         }
     }
@@ -375,7 +722,7 @@ impl Engine {
     }
 
     /// The final event of a run whose outcome the store could not record.
-    pub fn unrecorded_final(&self, run_id: &str) -> Option<RunEvent> {
+    pub fn unrecorded_final(&self, run_id: &str) -> Option<cutover_api::RunEvent> {
         lock(&self.inner.unrecorded).get(run_id).cloned()
     }
 
@@ -407,4 +754,9 @@ fn validate_version(version: &str) -> Result<(), EngineError> {
     } else {
         Err(EngineError::InvalidVersion(version.to_owned()))
     }
+}
+
+/// Whether `version` is a valid version name (what the CLI checks before asking).
+pub fn is_valid_version(version: &str) -> bool {
+    validate_version(version).is_ok()
 }

@@ -1,16 +1,22 @@
-//! The rollout engine: the state machine that moves traffic from the stable version
-//! of an app to a new one, judges the new one, and promotes or rolls back.
+//! The rollout engine: moves traffic from the stable version of an app to a new
+//! one by a strategy (canary, blue-green, rolling), judges the new one, and
+//! promotes or rolls back.
 //!
 //! It depends on traits, not on concrete platforms: [`platform::Platform`] starts
-//! versions, [`traffic::Traffic`] sets the split, [`traffic::MetricsSource`] says how
-//! each version did. The built-in proxy and local processes implement them in other
-//! crates; tests implement them in memory and run every strategy with paused tokio
-//! time. Decisions are pure functions in [`canary`]; every transition is written to
-//! the store before it is acted on, so a restarted daemon settles what was in flight.
+//! releases, [`traffic::Traffic`] sets the split, [`traffic::MetricsSource`] says
+//! how each version did, [`traffic::Prober`] runs smoke checks. The built-in proxy
+//! and local processes implement them in other crates; tests implement them in
+//! memory and run every strategy with paused tokio time.
+//!
+//! A strategy is a pure function from the run's state and one observation to the
+//! new state and the actions to take ([`strategy`], with one file per strategy);
+//! the executor writes the new state to the store, then acts, so a restarted
+//! daemon adopts what still runs and carries the run on from the record.
 //!
 //! ```no_run
 //! # async fn f(engine: cutover_engine::Engine) -> Result<(), cutover_engine::EngineError> {
-//! let started = engine.deploy("v2")?;
+//! let config = engine.config();
+//! let started = engine.deploy("v2", (*config).clone())?;
 //! let mut events = engine.subscribe();
 //! while let Ok(event) = events.recv().await {
 //!     if event.run_id == started.run_id && event.is_final() {
@@ -20,19 +26,25 @@
 //! # Ok(()) }
 //! ```
 
+pub mod blue_green;
 pub mod canary;
 mod engine;
 pub mod events;
+pub mod judging;
 pub mod platform;
 pub mod receipts;
-mod rollout;
+mod releases;
+pub mod rolling;
 mod routing;
+mod run;
+pub mod state;
+pub mod strategy;
 pub mod traffic;
 
 pub use engine::{
-    ActiveStatus, Control, Engine, EngineError, RunStarted, STOP_GRACE, Status, VersionStatus,
+    AppStatus, Control, Engine, EngineError, EngineParts, PlatformFactory, RunConfig, STOP_GRACE,
+    is_valid_version, recorded_config_text,
 };
-pub use events::RunEvent;
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use cutover_analysis::Verdict;
-use cutover_spec::Config;
-use cutover_store::{EventRecord, MeasurementRecord, Outcome, RunRecord, Store, StoreError};
+use cutover_api::{Event, RunEvent};
+use cutover_store::{MeasurementRecord, Outcome, RunRecord, Store, StoreError};
 use serde::Serialize;
 
 use crate::events::{format_bp, format_ms};
@@ -34,7 +34,9 @@ pub enum ReceiptError {
 #[derive(Debug, Serialize)]
 pub struct RunReceipt {
     pub run: RunRecord,
-    pub events: Vec<EventRecord>,
+    pub events: Vec<RunEvent>,
+    /// The config file the run used, as it read it.
+    pub config: Option<String>,
     pub measurements: Vec<MeasurementRecord>,
     /// The receipt files written beside run.json.
     pub files: Vec<String>,
@@ -45,13 +47,10 @@ pub struct RunReceipt {
 /// # Guarantees
 /// Idempotent: writing again replaces the files with the same content plus
 /// whatever the store learnt since.
-pub fn write(
-    store: &Store,
-    runs_dir: &Path,
-    run_id: &str,
-    config: &Config,
-) -> Result<PathBuf, ReceiptError> {
+pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, ReceiptError> {
     let run = store.run(run_id)?;
+    let recorded = store.run_config(run_id)?.unwrap_or_default();
+    let config = crate::engine::RunConfig::recorded(&recorded);
     let events = store.events(run_id)?;
     let measurements = store.measurements(run_id)?;
     let dir = runs_dir.join(run_id);
@@ -63,10 +62,17 @@ pub fn write(
 
     let mut files = vec![("deployment-log.md", deployment_log(&run, &events))];
     if !measurements.is_empty() {
+        let analysis = config
+            .as_ref()
+            .map(|c| c.config.analysis.clone())
+            .unwrap_or_default();
         files.push((
             "canary-analysis.md",
-            canary_analysis(&run, &measurements, config),
+            canary_analysis(&run, &measurements, &analysis),
         ));
+    }
+    if let Some(c) = &config {
+        files.push(("config.yaml", c.text.clone()));
     }
     if matches!(
         run.outcome,
@@ -84,6 +90,7 @@ pub fn write(
     let receipt = RunReceipt {
         run,
         events,
+        config: config.map(|c| c.text),
         measurements,
         files: files.iter().map(|(n, _)| (*n).to_owned()).collect(),
     };
@@ -138,17 +145,17 @@ fn header(out: &mut String, title: &str, run: &RunRecord) {
     out.push('\n');
 }
 
-fn deployment_log(run: &RunRecord, events: &[EventRecord]) -> String {
+fn deployment_log(run: &RunRecord, events: &[RunEvent]) -> String {
     let mut out = String::new();
     header(&mut out, "Deployment log", run);
-    out.push_str("## Timeline\n\n| time | since start | event | canary weight | what happened |\n|---|---|---|---|---|\n");
+    out.push_str("## Timeline\n\n| time | since start | event | new version's share | what happened |\n|---|---|---|---|---|\n");
     for e in events {
         let _ = writeln!(
             out,
             "| {} | +{} | {} | {} | {} |",
             format_ms(e.at_ms),
             elapsed(run.started_at_ms, e.at_ms),
-            e.kind,
+            e.event.kind(),
             e.weight_bp.map_or(String::new(), format_bp),
             cell(&e.message)
         );
@@ -156,8 +163,11 @@ fn deployment_log(run: &RunRecord, events: &[EventRecord]) -> String {
     out
 }
 
-fn canary_analysis(run: &RunRecord, measurements: &[MeasurementRecord], config: &Config) -> String {
-    let a = &config.analysis;
+fn canary_analysis(
+    run: &RunRecord,
+    measurements: &[MeasurementRecord],
+    a: &cutover_spec::AnalysisSpec,
+) -> String {
     let mut out = String::new();
     header(&mut out, "Canary analysis", run);
     let _ = writeln!(
@@ -170,7 +180,7 @@ fn canary_analysis(run: &RunRecord, measurements: &[MeasurementRecord], config: 
         a.inconclusive_limit
     );
     out.push_str(
-        "| window | time | step | weight | requests (canary / stable) | metric | stable | canary | limit | verdict |\n\
+        "| window | time | step | share | requests (canary / stable) | metric | stable | canary | limit | verdict |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (i, m) in measurements.iter().enumerate() {
@@ -218,7 +228,7 @@ fn canary_analysis(run: &RunRecord, measurements: &[MeasurementRecord], config: 
 
 fn rollback_log(
     run: &RunRecord,
-    events: &[EventRecord],
+    events: &[RunEvent],
     measurements: &[MeasurementRecord],
 ) -> String {
     let mut out = String::new();
@@ -233,16 +243,18 @@ fn rollback_log(
         .iter()
         .filter(|m| m.report.verdict == Verdict::Fail)
         .collect();
-    let health: Vec<_> = events.iter().filter(|e| e.kind == "health").collect();
+    let evidence = events.iter().filter(|e| {
+        matches!(
+            e.event,
+            Event::Unhealthy { .. }
+                | Event::StartFailed { .. }
+                | Event::Smoke { .. }
+                | Event::Command { .. }
+        )
+    });
     if failing.is_empty() {
-        out.push_str("No analysis window failed. Health and commands recorded:\n\n");
-        for e in health.iter().chain(
-            events
-                .iter()
-                .filter(|e| e.kind == "command")
-                .collect::<Vec<_>>()
-                .iter(),
-        ) {
+        out.push_str("No analysis window failed. Health, smoke checks and commands recorded:\n\n");
+        for e in evidence {
             let _ = writeln!(out, "- {} {}", format_ms(e.at_ms), e.message);
         }
         if let Some(last) = measurements.last() {
@@ -276,7 +288,7 @@ fn rollback_log(
     out.push_str("\n## Steps taken\n\n");
     let start = events
         .iter()
-        .position(|e| e.kind == "rollback")
+        .position(|e| matches!(e.event, Event::RollingBack { .. }))
         .unwrap_or(events.len().saturating_sub(1));
     for e in &events[start..] {
         let _ = writeln!(out, "1. {} {}", format_ms(e.at_ms), e.message);

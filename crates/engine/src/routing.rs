@@ -1,137 +1,187 @@
-//! Which versions get traffic and how much, derived from the releases' live health,
-//! and applied to the traffic layer as one [`Split`].
+//! Which releases get traffic and how much: the routing intent (a list of
+//! [`Route`]s) and the releases' live health make the [`Split`] the traffic layer
+//! applies, again whenever a release's ready instances change.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use cutover_api::{Role, Share, format_bp};
 use tokio::sync::watch;
 
-use crate::engine::{Inner, VersionStatus, lock};
-use crate::platform::{Release, ReleaseHealth};
-use crate::traffic::{Split, Target};
+use crate::engine::{Inner, lock};
+use crate::platform::ReleaseHealth;
+use crate::state::{Route, Weight};
+use crate::traffic::{Backend, Split};
 
-/// The routing intent: the split is computed from it and the ready instances.
+/// The routing intent and what it needs to become a split.
 #[derive(Default)]
 pub(crate) struct Routing {
-    pub(crate) stable: Option<Routed>,
-    pub(crate) canary: Option<Routed>,
-    /// The canary's share, in basis points; meaningless without a canary.
-    pub(crate) weight_bp: u16,
-}
-
-pub(crate) struct Routed {
-    pub(crate) version: String,
-    pub(crate) health: watch::Receiver<ReleaseHealth>,
-}
-
-impl Routed {
-    pub(crate) fn of(release: &dyn Release) -> Routed {
-        Routed {
-            version: release.version().to_owned(),
-            health: release.health(),
-        }
-    }
-
-    fn target(&self) -> Target {
-        Target {
-            version: self.version.clone(),
-            instances: self.health.borrow().ready.clone(),
-        }
-    }
-
-    fn status(&self) -> VersionStatus {
-        let h = self.health.borrow();
-        VersionStatus {
-            version: self.version.clone(),
-            ready_instances: h.ready.len(),
-            first_problem: h.problem.clone(),
-        }
-    }
+    pub(crate) routes: Vec<Route>,
+    pub(crate) sticky_cookie: Option<String>,
+    /// Each running release's health, by name.
+    pub(crate) health: HashMap<String, watch::Receiver<ReleaseHealth>>,
+    /// The split last applied.
+    pub(crate) applied: Split,
 }
 
 impl Routing {
-    pub(crate) fn stable_version(&self) -> Option<String> {
-        self.stable.as_ref().map(|r| r.version.clone())
-    }
-
-    fn weight(&self) -> u16 {
-        if self.canary.is_some() {
-            self.weight_bp
-        } else {
-            0
-        }
-    }
-
+    /// The split the intent means with the instances ready now.
+    ///
+    /// When no route with weight has a ready instance, the stable route takes the
+    /// traffic if it can: a failing canary or a weight of 0 never leaves requests
+    /// with nowhere to go while the stable version serves. A preview never gets
+    /// unpinned traffic.
     pub(crate) fn split(&self) -> Split {
+        let mut backends: Vec<Backend> = self
+            .routes
+            .iter()
+            .map(|r| {
+                let instances = self
+                    .health
+                    .get(&r.release)
+                    .map(|h| h.borrow().ready.clone())
+                    .unwrap_or_default();
+                let weight = match r.weight {
+                    Weight::Fixed(w) => w,
+                    Weight::PerReadyInstance => instances.len() as u32,
+                };
+                Backend {
+                    version: r.version.clone(),
+                    role: r.role,
+                    instances,
+                    weight,
+                }
+            })
+            .collect();
+        let served = backends
+            .iter()
+            .any(|b| b.weight > 0 && !b.instances.is_empty());
+        if !served
+            && let Some(stable) = backends
+                .iter_mut()
+                .find(|b| b.role == Role::Stable && !b.instances.is_empty())
+        {
+            stable.weight = 1;
+        }
         Split {
-            stable: self.stable.as_ref().map(Routed::target),
-            canary: self.canary.as_ref().map(Routed::target),
-            canary_weight_bp: self.weight(),
+            backends,
+            sticky_cookie: self.sticky_cookie.clone(),
         }
     }
 
-    pub(crate) fn status(&self) -> (Option<VersionStatus>, Option<VersionStatus>, u16) {
-        (
-            self.stable.as_ref().map(Routed::status),
-            self.canary.as_ref().map(Routed::status),
-            self.weight(),
-        )
+    pub(crate) fn stable_version(&self) -> Option<String> {
+        self.routes
+            .iter()
+            .find(|r| r.role == Role::Stable)
+            .map(|r| r.version.clone())
     }
 }
 
+/// Every backend's share of the split, for events and status.
+pub(crate) fn shares(split: &Split) -> Vec<Share> {
+    split
+        .backends
+        .iter()
+        .map(|b| Share {
+            version: b.version.clone(),
+            role: b.role,
+            weight_bp: split.share_bp(b.role),
+            ready: b.instances.len() as u32,
+        })
+        .collect()
+}
+
+/// `90% of traffic to v1 (stable), 10% to v2 (canary)`.
+pub(crate) fn describe(shares: &[Share]) -> String {
+    let parts: Vec<String> = shares
+        .iter()
+        .filter(|s| s.weight_bp > 0)
+        .map(|s| format!("{} to {} ({})", format_bp(s.weight_bp), s.version, s.role))
+        .collect();
+    let pinned: Vec<String> = shares
+        .iter()
+        .filter(|s| s.weight_bp == 0)
+        .map(|s| format!("{} ({})", s.version, s.role))
+        .collect();
+    let mut out = if parts.is_empty() {
+        "no traffic routed".to_owned()
+    } else {
+        format!("traffic: {}", parts.join(", "))
+    };
+    if !pinned.is_empty() {
+        out.push_str(&format!("; pinned requests only: {}", pinned.join(", ")));
+    }
+    out
+}
+
 impl Inner {
-    /// Changes the routing intent and applies the resulting split.
-    pub(crate) fn route(&self, change: impl FnOnce(&mut Routing)) {
+    /// Replaces the routing intent and applies the resulting split, which it returns.
+    pub(crate) fn set_routes(&self, routes: Vec<Route>, sticky_cookie: Option<String>) -> Split {
         let mut routing = lock(&self.routing);
-        change(&mut routing);
-        // Applied under the lock so two reroutes cannot overtake each other.
-        self.traffic.apply(&routing.split());
+        routing.routes = routes;
+        routing.sticky_cookie = sticky_cookie;
+        Self::apply(&self.traffic, &mut routing)
     }
 
-    /// Re-applies the split whenever the version's ready instances change, until the
+    /// Applies the split again from the releases' health now.
+    pub(crate) fn reroute(&self) -> Split {
+        Self::apply(&self.traffic, &mut lock(&self.routing))
+    }
+
+    fn apply(traffic: &Arc<dyn crate::traffic::Traffic>, routing: &mut Routing) -> Split {
+        let split = routing.split();
+        // Applied under the lock so two reroutes cannot overtake each other.
+        if split != routing.applied {
+            traffic.apply(&split);
+            routing.applied = split.clone();
+        }
+        split
+    }
+
+    /// The health of the running release `name`.
+    pub(crate) fn health_of(&self, name: &str) -> Option<watch::Receiver<ReleaseHealth>> {
+        lock(&self.routing).health.get(name).cloned()
+    }
+
+    /// The share of unpinned traffic on `version` (any role), in basis points.
+    pub(crate) fn share_of(&self, version: &str) -> u16 {
+        let routing = lock(&self.routing);
+        let split = &routing.applied;
+        let roles: Vec<Role> = split
+            .backends
+            .iter()
+            .filter(|b| b.version == version)
+            .map(|b| b.role)
+            .collect();
+        roles
+            .iter()
+            .map(|&r| split.share_bp(r))
+            .sum::<u16>()
+            .min(10_000)
+    }
+
+    pub(crate) fn stable_version(&self) -> Option<String> {
+        lock(&self.routing).stable_version()
+    }
+
+    /// Re-applies the split whenever a release's ready instances change, until the
     /// release stops reporting.
-    pub(crate) fn follow_health(self: &Arc<Self>, mut health: watch::Receiver<ReleaseHealth>) {
+    pub(crate) fn follow_health(
+        self: &Arc<Self>,
+        name: String,
+        mut health: watch::Receiver<ReleaseHealth>,
+    ) {
+        lock(&self.routing).health.insert(name, health.clone());
         let inner = Arc::downgrade(self);
         tokio::spawn(async move {
             while health.changed().await.is_ok() {
                 match inner.upgrade() {
-                    Some(inner) => inner.route(|_| {}),
+                    Some(inner) => {
+                        inner.reroute();
+                    }
                     None => break,
                 }
             }
-        });
-    }
-
-    /// Makes `release` the stable version with all traffic; returns the one it
-    /// replaced, which no longer gets any. `follow` is false for a promoted canary,
-    /// whose health is already followed.
-    pub(crate) async fn install_stable(
-        self: &Arc<Self>,
-        release: Box<dyn Release>,
-        follow: bool,
-    ) -> Option<Box<dyn Release>> {
-        let routed = Routed::of(&*release);
-        if follow {
-            self.follow_health(routed.health.clone());
-        }
-        let mut releases = self.releases.lock().await;
-        self.route(|r| {
-            r.stable = Some(routed);
-            r.canary = None;
-            r.weight_bp = 0;
-        });
-        releases.stable.replace(release)
-    }
-
-    /// Makes `release` the canary, at weight 0 until a step sets one.
-    pub(crate) async fn install_canary(self: &Arc<Self>, release: Box<dyn Release>) {
-        let routed = Routed::of(&*release);
-        self.follow_health(routed.health.clone());
-        // Owned before routed: nothing can drop a release that has a route.
-        let mut releases = self.releases.lock().await;
-        releases.canary = Some(release);
-        self.route(|r| {
-            r.canary = Some(routed);
-            r.weight_bp = 0;
         });
     }
 }

@@ -31,12 +31,13 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::ProxyOptions;
+use crate::endpoint::Endpoint;
 use crate::headers::{
     VERSION_HEADER, VERSION_HEADER_NAME, prepare_request_headers_from, set_version_header,
     strip_hop_by_hop,
 };
 use crate::response_body::ProxyBody;
-use crate::routes::{Backend, NoRoute, Role, Routes};
+use crate::routes::{Backend, NoRoute, Routes};
 use crate::stats::{InFlight, thread_index};
 use crate::upload::{Phase, RequestBody, Upload};
 
@@ -118,6 +119,11 @@ enum Routed {
     Answered(Response<ProxyBody>),
 }
 
+/// How often a request picks again when the instance it picked is being drained
+/// (it loaded the route table just before the drain's): the table it loads next no
+/// longer has that instance, so once is enough unless tables change very fast.
+const PICKS: usize = 3;
+
 /// Picks the version and sends it the request.
 fn route(
     shared: &Shared,
@@ -125,67 +131,109 @@ fn route(
     mut req: Request<Incoming>,
     span: &tracing::Span,
 ) -> Routed {
-    // A snapshot of the table: a concurrent `set_routes` affects the next request.
-    let routes = shared.routes.load_full();
     let pin = req.headers_mut().remove(VERSION_HEADER_NAME);
     let pin = match pin.as_ref().map(|v| v.to_str()) {
         Some(Ok(pin)) => Some(pin),
         Some(Err(_)) => Some("<not text>"),
         None => None,
     };
-    let (role, backend) = match routes.choose(pin) {
-        Ok(chosen) => chosen,
-        Err(NoRoute::NothingServing) => return Routed::Answered(nothing_serving()),
-        Err(NoRoute::PinnedAbsent { pinned, serving }) => {
-            return Routed::Answered(plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                &format!(
-                    "cutover: the request asked for version {pinned:?} ({VERSION_HEADER} header), \
-                     which is not serving; serving: {serving}\n"
-                ),
-            ));
-        }
-    };
-    let Some((index, instance)) = backend.next() else {
+    for _ in 0..PICKS {
+        // A snapshot of the table: a concurrent `set_routes` affects the next request.
+        let routes = shared.routes.load_full();
+        let sticky = routes
+            .sticky_cookie
+            .as_deref()
+            .and_then(|name| cookie(req.headers(), name));
+        let choice = match routes.choose(pin, sticky) {
+            Ok(choice) => choice,
+            Err(NoRoute::NothingServing) => return Routed::Answered(nothing_serving()),
+            Err(NoRoute::PinnedAbsent { pinned, serving }) => {
+                return Routed::Answered(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    &format!(
+                        "cutover: the request asked for version {pinned:?} ({VERSION_HEADER} header), \
+                         which is not serving; serving: {serving}\n"
+                    ),
+                ));
+            }
+        };
+        let Some(backend) = routes.backend(choice.index) else {
+            return Routed::Answered(nothing_serving());
+        };
         // `choose` only returns backends with instances.
-        return Routed::Answered(nothing_serving());
-    };
-    span.record("version", backend.version.as_str());
-    let (in_flight, started) = (backend.stats.start(), Instant::now());
-    match forward(shared, backend, (index, instance), client_ip, req, started) {
-        Ok((upload, request)) => Routed::Forwarding(Forwarding {
-            routes,
-            role,
-            instance,
-            in_flight,
-            started,
-            upload,
-            request,
-            limit: shared.response_timeout,
-        }),
-        // Not recorded: the in-flight guard is dropped unrecorded.
-        Err(e) => Routed::Answered(plain(
-            StatusCode::BAD_REQUEST,
-            Some(backend),
-            &format!("cutover: bad request target: {e}\n"),
-        )),
+        let Some(endpoint) = backend.next() else {
+            return Routed::Answered(nothing_serving());
+        };
+        // Marked in flight on the instance before anything is sent: a drain that
+        // began meanwhile either waits for this request, or this request sees it.
+        let Some(on_instance) = endpoint.enter() else {
+            continue;
+        };
+        span.record("version", backend.version.as_str());
+        let instance = endpoint.addr();
+        let (in_flight, started) = (backend.stats.start(on_instance), Instant::now());
+        let set_cookie = choice
+            .set_cookie
+            .then(|| sticky_cookie(routes.sticky_cookie.as_deref(), &backend.version))
+            .flatten();
+        return match forward(shared, endpoint, client_ip, req, started) {
+            Ok((upload, request)) => Routed::Forwarding(Forwarding {
+                index: choice.index,
+                routes,
+                instance,
+                set_cookie,
+                in_flight,
+                started,
+                upload,
+                request,
+                limit: shared.response_timeout,
+            }),
+            // Not recorded: the in-flight guard is dropped unrecorded.
+            Err(e) => Routed::Answered(plain(
+                StatusCode::BAD_REQUEST,
+                Some(backend),
+                &format!("cutover: bad request target: {e}\n"),
+            )),
+        };
     }
+    Routed::Answered(plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "cutover: every instance picked for this request was being drained; try again\n",
+    ))
 }
 
-/// Sends the request, which started at `started`, to `instance` of `backend`:
-/// returns the upload's state (`None` without a request body) and the upstream
-/// client's future.
+/// The value of cookie `name` in the request's `Cookie` headers, if any.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v.trim_matches('"'))
+        })
+}
+
+/// `Set-Cookie` for a client routed to `version` by a sticky table.
+fn sticky_cookie(name: Option<&str>, version: &str) -> Option<HeaderValue> {
+    let name = name?;
+    HeaderValue::from_str(&format!("{name}={version}; Path=/; HttpOnly; SameSite=Lax")).ok()
+}
+
+/// Sends the request, which started at `started`, to `endpoint`: returns the
+/// upload's state (`None` without a request body) and the upstream client's future.
 fn forward(
     shared: &Shared,
-    backend: &Backend,
-    (index, instance): (usize, SocketAddr),
+    endpoint: &Endpoint,
     client_ip: &Option<HeaderValue>,
     mut req: Request<Incoming>,
     started: Instant,
 ) -> Result<(Option<Arc<Upload>>, ResponseFuture), http::Error> {
     // Cannot fail for a path that hyper parsed; answered (400) rather than a panic.
-    let uri = upstream_uri(backend, (index, instance), std::mem::take(req.uri_mut()))?;
+    let uri = upstream_uri(endpoint, std::mem::take(req.uri_mut()))?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     prepare_request_headers_from(req.headers_mut(), client_ip);
@@ -200,10 +248,13 @@ fn forward(
 
 /// A request on its way to a version, until its response headers (or its failure).
 struct Forwarding {
-    /// The table the version was chosen from, and its role there.
+    /// The table the version was chosen from, and its position there.
     routes: Arc<Routes>,
-    role: Role,
+    index: usize,
     instance: SocketAddr,
+    /// The sticky cookie to set on the response, if the table is sticky and the
+    /// request was routed by weight.
+    set_cookie: Option<HeaderValue>,
     in_flight: InFlight,
     started: Instant,
     /// `None` for a request without a body.
@@ -241,8 +292,8 @@ impl Forwarding {
             }
         };
         let latency = self.started.elapsed();
-        let Some(backend) = self.routes.serving(self.role) else {
-            // The role was chosen from this very table, so it serves.
+        let Some(backend) = self.routes.backend(self.index) else {
+            // The backend was chosen from this very table, so it is there.
             return nothing_serving();
         };
         let (mut in_flight, instance) = (self.in_flight, self.instance);
@@ -254,6 +305,9 @@ impl Forwarding {
                 in_flight.record(parts.status.as_u16(), latency);
                 strip_hop_by_hop(&mut parts.headers);
                 set_version_header(&mut parts.headers, backend);
+                if let Some(cookie) = self.set_cookie {
+                    parts.headers.append(header::SET_COOKIE, cookie);
+                }
                 let body = ProxyBody::upstream(body, in_flight, span.clone());
                 return Response::from_parts(parts, body);
             }
@@ -337,17 +391,13 @@ impl Forwarding {
 }
 
 /// The upstream URI: `http://`, the instance, and the request's path and query.
-fn upstream_uri(
-    backend: &Backend,
-    (index, instance): (usize, SocketAddr),
-    request: Uri,
-) -> Result<Uri, http::Error> {
+fn upstream_uri(endpoint: &Endpoint, request: Uri) -> Result<Uri, http::Error> {
     let mut parts = request.into_parts();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(match backend.authority(index, instance) {
+    parts.authority = Some(match endpoint.authority() {
         Some(authority) => authority,
         // Cannot happen for a socket address; report it like any bad authority.
-        None => instance.to_string().try_into()?,
+        None => endpoint.addr().to_string().try_into()?,
     });
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
@@ -419,27 +469,41 @@ mod tests {
 
     #[test]
     fn upstream_uri_keeps_path_and_query_and_names_the_instance() {
-        let v4: SocketAddr = "127.0.0.1:8081".parse().unwrap();
-        let v6: SocketAddr = "[::1]:8082".parse().unwrap();
-        let b = Backend::new("v1", vec![v4, v6], crate::VersionStats::new());
-        let uri = |i: usize, addr: SocketAddr, target: &str| {
-            upstream_uri(&b, (i, addr), target.parse().unwrap())
+        let v4 = Endpoint::new("127.0.0.1:8081".parse().unwrap());
+        let v6 = Endpoint::new("[::1]:8082".parse().unwrap());
+        let uri = |e: &Endpoint, target: &str| {
+            upstream_uri(e, target.parse().unwrap())
                 .unwrap()
                 .to_string()
         };
         assert_eq!(
-            uri(0, v4, "/some/path?q=1&r"),
+            uri(&v4, "/some/path?q=1&r"),
             "http://127.0.0.1:8081/some/path?q=1&r"
         );
-        assert_eq!(uri(1, v6, "/"), "http://[::1]:8082/");
+        assert_eq!(uri(&v6, "/"), "http://[::1]:8082/");
         // Absolute form: the client's authority is replaced.
         assert_eq!(
-            uri(0, v4, "https://app.example/x?y"),
+            uri(&v4, "https://app.example/x?y"),
             "http://127.0.0.1:8081/x?y"
         );
         // Authority form has no path.
-        assert_eq!(uri(0, v4, "app.example:443"), "http://127.0.0.1:8081/");
-        // Not the cached instance at that position: made on the spot.
-        assert_eq!(uri(0, v6, "/z"), "http://[::1]:8082/z");
+        assert_eq!(uri(&v4, "app.example:443"), "http://127.0.0.1:8081/");
+    }
+
+    #[test]
+    fn the_sticky_cookie_is_found_among_others() {
+        let mut h = http::HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; cutover-shop=v2"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, "cutover-shop"), Some("v2"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "cutover"), None);
+        assert_eq!(
+            sticky_cookie(Some("cutover-shop"), "v2").unwrap(),
+            "cutover-shop=v2; Path=/; HttpOnly; SameSite=Lax"
+        );
     }
 }

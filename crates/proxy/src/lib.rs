@@ -1,8 +1,9 @@
 //! The traffic-splitting HTTP/1.1 reverse proxy in front of an app's versions, and
 //! the per-version measurements the engine judges a canary by.
 //!
-//! The proxy forwards each request to the stable or the canary version according to
-//! a [`Routes`] table the engine swaps atomically ([`Proxy::set_routes`]), streams
+//! The proxy forwards each request to one of the versions in a [`Routes`] table,
+//! a list of weighted backends (each a version in a role), which the engine swaps
+//! atomically ([`Proxy::set_routes`]), streams
 //! bodies both ways, names the serving version in an `x-cutover-version` response
 //! header, and records status and latency into that version's [`VersionStats`]
 //! (and, as an error, an upstream body that fails after the headers), from which
@@ -11,7 +12,9 @@
 //! its upload stalled) is answered 400 or 408 and not recorded at all, so a client
 //! cannot raise a version's error rate by breaking its own requests.
 //! A request may pin a version with the `x-cutover-version` request header
-//! (`stable`, `canary`, or the exact version string).
+//! (a role such as `stable` or `canary`, or the exact version string). Each
+//! instance is an [`Endpoint`] that counts its requests in flight, so one instance
+//! can be drained while the rest of its version serves on.
 //!
 //! This crate knows nothing of rollouts: it must not depend on the engine, the spec,
 //! the store, the platform or the server crates (only on `cutover-analysis` for the
@@ -25,11 +28,11 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let proxy = Proxy::bind("127.0.0.1:0".parse()?, ProxyOptions::default()).await?;
 //! let (v1, v2) = (VersionStats::new(), VersionStats::new());
-//! proxy.set_routes(Routes {
-//!     stable: Some(Backend::new("v1", vec!["127.0.0.1:8081".parse()?], v1.clone())),
-//!     canary: Some(Backend::new("v2", vec!["127.0.0.1:8082".parse()?], v2.clone())),
-//!     canary_weight: 500, // 5% to v2
-//! });
+//! proxy.set_routes(Routes::split(
+//!     Backend::new("v1", vec!["127.0.0.1:8081".parse()?], v1.clone()),
+//!     Backend::new("v2", vec!["127.0.0.1:8082".parse()?], v2.clone()),
+//!     500, // 5% to v2
+//! ));
 //! let start = v2.snapshot();
 //! // ... traffic flows to proxy.local_addr() for an analysis window ...
 //! let end = v2.snapshot();
@@ -43,8 +46,10 @@
 //! The tests exercise behaviour only: nothing in them is timed or benchmarked, and
 //! no assertion depends on how fast the machine is.
 
+mod endpoint;
 mod forward;
 mod headers;
+mod probe;
 mod response_body;
 mod routes;
 mod server;
@@ -59,7 +64,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+pub use endpoint::Endpoint;
 pub use headers::VERSION_HEADER;
+pub use probe::{PROBE_BODY_LIMIT, ProbeAnswer, probe};
 pub use routes::{Backend, FULL_WEIGHT, Routes};
 pub use stats::{Snapshot, VersionStats};
 

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use cutover_analysis::Sample;
 use hdrhistogram::Histogram;
-use tokio::sync::Notify;
-use tokio::time::Instant;
+
+use crate::endpoint::{EndpointGuard, Gauge};
 
 /// Number of shards. Threads are spread over them round-robin, so with a tokio
 /// worker per core, concurrent recorders rarely meet on the same mutex.
@@ -44,11 +44,7 @@ const MAX_MICROS: u64 = 60_000_000;
 pub struct VersionStats {
     requests: AtomicU64,
     errors: AtomicU64,
-    in_flight: AtomicUsize,
-    /// Tasks in [`VersionStats::wait_idle`]: the last in-flight guard only takes
-    /// `idle`'s lock to wake them when there are some.
-    idle_waiters: AtomicUsize,
-    idle: Notify,
+    in_flight: Gauge,
     /// Whether a [`crate::Backend`] was ever built over these stats.
     routed: AtomicBool,
     shards: [Mutex<Shard>; SHARDS],
@@ -202,9 +198,7 @@ impl VersionStats {
         Arc::new(VersionStats {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            idle_waiters: AtomicUsize::new(0),
-            idle: Notify::new(),
+            in_flight: Gauge::default(),
             routed: AtomicBool::new(false),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         })
@@ -282,36 +276,22 @@ impl VersionStats {
 
     /// Requests to this version whose response has not finished yet (body included).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        self.in_flight.get()
     }
 
     /// Waits until no request to this version is in flight, or `timeout` passes;
     /// returns true if idle.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        // Counted before the in-flight check below (both SeqCst, like the guard's
-        // decrement and its read of the count), so either this sees the last guard
-        // gone or that guard sees this waiter and notifies.
-        let _waiting = IdleWaiter::new(&self.idle_waiters);
-        loop {
-            let notified = self.idle.notified();
-            tokio::pin!(notified);
-            // Register before checking, so a guard dropped in between still wakes us.
-            notified.as_mut().enable();
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.in_flight() == 0;
-            }
-        }
+        self.in_flight.wait_idle(timeout).await
     }
 
-    /// Marks one request in flight until the returned guard is dropped.
-    pub(crate) fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    /// Marks one request in flight, to the instance `endpoint` holds, until the
+    /// returned guard is dropped.
+    pub(crate) fn start(self: &Arc<Self>, endpoint: EndpointGuard) -> InFlight {
+        self.in_flight.enter();
         InFlight {
             stats: Arc::clone(self),
+            _endpoint: endpoint,
             recorded: None,
         }
     }
@@ -334,22 +314,6 @@ struct Recorded {
     is_error: bool,
 }
 
-/// One task in [`VersionStats::wait_idle`], counted while it waits.
-struct IdleWaiter<'a>(&'a AtomicUsize);
-
-impl<'a> IdleWaiter<'a> {
-    fn new(waiters: &'a AtomicUsize) -> IdleWaiter<'a> {
-        waiters.fetch_add(1, Ordering::SeqCst);
-        IdleWaiter(waiters)
-    }
-}
-
-impl Drop for IdleWaiter<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl fmt::Debug for VersionStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (requests, errors) = self.totals();
@@ -364,6 +328,8 @@ impl fmt::Debug for VersionStats {
 /// One request in flight to a version; dropping it ends the request.
 pub(crate) struct InFlight {
     stats: Arc<VersionStats>,
+    /// Ends the request on its instance too, after the version (fields drop in order).
+    _endpoint: EndpointGuard,
     /// Where its response was recorded, once it was.
     recorded: Option<Recorded>,
 }
@@ -386,11 +352,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.stats.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.stats.idle_waiters.load(Ordering::SeqCst) > 0
-        {
-            self.stats.idle.notify_waiters();
-        }
+        self.stats.in_flight.leave();
     }
 }
 
@@ -399,6 +361,12 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// A request in flight to `stats`, on an instance of its own.
+    fn in_flight(stats: &Arc<VersionStats>) -> InFlight {
+        let endpoint = crate::endpoint::Endpoint::new("127.0.0.1:1".parse().unwrap());
+        stats.start(endpoint.enter().expect("a fresh endpoint is not retired"))
+    }
 
     /// Asserts `actual` is within 2% of `expected`.
     fn about(actual: Option<Duration>, expected: Duration) {
@@ -571,7 +539,7 @@ mod tests {
         let start = stats.snapshot();
 
         // A 200 whose body fails: one request, one error.
-        let mut ok = stats.start();
+        let mut ok = in_flight(&stats);
         ok.record(200, 5 * MS);
         assert_eq!(stats.totals(), (1, 0));
         ok.body_failed();
@@ -579,13 +547,13 @@ mod tests {
         assert_eq!(stats.in_flight(), 0);
 
         // A 503 whose body fails was already an error: not counted twice.
-        let mut failed = stats.start();
+        let mut failed = in_flight(&stats);
         failed.record(503, 5 * MS);
         failed.body_failed();
         assert_eq!(stats.totals(), (2, 2));
 
         // A body that ends normally adds nothing.
-        let mut fine = stats.start();
+        let mut fine = in_flight(&stats);
         fine.record(200, 5 * MS);
         drop(fine);
         assert_eq!(stats.totals(), (3, 2));
@@ -599,9 +567,9 @@ mod tests {
     fn a_body_failing_in_a_later_window_never_exceeds_its_requests() {
         let stats = VersionStats::new();
         let start = stats.snapshot();
-        let mut a = stats.start();
+        let mut a = in_flight(&stats);
         a.record(200, MS);
-        let mut b = stats.start();
+        let mut b = in_flight(&stats);
         b.record(200, MS);
         let middle = stats.snapshot();
         // Both bodies fail in the next window, which has one request of its own.
@@ -620,7 +588,7 @@ mod tests {
         assert_eq!((end.requests(), end.errors()), (3, 2));
 
         // A window without requests reports no errors either.
-        let mut c = stats.start();
+        let mut c = in_flight(&stats);
         c.record(200, MS);
         let before = stats.snapshot();
         c.body_failed();
@@ -632,7 +600,7 @@ mod tests {
     #[test]
     fn an_unrecorded_request_whose_body_fails_counts_nothing() {
         let stats = VersionStats::new();
-        stats.start().body_failed();
+        in_flight(&stats).body_failed();
         assert_eq!(stats.totals(), (0, 0));
         assert_eq!(stats.in_flight(), 0);
     }
@@ -641,8 +609,8 @@ mod tests {
     async fn wait_idle_wakes_when_the_last_guard_drops() {
         let stats = VersionStats::new();
         assert!(stats.wait_idle(Duration::ZERO).await);
-        let a = stats.start();
-        let b = stats.start();
+        let a = in_flight(&stats);
+        let b = in_flight(&stats);
         assert_eq!(stats.in_flight(), 2);
         assert!(!stats.wait_idle(Duration::from_secs(1)).await);
         let waiter = tokio::spawn({

@@ -31,11 +31,7 @@ async fn two_versions(weight: u16) -> Result<(Proxy, Backend, Backend)> {
     let proxy = bind().await?;
     let stable = backend("v1", &[named("one").await?]);
     let canary = backend("v2", &[named("two").await?]);
-    proxy.set_routes(Routes {
-        stable: Some(stable.clone()),
-        canary: Some(canary.clone()),
-        canary_weight: weight,
-    });
+    proxy.set_routes(Routes::split(stable.clone(), canary.clone(), weight));
     Ok((proxy, stable, canary))
 }
 
@@ -110,7 +106,7 @@ async fn new_routes_apply_to_the_next_request_and_not_to_one_in_flight() -> Resu
     assert_eq!(v1.stats.in_flight(), 1);
 
     proxy.set_routes(Routes::stable_only(v2.clone()));
-    assert_eq!(proxy.routes().stable.as_ref().unwrap().version, "v2");
+    assert_eq!(proxy.routes().backends[0].version, "v2");
     let next = get(&client(), &proxy, &[]).await?;
     assert_eq!((next.version(), next.body.as_str()), ("v2", "two"));
 
@@ -119,6 +115,57 @@ async fn new_routes_apply_to_the_next_request_and_not_to_one_in_flight() -> Resu
     assert_eq!((first.version(), first.body.as_str()), ("v1", "one"));
     assert!(v1.stats.wait_idle(PATIENCE).await);
     assert_eq!((v1.stats.totals().0, v2.stats.totals().0), (1, 1));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_drained_instance_gets_no_request_even_from_a_stale_route_table() -> Result<()> {
+    // The table still lists instance "a" (as one loaded just before the engine's
+    // swap would): once "a" is drained, every request goes to "b" all the same.
+    let (proxy, v1) = proxy_to_v1(&[named("a").await?, named("b").await?]).await?;
+    let a = &v1.endpoints()[0];
+    assert!(a.drain(PATIENCE).await, "nothing was in flight");
+    let client = client();
+    for _ in 0..10 {
+        let answer = get(&client, &proxy, &[]).await?;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "b"));
+    }
+    assert_eq!(a.in_flight(), 0);
+
+    // With every instance drained, the request is refused rather than sent.
+    assert!(v1.endpoints()[1].drain(PATIENCE).await);
+    let answer = get(&client, &proxy, &[]).await?;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.body.contains("being drained"), "{}", answer.body);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sticky_table_sets_its_cookie_and_honours_it() -> Result<()> {
+    let proxy = bind().await?;
+    let mut routes = Routes::split(
+        backend("v1", &[named("one").await?]),
+        backend("v2", &[named("two").await?]),
+        5_000,
+    );
+    routes.sticky_cookie = Some("cutover-shop".into());
+    proxy.set_routes(routes);
+    let client = client();
+    let first = get(&client, &proxy, &[]).await?;
+    let cookie = first.headers["set-cookie"].to_str()?.to_owned();
+    let version = first.version().to_owned();
+    assert!(
+        cookie.starts_with(&format!("cutover-shop={version};")),
+        "{cookie}"
+    );
+    let sent = format!("cutover-shop={version}");
+    for _ in 0..30 {
+        let again = get(&client, &proxy, &[("cookie", sent.as_str())]).await?;
+        assert_eq!(again.version(), version);
+        assert!(!again.headers.contains_key("set-cookie"));
+    }
     proxy.shutdown().await;
     Ok(())
 }
@@ -145,11 +192,11 @@ async fn pin_header_forces_a_version_and_is_not_forwarded() -> Result<()> {
     let (one, two) = (echo().await?, echo().await?);
     let client = client();
 
-    proxy.set_routes(Routes {
-        stable: Some(backend("v1.4.0", &[one])),
-        canary: Some(backend("v1.5.0", &[two])),
-        canary_weight: 0,
-    });
+    proxy.set_routes(Routes::split(
+        backend("v1.4.0", &[one]),
+        backend("v1.5.0", &[two]),
+        0,
+    ));
     for _ in 0..5 {
         let answer = get(&client, &proxy, &[("x-cutover-version", "canary")]).await?;
         assert_eq!(
@@ -165,11 +212,11 @@ async fn pin_header_forces_a_version_and_is_not_forwarded() -> Result<()> {
     let answer = get(&client, &proxy, &[("x-cutover-version", "v1.5.0")]).await?;
     assert_eq!(answer.version(), "v1.5.0");
 
-    proxy.set_routes(Routes {
-        stable: Some(backend("v1.4.0", &[one])),
-        canary: Some(backend("v1.5.0", &[two])),
-        canary_weight: 10_000,
-    });
+    proxy.set_routes(Routes::split(
+        backend("v1.4.0", &[one]),
+        backend("v1.5.0", &[two]),
+        10_000,
+    ));
     for pin in ["stable", "v1.4.0"] {
         let answer = get(&client, &proxy, &[("x-cutover-version", pin)]).await?;
         assert_eq!(
@@ -209,12 +256,23 @@ async fn no_routes_means_503() -> Result<()> {
         get(&client(), &proxy, &[]).await?.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    proxy.set_routes(Routes {
-        stable: Some(backend("v1", &[named("one").await?])),
-        canary: Some(backend("v2", &[])),
-        canary_weight: 10_000,
-    });
+    proxy.set_routes(Routes::split(
+        backend("v1", &[named("one").await?]),
+        backend("v2", &[]),
+        5_000,
+    ));
     assert_eq!(get(&client(), &proxy, &[]).await?.version(), "v1");
+    // Weight 0 is only for pinned requests, even when nothing else serves: the
+    // engine, not the proxy, decides where traffic falls back to.
+    proxy.set_routes(Routes::split(
+        backend("v1", &[named("one").await?]),
+        backend("v2", &[]),
+        10_000,
+    ));
+    assert_eq!(
+        get(&client(), &proxy, &[]).await?.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     proxy.shutdown().await;
     Ok(())
 }
@@ -630,11 +688,7 @@ async fn upload_cut_off(drop_it: bool) -> Result<String> {
     let (two, mut two_reports) = body_reader().await?;
     let proxy = bind().await?;
     let (v1, v2) = (backend("v1", &[one]), backend("v2", &[two]));
-    proxy.set_routes(Routes {
-        stable: Some(v1.clone()),
-        canary: Some(v2.clone()),
-        canary_weight: 5_000,
-    });
+    proxy.set_routes(Routes::split(v1.clone(), v2.clone(), 5_000));
 
     let mut stream = raw_request(
         &proxy,

@@ -15,13 +15,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use cutover_api::{
+    DeployRequest, ErrorBody, RollbackRequest, RunEvent, Status, Steered, TrafficTotals,
+};
 use cutover_engine::events::error_chain;
-use cutover_engine::{Engine, EngineError, RunEvent, receipts};
-use cutover_store::{OUTCOME_EVENT, StoreError};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use cutover_engine::{Engine, EngineError, RunConfig, receipts};
+use cutover_store::StoreError;
+use serde::Deserialize;
 use tokio::sync::broadcast;
 
+use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
 use crate::traffic::ProxyTraffic;
 
@@ -30,6 +33,7 @@ pub(crate) struct AppState {
     pub engine: Engine,
     pub traffic: Arc<ProxyTraffic>,
     pub info: DaemonInfo,
+    pub config: Arc<ConfigSource>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -39,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/promote", post(promote))
         .route("/api/v1/abort", post(abort))
         .route("/api/v1/rollback", post(rollback))
+        .route("/api/v1/config", get(config_check))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/runs/{id}/events", get(events))
@@ -52,14 +57,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The body of `POST /api/v1/deploy`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployRequest {
-    /// The version to roll out, substituted for `${VERSION}` in the command.
-    pub version: String,
-}
-
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
@@ -69,7 +66,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -80,11 +81,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": self.message, "code": self.code })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: self.message,
+            code: self.code.to_owned(),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -98,6 +99,7 @@ impl From<EngineError> for ApiError {
             EngineError::TooLate { .. } => (StatusCode::CONFLICT, "too_late"),
             EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             EngineError::NothingToRollBack => (StatusCode::CONFLICT, "nothing_to_roll_back"),
+            EngineError::NeverPromoted { .. } => (StatusCode::CONFLICT, "never_promoted"),
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
         };
         let message = match &e {
@@ -121,57 +123,99 @@ impl From<StoreError> for ApiError {
     }
 }
 
-async fn status(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let status = s.engine.status();
-    let traffic: Vec<_> = s
+async fn status(State(s): State<AppState>) -> Json<Status> {
+    let app = s.engine.status().await;
+    let traffic = s
         .traffic
         .totals()
         .into_iter()
-        .map(|(version, requests, errors)| json!({ "version": version, "requests": requests, "errors_5xx": errors }))
+        .map(|(version, requests, errors_5xx)| TrafficTotals {
+            version,
+            requests,
+            errors_5xx,
+        })
         .collect();
-    Json(json!({
-        "app": status.app,
-        "proxy": s.info.proxy.to_string(),
-        "api": s.info.api.to_string(),
-        "pid": s.info.pid,
-        "stable": status.stable,
-        "canary": status.canary,
-        "canary_weight": status.canary_weight,
-        "active_run": status.active_run,
-        "traffic": traffic,
-    }))
+    Json(Status {
+        app: app.app,
+        proxy: s.info.proxy.to_string(),
+        api: s.info.api.to_string(),
+        pid: s.info.pid,
+        stable: app.stable,
+        backends: app.backends,
+        active_run: app.active_run,
+        traffic,
+    })
+}
+
+fn bad_body(rejection: &JsonRejection, example: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+        format!(
+            "{}; expected a JSON body like {example}",
+            rejection.body_text()
+        ),
+    )
+}
+
+/// The config file as it is now, for the run about to start.
+fn run_config(s: &AppState) -> Result<RunConfig, ApiError> {
+    s.config.load().map_err(|e| {
+        let code = if e.restart_needed {
+            "restart_needed"
+        } else {
+            "invalid_config"
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.message)
+    })
 }
 
 async fn deploy(
     State(s): State<AppState>,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(req) = body.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!(
-                "{}; expected a JSON body like {{\"version\": \"v2\"}}",
-                rejection.body_text()
-            ),
-        )
-    })?;
-    let started = s.engine.deploy(&req.version)?;
+    let Json(req) = body.map_err(|r| bad_body(&r, r#"{"version": "v2"}"#))?;
+    if !cutover_engine::is_valid_version(&req.version) {
+        return Err(EngineError::InvalidVersion(req.version).into());
+    }
+    let config = run_config(&s)?;
+    let started = s.engine.deploy(&req.version, config)?;
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-async fn promote(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(json!({ "run_id": s.engine.promote()? })))
+async fn promote(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
+    Ok(Json(Steered {
+        run_id: s.engine.promote()?,
+    }))
 }
 
-async fn abort(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(
-        json!({ "run_id": s.engine.abort("a person (cutover abort)")? }),
+async fn abort(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
+    Ok(Json(Steered {
+        run_id: s.engine.abort("a person (cutover abort)")?,
+    }))
+}
+
+async fn rollback(
+    State(s): State<AppState>,
+    body: Result<Json<RollbackRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    // An empty body is a plain rollback.
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(JsonRejection::MissingJsonContentType(_)) => RollbackRequest::default(),
+        Err(r) => return Err(bad_body(&r, r#"{} or {"to": "v1"}"#)),
+    };
+    let config = run_config(&s)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.engine.rollback(req.to.as_deref(), config)?),
     ))
 }
 
-async fn rollback(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(s.engine.rollback()?)))
+/// What the config file says now, against what the daemon runs with: whether the
+/// next run could use it, and what would change.
+async fn config_check(State(s): State<AppState>) -> Json<crate::config::ConfigCheck> {
+    Json(s.config.check(&s.engine.config()))
 }
 
 #[derive(Deserialize)]
@@ -183,7 +227,7 @@ struct RunsQuery {
 async fn runs(
     State(s): State<AppState>,
     query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Vec<cutover_api::RunRecord>>, ApiError> {
     let Query(q) = query.map_err(|r| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -194,22 +238,26 @@ async fn runs(
     let runs = s
         .engine
         .store()
-        .runs(&s.engine.config().app, q.limit.unwrap_or(20).min(1000))?;
-    Ok(Json(json!(runs)))
+        .runs(&s.info.app, q.limit.unwrap_or(20).min(1000))?;
+    Ok(Json(runs))
 }
 
 async fn run(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<receipts::RunReceipt>, ApiError> {
     let store = s.engine.store();
     let receipt = receipts::RunReceipt {
         run: store.run(&id)?,
         events: store.events(&id)?,
+        config: store
+            .run_config(&id)?
+            .as_deref()
+            .and_then(cutover_engine::recorded_config_text),
         measurements: store.measurements(&id)?,
         files: Vec::new(),
     };
-    Ok(Json(json!(receipt)))
+    Ok(Json(receipt))
 }
 
 /// The run's events as JSON lines: the ones already recorded, then live ones, until
@@ -282,8 +330,8 @@ impl RunEvents {
     }
 
     /// Queues the recorded events after the last one delivered, then the run's
-    /// final event if the store could not record it. The final event is marked
-    /// with the run's outcome, recorded in the same transaction. A store that
+    /// final event if the store could not record it (the store marks the final
+    /// event with the run's outcome, recorded in the same transaction). A store that
     /// fails to answer is asked again a few times before the stream goes on
     /// without what it holds.
     async fn refill(&mut self) {
@@ -292,18 +340,7 @@ impl RunEvents {
         for attempt in 1..=4 {
             match store.events_after(&self.run_id, self.last_seq) {
                 Ok(records) => {
-                    for record in records {
-                        let outcome = if record.kind == OUTCOME_EVENT {
-                            store.run(&self.run_id).ok().and_then(|r| r.outcome)
-                        } else {
-                            None
-                        };
-                        self.pending.push_back(RunEvent::from_record(
-                            &self.run_id,
-                            record,
-                            outcome,
-                        ));
-                    }
+                    self.pending.extend(records);
                     break;
                 }
                 Err(e) => {

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cutover_engine::Engine;
+use cutover_engine::platform::Platform;
+use cutover_engine::{Engine, EngineParts, PlatformFactory, RunConfig};
 use cutover_platform::LocalPlatform;
 use cutover_proxy::{Proxy, ProxyOptions};
 use cutover_spec::Config;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api;
+use crate::config::{ConfigSource, preview_listen};
 use crate::traffic::ProxyTraffic;
 
 /// Why the daemon could not start. Nothing is left running when it fails.
@@ -104,6 +106,21 @@ impl DaemonInfo {
     }
 }
 
+/// Local processes, as each run's config says.
+struct LocalPlatforms {
+    log_dir: PathBuf,
+}
+
+impl PlatformFactory for LocalPlatforms {
+    fn platform(&self, config: &Config) -> Arc<dyn Platform> {
+        Arc::new(LocalPlatform::new(
+            config.platform.local().clone(),
+            config.health.clone(),
+            self.log_dir.clone(),
+        ))
+    }
+}
+
 /// How long open API connections get to finish when the daemon stops.
 const API_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -150,7 +167,8 @@ impl Daemon {
     ///
     /// # Errors
     /// See [`ServeError`]; on error nothing is left listening or running.
-    pub async fn start(config: Config, api: SocketAddr) -> Result<Daemon, ServeError> {
+    pub async fn start(run_config: RunConfig, api: SocketAddr) -> Result<Daemon, ServeError> {
+        let config = run_config.config.clone();
         let state_dir = config.state_dir.clone();
         let dir_error = |source| ServeError::StateDir {
             path: state_dir.clone(),
@@ -187,7 +205,17 @@ impl Daemon {
 
         let store = Arc::new(Store::open(&state_dir.join("cutover.db"))?);
         let proxy = Proxy::bind(config.listen, ProxyOptions::default()).await?;
-        let traffic = Arc::new(ProxyTraffic::new(proxy.clone()));
+        let preview = match preview_listen(&config) {
+            Some(addr) => match Proxy::bind(addr, ProxyOptions::default()).await {
+                Ok(preview) => Some(preview),
+                Err(e) => {
+                    proxy.shutdown().await;
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
+        let traffic = Arc::new(ProxyTraffic::new(proxy.clone(), preview));
         let listener = match TcpListener::bind(api).await {
             Ok(l) => l,
             Err(source) => {
@@ -202,19 +230,21 @@ impl Daemon {
                 return Err(ServeError::Api { addr: api, source });
             }
         };
-        let platform = LocalPlatform::new(
-            config.platform.local().clone(),
-            config.health.clone(),
-            state_dir.join("logs"),
-        );
-        let engine = Engine::new(
-            config.clone(),
+        let platforms = Arc::new(LocalPlatforms {
+            log_dir: state_dir.join("logs"),
+        });
+        let platform = platforms.platform(&config);
+        let config_source = Arc::new(ConfigSource::new(&run_config));
+        let engine = Engine::new(EngineParts {
+            config: run_config,
             store,
-            Arc::new(platform),
-            traffic.clone(),
-            traffic.clone(),
-            state_dir.join("runs"),
-        );
+            platforms,
+            platform,
+            traffic: traffic.clone(),
+            metrics: traffic.clone(),
+            prober: traffic.clone(),
+            runs_dir: state_dir.join("runs"),
+        });
         if let Err(e) = engine.recover().await {
             engine.stop_serving().await;
             proxy.shutdown().await;
@@ -237,6 +267,7 @@ impl Daemon {
             engine: engine.clone(),
             traffic: traffic.clone(),
             info: info.clone(),
+            config: config_source,
         });
         let api_task = tokio::spawn(async move {
             let shutdown = async move {
@@ -317,6 +348,9 @@ impl Daemon {
             api_task.abort();
         }
         self.traffic.proxy().shutdown().await;
+        if let Some(preview) = self.traffic.preview() {
+            preview.shutdown().await;
+        }
         self.engine.stop_serving().await;
         // Belt and braces: anything that could not be stopped in order.
         cutover_platform::kill_all_children();

@@ -5,7 +5,7 @@
 //! through its traits (see [`traffic::ProxyTraffic`]).
 //!
 //! ```no_run
-//! # async fn f(config: cutover_spec::Config) -> Result<(), cutover_server::ServeError> {
+//! # async fn f(config: cutover_engine::RunConfig) -> Result<(), cutover_server::ServeError> {
 //! let daemon = cutover_server::Daemon::start(config, "127.0.0.1:0".parse().unwrap()).await?;
 //! println!("API on {}", daemon.api_addr());
 //! daemon.run_until_signal().await;
@@ -13,8 +13,9 @@
 //! ```
 
 mod api;
+pub mod config;
 mod daemon;
 pub mod traffic;
 
-pub use api::{ApiError, DeployRequest};
+pub use api::ApiError;
 pub use daemon::{Daemon, DaemonInfo, ServeError};

@@ -1,30 +1,48 @@
-//! The built-in proxy behind the engine's [`Traffic`] and [`MetricsSource`] traits.
+//! The built-in proxy behind the engine's [`Traffic`], [`MetricsSource`] and
+//! [`Prober`] traits.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_analysis::Sample;
-use cutover_engine::traffic::{MetricsCursor, MetricsSource, Split, Target, Traffic};
-use cutover_proxy::{Backend, Proxy, Routes, Snapshot, VersionStats};
+use cutover_api::SmokeResult;
+use cutover_engine::traffic::{self, MetricsCursor, MetricsSource, Prober, Role, Split, Traffic};
+use cutover_proxy::{Backend, Endpoint, Proxy, Routes, Snapshot, VERSION_HEADER, VersionStats};
+use cutover_spec::SmokeCheck;
 
-/// The proxy, with one [`VersionStats`] per version it ever routed to, kept across
-/// route changes so a version's measurements do not reset when its weight moves.
+/// The proxy, with one [`VersionStats`] per version and role it ever routed to,
+/// kept across route changes so measurements do not reset when a weight moves, and
+/// one [`Endpoint`] per instance, so a drain sees every request to it whichever
+/// route table the request was routed by.
 pub struct ProxyTraffic {
     proxy: Proxy,
-    stats: Mutex<HashMap<String, Arc<VersionStats>>>,
-    /// The backend last built per version: reused while its instances are the same,
-    /// so a weight change does not restart its round-robin.
-    backends: Mutex<HashMap<String, Backend>>,
+    /// Blue-green's preview address: every request there goes to the preview.
+    preview: Option<Proxy>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    stats: HashMap<(String, Role), Arc<VersionStats>>,
+    /// The backend last built per version and role: reused while its instances are
+    /// the same, so a weight change does not restart its round-robin.
+    backends: HashMap<(String, Role), Backend>,
+    /// The instances of the current split.
+    endpoints: HashMap<SocketAddr, Arc<Endpoint>>,
+    /// Instances taken out of the split that an older route table, a request in
+    /// flight or a drain may still hold; forgotten once nothing else does.
+    leaving: HashMap<SocketAddr, Arc<Endpoint>>,
 }
 
 impl ProxyTraffic {
-    pub fn new(proxy: Proxy) -> ProxyTraffic {
+    pub fn new(proxy: Proxy, preview: Option<Proxy>) -> ProxyTraffic {
         ProxyTraffic {
             proxy,
-            stats: Mutex::new(HashMap::new()),
-            backends: Mutex::new(HashMap::new()),
+            preview,
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -32,60 +50,147 @@ impl ProxyTraffic {
         &self.proxy
     }
 
-    fn stats(&self, version: &str) -> Arc<VersionStats> {
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        stats
-            .entry(version.to_owned())
-            .or_insert_with(VersionStats::new)
-            .clone()
+    /// The preview proxy, if one listens.
+    pub fn preview(&self) -> Option<&Proxy> {
+        self.preview.as_ref()
     }
 
-    fn backend(&self, target: &Target) -> Backend {
-        let mut backends = self.backends.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = backends.get(&target.version)
-            && b.instances == target.instances
-        {
-            return b.clone();
-        }
-        let b = Backend::new(
-            target.version.clone(),
-            target.instances.clone(),
-            self.stats(&target.version),
-        );
-        backends.insert(target.version.clone(), b.clone());
-        b
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Requests and failed responses per version since the daemon started.
+    /// Requests and failed responses per version (all roles) since the daemon started.
     pub fn totals(&self) -> Vec<(String, u64, u64)> {
-        let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<_> = stats
-            .iter()
-            .map(|(v, s)| (v.clone(), s.totals().0, s.totals().1))
+        let mut per_version: HashMap<String, (u64, u64)> = HashMap::new();
+        for ((version, _), stats) in &self.state().stats {
+            let (requests, errors) = stats.totals();
+            let t = per_version.entry(version.clone()).or_default();
+            t.0 += requests;
+            t.1 += errors;
+        }
+        let mut out: Vec<_> = per_version
+            .into_iter()
+            .map(|(v, (requests, errors))| (v, requests, errors))
             .collect();
         out.sort();
         out
     }
 }
 
+impl State {
+    fn stats(&mut self, version: &str, role: Role) -> Arc<VersionStats> {
+        self.stats
+            .entry((version.to_owned(), role))
+            .or_insert_with(VersionStats::new)
+            .clone()
+    }
+
+    /// The endpoint of `addr`: the one already routed to or leaving, unless it
+    /// was drained (a later instance on the same port is a new one).
+    fn endpoint(&mut self, addr: SocketAddr) -> Arc<Endpoint> {
+        let known = self.endpoints.get(&addr).or(self.leaving.get(&addr));
+        let e = match known {
+            Some(e) if !e.is_retired() => e.clone(),
+            _ => Endpoint::new(addr),
+        };
+        self.leaving.remove(&addr);
+        self.endpoints.insert(addr, e.clone());
+        e
+    }
+
+    fn backend(&mut self, target: &traffic::Backend) -> Backend {
+        let key = (target.version.clone(), target.role);
+        let endpoints: Vec<_> = target
+            .instances
+            .iter()
+            .map(|&addr| self.endpoint(addr))
+            .collect();
+        if let Some(b) = self.backends.get(&key)
+            && b.endpoints().len() == endpoints.len()
+            && b.endpoints()
+                .iter()
+                .zip(&endpoints)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return b.clone().weight(target.weight);
+        }
+        let stats = self.stats(&target.version, target.role);
+        let b = Backend::with_endpoints(target.version.clone(), endpoints, stats)
+            .role(target.role.as_str());
+        self.backends.insert(key, b.clone());
+        b.weight(target.weight)
+    }
+}
+
 #[async_trait]
 impl Traffic for ProxyTraffic {
     fn apply(&self, split: &Split) {
-        self.proxy.set_routes(Routes {
-            stable: split.stable.as_ref().map(|t| self.backend(t)),
-            canary: split.canary.as_ref().map(|t| self.backend(t)),
-            canary_weight: split.canary_weight_bp,
+        let mut state = self.state();
+        let routes = Routes {
+            backends: split.backends.iter().map(|b| state.backend(b)).collect(),
+            sticky_cookie: split.sticky_cookie.clone(),
+        };
+        // Instances no longer routed to are kept for their drain while anything
+        // else still holds them: a request that loaded an older table can only
+        // reach an instance through that table's endpoint, so one nothing holds
+        // any more can never be reached again, and a drain has nothing to wait for.
+        let routed: Vec<SocketAddr> = split
+            .backends
+            .iter()
+            .flat_map(|b| b.instances.iter().copied())
+            .collect();
+        let left: Vec<SocketAddr> = (state.endpoints.keys())
+            .filter(|addr| !routed.contains(addr))
+            .copied()
+            .collect();
+        for addr in left {
+            if let Some(e) = state.endpoints.remove(&addr) {
+                state.leaving.insert(addr, e);
+            }
+        }
+        state.leaving.retain(|_, e| Arc::strong_count(e) > 1);
+        state.backends.retain(|(version, role), _| {
+            split
+                .backends
+                .iter()
+                .any(|b| b.version == *version && b.role == *role)
         });
+        // Under the lock, so two applies cannot overtake each other.
+        if let Some(preview) = &self.preview {
+            let previews = routes
+                .backends
+                .iter()
+                .filter(|b| b.role == Role::Preview.as_str())
+                .map(|b| b.clone().weight(1))
+                .collect();
+            preview.set_routes(Routes {
+                backends: previews,
+                sticky_cookie: None,
+            });
+        }
+        self.proxy.set_routes(routes);
     }
 
-    async fn drain(&self, version: &str, timeout: Duration) -> bool {
-        self.stats(version).wait_idle(timeout).await
+    async fn drain(&self, instances: &[SocketAddr], timeout: Duration) -> bool {
+        let endpoints: Vec<Arc<Endpoint>> = {
+            let state = self.state();
+            instances
+                .iter()
+                .filter_map(|addr| state.endpoints.get(addr).or(state.leaving.get(addr)))
+                .cloned()
+                .collect()
+        };
+        let drains = endpoints.iter().map(|e| e.drain(timeout));
+        futures_util::future::join_all(drains)
+            .await
+            .into_iter()
+            .all(|drained| drained)
     }
 }
 
 impl MetricsSource for ProxyTraffic {
-    fn cursor(&self, version: &str) -> Box<dyn MetricsCursor> {
-        let stats = self.stats(version);
+    fn cursor(&self, version: &str, role: Role) -> Box<dyn MetricsCursor> {
+        let stats = self.state().stats(version, role);
         let last = stats.snapshot();
         Box::new(ProxyCursor { stats, last })
     }
@@ -105,3 +210,71 @@ impl MetricsCursor for ProxyCursor {
         window
     }
 }
+
+/// Smoke checks go through the proxy itself, pinned to the role, so they reach
+/// the version as clients would and are measured like any request.
+#[async_trait]
+impl Prober for ProxyTraffic {
+    async fn probe(&self, check: &SmokeCheck, role: Role) -> SmokeResult {
+        let name = format!("{} {}", check.method, check.path);
+        let mut headers: Vec<(String, String)> = check
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        headers.push((VERSION_HEADER.to_owned(), role.as_str().to_owned()));
+        let timeout = check
+            .max_latency
+            .map_or(PROBE_TIMEOUT, |l| l.max(PROBE_TIMEOUT));
+        let answer = cutover_proxy::probe(
+            self.proxy.local_addr(),
+            &check.method,
+            &check.path,
+            &headers,
+            timeout,
+        )
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(problem) => {
+                return SmokeResult {
+                    check: name,
+                    passed: false,
+                    status: None,
+                    latency_ms: None,
+                    problem: Some(problem),
+                };
+            }
+        };
+        let status = answer.status.as_u16();
+        let latency_ms = answer.latency.as_millis() as u64;
+        let mut problems = Vec::new();
+        if status != check.status {
+            problems.push(format!("status {status}, expected {}", check.status));
+        }
+        if let Some(text) = &check.body_contains
+            && !String::from_utf8_lossy(&answer.body).contains(text.as_str())
+        {
+            problems.push(format!("the body does not contain {text:?}"));
+        }
+        if let Some(max) = check.max_latency
+            && answer.latency > max
+        {
+            problems.push(format!(
+                "answered in {latency_ms} ms, more than the {} ms allowed",
+                max.as_millis()
+            ));
+        }
+        SmokeResult {
+            check: name,
+            passed: problems.is_empty(),
+            status: Some(status),
+            latency_ms: Some(latency_ms),
+            problem: (!problems.is_empty()).then(|| problems.join("; ")),
+        }
+    }
+}
+
+/// How long a smoke check may take without a `max_latency` of its own (or with a
+/// shorter one: the check then fails on its latency, not on a timeout).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

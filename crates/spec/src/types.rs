@@ -30,6 +30,13 @@ pub enum PlatformSpec {
 }
 
 impl PlatformSpec {
+    /// The platform's name, as the config spells it (`local`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PlatformSpec::Local(_) => "local",
+        }
+    }
+
     pub fn local(&self) -> &LocalSpec {
         match self {
             PlatformSpec::Local(l) => l,

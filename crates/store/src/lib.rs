@@ -9,7 +9,8 @@
 //! use cutover_store::{NewRun, RunKind, Store};
 //! let store = Store::open_in_memory().unwrap();
 //! store.insert_run(&NewRun { id: "r1".into(), app: "shop".into(), version: "v2".into(),
-//!     stable: Some("v1".into()), kind: RunKind::Canary, started_at_ms: 0 }).unwrap();
+//!     stable: Some("v1".into()), kind: RunKind::Canary, started_at_ms: 0,
+//!     config: "app: shop".into() }).unwrap();
 //! assert_eq!(store.unfinished_runs("shop").unwrap().len(), 1);
 //! ```
 

@@ -5,7 +5,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::records::{EventRecord, MeasurementRecord, NewRun, Outcome, RunKind, RunRecord};
+use cutover_api::{Event, Phase, RunEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::records::{MeasurementRecord, NewRun, Outcome, RunKind, RunRecord};
 
 /// What can go wrong reading or writing the store.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +38,8 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id             TEXT PRIMARY KEY,
     app            TEXT NOT NULL,
@@ -66,7 +71,18 @@ CREATE TABLE measurements (
     report    TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
-"#];
+"#,
+    // Typed events and phases, the run's own state and config, what the app serves.
+    r#"
+ALTER TABLE events ADD COLUMN data TEXT;
+ALTER TABLE runs ADD COLUMN state TEXT;
+ALTER TABLE runs ADD COLUMN config TEXT;
+CREATE TABLE serving (
+    app   TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+"#,
+];
 
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
@@ -111,25 +127,37 @@ impl Store {
 
     pub fn insert_run(&self, run: &NewRun) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO runs (id, app, version, stable, kind, phase, started_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'created', ?6)",
+            "INSERT INTO runs (id, app, version, stable, kind, phase, started_at_ms, config)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 run.id,
                 run.app,
                 run.version,
                 run.stable,
                 run.kind.as_str(),
-                run.started_at_ms
+                serde_json::to_string(&Phase::Pending)?,
+                run.started_at_ms,
+                run.config,
             ],
         )?;
         Ok(())
     }
 
-    /// Records the phase a run is about to enter.
-    pub fn set_phase(&self, run_id: &str, phase: &str) -> Result<(), StoreError> {
+    /// Records the phase a run is about to enter and the state it carries there,
+    /// in one statement.
+    pub fn save_state(
+        &self,
+        run_id: &str,
+        phase: &Phase,
+        state: &impl Serialize,
+    ) -> Result<(), StoreError> {
         let n = self.conn().execute(
-            "UPDATE runs SET phase = ?2 WHERE id = ?1",
-            params![run_id, phase],
+            "UPDATE runs SET phase = ?2, state = ?3 WHERE id = ?1",
+            params![
+                run_id,
+                serde_json::to_string(phase)?,
+                serde_json::to_string(state)?
+            ],
         )?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(run_id.to_owned()));
@@ -137,35 +165,91 @@ impl Store {
         Ok(())
     }
 
+    /// The state last saved with [`Store::save_state`], `None` if none was.
+    pub fn state<T: DeserializeOwned>(&self, run_id: &str) -> Result<Option<T>, StoreError> {
+        let state: Option<Option<String>> = self
+            .conn()
+            .query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match state {
+            None => Err(StoreError::NoSuchRun(run_id.to_owned())),
+            Some(None) => Ok(None),
+            Some(Some(json)) => Ok(Some(serde_json::from_str(&json)?)),
+        }
+    }
+
+    /// The config text the run was started with.
+    pub fn run_config(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .query_row("SELECT config FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NoSuchRun(run_id.to_owned()))
+    }
+
+    /// Records what the app serves (its stable release), for a restarted daemon.
+    pub fn set_serving(&self, app: &str, state: &impl Serialize) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO serving (app, state) VALUES (?1, ?2)
+             ON CONFLICT (app) DO UPDATE SET state = excluded.state",
+            params![app, serde_json::to_string(state)?],
+        )?;
+        Ok(())
+    }
+
+    /// What [`Store::set_serving`] recorded last, `None` if nothing was.
+    pub fn serving<T: DeserializeOwned>(&self, app: &str) -> Result<Option<T>, StoreError> {
+        let state: Option<String> = self
+            .conn()
+            .query_row("SELECT state FROM serving WHERE app = ?1", [app], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(state.map(|s| serde_json::from_str(&s)).transpose()?)
+    }
+
     /// Appends an event to the run's timeline and returns it with its sequence number.
     pub fn append_event(
         &self,
         run_id: &str,
         at_ms: i64,
-        kind: &str,
+        event: &Event,
         message: &str,
         weight_bp: Option<u16>,
-    ) -> Result<EventRecord, StoreError> {
+    ) -> Result<RunEvent, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let event = insert_event(&tx, run_id, at_ms, kind, message, weight_bp)?;
+        let event = insert_event(&tx, run_id, at_ms, event, message, weight_bp)?;
         tx.commit()?;
         Ok(event)
     }
 
-    /// The run's events after `seq`, in order.
-    pub fn events_after(&self, run_id: &str, seq: i64) -> Result<Vec<EventRecord>, StoreError> {
+    /// The run's events after `seq`, in order; the last one carries the run's
+    /// outcome once it has one.
+    pub fn events_after(&self, run_id: &str, seq: i64) -> Result<Vec<RunEvent>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT seq, at_ms, kind, message, weight_bp FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+            "SELECT e.seq, e.at_ms, e.kind, e.message, e.weight_bp, e.data, r.outcome
+             FROM events e JOIN runs r ON r.id = e.run_id
+             WHERE e.run_id = ?1 AND e.seq > ?2 ORDER BY e.seq",
         )?;
         let rows = stmt.query_map(params![run_id, seq], |r| {
-            Ok(EventRecord {
+            let kind: String = r.get(2)?;
+            let data: Option<String> = r.get(5)?;
+            let outcome: Option<String> = r.get(6)?;
+            Ok(RunEvent {
+                run_id: run_id.to_owned(),
                 seq: r.get(0)?,
                 at_ms: r.get(1)?,
-                kind: r.get(2)?,
+                event: decode_event(&kind, data.as_deref()),
                 message: r.get(3)?,
                 weight_bp: r.get(4)?,
+                outcome: (kind == OUTCOME_EVENT)
+                    .then(|| outcome.as_deref().map(decode_outcome))
+                    .flatten(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -197,18 +281,28 @@ impl Store {
         outcome: Outcome,
         reason: &str,
         message: &str,
-    ) -> Result<EventRecord, StoreError> {
+    ) -> Result<RunEvent, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
-            "UPDATE runs SET finished_at_ms = ?2, outcome = ?3, reason = ?4, phase = 'finished' WHERE id = ?1",
-            params![run_id, at_ms, outcome.as_str(), reason],
+            "UPDATE runs SET finished_at_ms = ?2, outcome = ?3, reason = ?4, phase = ?5 WHERE id = ?1",
+            params![
+                run_id,
+                at_ms,
+                outcome.as_str(),
+                reason,
+                serde_json::to_string(&Phase::Finished)?
+            ],
         )?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(run_id.to_owned()));
         }
-        let event = insert_event(&tx, run_id, at_ms, OUTCOME_EVENT, message, None)?;
+        let event = Event::Outcome {
+            reason: reason.to_owned(),
+        };
+        let mut event = insert_event(&tx, run_id, at_ms, &event, message, None)?;
         tx.commit()?;
+        event.outcome = Some(outcome);
         Ok(event)
     }
 
@@ -263,7 +357,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+    pub fn events(&self, run_id: &str) -> Result<Vec<RunEvent>, StoreError> {
         self.events_after(run_id, 0)
     }
 
@@ -300,25 +394,63 @@ fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     run_id: &str,
     at_ms: i64,
-    kind: &str,
+    event: &Event,
     message: &str,
     weight_bp: Option<u16>,
-) -> Result<EventRecord, StoreError> {
+) -> Result<RunEvent, StoreError> {
     let seq: i64 = tx.query_row(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?1",
         [run_id],
         |r| r.get(0),
     )?;
     tx.execute(
-        "INSERT INTO events (run_id, seq, at_ms, kind, message, weight_bp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![run_id, seq, at_ms, kind, message, weight_bp],
+        "INSERT INTO events (run_id, seq, at_ms, kind, message, weight_bp, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            run_id,
+            seq,
+            at_ms,
+            event.kind(),
+            message,
+            weight_bp,
+            serde_json::to_string(event)?
+        ],
     )?;
-    Ok(EventRecord {
+    Ok(RunEvent {
+        run_id: run_id.to_owned(),
         seq,
         at_ms,
-        kind: kind.to_owned(),
+        event: event.clone(),
         message: message.to_owned(),
         weight_bp,
+        outcome: None,
+    })
+}
+
+/// An event as stored: typed since the second migration; an older row (no data)
+/// is read by its kind alone, as [`Event::Other`] unless the kind needs no fields.
+fn decode_event(kind: &str, data: Option<&str>) -> Event {
+    let json = match data {
+        Some(data) => data.to_owned(),
+        None => serde_json::json!({ "kind": kind }).to_string(),
+    };
+    serde_json::from_str(&json).unwrap_or(Event::Other)
+}
+
+fn decode_outcome(o: &str) -> Outcome {
+    match o {
+        "promoted" => Outcome::Promoted,
+        "aborted" => Outcome::Aborted,
+        "failed" => Outcome::Failed,
+        _ => Outcome::RolledBack,
+    }
+}
+
+/// A phase as stored: JSON since the second migration; older rows hold words.
+fn decode_phase(phase: &str, finished: bool) -> Phase {
+    serde_json::from_str(phase).unwrap_or(if finished {
+        Phase::Finished
+    } else {
+        Phase::Pending
     })
 }
 
@@ -326,6 +458,7 @@ const RUN_COLUMNS: &str = "SELECT id, app, version, stable, kind, phase, started
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let kind: String = r.get(4)?;
+    let phase: String = r.get(5)?;
     let outcome: Option<String> = r.get(8)?;
     Ok(RunRecord {
         id: r.get(0)?,
@@ -335,17 +468,14 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         kind: match kind.as_str() {
             "initial" => RunKind::Initial,
             "rollback" => RunKind::Rollback,
+            "blue_green" => RunKind::BlueGreen,
+            "rolling" => RunKind::Rolling,
             _ => RunKind::Canary,
         },
-        phase: r.get(5)?,
+        phase: decode_phase(&phase, outcome.is_some()),
         started_at_ms: r.get(6)?,
         finished_at_ms: r.get(7)?,
-        outcome: outcome.map(|o| match o.as_str() {
-            "promoted" => Outcome::Promoted,
-            "aborted" => Outcome::Aborted,
-            "failed" => Outcome::Failed,
-            _ => Outcome::RolledBack,
-        }),
+        outcome: outcome.as_deref().map(decode_outcome),
         reason: r.get(9)?,
     })
 }
@@ -374,27 +504,82 @@ mod tests {
             stable: None,
             kind: RunKind::Canary,
             started_at_ms: 1,
+            config: "app: shop\n".into(),
         }
     }
 
+    fn warning() -> Event {
+        Event::Warning
+    }
+
     #[test]
-    fn a_run_survives_reopening_the_file() {
+    fn a_run_its_state_and_events_survive_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cutover.db");
+        let phase = Phase::Step {
+            step: 1,
+            of: 3,
+            weight_bp: 1000,
+        };
         {
             let store = Store::open(&path).unwrap();
             store.insert_run(&run("r1", "v1")).unwrap();
-            store.set_phase("r1", "step 1/3").unwrap();
             store
-                .append_event("r1", 5, "weight", "10%", Some(1000))
+                .save_state("r1", &phase, &serde_json::json!({ "step": 0 }))
                 .unwrap();
+            store
+                .append_event(
+                    "r1",
+                    5,
+                    &Event::Phase {
+                        phase: phase.clone(),
+                    },
+                    "10%",
+                    Some(1000),
+                )
+                .unwrap();
+            store.set_serving("shop", &"v0").unwrap();
         }
         let store = Store::open(&path).unwrap();
         let r = store.run("r1").unwrap();
-        assert_eq!(r.phase, "step 1/3");
+        assert_eq!(r.phase, phase);
         assert_eq!(r.outcome, None);
+        assert_eq!(
+            store.state::<serde_json::Value>("r1").unwrap(),
+            Some(serde_json::json!({ "step": 0 }))
+        );
+        assert_eq!(
+            store.run_config("r1").unwrap().as_deref(),
+            Some("app: shop\n")
+        );
+        assert_eq!(
+            store.serving::<String>("shop").unwrap().as_deref(),
+            Some("v0")
+        );
+        assert_eq!(store.serving::<String>("other").unwrap(), None);
         assert_eq!(store.unfinished_runs("shop").unwrap().len(), 1);
-        assert_eq!(store.events("r1").unwrap()[0].weight_bp, Some(1000));
+        let events = store.events("r1").unwrap();
+        assert_eq!(events[0].weight_bp, Some(1000));
+        assert_eq!(events[0].event, Event::Phase { phase });
+    }
+
+    #[test]
+    fn rows_from_before_typed_events_are_still_read() {
+        let store = Store::open_in_memory().unwrap();
+        store.insert_run(&run("r1", "v1")).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "UPDATE runs SET phase = 'step 1/3';
+                 INSERT INTO events (run_id, seq, at_ms, kind, message) VALUES ('r1', 1, 1, 'weight', 'old');",
+            )
+            .unwrap();
+        assert_eq!(store.run("r1").unwrap().phase, Phase::Pending);
+        let events = store.events("r1").unwrap();
+        assert_eq!(
+            (events[0].event.clone(), events[0].message.as_str()),
+            (Event::Other, "old")
+        );
     }
 
     #[test]
@@ -402,9 +587,27 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         store.insert_run(&run("a", "v1")).unwrap();
         store.insert_run(&run("b", "v2")).unwrap();
-        assert_eq!(store.append_event("a", 1, "x", "m", None).unwrap().seq, 1);
-        assert_eq!(store.append_event("a", 2, "x", "m", None).unwrap().seq, 2);
-        assert_eq!(store.append_event("b", 3, "x", "m", None).unwrap().seq, 1);
+        assert_eq!(
+            store
+                .append_event("a", 1, &warning(), "m", None)
+                .unwrap()
+                .seq,
+            1
+        );
+        assert_eq!(
+            store
+                .append_event("a", 2, &warning(), "m", None)
+                .unwrap()
+                .seq,
+            2
+        );
+        assert_eq!(
+            store
+                .append_event("b", 3, &warning(), "m", None)
+                .unwrap()
+                .seq,
+            1
+        );
     }
 
     #[test]
@@ -421,8 +624,10 @@ mod tests {
         let last = store
             .finish_run("bad", 100, Outcome::RolledBack, "errors", "rolled back")
             .unwrap();
-        assert_eq!(last.kind, OUTCOME_EVENT);
+        assert_eq!(last.event.kind(), OUTCOME_EVENT);
+        assert_eq!(last.outcome, Some(Outcome::RolledBack));
         assert_eq!(store.events_after("bad", 0).unwrap(), vec![last]);
+        assert_eq!(store.run("bad").unwrap().phase, Phase::Finished);
         assert_eq!(
             store.promoted_versions("shop", 2).unwrap(),
             vec!["v2", "v3"]
@@ -434,9 +639,13 @@ mod tests {
     fn unknown_run_is_an_error_not_a_silent_no_op() {
         let store = Store::open_in_memory().unwrap();
         assert!(matches!(
-            store.set_phase("nope", "x"),
+            store.save_state("nope", &Phase::Starting, &()),
             Err(StoreError::NoSuchRun(_))
         ));
         assert!(matches!(store.run("nope"), Err(StoreError::NoSuchRun(_))));
+        assert!(matches!(
+            store.state::<()>("nope"),
+            Err(StoreError::NoSuchRun(_))
+        ));
     }
 }

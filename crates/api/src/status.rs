@@ -1,0 +1,102 @@
+//! The daemon's answers about the app, and the bodies of the requests that change it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Phase, Role, RunKind};
+
+/// `POST /api/v1/deploy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    pub version: String,
+}
+
+/// `POST /api/v1/rollback`; an empty body means "the previous promoted version".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The promoted version to go back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// The answer to a request that started a run (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub run_id: String,
+    pub version: String,
+    pub kind: RunKind,
+    /// The version serving when it started, if any (for a rollback: where it
+    /// goes back from).
+    pub from: Option<String>,
+    /// Where the run's receipts will be once it ends.
+    pub receipts: PathBuf,
+}
+
+/// The answer to `promote` and `abort`: the run they were passed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Steered {
+    pub run_id: String,
+}
+
+/// Every 4xx answer: what was wrong in words, and a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// `busy`, `already_serving`, `no_active_run`, `too_late`, `invalid_version`,
+    /// `bad_body`, `no_such_run`, `invalid_config`, `restart_needed`, ...
+    pub code: String,
+}
+
+/// `GET /api/v1/status`: the app as it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub app: String,
+    /// The proxy's address, where clients send their requests.
+    pub proxy: String,
+    pub api: String,
+    pub pid: u32,
+    /// The version that serves when no run is in progress.
+    pub stable: Option<String>,
+    /// Every backend the proxy routes to, in order, with its share.
+    pub backends: Vec<BackendStatus>,
+    pub active_run: Option<ActiveStatus>,
+    /// Requests per version since the daemon started.
+    pub traffic: Vec<TrafficTotals>,
+}
+
+/// One version in one role, as it serves now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub version: String,
+    pub role: Role,
+    /// Its release's name (the version, or e.g. `v1+baseline`).
+    pub release: String,
+    /// Share of the requests that pin nothing, in basis points.
+    pub weight_bp: u16,
+    pub instances: u32,
+    pub ready_instances: u32,
+    /// The first thing that went wrong with it since it started, even if it has
+    /// recovered since (an instance restarted, a health check passing again).
+    pub first_problem: Option<String>,
+    /// The platform's handles, for people (`pid 4242 on 127.0.0.1:40001 (ready)`).
+    pub describe: Vec<String>,
+}
+
+/// The run in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveStatus {
+    pub run_id: String,
+    pub version: String,
+    pub kind: RunKind,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficTotals {
+    pub version: String,
+    pub requests: u64,
+    pub errors_5xx: u64,
+}

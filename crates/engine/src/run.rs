@@ -1,0 +1,736 @@
+//! The executor of one run: it turns what happens into [`Observation`]s for the
+//! run's strategy, writes the state the strategy returns to the store, and only
+//! then carries out the [`Action`]s. Starting, health, draining, stopping,
+//! analysis windows, smoke checks and recording are here, shared by every
+//! strategy; the decisions are in the strategies' files.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use cutover_analysis::{Sample, WindowReport, absolute_limits, judge};
+use cutover_api::{Event, Outcome, SmokeResult};
+use cutover_store::{MeasurementRecord, NewRun};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, Interval};
+use tracing::{info, warn};
+
+use crate::engine::{Control, EngineError, Inner, RunConfig};
+use crate::events::{error_chain, now_ms};
+use crate::judging;
+use crate::platform::{Platform, ReleaseHealth, ReleaseSpec};
+use crate::state::{Decision, RunState, Target};
+use crate::strategy::{self, Action, Ctx, Observation, Window};
+use crate::traffic::MetricsCursor;
+
+/// One run being carried out.
+pub(crate) struct Runner {
+    inner: Arc<Inner>,
+    run: NewRun,
+    config: Arc<RunConfig>,
+    platform: Arc<dyn Platform>,
+    control: mpsc::UnboundedReceiver<Control>,
+    state: RunState,
+    /// What the store holds, to write only what changed.
+    saved: Option<RunState>,
+    /// The routes and stickiness last applied.
+    applied: Option<(Vec<crate::state::Route>, bool)>,
+    live: Option<LiveAnalysis>,
+    /// The stable version's numbers since the run began, for a baseline seeded
+    /// from them.
+    since_start: Option<Box<dyn MetricsCursor>>,
+    /// Releases whose problem the strategy was told of.
+    reported: HashSet<String>,
+}
+
+/// The cursors and clock of the analysis in progress.
+struct LiveAnalysis {
+    key: (Target, Option<Target>, u32),
+    canary: Box<dyn MetricsCursor>,
+    baseline: Option<Box<dyn MetricsCursor>>,
+    ticker: Interval,
+    last: Instant,
+}
+
+impl Runner {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        run: NewRun,
+        config: Arc<RunConfig>,
+        platform: Arc<dyn Platform>,
+        control: mpsc::UnboundedReceiver<Control>,
+        state: RunState,
+        saved: bool,
+    ) -> Runner {
+        let since_start = state
+            .stable
+            .as_ref()
+            .map(|s| inner.metrics.cursor(&s.version, cutover_api::Role::Stable));
+        Runner {
+            saved: saved.then(|| state.clone()),
+            inner,
+            run,
+            config,
+            platform,
+            control,
+            state,
+            applied: None,
+            live: None,
+            since_start,
+            reported: HashSet::new(),
+        }
+    }
+
+    /// Carries the run out, from `first` on, to its decision.
+    pub(crate) async fn drive(mut self, first: Observation) -> Result<Decision, EngineError> {
+        let mut queue = VecDeque::new();
+        self.feed(first, &mut queue)?;
+        loop {
+            while let Some(action) = queue.pop_front() {
+                if let Some(decision) = self.act(action, &mut queue).await? {
+                    return Ok(decision);
+                }
+            }
+            let obs = self.observe().await?;
+            self.feed(obs, &mut queue)?;
+        }
+    }
+
+    /// One strategy step: the new state is written, the routing and analysis
+    /// follow it, and its actions are queued.
+    fn feed(&mut self, obs: Observation, queue: &mut VecDeque<Action>) -> Result<(), EngineError> {
+        let ctx = Ctx {
+            config: &self.config.config,
+            version: &self.run.version,
+            instances: self.platform.instances(),
+        };
+        let actions = strategy::step(&ctx, &mut self.state, obs);
+        self.persist()?;
+        self.sync()?;
+        queue.extend(actions);
+        Ok(())
+    }
+
+    fn persist(&mut self) -> Result<(), EngineError> {
+        if self.saved.as_ref() != Some(&self.state) {
+            self.inner
+                .store
+                .save_state(&self.run.id, &self.state.phase, &self.state)?;
+            self.saved = Some(self.state.clone());
+        }
+        Ok(())
+    }
+
+    /// Makes the routing and the analysis what the state says, and closes the run
+    /// to requests once it has decided.
+    fn sync(&mut self) -> Result<(), EngineError> {
+        let routes = (self.state.routes.clone(), self.state.sticky);
+        if self.applied.as_ref() != Some(&routes) {
+            let cookie = routes
+                .1
+                .then(|| format!("cutover-{}", self.config.config.app));
+            let split = self.inner.set_routes(routes.0.clone(), cookie);
+            self.applied = Some(routes);
+            let shares = crate::routing::shares(&split);
+            let message = crate::routing::describe(&shares);
+            self.emit(Event::Traffic { shares }, &message)?;
+        }
+        match &self.state.analysis {
+            None => self.live = None,
+            Some(a) => {
+                let key = (a.canary.clone(), a.baseline.clone(), a.epoch);
+                if self.live.as_ref().map(|l| &l.key) != Some(&key) {
+                    self.start_analysis(key);
+                }
+            }
+        }
+        if self.state.decision.is_some() {
+            self.control.close();
+        }
+        Ok(())
+    }
+
+    fn start_analysis(&mut self, key: (Target, Option<Target>, u32)) {
+        let metrics = &self.inner.metrics;
+        let interval = self.config.config.analysis.interval;
+        let min = self.config.config.analysis.min_requests;
+        let canary = metrics.cursor(&key.0.version, key.0.role);
+        let baseline = key.1.as_ref().map(|b| metrics.cursor(&b.version, b.role));
+        if let Some(a) = self.state.analysis.as_mut()
+            && a.seed_from_run_start
+            && a.carried.is_none()
+            && let Some(since) = self.since_start.as_mut()
+        {
+            let sample = since.next_window();
+            if sample.requests >= min.max(1) {
+                a.carried = Some(sample);
+            }
+        }
+        let now = Instant::now();
+        let mut ticker = tokio::time::interval_at(now + interval, interval);
+        // After a stall, go on from now rather than judge a burst of near-empty
+        // catch-up windows.
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.live = Some(LiveAnalysis {
+            key,
+            canary,
+            baseline,
+            ticker,
+            last: now,
+        });
+    }
+
+    /// Waits for the next thing the strategy must hear of.
+    async fn observe(&mut self) -> Result<Observation, EngineError> {
+        loop {
+            if let Some(obs) = self.new_problem() {
+                return Ok(obs);
+            }
+            let mut health = self.run_health();
+            let changed = wait_any(&mut health);
+            tokio::select! {
+                _ = async { self.live.as_mut().expect("guarded").ticker.tick().await }, if self.live.is_some() => {
+                    return self.window();
+                }
+                command = self.control.recv(), if !self.control.is_closed() || !self.control.is_empty() => {
+                    return Ok(Observation::Control(command.unwrap_or(Control::Abort {
+                        by: "the engine going away".into(),
+                    })));
+                }
+                () = changed => {}
+            }
+        }
+    }
+
+    /// The first problem of one of the run's releases not yet told.
+    fn new_problem(&mut self) -> Option<Observation> {
+        for spec in &self.state.releases {
+            if self.reported.contains(&spec.name) {
+                continue;
+            }
+            let problem = self
+                .inner
+                .health_of(&spec.name)
+                .and_then(|h| h.borrow().problem.clone());
+            if let Some(problem) = problem {
+                self.reported.insert(spec.name.clone());
+                return Some(Observation::Unhealthy {
+                    release: spec.name.clone(),
+                    problem,
+                });
+            }
+        }
+        None
+    }
+
+    fn run_health(&self) -> Vec<watch::Receiver<ReleaseHealth>> {
+        self.state
+            .releases
+            .iter()
+            .filter(|r| !self.reported.contains(&r.name))
+            .filter_map(|r| self.inner.health_of(&r.name))
+            .collect()
+    }
+
+    /// Judges the window that just ended.
+    fn window(&mut self) -> Result<Observation, EngineError> {
+        let config = Arc::clone(&self.config);
+        let analysis_spec = &config.config.analysis;
+        let live = self
+            .live
+            .as_mut()
+            .expect("a tick comes from a live analysis");
+        let now = Instant::now();
+        let length = now - live.last;
+        live.last = now;
+        let canary = live.canary.next_window();
+        let current = live.baseline.as_mut().map(|b| b.next_window());
+        let analysis = self
+            .state
+            .analysis
+            .as_mut()
+            .expect("a live analysis has its state");
+        let (base, carried_over) = match current {
+            Some(sample) => {
+                judging::baseline(sample, &mut analysis.carried, analysis_spec.min_requests)
+            }
+            None => (Sample::default(), false),
+        };
+        let relative = analysis.baseline.is_some();
+        let rules = if relative {
+            analysis_spec.metrics.clone()
+        } else {
+            absolute_limits(&analysis_spec.metrics)
+        };
+        let report = judge(&rules, analysis_spec.min_requests, &base, &canary);
+        let step = self.step_index();
+        let weight_bp = self.share_bp();
+        self.inner.store.add_measurement(
+            &self.run.id,
+            &MeasurementRecord {
+                at_ms: now_ms(),
+                step: step as usize,
+                weight_bp,
+                report: report.clone(),
+            },
+        )?;
+        let message = summarize(&report, carried_over, relative);
+        self.emit(
+            Event::Analysis {
+                step,
+                carried_over,
+                report: report.clone(),
+            },
+            &message,
+        )?;
+        Ok(Observation::Window(Window { report, length }))
+    }
+
+    fn step_index(&self) -> u32 {
+        match &self.state.phase {
+            cutover_api::Phase::Step { step, .. } => step.saturating_sub(1),
+            cutover_api::Phase::Batch { batch, .. } => batch.saturating_sub(1),
+            _ => 0,
+        }
+    }
+
+    /// The new version's share of the traffic now, in basis points.
+    fn share_bp(&self) -> u16 {
+        self.inner.share_of(&self.run.version)
+    }
+
+    /// Carries out one action; returns the decision when it is the last.
+    async fn act(
+        &mut self,
+        action: Action,
+        queue: &mut VecDeque<Action>,
+    ) -> Result<Option<Decision>, EngineError> {
+        match action {
+            Action::Note(event, message) => self.emit(event, &message)?,
+            Action::Start(spec) => {
+                let obs = self.start(spec).await?;
+                self.feed(obs, queue)?;
+            }
+            Action::Add { release, n } => {
+                let obs = match self.inner.add_instances(&release, n).await {
+                    Ok(count) => {
+                        self.set_count(&release, count);
+                        Observation::Scaled { release }
+                    }
+                    Err(e) => {
+                        let error = error_chain(&e);
+                        self.emit(
+                            Event::StartFailed {
+                                release: release.clone(),
+                                version: self.version_of(&release),
+                                error: error.clone(),
+                            },
+                            &format!("could not start {n} more instance(s) of {release}: {error}"),
+                        )?;
+                        Observation::ScaleFailed { release, error }
+                    }
+                };
+                self.feed(obs, queue)?;
+            }
+            Action::Remove { release, n } => {
+                let timeout = self.platform.drain_timeout();
+                let (addrs, count) = self.inner.remove_instances(&release, n, timeout).await;
+                self.set_count(&release, count);
+                self.emit(
+                    Event::Stopped {
+                        release: release.clone(),
+                        instances: addrs.len() as u32,
+                    },
+                    &format!(
+                        "{} instance(s) of {release} drained and stopped ({})",
+                        addrs.len(),
+                        addrs
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )?;
+                self.feed(Observation::Scaled { release }, queue)?;
+            }
+            Action::Smoke => {
+                let results = self.smoke().await;
+                let failed: Vec<String> = results
+                    .iter()
+                    .filter(|r| !r.passed)
+                    .map(|r| format!("{}: {}", r.check, r.problem.as_deref().unwrap_or("failed")))
+                    .collect();
+                let passed = failed.is_empty();
+                let summary = if passed {
+                    format!("{} smoke check(s) passed", results.len())
+                } else {
+                    failed.join("; ")
+                };
+                self.emit(
+                    Event::Smoke { results },
+                    &format!("smoke checks: {summary}"),
+                )?;
+                self.feed(Observation::Smoke { passed, summary }, queue)?;
+            }
+            Action::Retire { release } => {
+                self.retire(&release).await?;
+                self.state.releases.retain(|r| r.name != release);
+                if self
+                    .state
+                    .stable
+                    .as_ref()
+                    .is_some_and(|s| s.name == release)
+                {
+                    self.state.stable = None;
+                }
+                self.persist()?;
+            }
+            Action::Commit { check } => {
+                let obs = self.commit(&check);
+                self.feed(obs, queue)?;
+            }
+            Action::Finish(decision) => return Ok(Some(decision)),
+        }
+        Ok(None)
+    }
+
+    fn version_of(&self, release: &str) -> String {
+        self.state
+            .release(release)
+            .map_or_else(|| release.to_owned(), |r| r.version.clone())
+    }
+
+    fn set_count(&mut self, release: &str, count: u32) {
+        let spec = self
+            .state
+            .releases
+            .iter_mut()
+            .chain(self.state.stable.iter_mut())
+            .find(|r| r.name == release);
+        if let Some(spec) = spec {
+            spec.instances = count;
+        }
+    }
+
+    /// Starts a release, honouring an abort meanwhile (dropping the platform's
+    /// start stops whatever it had started); a promote meanwhile is told to the
+    /// strategy at once.
+    async fn start(&mut self, spec: ReleaseSpec) -> Result<Observation, EngineError> {
+        self.emit(
+            Event::Phase {
+                phase: self.state.phase.clone(),
+            },
+            &format!(
+                "starting {} ({} instance(s)), waiting for health",
+                spec.name, spec.instances
+            ),
+        )?;
+        let began = Instant::now();
+        let platform = Arc::clone(&self.platform);
+        let start = platform.start(&spec);
+        tokio::pin!(start);
+        let result = loop {
+            tokio::select! {
+                result = &mut start => break result,
+                command = self.control.recv(), if !self.control.is_closed() => match command {
+                    Some(Control::Abort { by }) => {
+                        return Ok(Observation::Control(Control::Abort {
+                            by: format!("{by} while {} was starting", spec.name),
+                        }));
+                    }
+                    Some(Control::Promote) => {
+                        let mut queue = VecDeque::new();
+                        self.feed(Observation::Control(Control::Promote), &mut queue)?;
+                        for action in queue {
+                            if let Action::Note(event, message) = action {
+                                self.emit(event, &message)?;
+                            }
+                        }
+                    }
+                    // The engine is going away; let the start finish so it is stopped in order.
+                    None => break start.await,
+                },
+            }
+        };
+        match result {
+            Ok(release) => {
+                let describe = release.describe();
+                self.inner.adopt_release(release);
+                self.state.releases.push(spec.clone());
+                self.emit(
+                    Event::Healthy {
+                        release: spec.name.clone(),
+                        version: spec.version.clone(),
+                        instances: spec.instances,
+                        after_ms: began.elapsed().as_millis() as u64,
+                        describe: describe.clone(),
+                    },
+                    &format!(
+                        "{} healthy after {:.1}s: {}",
+                        spec.name,
+                        began.elapsed().as_secs_f64(),
+                        describe.join(", ")
+                    ),
+                )?;
+                Ok(Observation::Started {
+                    release: spec.name.clone(),
+                })
+            }
+            Err(e) => {
+                let error = error_chain(&e);
+                self.emit(
+                    Event::StartFailed {
+                        release: spec.name.clone(),
+                        version: spec.version.clone(),
+                        error: error.clone(),
+                    },
+                    &format!("{} never became healthy: {error}", spec.name),
+                )?;
+                Ok(Observation::StartFailed {
+                    release: spec.name.clone(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// The last word before a promotion: an abort already accepted, or a problem
+    /// a checked release had since it became healthy, turns it into a rollback.
+    fn commit(&mut self, check: &[String]) -> Observation {
+        self.control.close();
+        let mut abort = None;
+        while let Ok(command) = self.control.try_recv() {
+            if let Control::Abort { by } = command {
+                abort.get_or_insert(by);
+            }
+        }
+        if let Some(by) = abort {
+            return Observation::Vetoed(Decision {
+                outcome: Outcome::Aborted,
+                reason: format!(
+                    "aborted by {by} before {} got all traffic",
+                    self.run.version
+                ),
+            });
+        }
+        for name in check {
+            let problem = self
+                .inner
+                .health_of(name)
+                .and_then(|h| h.borrow().problem.clone());
+            if let Some(problem) = problem {
+                return Observation::Vetoed(Decision {
+                    outcome: Outcome::RolledBack,
+                    reason: format!("{name} became unhealthy: {problem}"),
+                });
+            }
+        }
+        Observation::Committed
+    }
+
+    /// Drains a release that no longer has a route, and stops it.
+    async fn retire(&mut self, release: &str) -> Result<(), EngineError> {
+        let timeout = self.platform.drain_timeout();
+        let Some(retired) = self.inner.retire(release, timeout).await else {
+            return Ok(());
+        };
+        let message = if retired.drained {
+            format!("{release} drained: no request in flight")
+        } else {
+            format!(
+                "{release} still had requests in flight after the drain timeout of {}; stopping it anyway",
+                humantime::format_duration(timeout)
+            )
+        };
+        self.emit(
+            Event::Drained {
+                release: release.to_owned(),
+                instances: retired.instances,
+                clean: retired.drained,
+            },
+            &message,
+        )?;
+        self.emit(
+            Event::Stopped {
+                release: release.to_owned(),
+                instances: retired.instances,
+            },
+            &format!("{release} stopped"),
+        )
+    }
+
+    /// Runs the configured smoke checks against the preview, through the proxy.
+    async fn smoke(&self) -> Vec<SmokeResult> {
+        let checks = match &self.config.config.strategy {
+            cutover_spec::StrategySpec::BlueGreen(bg) => bg.smoke_checks.clone(),
+            _ => Vec::new(),
+        };
+        let mut results = Vec::with_capacity(checks.len());
+        for check in &checks {
+            results.push(
+                self.inner
+                    .prober
+                    .probe(check, cutover_api::Role::Preview)
+                    .await,
+            );
+        }
+        results
+    }
+
+    fn emit(&self, event: Event, message: &str) -> Result<(), EngineError> {
+        let weight = self.share_bp();
+        self.inner.emit(&self.run, event, message, Some(weight))
+    }
+}
+
+/// Resolves when any of `health` changes (or its release stops reporting); never
+/// when there is none.
+async fn wait_any(health: &mut [watch::Receiver<ReleaseHealth>]) {
+    if health.is_empty() {
+        return std::future::pending().await;
+    }
+    let changes = health.iter_mut().map(|h| Box::pin(h.changed()));
+    let (result, _, _) = futures_util::future::select_all(changes).await;
+    if result.is_err() {
+        // A release that stops reporting is gone from the run's releases or
+        // about to be; wait for something else rather than spin.
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Inner {
+    /// Drives the run and makes sure it ends with a recorded outcome and a final
+    /// event, whatever happens to the driver: a store failure or even a panic sends
+    /// the traffic back to stable and ends the run as failed.
+    pub(crate) async fn supervise(self: Arc<Self>, runner: Runner, first: Observation) {
+        let run = runner.run.clone();
+        let driver = tokio::spawn(runner.drive(first));
+        let failure = match driver.await {
+            Ok(Ok(decision)) => return self.finish(&run, decision.outcome, &decision.reason),
+            Ok(Err(e)) => error_chain(&e),
+            Err(e) if e.is_panic() => "the run's task panicked".to_owned(),
+            Err(_) => "the run's task was cancelled".to_owned(),
+        };
+        // Once the new version is the stable one it has all traffic and the old one
+        // is going or gone: the run has promoted, whatever failed after that.
+        let committed = self.stable_version().as_deref() == Some(&run.version);
+        let (outcome, reason) = if committed {
+            (
+                Outcome::Promoted,
+                format!("live, but finishing the run failed: {failure}"),
+            )
+        } else {
+            warn!(run = %run.id, error = %failure, "the run failed; evacuating to stable");
+            self.evacuate().await;
+            (
+                Outcome::Failed,
+                format!("internal error, traffic returned to stable: {failure}"),
+            )
+        };
+        self.finish(&run, outcome, &reason);
+    }
+
+    /// Records the outcome with its final event, records what the app serves now,
+    /// writes the receipts, frees the app for the next run, then announces the end.
+    pub(crate) fn finish(&self, run: &NewRun, outcome: Outcome, reason: &str) {
+        let message = match outcome {
+            Outcome::Promoted => format!("{} is live: {reason}", run.version),
+            Outcome::RolledBack => format!("{} rolled back: {reason}", run.version),
+            Outcome::Aborted => format!("{} aborted: {reason}", run.version),
+            Outcome::Failed => format!("{} failed: {reason}", run.version),
+        };
+        let at = now_ms();
+        let recorded = self
+            .store
+            .finish_run(&run.id, at, outcome, reason, &message);
+        self.record_serving();
+        self.write_receipts(&run.id);
+        // Free the app before announcing the end, so a client reacting to the final
+        // event can start the next run at once.
+        crate::engine::lock(&self.active).run.take();
+        self.idle.send_replace(true);
+        info!(run = %run.id, version = %run.version, outcome = outcome.as_str(), reason = %reason, "run finished");
+        let event = match recorded {
+            Ok(event) => event,
+            Err(e) => {
+                warn!(run = %run.id, error = %e, "could not record the outcome");
+                // Not in the store: past every stored event, so streams deliver it
+                // last; kept for clients that ask after the broadcast.
+                let event = cutover_api::RunEvent {
+                    run_id: run.id.clone(),
+                    seq: i64::MAX,
+                    at_ms: at,
+                    event: Event::Outcome {
+                        reason: reason.to_owned(),
+                    },
+                    message,
+                    weight_bp: None,
+                    outcome: Some(outcome),
+                };
+                crate::engine::lock(&self.unrecorded).insert(run.id.clone(), event.clone());
+                event
+            }
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Records an event of `run` and broadcasts it.
+    pub(crate) fn emit(
+        &self,
+        run: &NewRun,
+        event: Event,
+        message: &str,
+        weight_bp: Option<u16>,
+    ) -> Result<(), EngineError> {
+        let record = self
+            .store
+            .append_event(&run.id, now_ms(), &event, message, weight_bp)?;
+        info!(run = %run.id, version = %run.version, kind = event.kind(), weight_bp, "{message}");
+        let _ = self.events.send(record);
+        Ok(())
+    }
+
+    pub(crate) fn write_receipts(&self, run_id: &str) {
+        match crate::receipts::write(&self.store, &self.runs_dir, run_id) {
+            Ok(dir) => info!(run = %run_id, dir = %dir.display(), "receipts written"),
+            Err(e) => warn!(run = %run_id, error = %e, "could not write receipts"),
+        }
+    }
+}
+
+/// An analysis window in words: the verdict, the requests on each side and each
+/// metric with its limit.
+fn summarize(report: &WindowReport, carried_over: bool, relative: bool) -> String {
+    let metrics: Vec<String> = report
+        .metrics
+        .iter()
+        .map(|m| {
+            if relative {
+                format!(
+                    "{} {} vs {} ({}, {})",
+                    m.metric, m.canary, m.stable, m.limit, m.verdict
+                )
+            } else {
+                format!("{} {} ({}, {})", m.metric, m.canary, m.limit, m.verdict)
+            }
+        })
+        .collect();
+    let against = if relative {
+        format!(
+            ", stable {} req{}",
+            report.stable.requests,
+            if carried_over {
+                " (stable baseline from an earlier window)"
+            } else {
+                ""
+            }
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{}: canary {} req{against}; {}",
+        report.verdict,
+        report.canary.requests,
+        metrics.join("; ")
+    )
+}
