@@ -19,14 +19,16 @@
 //! ```
 
 mod event;
+mod version;
 mod format;
 mod run;
 mod status;
 
 pub use event::{Command, Event, Phase, RunEvent, Share, SmokeResult};
 pub use format::{format_bp, format_ms};
+pub use version::{VERSION_RULE, valid_version};
 pub use run::{Outcome, Role, RunKind, RunRecord};
 pub use status::{
-    ActiveStatus, BackendStatus, DeployRequest, ErrorBody, RollbackRequest, RunStarted, Status,
+    ActiveStatus, BackendStatus, ConfigCheck, DeployRequest, ErrorBody, RollbackRequest, RunStarted, Status,
     Steered, TrafficTotals,
 };

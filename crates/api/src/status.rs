@@ -100,3 +100,18 @@ pub struct TrafficTotals {
     pub requests: u64,
     pub errors_5xx: u64,
 }
+
+/// `GET /api/v1/config`: the config file as it is now, against what the daemon
+/// runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigCheck {
+    pub path: PathBuf,
+    /// The next run can use the file as it is.
+    pub usable: bool,
+    /// Its mistakes, `file:line:col: ...`.
+    pub errors: Vec<String>,
+    /// Settings it changes that need a daemon restart.
+    pub restart_needed: Vec<String>,
+    /// The sections the next run will use differently from the last one.
+    pub changes: Vec<String>,
+}

@@ -28,8 +28,8 @@ pub enum Command {
     Promote(ClientArgs),
     /// Stop the running rollout and send all traffic back to stable.
     Abort(ClientArgs),
-    /// Go back to the previously promoted version, fast and without analysis.
-    Rollback(FollowArgs),
+    /// Go back to the previously promoted version (or `--to` one), fast and without analysis.
+    Rollback(RollbackArgs),
     /// Show what serves now and any rollout in progress.
     Status(ClientArgs),
     /// List past runs, newest first.
@@ -88,6 +88,16 @@ pub struct FollowArgs {
 pub struct DeployArgs {
     /// The version to roll out; replaces ${VERSION} in the command.
     pub version: String,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The promoted version to go back to (default: the one promoted before the
+    /// version serving now; so a second rollback goes further back, not forth).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
     #[command(flatten)]
     pub follow: FollowArgs,
 }

@@ -1,10 +1,10 @@
 //! The CLI's side of the daemon's HTTP API.
 
 use anyhow::{Context, anyhow};
-use cutover_engine::RunEvent;
+use cutover_api::{ErrorBody, RunEvent};
 use futures_util::{Stream, StreamExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::args::ClientArgs;
 use crate::exit;
@@ -65,7 +65,11 @@ impl Client {
         decode(response).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
         let response = self
             .http
             .post(self.url(path))
@@ -157,6 +161,7 @@ impl Refused {
     pub fn exit_code(&self) -> u8 {
         match self.code.as_str() {
             "busy" | "shutting_down" => exit::BLOCKED,
+            "invalid_config" | "restart_needed" => exit::USAGE,
             _ if (400..500).contains(&self.status) => exit::USAGE,
             _ => exit::INTERNAL,
         }
@@ -165,13 +170,13 @@ impl Refused {
 
 async fn api_error(response: reqwest::Response) -> anyhow::Error {
     let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or_default();
+    let body = response.json::<ErrorBody>().await.unwrap_or(ErrorBody {
+        error: "the daemon refused the request".into(),
+        code: String::new(),
+    });
     Refused {
-        code: body["code"].as_str().unwrap_or_default().to_owned(),
-        message: body["error"]
-            .as_str()
-            .unwrap_or("the daemon refused the request")
-            .to_owned(),
+        code: body.code,
+        message: body.error,
         status,
     }
     .into()

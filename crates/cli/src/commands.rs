@@ -3,13 +3,15 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cutover_engine::RunStarted;
-use cutover_store::RunRecord;
-use serde::Deserialize;
+use cutover_api::{
+    DeployRequest, Outcome, RollbackRequest, RunKind, RunRecord, RunStarted, Status, Steered,
+    format_bp, format_ms,
+};
 use serde_json::{Value, json};
 
 use crate::args::{
-    ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs, ServeArgs,
+    ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs,
+    RollbackArgs, ServeArgs,
 };
 use crate::client::{Client, Refused};
 use crate::follow::{self, Style};
@@ -25,7 +27,7 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => rollback(args).await,
         Command::Status(args) => status(args).await,
         Command::History(args) => history(args).await,
-        Command::Validate(args) => validate(args),
+        Command::Validate(args) => validate(args).await,
         Command::Init(args) => init(args),
         Command::SampleApp(mut args) => {
             if let Ok(spec) = std::env::var(faults::VAR) {
@@ -37,11 +39,11 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = cutover_spec::load(&args.config.file)?;
+    let config = run_config(&args.config.file)?;
     let daemon = cutover_server::Daemon::start(config, args.api_listen).await?;
     eprintln!(
         "cutover: serving {} on http://{} (API http://{}); stop with Ctrl-C",
-        daemon.engine().config().app,
+        daemon.engine().config().config.app,
         daemon.proxy_addr(),
         daemon.api_addr()
     );
@@ -49,10 +51,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config file, read and validated, with the text it was read from.
+fn run_config(file: &std::path::Path) -> anyhow::Result<cutover_server::RunConfig> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        exit::usage(format!(
+            "{}: could not read it: {e}; run `cutover init` to write a commented starter",
+            file.display()
+        ))
+    })?;
+    let config = cutover_spec::parse(&text, &file.to_string_lossy())?;
+    Ok(cutover_server::RunConfig {
+        config,
+        path: file.to_owned(),
+        text,
+    })
+}
+
+/// A version named on the command line, checked before any daemon is asked.
+fn check_version(argument: &str, version: &str) -> anyhow::Result<()> {
+    if cutover_api::valid_version(version) {
+        return Ok(());
+    }
+    Err(exit::usage(format!(
+        "argument {argument}: `{version}` is not a valid version; use {}",
+        cutover_api::VERSION_RULE
+    )))
+}
+
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    check_version("VERSION", &args.version)?;
     let client = Client::locate(&args.follow.client)?;
     let started = client
-        .post::<RunStarted>("/api/v1/deploy", &json!({ "version": args.version }))
+        .post::<RunStarted>(
+            "/api/v1/deploy",
+            &DeployRequest {
+                version: args.version.clone(),
+            },
+        )
         .await;
     let started = match started {
         Ok(s) => s,
@@ -77,12 +112,32 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     finish(&client, started, &args.follow).await
 }
 
-async fn rollback(args: FollowArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::locate(&args.client)?;
+async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    if let Some(to) = &args.to {
+        check_version("--to", to)?;
+    }
+    let client = Client::locate(&args.follow.client)?;
     let started = client
-        .post::<RunStarted>("/api/v1/rollback", &json!({}))
+        .post::<RunStarted>("/api/v1/rollback", &RollbackRequest { to: args.to })
         .await?;
-    finish(&client, started, &args).await
+    if !args.follow.client.config.json {
+        println!(
+            "rolling back from {} to {}",
+            started.from.as_deref().unwrap_or("nothing"),
+            started.version
+        );
+    }
+    if started.kind == RunKind::BlueGreen {
+        // Blue still ran: the blue-green run switches back at once and ends; that
+        // ending is this rollback's success.
+        let code = finish(&client, started, &args.follow).await?;
+        return Ok(if code == ExitCode::from(exit::ABORTED) {
+            ExitCode::SUCCESS
+        } else {
+            code
+        });
+    }
+    finish(&client, started, &args.follow).await
 }
 
 /// Follows a started run (unless `--no-wait`) and turns its outcome into the exit code.
@@ -107,7 +162,7 @@ async fn finish(
         return Ok(ExitCode::SUCCESS);
     }
     let end = follow::follow(client, &started.run_id, Style::pick(json)).await?;
-    let outcome = end.outcome.context("the final event carries no outcome")?;
+    let outcome: Outcome = end.outcome.context("the final event carries no outcome")?;
     if !json {
         println!("{}", end.message);
         println!("receipts: {}", started.receipts.display());
@@ -117,70 +172,56 @@ async fn finish(
 
 async fn control(args: ClientArgs, verb: &str) -> anyhow::Result<ExitCode> {
     let client = Client::locate(&args)?;
-    let answer: Value = client.post(&format!("/api/v1/{verb}"), &json!({})).await?;
+    let answer: Steered = client.post(&format!("/api/v1/{verb}"), &json!({})).await?;
     if args.config.json {
-        println!("{answer}");
+        println!("{}", serde_json::to_string(&answer)?);
     } else {
-        println!(
-            "{verb} requested for run {}",
-            answer["run_id"].as_str().unwrap_or("?")
-        );
+        println!("{verb} requested for run {}", answer.run_id);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Deserialize)]
-struct VersionLine {
-    version: String,
-    ready_instances: usize,
-    first_problem: Option<String>,
-}
-
 async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let client = Client::locate(&args)?;
-    let status: Value = client.get("/api/v1/status").await?;
+    let status: Status = client.get("/api/v1/status").await?;
     if args.config.json {
         println!("{}", serde_json::to_string(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("app      {}", status["app"].as_str().unwrap_or("?"));
+    println!("app      {}", status.app);
+    println!("proxy    http://{}", status.proxy);
     println!(
-        "proxy    http://{}",
-        status["proxy"].as_str().unwrap_or("?")
+        "stable   {}",
+        status.stable.as_deref().unwrap_or("none serving")
     );
-    let describe = |v: &Value| match VersionLine::deserialize(v) {
-        Ok(l) => format!(
-            "{} ({} ready instance(s){})",
-            l.version,
-            l.ready_instances,
-            l.first_problem
-                .map_or(String::new(), |p| format!("; first problem: {p}"))
-        ),
-        Err(_) => "none".into(),
-    };
-    println!("stable   {}", describe(&status["stable"]));
-    if !status["canary"].is_null() {
+    for b in &status.backends {
         println!(
-            "canary   {} at {}",
-            describe(&status["canary"]),
-            status["canary_weight"].as_str().unwrap_or("?")
+            "{:<8} {} ({}): {} of traffic, {}/{} instance(s) ready{}",
+            b.role.as_str(),
+            b.version,
+            b.release,
+            format_bp(b.weight_bp),
+            b.ready_instances,
+            b.instances,
+            b.first_problem
+                .as_ref()
+                .map_or(String::new(), |p| format!("; first problem: {p}"))
         );
     }
-    match status["active_run"].as_object() {
+    match &status.active_run {
         Some(run) => println!(
-            "rollout  {} of {}: {}",
-            run["run_id"].as_str().unwrap_or("?"),
-            run["version"].as_str().unwrap_or("?"),
-            run["phase"].as_str().unwrap_or("?")
+            "rollout  {} ({} of {}): {}",
+            run.run_id,
+            run.kind.as_str(),
+            run.version,
+            run.phase
         ),
         None => println!("rollout  none in progress"),
     }
-    for t in status["traffic"].as_array().into_iter().flatten() {
+    for t in &status.traffic {
         println!(
             "traffic  {}: {} requests, {} 5xx since the daemon started",
-            t["version"].as_str().unwrap_or("?"),
-            t["requests"],
-            t["errors_5xx"]
+            t.version, t.requests, t.errors_5xx
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -203,8 +244,8 @@ async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             format!("{:.1}s", (f - r.started_at_ms) as f64 / 1000.0)
         });
         println!(
-            "{}  {:<8} {:<8} {:<12} {:>8}  {}",
-            cutover_engine::events::format_ms(r.started_at_ms),
+            "{}  {:<10} {:<8} {:<12} {:>8}  {}",
+            format_ms(r.started_at_ms),
             r.kind.as_str(),
             r.version,
             r.outcome.map_or("in progress", |o| o.as_str()),
@@ -215,18 +256,42 @@ async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+async fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     match cutover_spec::load(&args.file) {
         Ok(config) => {
+            // Against a running daemon: what its next run would take up.
+            let check = match cutover_server::DaemonInfo::read(&config.state_dir) {
+                Some(info) => Client::new(&info.api.to_string())?
+                    .get::<cutover_api::ConfigCheck>("/api/v1/config")
+                    .await
+                    .ok(),
+                None => None,
+            };
+            let restart = check.as_ref().is_some_and(|c| !c.restart_needed.is_empty());
             if args.json {
                 println!(
                     "{}",
-                    json!({ "valid": true, "file": args.file, "app": config.app })
+                    json!({ "valid": true, "file": args.file, "app": config.app, "daemon": check })
                 );
             } else {
                 println!("{}: valid (app {})", args.file.display(), config.app);
+                if let Some(check) = &check {
+                    if restart {
+                        println!(
+                            "the running daemon cannot take up: {}; restart it to use them",
+                            check.restart_needed.join(", ")
+                        );
+                    } else if check.changes.is_empty() {
+                        println!("the running daemon's next run uses it as the last one did");
+                    } else {
+                        println!(
+                            "the running daemon's next run uses it, with changes in: {}",
+                            check.changes.join(", ")
+                        );
+                    }
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(if restart { exit::USAGE } else { exit::PROMOTED }))
         }
         Err(e) if args.json => {
             let diagnostics: Vec<Value> = e

@@ -8,9 +8,8 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cutover_engine::RunStarted;
+use cutover_api::{DeployRequest, Outcome, RunStarted};
 use cutover_server::DaemonInfo;
-use cutover_store::Outcome;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
@@ -224,7 +223,12 @@ async fn deploy(
     style: Style,
 ) -> anyhow::Result<(RunStarted, Outcome)> {
     let started: RunStarted = client
-        .post("/api/v1/deploy", &json!({ "version": version }))
+        .post(
+            "/api/v1/deploy",
+            &DeployRequest {
+                version: version.to_owned(),
+            },
+        )
         .await?;
     let end = follow::follow(client, &started.run_id, style).await?;
     if style != Style::Json {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use cutover_store::Outcome;
+use cutover_api::Outcome;
 
 /// The new version is live.
 pub const PROMOTED: u8 = 0;

@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use cutover_engine::RunEvent;
-use cutover_engine::events::format_bp;
+use cutover_analysis::Verdict;
+use cutover_api::{Event, RunEvent, format_bp};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -42,7 +42,7 @@ pub async fn follow(client: &Client, run_id: &str, style: Style) -> anyhow::Resu
         let bar = ProgressBar::new(100);
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] canary {bar:30} {pos:>3}%  {wide_msg}",
+                "{spinner} [{elapsed_precise}] new version {bar:30} {pos:>3}%  {wide_msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -60,9 +60,10 @@ pub async fn follow(client: &Client, run_id: &str, style: Style) -> anyhow::Resu
                     bar.set_position(u64::from(bp / 100));
                 }
                 bar.set_message(event.message.clone());
-                // Passing windows only update the bar; the engine starts every
-                // analysis message with the window's verdict.
-                if event.kind != "analysis" || !event.message.starts_with("pass") {
+                // Passing windows only update the bar.
+                let passing = matches!(&event.event,
+                    Event::Analysis { report, .. } if report.verdict == Verdict::Pass);
+                if !passing {
                     bar.println(line(since, &event));
                 }
             }
@@ -90,6 +91,8 @@ pub fn line(since_s: f64, event: &RunEvent) -> String {
         .map_or(String::new(), |bp| format!(" [{}]", format_bp(bp)));
     format!(
         "{:>+7.1}s {:<8}{weight} {}",
-        since_s, event.kind, event.message
+        since_s,
+        event.event.kind(),
+        event.message
     )
 }

@@ -37,7 +37,7 @@ pub enum EngineError {
     #[error("version {0} is already the stable version; nothing to deploy")]
     AlreadyServing(String),
     /// The version name cannot be used.
-    #[error("invalid version `{0}`: use 1 to 64 characters of letters, digits, `.`, `_` and `-`")]
+    #[error("invalid version `{0}`: use {rule}", rule = cutover_api::VERSION_RULE)]
     InvalidVersion(String),
     /// `promote` or `abort` with no rollout running.
     #[error("no rollout is in progress")]
@@ -744,19 +744,9 @@ impl Engine {
 }
 
 fn validate_version(version: &str) -> Result<(), EngineError> {
-    let ok = !version.is_empty()
-        && version.len() <= 64
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if cutover_api::valid_version(version) {
         Ok(())
     } else {
         Err(EngineError::InvalidVersion(version.to_owned()))
     }
-}
-
-/// Whether `version` is a valid version name (what the CLI checks before asking).
-pub fn is_valid_version(version: &str) -> bool {
-    validate_version(version).is_ok()
 }

@@ -43,7 +43,7 @@ pub mod traffic;
 
 pub use engine::{
     AppStatus, Control, Engine, EngineError, EngineParts, PlatformFactory, RunConfig, STOP_GRACE,
-    is_valid_version, recorded_config_text,
+    recorded_config_text,
 };
 
 #[cfg(test)]

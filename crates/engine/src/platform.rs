@@ -1,8 +1,13 @@
-//! What the engine needs from wherever versions run: start a release, grow and
-//! shrink it an instance at a time, know which instances are ready, stop it, and
-//! take over what an earlier daemon started. `cutover-platform` implements it for
-//! local processes; tests implement it in memory. The engine never learns which
-//! platform it talks to.
+//! What the engine needs from wherever versions run: start a release of a version,
+//! know which of its instances are ready, grow and shrink it a few instances at a
+//! time, take over what an earlier daemon left running, and stop it.
+//! `cutover-platform` implements it for local processes; tests implement it in
+//! memory.
+//!
+//! A *release* is a set of instances of one version, under a name unique among the
+//! releases the engine runs: usually the version itself, `v1.baseline` for a fresh
+//! baseline of the stable version running beside it. Platforms key everything they
+//! keep per release (logs, records of what runs) by that name, never by the version.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +16,23 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-/// Why a release could not be started, grown or adopted.
+/// What to start: `instances` instances of `version`, under `name`, unique among
+/// the releases the engine runs (usually the version itself; `v1.baseline` for a
+/// fresh baseline of the stable version beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSpec {
+    /// Names the release on the platform: its logs, its records, its messages.
+    pub name: String,
+    /// What runs: `${VERSION}` in the platform's command, `VERSION` in its environment.
+    pub version: String,
+    /// How many instances to start.
+    pub instances: u32,
+}
+
+/// Why a release could not be started, grown, or taken over.
+///
+/// `version` in the variants is the release's name: its version, unless it runs
+/// beside it under another name (`v1.baseline`).
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     /// An instance could not be spawned at all (bad command, missing binary, ...).
@@ -35,32 +56,35 @@ pub enum PlatformError {
         instance: u32,
         status: String,
     },
-    /// What an earlier daemon left could not be taken over.
-    #[error("could not adopt release {release}: {message}")]
-    Adopt { release: String, message: String },
+    /// Instances of the release were still running and were taken over, but the
+    /// release could not be brought to its full count of healthy instances; every
+    /// instance of it, taken over or started, has been stopped.
+    #[error(
+        "could not take over release {release} ({adopted} instance(s) still running): {source}"
+    )]
+    Adoption {
+        release: String,
+        /// How many instances were found running and taken over.
+        adopted: u32,
+        #[source]
+        source: Box<PlatformError>,
+    },
+    /// The release has been stopped: nothing more can be started in it.
+    #[error("release {release} has been stopped; start a new one")]
+    Stopped { release: String },
 }
 
-/// What to start: `instances` instances of `version`, under `name`, unique among
-/// the releases the engine runs (the version itself, or `v1+baseline` for a fresh
-/// baseline of the stable version beside it; `+` cannot be part of a version).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseSpec {
-    pub name: String,
-    pub version: String,
-    pub instances: u32,
-}
-
-/// The live state of a started release, as the platform sees it.
+/// The live state of a release, as the platform sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReleaseHealth {
-    /// Addresses of the instances that currently pass their health check.
+    /// Addresses of the instances that currently pass their health check, sorted.
     pub ready: Vec<SocketAddr>,
     /// Set once an instance has exited or turned unhealthy after the release was
     /// ready: the first such problem, in words (`instance 0 (pid 4242) exited: exit status: 1`).
     pub problem: Option<String>,
 }
 
-/// Starts releases.
+/// Starts releases, and takes over those an earlier daemon left running.
 #[async_trait]
 pub trait Platform: Send + Sync + 'static {
     /// How many instances a version runs with (the config's `instances`).
@@ -73,56 +97,90 @@ pub trait Platform: Send + Sync + 'static {
     ///
     /// # Errors
     /// When an instance cannot be spawned, exits, or is not healthy within the
-    /// startup timeout. Whatever was started is stopped again before returning.
+    /// startup timeout.
+    ///
+    /// # Guarantees
+    /// Whatever was started is stopped again before an error is returned, and when
+    /// the returned future is dropped before it completes.
     async fn start(&self, spec: &ReleaseSpec) -> Result<Box<dyn Release>, PlatformError>;
 
     /// Takes over the release `spec.name` that an earlier daemon started, if any of
-    /// its instances still run: they are health-checked and supervised from now
-    /// on, as if started here, and missing instances are started. `Ok(None)` when
-    /// nothing of it is left.
+    /// its instances still run: they are health-checked and supervised from now on,
+    /// as if started here. `Ok(None)` when nothing of it is left.
+    ///
+    /// An instance that is still running but not healthy within the startup timeout
+    /// is stopped and restarted (it is part of the release). When fewer instances
+    /// than `spec.instances` are left, the missing ones are started; instances
+    /// beyond `spec.instances`, and any that run something else than `spec` would
+    /// (another version, another command), are not taken over.
     ///
     /// # Errors
-    /// When what is left cannot be made whole; what was adopted or started for it
-    /// is stopped again before returning.
+    /// [`PlatformError::Adoption`] when the release cannot be brought to
+    /// `spec.instances` healthy instances.
+    ///
+    /// # Guarantees
+    /// On `Ok(Some(_))` the release runs `spec.instances` healthy instances. On an
+    /// error nothing of the release runs any more, taken over or started. What was
+    /// not taken over is left for [`Platform::stop_unadopted`].
     async fn adopt(&self, spec: &ReleaseSpec) -> Result<Option<Box<dyn Release>>, PlatformError>;
 
     /// Stops everything an earlier daemon started that was not adopted. Called
-    /// once, after every adoption. Returns a line per thing stopped, for the log.
+    /// once, after every [`Platform::adopt`]; returns a line per stopped thing, for
+    /// the log.
+    ///
+    /// # Guarantees
+    /// Never stops anything that merely reuses an identifier of what the earlier
+    /// daemon started (a pid, a container name). Once it has run, `adopt` finds
+    /// nothing more.
     async fn stop_unadopted(&self) -> Vec<String>;
 }
 
-/// A started release.
+/// A started (or adopted) release: some instances of one version.
 #[async_trait]
 pub trait Release: Send + Sync {
+    /// The name it was started under ([`ReleaseSpec::name`]).
     fn name(&self) -> &str;
+
+    /// The version it runs.
     fn version(&self) -> &str;
+
     /// Follows the release's health for as long as it runs.
     fn health(&self) -> watch::Receiver<ReleaseHealth>;
+
     /// Process ids or other platform handles, for people reading a status.
     fn describe(&self) -> Vec<String>;
-    /// The instances it runs now (detached ones not counted).
-    fn instance_count(&self) -> u32;
 
-    /// Starts `n` more instances and returns once they are healthy (they then
-    /// join `ready`).
+    /// Starts `n` more instances and returns once they are healthy; they then join
+    /// `ready`, and are supervised like the others.
     ///
     /// # Errors
-    /// As [`Platform::start`]; the new instances are stopped again and the others
-    /// are untouched.
+    /// When a new instance cannot be spawned, exits, or is not healthy within the
+    /// startup timeout; [`PlatformError::Stopped`] once the release was stopped.
+    ///
+    /// # Guarantees
+    /// On error, and when the future is dropped before it completes, the new
+    /// instances are stopped again and the others are untouched.
     async fn add_instances(&mut self, n: u32) -> Result<(), PlatformError>;
 
     /// Takes `n` instances out of the release (unready ones first, then the
-    /// newest): they leave `ready` at once and are no longer restarted, but keep
-    /// running until [`Release::stop_detached`], so the caller can drain them
-    /// first. Returns their addresses.
+    /// newest), or all of them when it has fewer: they leave `ready` at once, are
+    /// no longer restarted, and keep running until [`Release::stop_detached`], so
+    /// the caller can drain them first. Returns their addresses.
     fn detach(&mut self, n: u32) -> Vec<SocketAddr>;
 
     /// Stops every detached instance: a polite signal first, then force after `grace`.
-    async fn stop_detached(&mut self, grace: Duration);
-
-    /// Stops every instance: a polite signal first, then force after `grace`.
     ///
     /// # Guarantees
-    /// Idempotent; when it returns, no instance of this release is left running.
+    /// When it returns, no detached instance runs; the others are untouched.
+    async fn stop_detached(&mut self, grace: Duration);
+
+    /// The instances it runs now (detached ones not counted).
+    fn instance_count(&self) -> u32;
+
+    /// Stops every instance, detached ones included: a polite signal first, then
+    /// force after `grace`.
+    ///
+    /// # Guarantees
+    /// Idempotent; when it returns, nothing of this release runs.
     async fn stop(&mut self, grace: Duration);
 }

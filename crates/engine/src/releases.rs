@@ -43,9 +43,8 @@ impl Inner {
     /// Starts `n` more instances of `name`; returns how many it runs then.
     pub(crate) async fn add_instances(&self, name: &str, n: u32) -> Result<u32, PlatformError> {
         let Some(owned) = self.owned(name) else {
-            return Err(PlatformError::Adopt {
+            return Err(PlatformError::Stopped {
                 release: name.to_owned(),
-                message: "it is not running".into(),
             });
         };
         let mut release = owned.lock().await;

@@ -66,6 +66,9 @@ impl Runner {
             .as_ref()
             .map(|s| inner.metrics.cursor(&s.version, cutover_api::Role::Stable));
         Runner {
+            // A new run starts from the routing in force; a resumed one applies
+            // its routes to a daemon that has none yet.
+            applied: (!saved).then(|| (state.routes.clone(), state.sticky)),
             saved: saved.then(|| state.clone()),
             inner,
             run,
@@ -73,7 +76,6 @@ impl Runner {
             platform,
             control,
             state,
-            applied: None,
             live: None,
             since_start,
             reported: HashSet::new(),
@@ -415,15 +417,6 @@ impl Runner {
     /// start stops whatever it had started); a promote meanwhile is told to the
     /// strategy at once.
     async fn start(&mut self, spec: ReleaseSpec) -> Result<Observation, EngineError> {
-        self.emit(
-            Event::Phase {
-                phase: self.state.phase.clone(),
-            },
-            &format!(
-                "starting {} ({} instance(s)), waiting for health",
-                spec.name, spec.instances
-            ),
-        )?;
         let began = Instant::now();
         let platform = Arc::clone(&self.platform);
         let start = platform.start(&spec);

@@ -174,12 +174,21 @@ fn switch(ctx: &Ctx, state: &mut RunState, obs: Observation) -> Vec<Action> {
 /// Enter the starting phase and start `releases`.
 pub fn starting(state: &mut RunState, releases: Vec<ReleaseSpec>) -> Vec<Action> {
     state.phase = Phase::Starting;
-    let mut actions = vec![phase_note(state)];
-    for r in releases {
-        if state.releases.iter().all(|have| have.name != r.name) {
-            actions.push(Action::Start(r));
-        }
-    }
+    let to_start: Vec<ReleaseSpec> = releases
+        .into_iter()
+        .filter(|r| state.releases.iter().all(|have| have.name != r.name))
+        .collect();
+    let what: Vec<String> = to_start
+        .iter()
+        .map(|r| format!("{} ({} instance(s))", r.name, r.instances))
+        .collect();
+    let mut actions = vec![Action::Note(
+        Event::Phase {
+            phase: state.phase.clone(),
+        },
+        format!("starting {}, waiting for health", what.join(" and ")),
+    )];
+    actions.extend(to_start.into_iter().map(Action::Start));
     actions
 }
 

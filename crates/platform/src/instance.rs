@@ -1,7 +1,7 @@
-//! The instances of a live version: each followed by its health check, and
+//! The instances of a live release: each followed by its health check, and
 //! restarted when its process exits.
 //!
-//! A process that exits while its version serves leaves `ready` (and sets the
+//! A process that exits while its release serves leaves `ready` (and sets the
 //! release's `problem`, if none is set yet), then is started again in its place:
 //! same instance index, same command and environment, a fresh `${PORT}`, output
 //! appended to the same log file. Restarts of one instance back off exponentially
@@ -10,13 +10,20 @@
 //! checks in a row, as at startup, and one that is not healthy within the startup
 //! timeout is killed, which counts as one more exit. An instance that fails its
 //! health checks without exiting is taken out of `ready` but not restarted: it may
-//! recover.
+//! recover. Adopted processes are followed the same way: only how their exit is
+//! noticed differs (see [`Process::adopt`]).
 //!
-//! Stopping and restarting exclude each other through [`Instances`]: `stop` (and
-//! `Drop`) set [`Instances::stopping`] under its lock, and a restart checks that flag
-//! and records the process it spawned under the same lock. So a restart either
-//! happens before `stop` collects the processes to stop, and is stopped with them,
-//! or not at all.
+//! Stopping, detaching and restarting exclude each other through [`Instances`]:
+//! `stop` (and `Drop`) set [`Instances::stopping`] under its lock, `detach` moves
+//! slots out of [`Instances::slots`] under it, and a restart checks both and records
+//! the process it spawned under the same lock. So a restart either happens before
+//! `stop` collects the processes to stop (or `detach` the slots to take out), and is
+//! stopped with them, or not at all. An instance joins `ready` under the same lock,
+//! and only while its slot is still in the release, so a detached one never comes
+//! back into `ready`.
+//!
+//! Lock order: the instances' lock before the health channel's, never the other
+//! way round (`describe` copies what it needs from the channel before locking).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -83,12 +90,24 @@ impl Backoff {
 /// One instance of a release.
 #[derive(Debug)]
 pub(crate) struct Slot {
+    /// Unique within the release, unlike indexes, which are reused.
+    pub(crate) id: u64,
     /// Its current process, which may have exited (and wait for its restart).
     pub(crate) process: Process,
-    /// How often it was restarted after the version went live.
+    /// Processes it replaced while something of their group was still running,
+    /// until that is seen gone: for `stop` to finish off.
+    pub(crate) retired: Vec<Process>,
+    /// How often it was restarted after the release went live.
     pub(crate) restarts: u32,
     /// Whether `process` has passed `healthy_threshold` checks in a row yet.
     pub(crate) started: bool,
+}
+
+impl Slot {
+    /// Its process and the retired ones.
+    pub(crate) fn processes(&self) -> impl Iterator<Item = &Process> {
+        std::iter::once(&self.process).chain(&self.retired)
+    }
 }
 
 /// The processes of a release, shared by the release and its supervisors.
@@ -96,76 +115,131 @@ pub(crate) struct Slot {
 pub(crate) struct Instances {
     /// Set by `stop` and `Drop`: no process is started any more.
     pub(crate) stopping: bool,
-    /// By instance index.
+    /// The instances of the release, in the order they were added.
     pub(crate) slots: Vec<Slot>,
-    /// Processes replaced while something of their group was still running, until
-    /// that is seen gone: for `stop` to finish off.
-    pub(crate) retired: Vec<Process>,
+    /// Taken out of the release by `detach`, running until `stop_detached`.
+    pub(crate) detached: Vec<Slot>,
+    next_id: u64,
 }
 
 pub(crate) type SharedInstances = Arc<Mutex<Instances>>;
 
-/// Never held across an `await`, nor while sending on the health channel.
+/// Never held across an `await`.
 pub(crate) fn lock(instances: &SharedInstances) -> MutexGuard<'_, Instances> {
     instances.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Instances {
-    /// Every process not known to be gone: the current ones and the retired ones.
+    /// Every process not known to be gone, detached ones included.
     pub(crate) fn processes(&self) -> Vec<Process> {
         self.slots
             .iter()
-            .map(|s| &s.process)
-            .chain(&self.retired)
+            .chain(&self.detached)
+            .flat_map(Slot::processes)
             .cloned()
             .collect()
     }
 
-    fn slot_mut(&mut self, index: u32) -> &mut Slot {
-        &mut self.slots[index as usize]
+    /// The slot `id`, unless it has been detached (or taken out).
+    pub(crate) fn slot_mut(&mut self, id: u64) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.id == id)
     }
 
-    /// Starts instance `index` again, on a fresh port, in place of its process,
-    /// which has exited (and whose group the caller has killed): that one is kept in
-    /// `retired` while something of its group is left.
+    /// The ports of every process not known to be gone.
+    fn taken_ports(&self) -> Vec<u16> {
+        self.processes().iter().map(|p| p.addr.port()).collect()
+    }
+
+    /// Starts a new instance, on a free port, under the lowest index no instance
+    /// (detached ones included) has; returns its slot's id.
+    pub(crate) fn add(&mut self, launcher: &Launcher) -> Result<u64, PlatformError> {
+        let used: Vec<u32> = self
+            .slots
+            .iter()
+            .chain(&self.detached)
+            .map(|s| s.process.index)
+            .collect();
+        let index = (0..).find(|i| !used.contains(i)).unwrap_or(u32::MAX);
+        let process = self.spawn(launcher, index)?;
+        Ok(self.push(process))
+    }
+
+    /// Makes `process` (spawned, or adopted) an instance of the release, not yet
+    /// started; returns its slot's id.
+    pub(crate) fn push(&mut self, process: Process) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.slots.push(Slot {
+            id,
+            process,
+            retired: Vec::new(),
+            restarts: 0,
+            started: false,
+        });
+        id
+    }
+
+    /// Spawns instance `index` on a port no process of the release has.
+    fn spawn(&self, launcher: &Launcher, index: u32) -> Result<Process, PlatformError> {
+        let port = free_port_except(&self.taken_ports())
+            .map_err(|e| launcher.error(index, format!("cannot find a free port: {e}")))?;
+        launcher.spawn(index, port)
+    }
+
+    /// Starts instance `id` again, on a fresh port, in place of its process, which
+    /// has exited (and whose group the caller has killed): that one is kept in
+    /// `retired` while something of its group is left. `None` when the slot is no
+    /// longer in the release.
     pub(crate) fn respawn(
         &mut self,
         launcher: &Launcher,
-        index: u32,
-    ) -> Result<Process, PlatformError> {
+        id: u64,
+    ) -> Result<Option<Process>, PlatformError> {
+        let Some(at) = self.slots.iter().position(|s| s.id == id) else {
+            return Ok(None);
+        };
+        let slot = &mut self.slots[at];
         // Groups seen gone are unregistered before a new process is started, which
         // could be given one of their ids.
         // A group whose id was given to someone else counts as gone: never kept
         // for `stop` to signal.
-        self.retired.retain(|p| {
+        slot.retired.retain(|p| {
             let alive = p.group.alive();
             if !alive {
                 p.group.unregister();
             }
             alive
         });
-        let old = self.slot_mut(index).process.clone();
+        let old = slot.process.clone();
         let old_alive = old.group.alive();
         if !old_alive {
             old.group.unregister();
         }
-        let taken: Vec<u16> = self.processes().iter().map(|p| p.addr.port()).collect();
-        let port = free_port_except(&taken)
-            .map_err(|e| launcher.error(index, format!("cannot find a free port: {e}")))?;
-        let fresh = launcher.spawn(index, port)?;
-        let slot = self.slot_mut(index);
+        let fresh = self.spawn(launcher, old.index)?;
+        let slot = &mut self.slots[at];
         slot.process = fresh.clone();
         slot.started = false;
         if old_alive {
-            self.retired.push(old);
+            slot.retired.push(old);
         }
-        Ok(fresh)
+        Ok(Some(fresh))
+    }
+
+    /// Takes the slots `ids` out of the release (not into `detached`).
+    pub(crate) fn take(&mut self, ids: &[u64]) -> Vec<Slot> {
+        let (taken, kept) = std::mem::take(&mut self.slots)
+            .into_iter()
+            .partition(|s| ids.contains(&s.id));
+        self.slots = kept;
+        taken
     }
 }
 
-/// Follows one instance of a live version, and restarts it when it exits, until
-/// aborted by `stop` (or the release being dropped).
+/// Follows one instance of a live release, and restarts it when it exits, until
+/// aborted by `stop` or `detach` (or the release being dropped).
 pub(crate) struct Supervisor {
+    /// The slot it follows.
+    pub(crate) id: u64,
     pub(crate) launcher: Arc<Launcher>,
     pub(crate) health: HealthCheck,
     pub(crate) policy: RestartPolicy,
@@ -176,14 +250,14 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     /// `process`: the instance's process, ready.
     pub(crate) async fn run(self, mut process: Process) {
-        let version = self.launcher.version.as_str();
+        let release = self.launcher.name.as_str();
         let index = process.index;
         let mut backoff = Backoff::new(self.policy);
         let mut serving = true;
         loop {
             let status = self.follow(&process, serving).await;
             let problem = format!("instance {index} (pid {}) exited: {status}", process.pid);
-            tracing::warn!(version, "{problem}");
+            tracing::warn!(release, "{problem}");
             let addr = process.addr;
             self.tx.send_if_modified(|h| {
                 let was_ready = remove(&mut h.ready, addr);
@@ -195,13 +269,13 @@ impl Supervisor {
             let mut uptime = process.started_at.elapsed();
             process = loop {
                 let wait = backoff.next(uptime);
-                tracing::info!(version, instance = index, "restarting in {wait:?}");
+                tracing::info!(release, instance = index, "restarting in {wait:?}");
                 tokio::time::sleep(wait).await;
-                match self.restart(index) {
+                match self.restart() {
                     Ok(Some(fresh)) => break fresh,
                     Ok(None) => return,
                     Err(e) => {
-                        tracing::warn!(version, instance = index, "could not restart: {e}");
+                        tracing::warn!(release, instance = index, "could not restart: {e}");
                         uptime = Duration::ZERO;
                     }
                 }
@@ -210,18 +284,38 @@ impl Supervisor {
         }
     }
 
-    /// Starts the instance's next process, unless the release is stopping.
-    fn restart(&self, index: u32) -> Result<Option<Process>, PlatformError> {
+    /// Starts the instance's next process, unless the release is stopping or the
+    /// instance was detached.
+    fn restart(&self) -> Result<Option<Process>, PlatformError> {
         let mut instances = lock(&self.instances);
         if instances.stopping {
             return Ok(None);
         }
-        let fresh = instances.respawn(&self.launcher, index)?;
-        let slot = instances.slot_mut(index);
-        slot.restarts += 1;
-        tracing::info!(version = %self.launcher.version, instance = index,
-            pid = fresh.pid.as_raw(), addr = %fresh.addr, restarts = slot.restarts, "restarted instance");
+        let Some(fresh) = instances.respawn(&self.launcher, self.id)? else {
+            return Ok(None);
+        };
+        if let Some(slot) = instances.slot_mut(self.id) {
+            slot.restarts += 1;
+            tracing::info!(release = %self.launcher.name, instance = fresh.index,
+                pid = fresh.pid.as_raw(), addr = %fresh.addr, restarts = slot.restarts, "restarted instance");
+        }
         Ok(Some(fresh))
+    }
+
+    /// Marks `process` started and adds it to `ready`, if it is still its slot's
+    /// process, in the release; returns whether it did.
+    fn join_ready(&self, process: &Process) -> bool {
+        let mut instances = lock(&self.instances);
+        let Some(slot) = instances.slot_mut(self.id) else {
+            return false;
+        };
+        if slot.process.group != process.group {
+            return false;
+        }
+        slot.started = true;
+        self.tx
+            .send_if_modified(|h| insert(&mut h.ready, process.addr));
+        true
     }
 
     /// Follows `process` until it exits, to its exit status; `serving`: whether it
@@ -241,7 +335,7 @@ impl Supervisor {
                 biased;
                 status = process.exited() => return status,
                 () = until(startup_deadline.filter(|_| !started)) => {
-                    tracing::warn!(version = %self.launcher.version, index, pid = pid.as_raw(), %addr,
+                    tracing::warn!(release = %self.launcher.name, index, pid = pid.as_raw(), %addr,
                         "restarted instance not healthy within {startup_timeout:?}, killing it");
                     process.signal(Signal::SIGKILL);
                     startup_deadline = None;
@@ -256,16 +350,15 @@ impl Supervisor {
                 Ok(()) => {
                     failures = 0;
                     successes = successes.saturating_add(1);
-                    if !serving && successes >= health.healthy_threshold {
+                    if !serving && successes >= health.healthy_threshold && self.join_ready(process)
+                    {
                         serving = true;
                         if started {
                             tracing::info!(index, pid = pid.as_raw(), %addr, "instance healthy again");
                         } else {
                             started = true;
-                            lock(&self.instances).slot_mut(index).started = true;
                             tracing::info!(index, pid = pid.as_raw(), %addr, "restarted instance ready");
                         }
-                        self.tx.send_if_modified(|h| insert(&mut h.ready, addr));
                     }
                 }
                 Err(e) => {

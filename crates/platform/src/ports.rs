@@ -2,31 +2,19 @@
 
 use std::net::{Ipv4Addr, TcpListener};
 
-/// Distinct free ports: all listeners are held until every port is picked (but
-/// not afterwards: see [`free_port_except`] for the race that remains).
-pub(crate) fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
 /// A free port, other than `taken`.
 ///
-/// Like [`free_ports`], this only makes a collision unlikely, not impossible: the
-/// listener is closed before the instance binds the port, and in between another
-/// process may bind it too, or take it as the local port of an outgoing connection
-/// (the proxy's included: they come from the same ephemeral range). An instance
-/// that then fails to bind and exits saying so is retried once on another port
-/// during startup (see `LocalPlatform::wait_all_ready`), and restarted with a
-/// backoff later on (see `instance`). What remains: a process that binds the port
-/// and serves the health path before the instance starts would make the instance
-/// look ready while it is failing; it would then exit and be restarted. Reserving
-/// the port for real needs the instance to take an inherited socket (systemd-style
-/// socket activation), which commands cannot be assumed to support.
+/// This only makes a collision unlikely, not impossible: the listener is closed
+/// before the instance binds the port, and in between another process may bind it
+/// too, or take it as the local port of an outgoing connection (the proxy's
+/// included: they come from the same ephemeral range). An instance that then fails
+/// to bind and exits saying so is retried once on another port during startup (see
+/// `LocalRelease::wait_ready`), and restarted with a backoff later on (see
+/// `instance`). What remains: a process that binds the port and serves the health
+/// path before the instance starts would make the instance look ready while it is
+/// failing; it would then exit and be restarted. Reserving the port for real needs
+/// the instance to take an inherited socket (systemd-style socket activation),
+/// which commands cannot be assumed to support.
 pub(crate) fn free_port_except(taken: &[u16]) -> std::io::Result<u16> {
     for _ in 0..16 {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
@@ -44,17 +32,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_ports_are_distinct() {
-        let ports = free_ports(5).unwrap();
-        let mut unique = ports.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), 5);
-    }
-
-    #[test]
     fn free_port_except_avoids_the_taken_ones() {
-        let taken = free_ports(3).unwrap();
+        let taken: Vec<u16> = (0..3).map(|_| free_port_except(&[]).unwrap()).collect();
         for _ in 0..20 {
             assert!(!taken.contains(&free_port_except(&taken).unwrap()));
         }

@@ -1,7 +1,9 @@
 //! One process of an instance: spawned in a process group of its own, on a given
 //! port, with its output appended to the instance's log file, and waited for by a
 //! task of its own so that its exit is noticed (and the process reaped) whatever
-//! else is going on.
+//! else is going on; or adopted from an earlier daemon, and then, not being a child
+//! of this one, watched through `/proc` instead. Both look the same to the rest of
+//! the crate: [`Process::exited`], [`Process::signal`], [`stop_processes`].
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -17,56 +19,83 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::reaper;
+use crate::reaper::{self, InstanceRecord};
 
 /// How often [`wait_gone`] looks whether a process group is gone.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Where instance `index` of `version` writes its output, in `log_dir`.
-pub(crate) fn log_path(log_dir: &Path, version: &str, index: u32) -> PathBuf {
-    log_dir.join(format!("{}-{index}.log", file_safe(version)))
+/// How often an adopted process is looked for in `/proc`: its exit cannot be
+/// waited for.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+/// What an adopted process's exit is reported as: only its parent learns the status.
+const ADOPTED_EXIT: &str = "exit status unknown (adopted from an earlier daemon)";
+
+/// How long to wait for a process group to vanish after SIGKILL before giving up.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Where instance `index` of the release `name` writes its output, in `log_dir`.
+pub(crate) fn log_path(log_dir: &Path, name: &str, index: u32) -> PathBuf {
+    log_dir.join(format!("{}-{index}.log", file_safe(name)))
 }
 
-/// Starts the processes of one version: its command, environment and working
-/// directory, with `${PORT}` and `${VERSION}` filled in.
+/// Starts the processes of one release: its command, environment and working
+/// directory, with `${PORT}` and `${VERSION}` filled in, and `PORT` and `VERSION`
+/// in the environment.
 #[derive(Debug)]
 pub(crate) struct Launcher {
     pub(crate) spec: LocalSpec,
     pub(crate) log_dir: PathBuf,
+    /// The release's name: its log files and records are named after it.
+    pub(crate) name: String,
     pub(crate) version: String,
 }
 
 impl Launcher {
     pub(crate) fn error(&self, instance: u32, message: String) -> PlatformError {
         PlatformError::Spawn {
-            version: self.version.clone(),
+            version: self.name.clone(),
             instance,
             message,
         }
     }
 
+    /// argv with `${PORT}` and `${VERSION}` filled in.
+    fn argv(&self, port: &str) -> Vec<String> {
+        self.spec
+            .command
+            .iter()
+            .map(|a| substitute(a, port, &self.version))
+            .collect()
+    }
+
+    /// The command instance processes on `port` run, as recorded for them: a
+    /// process recorded with another one runs something this launcher would not.
+    pub(crate) fn command_line(&self, port: u16) -> String {
+        shell_words(&self.argv(&port.to_string()))
+    }
+
     /// Spawns instance `index` on `port` and registers its process group with the
     /// reaper. Synchronous: once it returns, the process exists.
     pub(crate) fn spawn(&self, index: u32, port: u16) -> Result<Process, PlatformError> {
-        let version = self.version.as_str();
+        let (name, version) = (self.name.as_str(), self.version.as_str());
         let fail = |message: String| self.error(index, message);
         let port_str = port.to_string();
-        let argv: Vec<String> = self
-            .spec
-            .command
-            .iter()
-            .map(|a| substitute(a, &port_str, version))
-            .collect();
-        let env: BTreeMap<&str, String> = self
-            .spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), substitute(v, &port_str, version)))
+        let argv = self.argv(&port_str);
+        // The configured environment last: a `PORT` set there is what the user asked for.
+        let env: BTreeMap<&str, String> = [("PORT", port_str.clone()), ("VERSION", version.into())]
+            .into_iter()
+            .chain(
+                self.spec
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), substitute(v, &port_str, version))),
+            )
             .collect();
         let Some((program, args)) = argv.split_first() else {
             return Err(fail("the command is empty".to_owned()));
         };
-        let log_path = log_path(&self.log_dir, version, index);
+        let log_path = log_path(&self.log_dir, name, index);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -100,8 +129,17 @@ impl Launcher {
             )));
         };
         let pid = Pid::from_raw(pid as i32);
-        let group = reaper::register(pid, &shell_words(&argv));
-        tracing::info!(version, instance = index, pid = pid.as_raw(), port, log = %log_path.display(), "started instance");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let record = InstanceRecord {
+            release: name.to_owned(),
+            version: version.to_owned(),
+            index,
+            addr,
+            // For a next daemon that may run from another directory.
+            log: std::path::absolute(&log_path).unwrap_or_else(|_| log_path.clone()),
+        };
+        let group = reaper::register(pid, &shell_words(&argv), Some(record));
+        tracing::info!(release = name, version, instance = index, pid = pid.as_raw(), port, log = %log_path.display(), "started instance");
 
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(async move {
@@ -115,10 +153,11 @@ impl Launcher {
             index,
             pid,
             group,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            addr,
             log_path,
             log_start,
             started_at,
+            adopted: false,
             exit: exit_rx,
         })
     }
@@ -138,12 +177,45 @@ pub(crate) struct Process {
     pub(crate) log_path: PathBuf,
     /// Where this run's output starts in `log_path`.
     pub(crate) log_start: u64,
+    /// When it was spawned, or adopted.
     pub(crate) started_at: Instant,
-    /// `Some(exit status)` once the process has exited and been reaped.
+    /// Started by an earlier daemon: not a child of this one.
+    pub(crate) adopted: bool,
+    /// `Some(exit status)` once the process has exited (and, if a child, been reaped).
     exit: watch::Receiver<Option<String>>,
 }
 
 impl Process {
+    /// The process an earlier daemon recorded as `group`, running `record`'s
+    /// instance, and found running (see [`reaper::Group::leader_running`]): from now
+    /// on its exit is noticed by polling `/proc`, a few times a second.
+    pub(crate) fn adopt(group: reaper::Group, record: &InstanceRecord) -> Process {
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let watched = group.clone();
+        tokio::spawn(async move {
+            // Until it exits, or nothing follows it any more.
+            while watched.leader_running() {
+                tokio::select! {
+                    () = exit_tx.closed() => return,
+                    () = tokio::time::sleep(ADOPTED_POLL) => {}
+                }
+            }
+            let _ = exit_tx.send(Some(ADOPTED_EXIT.to_owned()));
+        });
+        let log_start = std::fs::metadata(&record.log).map_or(0, |m| m.len());
+        Process {
+            index: record.index,
+            pid: group.pgid(),
+            group,
+            addr: record.addr,
+            log_path: record.log.clone(),
+            log_start,
+            started_at: Instant::now(),
+            adopted: true,
+            exit: exit_rx,
+        }
+    }
+
     pub(crate) fn exit_status(&self) -> Option<String> {
         self.exit.borrow().clone()
     }
@@ -151,8 +223,9 @@ impl Process {
     /// Sends `signal` to the process group, if it is still verifiably this
     /// process's (see [`reaper::Group::signal`]); returns whether it was sent.
     pub(crate) fn signal(&self, signal: Signal) -> bool {
-        // Set only once the process has been waited for: until then its pid is ours.
-        let unreaped = self.exit.borrow().is_none();
+        // Set only once a child has been waited for: until then its pid is ours. An
+        // adopted process is reaped by someone else, at any time.
+        let unreaped = !self.adopted && self.exit.borrow().is_none();
         self.group.signal(signal, unreaped)
     }
 
@@ -186,13 +259,73 @@ pub(crate) async fn wait_gone(process: &Process, deadline: Instant) -> bool {
     }
 }
 
+/// Stops `processes` of the release `name`: SIGTERM to every group still verifiably
+/// theirs, up to `grace` for them to go, then SIGKILL to whatever is left of them
+/// (the leader gone or not: the group may hold processes that outlived it), and up
+/// to 5 s more. Unregisters those gone.
+pub(crate) async fn stop_processes(name: &str, processes: &[Process], grace: Duration) {
+    // Every signal only to a group still verifiably ours: an instance waiting to be
+    // restarted has exited, and its pid may belong to anyone by now.
+    for p in processes {
+        p.signal(Signal::SIGTERM);
+    }
+    let polite = Instant::now() + grace;
+    for p in processes {
+        if !wait_gone(p, polite).await {
+            tracing::info!(
+                release = name,
+                instance = p.index,
+                pid = p.pid.as_raw(),
+                "still running {grace:?} after SIGTERM, killing"
+            );
+        }
+    }
+    for p in processes {
+        p.signal(Signal::SIGKILL);
+    }
+    let forced = Instant::now() + KILL_WAIT;
+    for p in processes {
+        if wait_gone(p, forced).await {
+            p.group.unregister();
+        } else {
+            // Left registered, for `kill_all_children` (or the next daemon) to retry.
+            tracing::error!(
+                release = name,
+                instance = p.index,
+                pid = p.pid.as_raw(),
+                "process group still present {KILL_WAIT:?} after SIGKILL"
+            );
+        }
+    }
+}
+
+/// Kills `processes` (SIGKILL) without waiting: for `Drop`, which cannot. Each is
+/// unregistered once gone, by a task of its own; without a runtime to run one, now.
+pub(crate) fn kill_now(processes: Vec<Process>) {
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    for p in processes {
+        p.signal(Signal::SIGKILL);
+        match &runtime {
+            Some(runtime) => {
+                runtime.spawn(async move {
+                    if wait_gone(&p, Instant::now() + KILL_WAIT).await {
+                        p.group.unregister();
+                    }
+                });
+            }
+            None => p.group.unregister(),
+        }
+    }
+    // Reaping is left to each process's waiting task (or tokio's orphan queue).
+}
+
 fn substitute(s: &str, port: &str, version: &str) -> String {
     s.replace("${PORT}", port).replace("${VERSION}", version)
 }
 
-/// A version as a file name: path separators and other oddities become `_`.
-fn file_safe(version: &str) -> String {
-    let s: String = version
+/// A release name as a file name: path separators and other oddities become `_`.
+fn file_safe(name: &str) -> String {
+    let s: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-+".contains(c) {

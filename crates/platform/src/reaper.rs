@@ -1,6 +1,7 @@
-//! The process-wide registry of the process groups this crate started, so that one
+//! The process-wide registry of the process groups this crate runs, so that one
 //! call can kill them all when the daemon is told to exit or panics, and, persisted
-//! to a file, so that the next daemon can kill them when this one dies uncleanly.
+//! to a file, so that the next daemon can adopt or kill them when this one dies
+//! uncleanly (see [`Leftovers`](crate::Leftovers)).
 //!
 //! Every instance runs in a process group of its own (its pid is the group id), so
 //! signalling the group also reaches whatever the instance started itself.
@@ -10,21 +11,19 @@
 //! never signalled: see [`Group::find`]. The instances keep the [`Group`] recorded
 //! when they were spawned, and signal their groups only through it
 //! ([`Group::signal`]), so that a process whose pid was reused after it exited is
-//! never mistaken for what is left of it.
+//! never mistaken for what is left of it. A group that runs an instance also
+//! records which one ([`InstanceRecord`]), for the next daemon to adopt it.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-
-/// How long [`kill_leftovers`] waits for the groups it killed to vanish.
-const LEFTOVER_KILL_WAIT: Duration = Duration::from_secs(2);
 
 /// One process group started here, as recorded in memory and in the file, and as
 /// kept by the instance that started it: a handle that signals the group only while
@@ -35,20 +34,38 @@ pub(crate) struct Group {
     pgid: i32,
     /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat` field
     /// 22); `None` where `/proc` could not tell.
-    start_time: Option<u64>,
+    pub(crate) start_time: Option<u64>,
     /// The leader's session id (field 6), `None` where `/proc` could not tell.
     session: Option<i32>,
-    /// The command, for messages.
-    command: String,
+    /// The command, for messages; for an instance, also what it must still be to be
+    /// adopted.
+    pub(crate) command: String,
+    /// The instance it runs; `None` in files written before instances were
+    /// recorded, and for groups that run none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) instance: Option<InstanceRecord>,
+}
+
+/// Which instance a group runs: what the next daemon needs to adopt it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InstanceRecord {
+    /// The release's name ([`ReleaseSpec::name`](cutover_engine::platform::ReleaseSpec)).
+    pub(crate) release: String,
+    pub(crate) version: String,
+    pub(crate) index: u32,
+    /// Where it serves.
+    pub(crate) addr: SocketAddr,
+    /// Where its output goes.
+    pub(crate) log: PathBuf,
 }
 
 /// The contents of the file written by [`persist_children_to`].
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct GroupsFile {
+pub(crate) struct GroupsFile {
     /// The daemon that wrote it, for people reading the file.
     #[serde(default)]
-    daemon_pid: u32,
-    groups: Vec<Group>,
+    pub(crate) daemon_pid: u32,
+    pub(crate) groups: Vec<Group>,
 }
 
 #[derive(Default)]
@@ -68,6 +85,9 @@ struct Persist {
     path: Option<PathBuf>,
     /// The generation last written to `path`.
     written: u64,
+    /// Files read for what an earlier daemon left (see [`read_groups_file`]), the
+    /// only ones [`persist_children_to`] may write over.
+    read: Vec<PathBuf>,
 }
 
 /// Where the registry is written. Locked only after `GROUPS` is released, never
@@ -75,6 +95,7 @@ struct Persist {
 static PERSIST: Mutex<Persist> = Mutex::new(Persist {
     path: None,
     written: 0,
+    read: Vec::new(),
 });
 
 fn groups() -> MutexGuard<'static, Registry> {
@@ -88,24 +109,35 @@ fn persist_state() -> MutexGuard<'static, Persist> {
 }
 
 /// Records a group just started, and returns it for its owner to signal it with;
-/// `command` is for messages. Call right after spawning, before the child can be
-/// reaped (it has exec'd by then, so `/proc` shows its final start time).
-pub(crate) fn register(pgid: Pid, command: &str) -> Group {
+/// `command` is for messages, `instance` for the next daemon to adopt it. Call right
+/// after spawning, before the child can be reaped (it has exec'd by then, so
+/// `/proc` shows its final start time).
+pub(crate) fn register(pgid: Pid, command: &str, instance: Option<InstanceRecord>) -> Group {
     let stat = read_stat(pgid.as_raw());
     let group = Group {
         pgid: pgid.as_raw(),
         start_time: stat.as_ref().map(|s| s.start_time),
         session: stat.as_ref().map(|s| s.session),
         command: command.to_owned(),
+        instance,
     };
+    register_group(&group);
+    group
+}
+
+/// Records a group started elsewhere (by an earlier daemon), as it was recorded
+/// there; replaces what is recorded under its id.
+pub(crate) fn register_group(group: &Group) {
     let snapshot = {
         let mut registry = groups();
-        registry.groups.insert(pgid.as_raw(), group.clone());
+        if registry.groups.get(&group.pgid) == Some(group) {
+            return;
+        }
+        registry.groups.insert(group.pgid, group.clone());
         registry.generation += 1;
         snapshot(&registry)
     };
     persist(snapshot);
-    group
 }
 
 /// Forgets the group recorded under `pgid`, whichever it is.
@@ -172,12 +204,27 @@ fn write_file(path: &Path, groups: Vec<Group>) -> io::Result<()> {
 /// Records every live process group started here in `path`, as JSON, and keeps it
 /// up to date: the file is rewritten atomically (a temporary file renamed over it)
 /// whenever a group is registered or unregistered. A daemon that dies uncleanly
-/// leaves it behind for the next one's [`kill_leftovers`].
+/// leaves it behind for the next one's [`Leftovers::read`](crate::Leftovers::read).
 ///
-/// Writes the file at once; an error doing so is returned (later ones are logged).
-/// Call [`kill_leftovers`] on the same path first.
+/// Writes the file at once.
+///
+/// # Errors
+/// When the file cannot be written (later errors are logged), and when `path`
+/// holds a file that [`Leftovers::read`](crate::Leftovers::read) has not read: what
+/// an earlier daemon recorded there would be lost, and whatever it left running
+/// with it.
 pub fn persist_children_to(path: PathBuf) -> io::Result<()> {
     let mut state = persist_state();
+    if !state.read.contains(&path) && std::fs::symlink_metadata(&path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} may list processes an earlier daemon left running; read it with \
+                 Leftovers::read before writing over it",
+                path.display()
+            ),
+        ));
+    }
     let (generation, groups) = snapshot(&groups());
     write_file(&path, groups)?;
     state.path = Some(path);
@@ -185,26 +232,28 @@ pub fn persist_children_to(path: PathBuf) -> io::Result<()> {
     Ok(())
 }
 
-/// Kills (SIGKILL to the group) every process group listed in `path` by an earlier
-/// daemon (see [`persist_children_to`]) that is still running, then removes the
-/// file. Returns what it killed, as `pid N (command)`.
+/// The groups an earlier daemon recorded in `path`; a missing file lists none.
+/// Once called, [`persist_children_to`] may write over `path`, whether or not it
+/// could be read.
 ///
-/// A group is killed only if it is verifiably the one recorded: its leader is
-/// alive with the recorded start time, or its leader is gone and every process left
-/// in the group started after it, in its session (the group id cannot have been
-/// reused while the group has members). Without `/proc` nothing can be verified and
-/// nothing is killed. Waits (up to 2 s) for the killed groups to vanish.
-///
-/// A missing file is nothing to do; an unreadable one is an error (and is left).
-pub fn kill_leftovers(path: &Path) -> io::Result<Vec<String>> {
-    if persist_state().path.as_deref() == Some(path) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is where this process records its own children",
-                path.display()
-            ),
-        ));
+/// # Errors
+/// When `path` is where this process records its own children, and when it
+/// cannot be read or parsed.
+pub(crate) fn read_groups_file(path: &Path) -> io::Result<Vec<Group>> {
+    {
+        let mut state = persist_state();
+        if state.path.as_deref() == Some(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is where this process records its own children",
+                    path.display()
+                ),
+            ));
+        }
+        if !state.read.iter().any(|p| p == path) {
+            state.read.push(path.to_owned());
+        }
     }
     let text = match std::fs::read(path) {
         Ok(text) => text,
@@ -217,55 +266,12 @@ pub fn kill_leftovers(path: &Path) -> io::Result<Vec<String>> {
             format!("{}: {e}", path.display()),
         )
     })?;
-    let mut killed = Vec::new();
-    let mut pending = Vec::new();
-    for group in &file.groups {
-        let what = match group.find() {
-            Found::Leader => format!("pid {} ({})", group.pgid, group.command),
-            Found::Orphans(n) => format!(
-                "pid {} ({}; its leader had exited, {n} process(es) left in its group)",
-                group.pgid, group.command
-            ),
-            Found::Nothing => continue,
-            Found::Unknown => {
-                tracing::warn!(
-                    pgid = group.pgid,
-                    command = group.command,
-                    "cannot tell whether a process group left by an earlier daemon is still \
-                     running; not killing it"
-                );
-                continue;
-            }
-        };
-        let pgid = Pid::from_raw(group.pgid);
-        match killpg(pgid, Signal::SIGKILL) {
-            Ok(()) => {
-                tracing::warn!(
-                    pgid = group.pgid,
-                    "killed {what}, left by an earlier daemon"
-                );
-                killed.push(what);
-                pending.push(pgid);
-            }
-            Err(Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(pgid = group.pgid, "could not kill {what}: {e}"),
-        }
-    }
-    let deadline = Instant::now() + LEFTOVER_KILL_WAIT;
-    while pending.iter().any(|p| group_alive(*p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    Ok(killed)
+    Ok(file.groups)
 }
 
 /// What is left of a recorded group.
 #[derive(Debug, PartialEq, Eq)]
-enum Found {
+pub(crate) enum Found {
     /// Its leader, the very process recorded (and whatever else is in its group).
     Leader,
     /// Only members, this many, its leader having exited.
@@ -321,7 +327,19 @@ impl Group {
         });
     }
 
-    fn find(&self) -> Found {
+    /// Whether its leader is the very process recorded, and has not exited: a
+    /// zombie, or a process that merely got its pid since, does not count.
+    pub(crate) fn leader_running(&self) -> bool {
+        let (Some(start_time), Some(leader)) = (self.start_time, read_stat(self.pgid)) else {
+            return false;
+        };
+        leader.start_time == start_time && !leader.zombie()
+    }
+
+    /// What is left of the group: the recorded leader itself, members it left
+    /// behind, nothing (gone, or its id is someone else's by now), or `Unknown`
+    /// where `/proc` cannot tell.
+    pub(crate) fn find(&self) -> Found {
         let Some(start_time) = self.start_time else {
             return Found::Unknown;
         };
@@ -361,7 +379,7 @@ impl Group {
 
 /// Sends `signal` to the process group; a group that no longer exists is not an error.
 /// Unchecked: see [`Group::signal`].
-fn signal_group(pgid: Pid, signal: Signal) {
+pub(crate) fn signal_group(pgid: Pid, signal: Signal) {
     match killpg(pgid, signal) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => {
@@ -463,7 +481,7 @@ pub fn kill_all_children() {
 /// Panics on other threads are left alone: they are mostly in tasks whose panic is
 /// caught (tokio's, the proxy's), and the daemon lives on, still owning its
 /// children. A daemon killed by one anyway leaves its children to the next
-/// daemon's [`kill_leftovers`].
+/// daemon's [`Leftovers`](crate::Leftovers).
 pub fn install_panic_hook() {
     let main = std::thread::current().id();
     let previous = std::panic::take_hook();
@@ -486,6 +504,19 @@ impl Group {
             start_time: Some(stat.start_time - 1),
             session: Some(stat.session),
             command: "an earlier process".into(),
+            instance: None,
+        }
+    }
+
+    /// The group of the live process `pgid`, as recorded when it was started.
+    pub(crate) fn recorded(pgid: Pid, command: &str, instance: Option<InstanceRecord>) -> Group {
+        let stat = read_stat(pgid.as_raw()).expect("a live process");
+        Group {
+            pgid: pgid.as_raw(),
+            start_time: Some(stat.start_time),
+            session: Some(stat.session),
+            command: command.into(),
+            instance,
         }
     }
 }
@@ -531,7 +562,7 @@ mod tests {
     #[test]
     fn registry_adds_and_removes() {
         let id = Pid::from_raw(i32::MAX - 2);
-        register(id, "nothing");
+        register(id, "nothing", None);
         assert_eq!(groups().groups[&id.as_raw()].start_time, None);
         unregister(id);
         assert!(!groups().groups.contains_key(&id.as_raw()));
@@ -546,6 +577,7 @@ mod tests {
             start_time,
             session: Some(stat.session),
             command: "test".into(),
+            instance: None,
         };
         assert_eq!(group(Some(stat.start_time)).find(), Found::Leader);
         assert_eq!(group(Some(stat.start_time + 1)).find(), Found::Nothing);

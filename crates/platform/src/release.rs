@@ -1,80 +1,105 @@
-//! [`LocalRelease`]: a started version, its health, and stopping it.
+//! [`LocalRelease`]: a started (or adopted) release, its health, growing and
+//! shrinking it, and stopping it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_engine::platform::{Release, ReleaseHealth};
+use cutover_engine::platform::{PlatformError, Release, ReleaseHealth};
 use cutover_spec::HealthCheck;
-use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
-use crate::instance::{Instances, RestartPolicy, SharedInstances, Supervisor, lock};
-use crate::process::{Launcher, wait_gone};
+use crate::instance::{
+    Instances, RestartPolicy, SharedInstances, Slot, Supervisor, insert, lock, remove,
+};
+use crate::process::{Launcher, kill_now, stop_processes};
 
-/// How long to wait for a process group to vanish after SIGKILL before giving up.
-const KILL_WAIT: Duration = Duration::from_secs(5);
-
-/// A version started by [`LocalPlatform`](crate::LocalPlatform).
+/// A release started (or adopted) by [`LocalPlatform`](crate::LocalPlatform).
 ///
 /// Once live, an instance whose process exits is restarted (with a backoff), and
 /// rejoins the ready ones once healthy again; `describe` counts the restarts.
 ///
-/// Dropping it without [`Release::stop`] kills its processes (SIGKILL), so that a
-/// version is never left running unowned.
+/// Dropping it without [`Release::stop`] kills its processes (SIGKILL), detached
+/// ones included, so that nothing is ever left running unowned.
 #[derive(Debug)]
 pub struct LocalRelease {
     pub(crate) launcher: Arc<Launcher>,
+    pub(crate) health: HealthCheck,
+    policy: RestartPolicy,
     pub(crate) instances: SharedInstances,
     health_tx: Arc<watch::Sender<ReleaseHealth>>,
-    /// One [`Supervisor`] per instance, once live.
-    supervisors: Vec<JoinHandle<()>>,
+    /// One [`Supervisor`] per live instance, with its slot's id.
+    supervisors: Vec<(u64, JoinHandle<()>)>,
+    /// Those of detached instances, aborted: for `stop_detached` to await.
+    detached_supervisors: Vec<JoinHandle<()>>,
     stopped: bool,
 }
 
 impl LocalRelease {
-    pub(crate) fn new(launcher: Arc<Launcher>) -> LocalRelease {
+    pub(crate) fn new(
+        launcher: Arc<Launcher>,
+        health: HealthCheck,
+        policy: RestartPolicy,
+    ) -> LocalRelease {
         LocalRelease {
             launcher,
+            health,
+            policy,
             instances: Arc::new(std::sync::Mutex::new(Instances::default())),
             health_tx: Arc::new(watch::channel(ReleaseHealth::default()).0),
             supervisors: Vec::new(),
+            detached_supervisors: Vec::new(),
             stopped: false,
         }
     }
 
-    /// Publishes every instance as ready and starts supervising them.
-    pub(crate) fn go_live(&mut self, health: &HealthCheck, policy: RestartPolicy) {
-        let processes: Vec<_> = {
+    /// Publishes the instances `ids`, healthy, as ready and starts supervising them.
+    pub(crate) fn go_live(&mut self, ids: &[u64]) {
+        let live: Vec<(u64, crate::process::Process)> = {
             let mut instances = lock(&self.instances);
-            for slot in &mut instances.slots {
-                slot.started = true;
-            }
-            instances.slots.iter().map(|s| s.process.clone()).collect()
+            let live: Vec<_> = instances
+                .slots
+                .iter_mut()
+                .filter(|s| ids.contains(&s.id))
+                .map(|slot| {
+                    slot.started = true;
+                    (slot.id, slot.process.clone())
+                })
+                .collect();
+            self.health_tx.send_if_modified(|h| {
+                let mut changed = false;
+                for (_, p) in &live {
+                    changed |= insert(&mut h.ready, p.addr);
+                }
+                changed
+            });
+            live
         };
-        let mut ready: Vec<SocketAddr> = processes.iter().map(|p| p.addr).collect();
-        ready.sort();
-        self.health_tx.send_modify(|h| h.ready = ready);
-        for process in processes {
+        for (id, process) in live {
             let supervisor = Supervisor {
+                id,
                 launcher: self.launcher.clone(),
-                health: health.clone(),
-                policy,
+                health: self.health.clone(),
+                policy: self.policy,
                 instances: self.instances.clone(),
                 tx: self.health_tx.clone(),
             };
-            self.supervisors.push(tokio::spawn(supervisor.run(process)));
+            self.supervisors
+                .push((id, tokio::spawn(supervisor.run(process))));
         }
     }
 
     /// Marks the release stopping, so that no process is started any more, and
-    /// aborts the supervisors.
+    /// aborts the supervisors, detached instances' included.
     fn stop_supervising(&mut self) -> Vec<JoinHandle<()>> {
         lock(&self.instances).stopping = true;
-        let supervisors = std::mem::take(&mut self.supervisors);
+        let supervisors: Vec<JoinHandle<()>> = std::mem::take(&mut self.supervisors)
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(std::mem::take(&mut self.detached_supervisors))
+            .collect();
         for s in &supervisors {
             s.abort();
         }
@@ -84,6 +109,10 @@ impl LocalRelease {
 
 #[async_trait]
 impl Release for LocalRelease {
+    fn name(&self) -> &str {
+        &self.launcher.name
+    }
+
     fn version(&self) -> &str {
         &self.launcher.version
     }
@@ -94,34 +123,125 @@ impl Release for LocalRelease {
 
     /// `pid 4242 on 127.0.0.1:40001 (ready)` per instance, the state being one of
     /// `starting`, `ready`, `unhealthy`, `exited: <status>` (waiting to be
-    /// restarted) and `stopped`, followed by `, restarts: N` once restarted.
+    /// restarted), `detached` (taken out, still running) and `stopped`, followed by
+    /// `, adopted` for a process an earlier daemon started and `, restarts: N` once
+    /// restarted. Detached instances come last.
     fn describe(&self) -> Vec<String> {
         // Not holding the channel's lock while taking the instances'.
         let ready = self.health_tx.borrow().ready.clone();
         let instances = lock(&self.instances);
-        instances
-            .slots
-            .iter()
-            .map(|slot| {
-                let p = &slot.process;
-                let state = if self.stopped {
-                    "stopped".to_owned()
-                } else if let Some(status) = p.exit_status() {
-                    format!("exited: {status}")
-                } else if ready.contains(&p.addr) {
-                    "ready".to_owned()
-                } else if !slot.started {
-                    "starting".to_owned()
-                } else {
-                    "unhealthy".to_owned()
-                };
-                let restarts = match slot.restarts {
-                    0 => String::new(),
-                    n => format!(", restarts: {n}"),
-                };
-                format!("pid {} on {} ({state}{restarts})", p.pid, p.addr)
-            })
-            .collect()
+        let line = |slot: &Slot, detached: bool| {
+            let p = &slot.process;
+            let state = if self.stopped {
+                "stopped".to_owned()
+            } else if let Some(status) = p.exit_status() {
+                format!("exited: {status}")
+            } else if detached {
+                "detached".to_owned()
+            } else if ready.contains(&p.addr) {
+                "ready".to_owned()
+            } else if !slot.started {
+                "starting".to_owned()
+            } else {
+                "unhealthy".to_owned()
+            };
+            let adopted = if p.adopted { ", adopted" } else { "" };
+            let restarts = match slot.restarts {
+                0 => String::new(),
+                n => format!(", restarts: {n}"),
+            };
+            format!("pid {} on {} ({state}{adopted}{restarts})", p.pid, p.addr)
+        };
+        let live = instances.slots.iter().map(|s| line(s, false));
+        let detached = instances.detached.iter().map(|s| line(s, true));
+        live.chain(detached).collect()
+    }
+
+    async fn add_instances(&mut self, n: u32) -> Result<(), PlatformError> {
+        if self.stopped || lock(&self.instances).stopping {
+            return Err(PlatformError::Stopped {
+                release: self.launcher.name.clone(),
+            });
+        }
+        self.bring_up(&[], n).await?;
+        tracing::info!(release = %self.launcher.name, added = n,
+            instances = self.instance_count(), "instances added");
+        Ok(())
+    }
+
+    fn detach(&mut self, n: u32) -> Vec<SocketAddr> {
+        let detached: Vec<(u64, SocketAddr)> = {
+            let ready = self.health_tx.borrow().ready.clone();
+            let mut instances = lock(&self.instances);
+            // Unready ones first, then ready ones; the newest first among each.
+            let mut order: Vec<(bool, usize, u64)> = instances
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(at, s)| (ready.contains(&s.process.addr), at, s.id))
+                .collect();
+            order.sort_by_key(|&(is_ready, at, _)| (is_ready, std::cmp::Reverse(at)));
+            let ids: Vec<u64> = order.iter().take(n as usize).map(|o| o.2).collect();
+            let mut slots = instances.take(&ids);
+            // In the order chosen.
+            slots.sort_by_key(|s| ids.iter().position(|id| *id == s.id));
+            let detached = slots.iter().map(|s| (s.id, s.process.addr)).collect();
+            self.health_tx.send_if_modified(|h| {
+                let mut changed = false;
+                for s in &slots {
+                    changed |= remove(&mut h.ready, s.process.addr);
+                }
+                changed
+            });
+            instances.detached.extend(slots);
+            detached
+        };
+        let ids: Vec<u64> = detached.iter().map(|d| d.0).collect();
+        let (taken, kept) = std::mem::take(&mut self.supervisors)
+            .into_iter()
+            .partition(|(id, _)| ids.contains(id));
+        self.supervisors = kept;
+        for (_, supervisor) in taken {
+            supervisor.abort();
+            self.detached_supervisors.push(supervisor);
+        }
+        if !detached.is_empty() {
+            tracing::info!(release = %self.launcher.name, detached = detached.len(),
+                instances = self.instance_count(), "instances detached");
+        }
+        detached.into_iter().map(|d| d.1).collect()
+    }
+
+    async fn stop_detached(&mut self, grace: Duration) {
+        // As in `stop`: once the supervisors are awaited, nothing else changes them.
+        for supervisor in std::mem::take(&mut self.detached_supervisors) {
+            let _ = supervisor.await;
+        }
+        // Left in the release until stopped, for `Drop` to kill should this future be
+        // dropped half-way.
+        let (ids, processes): (Vec<u64>, Vec<_>) = {
+            let instances = lock(&self.instances);
+            let ids = instances.detached.iter().map(|s| s.id).collect();
+            let processes = instances
+                .detached
+                .iter()
+                .flat_map(Slot::processes)
+                .cloned()
+                .collect();
+            (ids, processes)
+        };
+        if ids.is_empty() {
+            return;
+        }
+        stop_processes(&self.launcher.name, &processes, grace).await;
+        lock(&self.instances)
+            .detached
+            .retain(|s| !ids.contains(&s.id));
+        tracing::info!(release = %self.launcher.name, stopped = ids.len(), "detached instances stopped");
+    }
+
+    fn instance_count(&self) -> u32 {
+        lock(&self.instances).slots.len() as u32
     }
 
     async fn stop(&mut self, grace: Duration) {
@@ -136,46 +256,10 @@ impl Release for LocalRelease {
         }
         self.health_tx
             .send_if_modified(|h| !std::mem::take(&mut h.ready).is_empty());
-
-        let version = &self.launcher.version;
         let all = lock(&self.instances).processes();
-        // Every signal only to a group still verifiably ours: an instance waiting
-        // to be restarted has exited, and its pid may belong to anyone by now.
-        for p in &all {
-            p.signal(Signal::SIGTERM);
-        }
-        let polite = Instant::now() + grace;
-        for p in &all {
-            if !wait_gone(p, polite).await {
-                tracing::info!(
-                    version,
-                    instance = p.index,
-                    pid = p.pid.as_raw(),
-                    "still running {grace:?} after SIGTERM, killing"
-                );
-            }
-        }
-        // Whether or not the leader is gone: the group may hold processes that
-        // outlived it.
-        for p in &all {
-            p.signal(Signal::SIGKILL);
-        }
-        let forced = Instant::now() + KILL_WAIT;
-        for p in &all {
-            if wait_gone(p, forced).await {
-                p.group.unregister();
-            } else {
-                // Left registered, for `kill_all_children` (or the next daemon) to retry.
-                tracing::error!(
-                    version,
-                    instance = p.index,
-                    pid = p.pid.as_raw(),
-                    "process group still present {KILL_WAIT:?} after SIGKILL"
-                );
-            }
-        }
+        stop_processes(&self.launcher.name, &all, grace).await;
         self.stopped = true;
-        tracing::info!(version, "stopped");
+        tracing::info!(release = %self.launcher.name, "stopped");
     }
 }
 
@@ -186,23 +270,7 @@ impl Drop for LocalRelease {
         }
         // A supervisor still running on another thread can start nothing after this.
         self.stop_supervising();
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        let all = lock(&self.instances).processes();
-        for p in all {
-            p.signal(Signal::SIGKILL);
-            // Unregistered once gone, as in `stop`; without a runtime to wait in, now.
-            match &runtime {
-                Some(runtime) => {
-                    runtime.spawn(async move {
-                        if wait_gone(&p, Instant::now() + KILL_WAIT).await {
-                            p.group.unregister();
-                        }
-                    });
-                }
-                None => p.group.unregister(),
-            }
-        }
-        // Reaping is left to each process's waiting task (or tokio's orphan queue).
+        kill_now(lock(&self.instances).processes());
     }
 }
 
@@ -215,15 +283,24 @@ mod tests {
     use std::os::unix::process::CommandExt;
     use std::path::Path;
 
-    use cutover_engine::platform::Platform;
+    use cutover_engine::platform::{Platform, ReleaseSpec};
     use cutover_spec::LocalSpec;
     use nix::errno::Errno;
+    use nix::sys::signal::Signal;
     use nix::sys::signal::kill;
     use nix::unistd::Pid;
+    use tokio::time::Instant;
 
     use super::*;
-    use crate::instance::Slot;
     use crate::{LocalPlatform, reaper};
+
+    fn v1(instances: u32) -> ReleaseSpec {
+        ReleaseSpec {
+            name: "v1".into(),
+            version: "v1".into(),
+            instances,
+        }
+    }
 
     fn platform(dir: &Path, command: &str, instances: u32, startup: Duration) -> LocalPlatform {
         let spec = LocalSpec {
@@ -298,7 +375,7 @@ mod tests {
         for round in 0..5u64 {
             let dir = tempfile::tempdir().unwrap();
             let platform = platform(dir.path(), SERVES_ONCE, 3, Duration::from_secs(20));
-            let mut release = platform.start("v1").await.unwrap();
+            let mut release = platform.start(&v1(3)).await.unwrap();
             for (pid, _) in described(release.as_ref()) {
                 kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
             }
@@ -330,7 +407,7 @@ mod tests {
         // Serves the first time, then hangs without listening.
         let command = r#"echo $$ >> runs; if [ "$(wc -l < runs)" -gt 1 ]; then exec sleep 1000; fi; exec python3 -m http.server "$0" --bind 127.0.0.1"#;
         let platform = platform(dir.path(), command, 1, Duration::from_millis(1500));
-        let mut release = platform.start("v1").await.unwrap();
+        let mut release = platform.start(&v1(1)).await.unwrap();
         let (pid, _) = described(release.as_ref())[0];
         kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
         wait_until("a restart", || runs(dir.path()).len() == 2).await;
@@ -366,12 +443,18 @@ mod tests {
                     drain_timeout: Duration::from_secs(1),
                 },
                 log_dir: dir.path().to_owned(),
+                name: "v1".to_owned(),
                 version: "v1".to_owned(),
             })
         };
         let leaves_one_behind = launcher("sleep 1000 & echo $! > left");
         let exits = launcher("true");
-        let release = LocalRelease::new(leaves_one_behind.clone());
+        let platform = platform(dir.path(), "true", 2, Duration::from_secs(5));
+        let release = LocalRelease::new(
+            leaves_one_behind.clone(),
+            platform.health.clone(),
+            platform.restart,
+        );
 
         let ours = leaves_one_behind.spawn(0, 1).unwrap();
         ours.exited().await;
@@ -396,14 +479,14 @@ mod tests {
         );
         reused.pid = other_pid;
 
-        lock(&release.instances).slots = [ours, reused]
-            .into_iter()
-            .map(|process| Slot {
-                process,
-                restarts: 0,
-                started: true,
-            })
-            .collect();
+        {
+            let mut instances = lock(&release.instances);
+            instances.push(ours);
+            instances.push(reused);
+            for slot in &mut instances.slots {
+                slot.started = true;
+            }
+        }
         let mut release: Box<dyn Release> = Box::new(release);
         if by_drop {
             drop(release);

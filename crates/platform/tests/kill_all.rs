@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{WITH_GRANDCHILD, assert_gone, gone, pids_file, platform_with, read_pids, spec};
+use common::{
+    WITH_GRANDCHILD, assert_gone, gone, pids_file, platform_with, read_pids, release_spec, spec,
+};
 use cutover_engine::platform::Platform;
 use cutover_platform::kill_all_children;
 use cutover_spec::LocalSpec;
@@ -18,8 +20,14 @@ async fn kill_all_children_kills_every_group_including_grandchildren() {
         ..spec(WITH_GRANDCHILD, dir.path())
     };
     let platform = platform_with(spec, "/", dir.path());
-    let mut v1 = platform.start("v1").await.unwrap();
-    let mut v2 = platform.start("v2").await.unwrap();
+    let mut v1 = platform
+        .start(&release_spec(&platform, "v1"))
+        .await
+        .unwrap();
+    let mut v2 = platform
+        .start(&release_spec(&platform, "v2"))
+        .await
+        .unwrap();
 
     let mut pids = Vec::new();
     for release in [&v1, &v2] {

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use common::{
     HTTP_SERVER, WITH_GRANDCHILD, assert_gone, await_health, get, gone, pid_of, pids_file,
-    platform, platform_healthy_while_ok_exists, platform_with, read_pids, sigkill, spec, start_v1,
+    platform, platform_healthy_while_ok_exists, platform_with, read_pids, release_spec, sigkill,
+    spec, start_v1,
 };
-use cutover_engine::platform::{Platform, PlatformError};
+use cutover_engine::platform::{Platform, PlatformError, ReleaseSpec};
 use cutover_platform::LocalPlatform;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -16,7 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// Starts `version`, which must fail; the error.
 async fn start_fails(platform: &LocalPlatform, version: &str) -> PlatformError {
     platform
-        .start(version)
+        .start(&release_spec(platform, version))
         .await
         .err()
         .expect("start must fail")
@@ -29,7 +30,10 @@ async fn starts_and_becomes_ready() {
     let logs = dir.path().join("logs");
     let platform = platform(HTTP_SERVER, dir.path());
 
-    let mut release = platform.start("v1").await.unwrap();
+    let mut release = platform
+        .start(&release_spec(&platform, "v1"))
+        .await
+        .unwrap();
     assert_eq!(release.version(), "v1");
     let h = release.health().borrow().clone();
     assert_eq!(h.ready.len(), 1);
@@ -73,7 +77,10 @@ async fn two_instances_on_distinct_ports_see_their_port_and_version() {
     let logs = dir.path().join("logs");
     let platform = platform_with(spec, "/", dir.path());
 
-    let mut release = platform.start("v7").await.unwrap();
+    let mut release = platform
+        .start(&release_spec(&platform, "v7"))
+        .await
+        .unwrap();
     let ready = release.health().borrow().ready.clone();
     assert_eq!(ready.len(), 2);
     assert_ne!(ready[0].port(), ready[1].port());
@@ -96,6 +103,62 @@ async fn two_instances_on_distinct_ports_see_their_port_and_version() {
         let log = std::fs::read_to_string(logs.join(format!("v7-{index}.log"))).unwrap();
         assert!(log.contains("started v7"), "{log}");
     }
+    release.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn two_releases_of_one_version_run_side_by_side_with_port_and_version_in_their_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // No `${PORT}` anywhere: the environment alone says where to listen.
+    let command = [
+        "sh",
+        "-c",
+        r#"echo "$PORT $VERSION" > "env-$PORT.txt"; echo "started"; exec python3 -m http.server "$PORT" --bind 127.0.0.1"#,
+    ];
+    let platform = platform(&command, dir.path());
+    let spec = |name: &str| ReleaseSpec {
+        name: name.into(),
+        version: "v3".into(),
+        instances: 1,
+    };
+    let mut stable = platform.start(&spec("v3")).await.unwrap();
+    let mut baseline = platform.start(&spec("v3.baseline")).await.unwrap();
+    assert_eq!((baseline.name(), baseline.version()), ("v3.baseline", "v3"));
+    let mut addrs = Vec::new();
+    for release in [&stable, &baseline] {
+        let addr = release.health().borrow().ready[0];
+        let port = addr.port();
+        let (status, body) = get(addr, &format!("/env-{port}.txt")).await;
+        assert_eq!((status, body), (200, format!("{port} v3\n")));
+        addrs.push(addr);
+    }
+    assert_ne!(addrs[0], addrs[1]);
+    for name in ["v3", "v3.baseline"] {
+        let log = std::fs::read_to_string(platform.log_path(name, 0)).unwrap();
+        assert_eq!(log.matches("started").count(), 1, "{name}: {log}");
+    }
+    stable.stop(Duration::from_secs(5)).await;
+    baseline.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_configured_environment_may_set_port_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = spec(
+        &[
+            "sh",
+            "-c",
+            r#"echo "$PORT $VERSION" > env.txt; exec python3 -m http.server "$0" --bind 127.0.0.1"#,
+            "${PORT}",
+        ],
+        dir.path(),
+    );
+    spec.env.insert("PORT".into(), "port ${PORT}".into());
+    let platform = platform_with(spec, "/", dir.path());
+    let (mut release, rx, _) = start_v1(&platform).await;
+    let addr = rx.borrow().ready[0];
+    let (_, body) = get(addr, "/env.txt").await;
+    assert_eq!(body, format!("port {} v1\n", addr.port()));
     release.stop(Duration::from_secs(5)).await;
 }
 
@@ -292,7 +355,10 @@ async fn stop_kills_the_whole_group_and_drop_kills_too() {
     let platform = platform(WITH_GRANDCHILD, dir.path());
 
     // stop(): polite, and nothing of the group survives.
-    let mut release = platform.start("v1").await.unwrap();
+    let mut release = platform
+        .start(&release_spec(&platform, "v1"))
+        .await
+        .unwrap();
     let port = release.health().borrow().ready[0].port();
     let pids = read_pids(&pids_file(dir.path(), port), 2).await;
     assert!(pids.iter().all(|p| !gone(*p)));
@@ -303,7 +369,10 @@ async fn stop_kills_the_whole_group_and_drop_kills_too() {
 
     // Drop without stop: SIGKILL, synchronously.
     std::fs::remove_file(pids_file(dir.path(), port)).unwrap();
-    let release = platform.start("v2").await.unwrap();
+    let release = platform
+        .start(&release_spec(&platform, "v2"))
+        .await
+        .unwrap();
     let port = release.health().borrow().ready[0].port();
     let pids = read_pids(&pids_file(dir.path(), port), 2).await;
     drop(release);
@@ -353,7 +422,10 @@ async fn a_relative_command_runs_from_the_workdir() {
         "/where.txt",
         dir.path(),
     );
-    let mut release = platform.start("v1").await.unwrap();
+    let mut release = platform
+        .start(&release_spec(&platform, "v1"))
+        .await
+        .unwrap();
     let addr = release.health().borrow().ready[0];
     assert_eq!(get(addr, "/where.txt").await, (200, "in app".to_owned()));
     release.stop(Duration::from_secs(5)).await;
@@ -380,7 +452,10 @@ fn runs(dir: &std::path::Path) -> Vec<String> {
 async fn an_address_in_use_at_startup_is_retried_once_on_another_port() {
     let dir = tempfile::tempdir().unwrap();
     let platform = failing_to_bind(dir.path(), 1);
-    let mut release = platform.start("v1").await.unwrap();
+    let mut release = platform
+        .start(&release_spec(&platform, "v1"))
+        .await
+        .unwrap();
     let runs = runs(dir.path());
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert_ne!(runs[0], runs[1], "the retry must get another port");

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{
     assert_gone, await_health, get, gone, platform, platform_healthy_while_ok_exists,
-    platform_with, sigkill, spec, start_v1,
+    platform_with, release_spec, sigkill, spec, start_v1,
 };
 use cutover_engine::platform::{Platform, Release};
 use cutover_spec::LocalSpec;
@@ -92,7 +92,10 @@ async fn killed_instances_come_back_on_new_ports() {
         ..spec(&command, dir.path())
     };
     let platform = platform_with(spec, "/", dir.path());
-    let mut release = platform.start("v1").await.unwrap();
+    let mut release = platform
+        .start(&release_spec(&platform, "v1"))
+        .await
+        .unwrap();
     let mut rx = release.health();
     assert_eq!(rx.borrow_and_update().ready.len(), 2);
     let before = described(release.as_ref());

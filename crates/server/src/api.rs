@@ -175,7 +175,7 @@ async fn deploy(
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body.map_err(|r| bad_body(&r, r#"{"version": "v2"}"#))?;
-    if !cutover_engine::is_valid_version(&req.version) {
+    if !cutover_api::valid_version(&req.version) {
         return Err(EngineError::InvalidVersion(req.version).into());
     }
     let config = run_config(&s)?;
@@ -214,7 +214,7 @@ async fn rollback(
 
 /// What the config file says now, against what the daemon runs with: whether the
 /// next run could use it, and what would change.
-async fn config_check(State(s): State<AppState>) -> Json<crate::config::ConfigCheck> {
+async fn config_check(State(s): State<AppState>) -> Json<cutover_api::ConfigCheck> {
     Json(s.config.check(&s.engine.config()))
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use cutover_engine::RunConfig;
 use cutover_spec::{Config, StrategySpec};
-use serde::Serialize;
+use cutover_api::ConfigCheck;
 
 /// Where the daemon's config lives, and what of it is fixed until a restart.
 pub struct ConfigSource {
@@ -79,20 +79,6 @@ pub struct LoadError {
     pub message: String,
     /// It is valid, but changes a setting that needs a restart.
     pub restart_needed: bool,
-}
-
-/// What `GET /api/v1/config` says.
-#[derive(Debug, Serialize)]
-pub struct ConfigCheck {
-    pub path: PathBuf,
-    /// The next run can use the file as it is.
-    pub usable: bool,
-    /// Its mistakes, `file:line:col: ...`.
-    pub errors: Vec<String>,
-    /// Settings it changes that need a daemon restart.
-    pub restart_needed: Vec<String>,
-    /// The sections the next run will use differently from the last one.
-    pub changes: Vec<String>,
 }
 
 impl ConfigSource {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cutover_engine::platform::Platform;
 use cutover_engine::{Engine, EngineParts, PlatformFactory, RunConfig};
-use cutover_platform::LocalPlatform;
+use cutover_platform::{Leftovers, LocalPlatform};
 use cutover_proxy::{Proxy, ProxyOptions};
 use cutover_spec::Config;
 use cutover_store::Store;
@@ -63,6 +63,14 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Stops what an earlier daemon left running and was not adopted, and says so.
+async fn stop_unadopted(platform: &dyn Platform) {
+    let stopped = platform.stop_unadopted().await;
+    if !stopped.is_empty() {
+        warn!(stopped = ?stopped, "stopped processes an earlier daemon left running");
+    }
 }
 
 fn describe(other: &Option<DaemonInfo>) -> String {
@@ -161,8 +169,9 @@ impl Signals {
 
 impl Daemon {
     /// Locks the state directory, opens the store, starts the proxy on
-    /// `config.listen` and the API on `api`, stops whatever an earlier daemon that
-    /// died abruptly left running, restores the stable version it was serving, and
+    /// `config.listen` and the API on `api`, takes over what an earlier daemon left
+    /// (adopting the instances still running, resuming its unfinished run),
+    /// stops whatever else that daemon left running if it died abruptly, and
     /// writes `daemon.json`.
     ///
     /// # Errors
@@ -189,27 +198,57 @@ impl Daemon {
         // Before anything is started, so a signal during recovery is handled in order.
         let signals = Signals::install().map_err(ServeError::Signals)?;
         cutover_platform::install_panic_hook();
+        // Read before this daemon records its own children over it: what the earlier
+        // one left running is adopted or stopped once the engine has recovered.
         let children = state_dir.join("children.json");
-        match cutover_platform::kill_leftovers(&children) {
-            Ok(killed) if !killed.is_empty() => {
-                warn!(killed = ?killed, "stopped processes an earlier daemon left running")
-            }
-            Ok(_) => {}
+        let leftovers = match Leftovers::read(&children) {
+            Ok(leftovers) => leftovers,
             Err(e) => {
-                warn!(error = %e, file = %children.display(), "could not check for leftover processes")
+                warn!(error = %e, file = %children.display(), "could not check for processes an earlier daemon left running");
+                Leftovers::default()
             }
+        };
+        if !leftovers.is_empty() {
+            info!(
+                groups = leftovers.len(),
+                "an earlier daemon left processes running"
+            );
         }
         if let Err(e) = cutover_platform::persist_children_to(children.clone()) {
             warn!(error = %e, file = %children.display(), "could not record child processes; a crash could leave some running");
         }
+        let platforms = Arc::new(LocalPlatforms {
+            log_dir: state_dir.join("logs"),
+        });
+        let platform: Arc<dyn Platform> = Arc::new(
+            LocalPlatform::new(
+                config.platform.local().clone(),
+                config.health.clone(),
+                state_dir.join("logs"),
+            )
+            .with_leftovers(leftovers),
+        );
 
-        let store = Arc::new(Store::open(&state_dir.join("cutover.db"))?);
-        let proxy = Proxy::bind(config.listen, ProxyOptions::default()).await?;
+        let store = match Store::open(&state_dir.join("cutover.db")) {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                stop_unadopted(&*platform).await;
+                return Err(e.into());
+            }
+        };
+        let proxy = match Proxy::bind(config.listen, ProxyOptions::default()).await {
+            Ok(proxy) => proxy,
+            Err(e) => {
+                stop_unadopted(&*platform).await;
+                return Err(e.into());
+            }
+        };
         let preview = match preview_listen(&config) {
             Some(addr) => match Proxy::bind(addr, ProxyOptions::default()).await {
                 Ok(preview) => Some(preview),
                 Err(e) => {
                     proxy.shutdown().await;
+                    stop_unadopted(&*platform).await;
                     return Err(e.into());
                 }
             },
@@ -220,6 +259,7 @@ impl Daemon {
             Ok(l) => l,
             Err(source) => {
                 proxy.shutdown().await;
+                stop_unadopted(&*platform).await;
                 return Err(ServeError::Api { addr: api, source });
             }
         };
@@ -227,25 +267,24 @@ impl Daemon {
             Ok(addr) => addr,
             Err(source) => {
                 proxy.shutdown().await;
+                stop_unadopted(&*platform).await;
                 return Err(ServeError::Api { addr: api, source });
             }
         };
-        let platforms = Arc::new(LocalPlatforms {
-            log_dir: state_dir.join("logs"),
-        });
-        let platform = platforms.platform(&config);
         let config_source = Arc::new(ConfigSource::new(&run_config));
         let engine = Engine::new(EngineParts {
             config: run_config,
             store,
             platforms,
-            platform,
+            platform: platform.clone(),
             traffic: traffic.clone(),
             metrics: traffic.clone(),
             prober: traffic.clone(),
             runs_dir: state_dir.join("runs"),
         });
         if let Err(e) = engine.recover().await {
+            // What recovery did not get to adopt is stopped all the same.
+            stop_unadopted(&*platform).await;
             engine.stop_serving().await;
             proxy.shutdown().await;
             return Err(e.into());

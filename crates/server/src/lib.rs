@@ -18,4 +18,5 @@ mod daemon;
 pub mod traffic;
 
 pub use api::ApiError;
+pub use cutover_engine::RunConfig;
 pub use daemon::{Daemon, DaemonInfo, ServeError};

@@ -55,7 +55,11 @@ pub struct Env {
     dir: tempfile::TempDir,
     pub config: PathBuf,
     faults: Faults,
-    steps: String,
+    /// The `strategy:` section's body.
+    strategy: String,
+    instances: u32,
+    /// The `analysis.metrics` section's body.
+    metrics: String,
     daemon: Option<Child>,
     proxy: Option<SocketAddr>,
     api: Option<SocketAddr>,
@@ -75,7 +79,9 @@ impl Env {
             dir,
             config,
             faults,
-            steps: "[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]".into(),
+            strategy: canary("[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]"),
+            instances: 2,
+            metrics: "    error_rate: { max: 5% }".into(),
             daemon: None,
             proxy: None,
             api: None,
@@ -97,10 +103,35 @@ impl Env {
         (env, load, waiting)
     }
 
-    pub fn with_steps(mut self, steps: &str) -> Env {
-        self.steps = steps.to_owned();
+    pub fn with_steps(self, steps: &str) -> Env {
+        self.with_strategy(&canary(steps))
+    }
+
+    /// The `strategy:` section, e.g. `"  blue_green: { scale_down_delay: 2s }"`.
+    pub fn with_strategy(mut self, strategy: &str) -> Env {
+        self.strategy = strategy.to_owned();
         self.write_config();
         self
+    }
+
+    /// The `analysis.metrics` section, e.g. `"    latency_p99: { max: 100ms }"`.
+    pub fn with_metrics(mut self, metrics: &str) -> Env {
+        self.metrics = metrics.to_owned();
+        self.write_config();
+        self
+    }
+
+    pub fn with_instances(mut self, instances: u32) -> Env {
+        self.instances = instances;
+        self.write_config();
+        self
+    }
+
+    /// Rewrites the config with another strategy while the daemon runs: the next
+    /// run uses it.
+    pub fn change_strategy(&mut self, strategy: &str) {
+        self.strategy = strategy.to_owned();
+        self.write_config();
     }
 
     fn write_config(&self) {
@@ -112,7 +143,7 @@ platform:
     command: [{exe}, "sample-app", "--port", "${{PORT}}", "--version", "${{VERSION}}"]
     env:
       CUTOVER_SAMPLE_FAULTS: "{faults}"
-    instances: 2
+    instances: {instances}
     startup_timeout: 3s
     drain_timeout: 2s
 health:
@@ -122,19 +153,20 @@ health:
   healthy_threshold: 1
   unhealthy_threshold: 2
 strategy:
-  canary:
-    steps: {steps}
+{strategy}
 analysis:
   interval: 500ms
   min_requests: 5
   failure_limit: 1
   inconclusive_limit: 20
   metrics:
-    error_rate: {{ max: 5% }}
+{metrics}
 "#,
             exe = serde_json::to_string(EXE).unwrap(),
             faults = self.faults.0,
-            steps = self.steps
+            strategy = self.strategy,
+            instances = self.instances,
+            metrics = self.metrics,
         );
         std::fs::write(&self.config, yaml).unwrap();
     }
@@ -237,7 +269,7 @@ analysis:
         self.proxy.expect("serve() first")
     }
 
-    async fn api_get(&self, path: &str) -> serde_json::Value {
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
         let url = format!("http://{}{path}", self.api.expect("serve() first"));
         self.http
             .get(url)
@@ -251,16 +283,34 @@ analysis:
 
     /// Waits until a canary serves at `weight` (e.g. `50%`).
     pub async fn wait_for_weight(&self, weight: &str) {
+        let bp = weight.trim_end_matches('%').parse::<u64>().unwrap() * 100;
+        self.wait_for_status(&format!("a canary at {weight}"), |status| {
+            role(status, "canary").is_some_and(|b| b["weight_bp"] == bp)
+        })
+        .await;
+    }
+
+    /// Waits until the active run is in `stage` (`post_promotion`, `awaiting_promotion`, ...).
+    pub async fn wait_for_stage(&self, stage: &str) {
+        self.wait_for_status(&format!("stage {stage}"), |status| {
+            status["active_run"]["phase"]["stage"] == stage
+        })
+        .await;
+    }
+
+    /// Polls the daemon's status until `ok` says so.
+    pub async fn wait_for_status(
+        &self,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let status = self.api_get("/api/v1/status").await;
-            if !status["canary"].is_null() && status["canary_weight"] == weight {
-                return;
+            if ok(&status) {
+                return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "never reached {weight}: {status}"
-            );
+            assert!(Instant::now() < deadline, "never reached {what}: {status}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -325,7 +375,12 @@ analysis:
 
     /// Steady load on the proxy until stopped.
     pub fn load(&self) -> Load {
-        Load::start(self.proxy(), self.http.clone())
+        Load::start(self.proxy(), self.http.clone(), Duration::from_millis(10))
+    }
+
+    /// A client sending its next request as soon as the last one is answered.
+    pub fn load_without_pause(&self) -> Load {
+        Load::start(self.proxy(), self.http.clone(), Duration::ZERO)
     }
 
     /// Every process below the daemon.
@@ -360,6 +415,14 @@ analysis:
             .collect()
     }
 
+    /// SIGKILL to the daemon, as the OOM killer would: nothing of it runs its
+    /// shutdown, and its children stay up in their own process groups.
+    pub async fn kill_daemon(&mut self) {
+        let mut child = self.daemon.take().expect("serve() first");
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+
     /// SIGTERM to the daemon; waits for it to exit.
     pub async fn stop_daemon(&mut self) -> ExitStatus {
         let mut child = self.daemon.take().expect("serve() first");
@@ -387,6 +450,38 @@ impl Drop for Env {
             }
         }
     }
+}
+
+/// A canary strategy section with these steps.
+pub fn canary(steps: &str) -> String {
+    format!("  canary:\n    steps: {steps}")
+}
+
+/// The status entry of the backend in `role`, if any.
+pub fn role<'s>(status: &'s serde_json::Value, role: &str) -> Option<&'s serde_json::Value> {
+    status["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["role"] == role)
+}
+
+/// Pids of every process in `/proc` whose command line contains `needle`.
+pub fn pids_running(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && stat(pid).is_some_and(|(_, s)| s != 'Z') {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
 }
 
 fn term(pid: i32) {
@@ -466,17 +561,16 @@ pub struct Load {
 }
 
 impl Load {
-    fn start(proxy: SocketAddr, http: reqwest::Client) -> Load {
+    fn start(proxy: SocketAddr, http: reqwest::Client, pause: Duration) -> Load {
         let (stop, mut stopped) = watch::channel(false);
         let tally = Arc::new(Mutex::new(Tally::new()));
         let t = tally.clone();
         let task = tokio::spawn(async move {
-            // About 100 requests a second, one at a time.
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            // One at a time, `pause` apart (10ms: about 100 a second).
             loop {
                 tokio::select! {
                     _ = stopped.wait_for(|s| *s) => return,
-                    _ = tick.tick() => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
                 let answer = http.get(format!("http://{proxy}/")).send().await;
                 let (version, failed) = match &answer {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cutover_engine::platform::{Platform, Release, ReleaseHealth};
+use cutover_engine::platform::{Platform, Release, ReleaseHealth, ReleaseSpec};
 use cutover_platform::LocalPlatform;
 use cutover_spec::{HealthCheck, LocalSpec};
 use nix::errno::Errno;
@@ -81,11 +81,21 @@ pub fn pids_file(dir: &Path, port: u16) -> PathBuf {
     dir.join(format!("pids-{port}"))
 }
 
+/// The release `version` of `platform`, under its version's name, with as many
+/// instances as the platform's configuration says.
+pub fn release_spec(platform: &LocalPlatform, version: &str) -> ReleaseSpec {
+    ReleaseSpec {
+        name: version.to_owned(),
+        version: version.to_owned(),
+        instances: platform.instances(),
+    }
+}
+
 /// v1 started on `platform`: the release, its health, and its first instance's pid.
 pub async fn start_v1(
     platform: &LocalPlatform,
 ) -> (Box<dyn Release>, watch::Receiver<ReleaseHealth>, i32) {
-    let release = platform.start("v1").await.unwrap();
+    let release = platform.start(&release_spec(platform, "v1")).await.unwrap();
     let pid = pid_of(release.as_ref());
     let rx = release.health();
     (release, rx, pid)

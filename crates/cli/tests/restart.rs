@@ -1,0 +1,59 @@
+//! A daemon killed outright (SIGKILL, as the OOM killer would) and started again:
+//! it adopts the instances that kept running and resumes the run from its record.
+
+mod support;
+
+use support::{Env, Faults, assert_no_failures, pids_running, role};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_at_a_pause_resumes_after_a_restart_without_restarting_its_versions() {
+    let mut env = Env::new(Faults::none()).with_steps("[{weight: 50%, pause: until-promoted}]");
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let waiting = env.deploy_in_background("v2");
+    env.wait_for_weight("50%").await;
+    let status = env.api_get("/api/v1/status").await;
+    let run_id = status["active_run"]["run_id"].as_str().unwrap().to_owned();
+    let v1 = pids_running("--version v1");
+    let v2 = pids_running("--version v2");
+    assert_eq!((v1.len(), v2.len()), (2, 2), "{v1:?} {v2:?}");
+
+    env.kill_daemon().await;
+    // The deploy that followed it lost its stream; the run is not lost.
+    waiting.await.unwrap().code(1);
+    env.serve().await;
+
+    // Same run, same step, same weight, the same processes serving.
+    let status = env.wait_for_status("the run resumed at 50%", |s| {
+        s["active_run"]["run_id"] == run_id.as_str()
+            && role(s, "canary").is_some_and(|b| b["weight_bp"] == 5000 && b["ready_instances"] == 2)
+    })
+    .await;
+    assert_eq!(status["active_run"]["phase"]["stage"], "step", "{status}");
+    assert_eq!(pids_running("--version v1"), v1, "v1 was restarted");
+    assert_eq!(pids_running("--version v2"), v2, "v2 was restarted");
+    let load = env.load();
+    let served = env.served_by(40).await;
+    assert!(served.iter().any(|v| v == "v1") && served.iter().any(|v| v == "v2"), "{served:?}");
+
+    env.cutover(&["promote"]).await.code(0);
+    env.wait_for_status("the run finished", |s| s["active_run"].is_null()).await;
+    let run = env.api_get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["run"]["outcome"], "promoted", "{run}");
+    assert_eq!(env.served_by(10).await, vec!["v2"; 10]);
+    assert_no_failures(&load.stop().await, &["v1", "v2"]);
+    // v1 was stopped by the new daemon, the processes it adopted.
+    support::wait_until_gone(&v1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_while_idle_keeps_serving_the_same_processes_after_a_restart() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let v1 = pids_running("--version v1");
+    env.kill_daemon().await;
+    env.serve().await;
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    assert_eq!(pids_running("--version v1"), v1, "v1 was restarted");
+}
