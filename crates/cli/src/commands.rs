@@ -10,8 +10,8 @@ use cutover_api::{
 use serde_json::{Value, json};
 
 use crate::args::{
-    ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs,
-    RollbackArgs, ServeArgs,
+    ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs, RollbackArgs,
+    ServeArgs,
 };
 use crate::client::{Client, Refused};
 use crate::follow::{self, Style};
@@ -291,7 +291,11 @@ async fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(ExitCode::from(if restart { exit::USAGE } else { exit::PROMOTED }))
+            Ok(ExitCode::from(if restart {
+                exit::USAGE
+            } else {
+                exit::PROMOTED
+            }))
         }
         Err(e) if args.json => {
             let diagnostics: Vec<Value> = e

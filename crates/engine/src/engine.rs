@@ -365,6 +365,9 @@ impl Engine {
             )?;
             return Ok(false);
         };
+        // Adopted through the daemon's own platform, which holds what the previous
+        // daemon left; the run goes on with the platform of its recorded config.
+        let adopting = inner.platform();
         let platform = inner.platforms.platform(&config.config);
         let mut missing = Vec::new();
         let wanted: Vec<ReleaseSpec> = state
@@ -374,7 +377,7 @@ impl Engine {
             .cloned()
             .collect();
         for spec in &wanted {
-            match platform.adopt(spec).await {
+            match adopting.adopt(spec).await {
                 Ok(Some(release)) => inner.adopt_release(release),
                 Ok(None) => missing.push(format!("{} (nothing of it was left)", spec.name)),
                 Err(e) => missing.push(format!("{} ({e})", spec.name)),
@@ -407,7 +410,7 @@ impl Engine {
                         None,
                     );
                 } else {
-                    self.serve_stable(&platform, stable).await;
+                    self.serve_stable(&adopting, stable).await;
                 }
             }
             inner.record_serving();
@@ -469,11 +472,10 @@ impl Engine {
         }
         let app = config.config.app.clone();
         self.start_run(config, |stable, store| {
-            let promoted = store.promoted_versions(&app, 100)?;
+            let runs = store.runs(&app, ROLLBACK_HISTORY)?;
+            let promoted = promoted_newest_first(&runs);
             let target = match to {
-                Some(to) if stable == Some(to) => {
-                    return Err(EngineError::AlreadyServing(to.into()));
-                }
+                Some(to) if stable == Some(to) => return Err(EngineError::AlreadyServing(to.into())),
                 Some(to) if promoted.iter().any(|p| p == to) => to.to_owned(),
                 Some(to) => {
                     return Err(EngineError::NeverPromoted {
@@ -485,12 +487,7 @@ impl Engine {
                         },
                     });
                 }
-                // The previous promoted version: the newest that is not serving.
-                None => promoted
-                    .iter()
-                    .find(|p| Some(p.as_str()) != stable)
-                    .cloned()
-                    .ok_or(EngineError::NothingToRollBack)?,
+                None => previous_version(&runs, stable).ok_or(EngineError::NothingToRollBack)?,
             };
             Ok((target, Some(RunKind::Rollback)))
         })
@@ -743,10 +740,83 @@ impl Engine {
     }
 }
 
+/// How many past runs a rollback looks through.
+const ROLLBACK_HISTORY: usize = 1000;
+
+/// Versions ever promoted, newest first, without repeats.
+fn promoted_newest_first(runs: &[cutover_store::RunRecord]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in runs.iter().filter(|r| r.outcome == Some(Outcome::Promoted)) {
+        if !out.contains(&r.version) {
+            out.push(r.version.clone());
+        }
+    }
+    out
+}
+
+/// Where a plain `rollback` goes from `stable`: the version promoted before it,
+/// skipping every version a rollback already left. So a second rollback goes
+/// further back (v3, then v2, then v1), never forth to the version just rolled
+/// back from. `runs` are newest first.
+fn previous_version(runs: &[cutover_store::RunRecord], stable: Option<&str>) -> Option<String> {
+    let mut left: Vec<&str> = Vec::new();
+    for run in runs.iter().filter(|r| r.outcome == Some(Outcome::Promoted)) {
+        let undone = Some(run.version.as_str()) == stable || left.contains(&run.version.as_str());
+        if run.kind == RunKind::Rollback
+            && undone
+            && let Some(from) = run.stable.as_deref()
+        {
+            left.push(from);
+        }
+        if !undone {
+            return Some(run.version.clone());
+        }
+    }
+    None
+}
+
 fn validate_version(version: &str) -> Result<(), EngineError> {
     if cutover_api::valid_version(version) {
         Ok(())
     } else {
         Err(EngineError::InvalidVersion(version.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn promoted(version: &str, kind: RunKind, from: Option<&str>) -> cutover_store::RunRecord {
+        cutover_store::RunRecord {
+            id: version.into(),
+            app: "shop".into(),
+            version: version.into(),
+            stable: from.map(Into::into),
+            kind,
+            phase: Phase::Finished,
+            started_at_ms: 0,
+            finished_at_ms: Some(0),
+            outcome: Some(Outcome::Promoted),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn repeated_rollbacks_go_further_back_never_forth() {
+        let mut runs = vec![
+            promoted("v3", RunKind::Canary, Some("v2")),
+            promoted("v2", RunKind::Canary, Some("v1")),
+            promoted("v1", RunKind::Initial, None),
+        ];
+        assert_eq!(previous_version(&runs, Some("v3")).as_deref(), Some("v2"));
+        runs.insert(0, promoted("v2", RunKind::Rollback, Some("v3")));
+        assert_eq!(previous_version(&runs, Some("v2")).as_deref(), Some("v1"));
+        runs.insert(0, promoted("v1", RunKind::Rollback, Some("v2")));
+        assert_eq!(previous_version(&runs, Some("v1")), None);
+        // A new release after rollbacks starts the story again from there.
+        runs.insert(0, promoted("v4", RunKind::Canary, Some("v1")));
+        assert_eq!(previous_version(&runs, Some("v4")).as_deref(), Some("v1"));
+        assert_eq!(promoted_newest_first(&runs), ["v4", "v1", "v2", "v3"]);
     }
 }

@@ -143,6 +143,7 @@ platform:
     command: [{exe}, "sample-app", "--port", "${{PORT}}", "--version", "${{VERSION}}"]
     env:
       CUTOVER_SAMPLE_FAULTS: "{faults}"
+      CUTOVER_E2E_DIR: {dir}
     instances: {instances}
     startup_timeout: 3s
     drain_timeout: 2s
@@ -167,6 +168,7 @@ analysis:
             strategy = self.strategy,
             instances = self.instances,
             metrics = self.metrics,
+            dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
         );
         std::fs::write(&self.config, yaml).unwrap();
     }
@@ -465,8 +467,23 @@ pub fn role<'s>(status: &'s serde_json::Value, role: &str) -> Option<&'s serde_j
         .find(|b| b["role"] == role)
 }
 
+impl Env {
+    /// Pids of this env's instances of `version` (found by the environment the
+    /// config gives them, so tests running side by side do not see each other's).
+    pub fn pids_of(&self, version: &str) -> Vec<i32> {
+        let mark = format!("CUTOVER_E2E_DIR={}", self.dir.path().display());
+        pids_running(&format!("--version {version}"))
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == mark.as_bytes()))
+            })
+            .collect()
+    }
+}
+
 /// Pids of every process in `/proc` whose command line contains `needle`.
-pub fn pids_running(needle: &str) -> Vec<i32> {
+fn pids_running(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
