@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use cutover_api::ConfigCheck;
 use cutover_engine::RunConfig;
 use cutover_spec::{Config, StrategySpec};
-use cutover_api::ConfigCheck;
 
 /// Where the daemon's config lives, and what of it is fixed until a restart.
 pub struct ConfigSource {
