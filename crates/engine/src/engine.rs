@@ -475,7 +475,9 @@ impl Engine {
             let runs = store.runs(&app, ROLLBACK_HISTORY)?;
             let promoted = promoted_newest_first(&runs);
             let target = match to {
-                Some(to) if stable == Some(to) => return Err(EngineError::AlreadyServing(to.into())),
+                Some(to) if stable == Some(to) => {
+                    return Err(EngineError::AlreadyServing(to.into()));
+                }
                 Some(to) if promoted.iter().any(|p| p == to) => to.to_owned(),
                 Some(to) => {
                     return Err(EngineError::NeverPromoted {

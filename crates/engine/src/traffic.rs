@@ -67,11 +67,7 @@ impl Split {
             .filter(|b| b.role == role)
             .map(|b| u64::from(b.weight))
             .sum();
-        if total == 0 {
-            0
-        } else {
-            (mine * 10_000 / total) as u16
-        }
+        (mine * 10_000).checked_div(total).unwrap_or(0) as u16
     }
 }
 

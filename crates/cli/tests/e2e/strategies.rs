@@ -1,9 +1,7 @@
 //! Blue-green, rolling and the fresh canary baseline end to end: the real binary,
 //! a real daemon, real sample-app processes, real HTTP on 127.0.0.1.
 
-mod support;
-
-use support::{Env, Faults, assert_no_failures, role};
+use crate::support::{Env, Faults, assert_no_failures, role};
 
 const BLUE_GREEN: &str =
     "  blue_green:\n    scale_down_delay: 2s\n    smoke_checks:\n      - { path: /healthz }";
@@ -128,8 +126,8 @@ const ROLLING: &str = "  rolling:\n    max_surge: 1\n    max_unavailable: 0\n   
 /// instances of the app seen at any poll, and how many polls there were.
 async fn fewest_ready_while(
     env: &Env,
-    run: tokio::task::JoinHandle<support::Output>,
-) -> (u64, u32, support::Output) {
+    run: tokio::task::JoinHandle<crate::support::Output>,
+) -> (u64, u32, crate::support::Output) {
     let mut fewest = u64::MAX;
     let mut polls = 0;
     while !run.is_finished() {

@@ -1,9 +1,7 @@
 //! The config as each run finds it, rollbacks that go where they say, and bad
 //! input refused before anything changes.
 
-mod support;
-
-use support::{Env, Faults, assert_no_failures, canary};
+use crate::support::{Env, Faults, assert_no_failures, canary};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_run_uses_the_config_as_it_is_when_the_run_starts() {

@@ -1,11 +1,7 @@
-//! End to end through the real `cutover` binary: a real daemon, real sample-app
-//! processes, real HTTP on 127.0.0.1 with OS-assigned ports, a real SQLite file.
-//! Nothing here sleeps to let things settle; every wait is for a condition, with a
-//! deadline.
+//! The canary, and what every strategy shares: promotion, rollback, abort, a busy
+//! app, bad config, SIGTERM, and the demo.
 
-mod support;
-
-use support::{Env, Faults, assert_no_failures};
+use crate::support::{Env, Faults, assert_no_failures};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_canary_is_promoted_and_takes_all_traffic() {
@@ -171,7 +167,7 @@ async fn sigterm_stops_the_daemon_and_leaves_no_child_processes() {
     );
     let status = env.stop_daemon().await;
     assert!(status.success(), "{status}");
-    support::wait_until_gone(&children).await;
+    crate::support::wait_until_gone(&children).await;
     // A new daemon on the same state restores v1 from the store.
     env.serve().await;
     assert_eq!(env.served_by(5).await, vec!["v1"; 5]);

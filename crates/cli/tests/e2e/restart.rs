@@ -1,9 +1,7 @@
 //! A daemon killed outright (SIGKILL, as the OOM killer would) and started again:
 //! it adopts the instances that kept running and resumes the run from its record.
 
-mod support;
-
-use support::{Env, Faults, assert_no_failures, role};
+use crate::support::{Env, Faults, assert_no_failures, role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_a_pause_resumes_after_a_restart_without_restarting_its_versions() {
@@ -49,7 +47,7 @@ async fn a_run_killed_at_a_pause_resumes_after_a_restart_without_restarting_its_
     assert_eq!(env.served_by(10).await, vec!["v2"; 10]);
     assert_no_failures(&load.stop().await, &["v1", "v2"]);
     // v1 was stopped by the new daemon, the processes it adopted.
-    support::wait_until_gone(&v1).await;
+    crate::support::wait_until_gone(&v1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

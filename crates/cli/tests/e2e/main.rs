@@ -1,0 +1,10 @@
+//! End to end through the real `cutover` binary: a real daemon, real sample-app
+//! processes, real HTTP on 127.0.0.1 with OS-assigned ports, a real SQLite file.
+//! Nothing here sleeps to let things settle; every wait is for a condition, with a
+//! deadline. One test binary, one module per topic.
+
+mod canary;
+mod config;
+mod restart;
+mod strategies;
+mod support;
