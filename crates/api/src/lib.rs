@@ -19,16 +19,16 @@
 //! ```
 
 mod event;
-mod version;
 mod format;
 mod run;
 mod status;
+mod version;
 
 pub use event::{Command, Event, Phase, RunEvent, Share, SmokeResult};
 pub use format::{format_bp, format_ms};
-pub use version::{VERSION_RULE, valid_version};
 pub use run::{Outcome, Role, RunKind, RunRecord};
 pub use status::{
-    ActiveStatus, BackendStatus, ConfigCheck, DeployRequest, ErrorBody, RollbackRequest, RunStarted, Status,
-    Steered, TrafficTotals,
+    ActiveStatus, BackendStatus, ConfigCheck, DeployRequest, ErrorBody, RollbackRequest,
+    RunStarted, Status, Steered, TrafficTotals,
 };
+pub use version::{VERSION_RULE, valid_version};

@@ -56,6 +56,9 @@ pub struct Status {
     pub app: String,
     /// The proxy's address, where clients send their requests.
     pub proxy: String,
+    /// Blue-green's preview address, if one listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
     pub api: String,
     pub pid: u32,
     /// The version that serves when no run is in progress.

@@ -138,6 +138,7 @@ async fn status(State(s): State<AppState>) -> Json<Status> {
     Json(Status {
         app: app.app,
         proxy: s.info.proxy.to_string(),
+        preview: s.info.preview.map(|p| p.to_string()),
         api: s.info.api.to_string(),
         pid: s.info.pid,
         stable: app.stable,

@@ -91,6 +91,9 @@ pub struct DaemonInfo {
     pub api: SocketAddr,
     /// Where the app's users send their requests.
     pub proxy: SocketAddr,
+    /// Blue-green's preview address, where every request goes to the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<SocketAddr>,
 }
 
 impl DaemonInfo {
@@ -294,6 +297,7 @@ impl Daemon {
             pid: std::process::id(),
             api: api_addr,
             proxy: proxy.local_addr(),
+            preview: traffic.preview().map(Proxy::local_addr),
         };
         let path = DaemonInfo::path(&state_dir);
         if let Err(source) = info.write(&path) {

@@ -103,6 +103,31 @@ async fn without_auto_promote_blue_green_waits_for_promote() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_address_sends_every_request_to_green_before_the_switch() {
+    let mut env = Env::new(Faults::none()).with_strategy(
+        "  blue_green:\n    auto_promote: false\n    preview_listen: 127.0.0.1:0\n    scale_down_delay: 0s",
+    );
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let status = env.api_get("/api/v1/status").await;
+    let preview = status["preview"].as_str().unwrap().to_owned();
+    let waiting = env.deploy_in_background("v2");
+    env.wait_for_stage("awaiting_promotion").await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..10 {
+        let r = http.get(format!("http://{preview}/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-cutover-version"], "v2");
+    }
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    env.cutover(&["promote"]).await.code(0);
+    waiting.await.unwrap().code(0);
+    // No preview any more: the preview address has nothing to send to.
+    let r = http.get(format!("http://{preview}/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_while_blue_still_runs_is_an_instant_switch_back() {
     let mut env =
         Env::new(Faults::none()).with_strategy("  blue_green:\n    scale_down_delay: 60s");
