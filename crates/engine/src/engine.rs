@@ -653,7 +653,7 @@ impl Engine {
         Ok(id)
     }
 
-    /// The app as it is now.
+    /// The app as it is now. Never waits for a release that is changing.
     pub async fn status(&self) -> AppStatus {
         let inner = &self.inner;
         let (routes, split) = {
@@ -664,17 +664,16 @@ impl Engine {
         let mut backends = Vec::new();
         for route in &routes {
             let owned = lock(&inner.releases).get(&route.release).cloned();
-            let (instances, describe, health) = match owned {
-                Some(owned) => {
-                    // A release being grown or shrunk is described once it is done.
-                    let release = owned.lock().await;
-                    (
-                        release.instance_count(),
-                        release.describe(),
-                        Some(release.health()),
-                    )
+            let health = inner.health_of(&route.release);
+            let (instances, describe) = match owned.as_ref().map(|o| o.try_lock()) {
+                Some(Ok(release)) => (release.instance_count(), release.describe()),
+                // Being grown or shrunk (which may take a startup timeout): its
+                // health says what is ready meanwhile.
+                Some(Err(_)) => {
+                    let ready = health.as_ref().map_or(0, |h| h.borrow().ready.len() as u32);
+                    (ready, vec!["(changing its number of instances)".to_owned()])
                 }
-                None => (0, Vec::new(), None),
+                None => (0, Vec::new()),
             };
             let (ready, problem) = health.map_or((0, None), |h| {
                 let h = h.borrow();
