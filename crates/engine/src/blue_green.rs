@@ -12,7 +12,7 @@ use cutover_spec::{BlueGreenSpec, Pause};
 use serde::{Deserialize, Serialize};
 
 use crate::judging::{self, Next, Tally};
-use crate::state::{Analysis, Plan, Route, RunState, Target, Weight};
+use crate::state::{Plan, Route, RunState, Target, Weight};
 use crate::strategy::{self, Action, Ctx, Observation};
 
 /// Where a blue-green run is (its phase says which stage).
@@ -178,16 +178,7 @@ fn after_smoke(ctx: &Ctx, spec: &BlueGreenSpec, state: &mut RunState) -> Vec<Act
     match spec.preview_analysis {
         Some(d) if !d.is_zero() && !state.promote_requested => {
             plan(state).elapsed_ms = 0;
-            state.analysis = Some(Analysis {
-                canary: Target {
-                    version: ctx.version.to_owned(),
-                    role: Role::Preview,
-                },
-                baseline: None,
-                carried: None,
-                seed_from_run_start: false,
-                epoch: 0,
-            });
+            state.analyse(Target::new(ctx.version, Role::Preview), None);
             vec![Action::Note(
                 Event::Phase {
                     phase: state.phase.clone(),
@@ -252,19 +243,10 @@ fn switch(ctx: &Ctx, state: &mut RunState) -> Vec<Action> {
         actions.extend(scale_down(ctx, state));
         return actions;
     }
-    state.analysis = Some(Analysis {
-        canary: Target {
-            version: ctx.version.to_owned(),
-            role: Role::Canary,
-        },
-        baseline: state.stable.as_ref().map(|s| Target {
-            version: s.version.clone(),
-            role: Role::Stable,
-        }),
-        carried: None,
-        seed_from_run_start: true,
-        epoch: 0,
-    });
+    // Judged against blue's last production traffic, from before the switch.
+    state
+        .analyse(Target::new(ctx.version, Role::Canary), Some(Role::Stable))
+        .seed_from_run_start = true;
     actions
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::judging::{self, Next, Tally};
 use crate::platform::ReleaseSpec;
-use crate::state::{Analysis, Plan, Route, RunState, Target, Weight};
+use crate::state::{Plan, Route, RunState, Target, Weight};
 use crate::strategy::{self, Action, Ctx, Observation};
 
 /// Where a canary is.
@@ -176,25 +176,12 @@ fn enter_step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, i: u32) -> Vec
         c.step = i;
         c.elapsed_ms = 0;
     }
-    let epoch = state.analysis.as_ref().map_or(0, |a| a.epoch + 1);
     let baseline_role = if has_baseline {
         Role::Baseline
     } else {
         Role::Stable
     };
-    state.analysis = Some(Analysis {
-        canary: Target {
-            version: ctx.version.to_owned(),
-            role: Role::Canary,
-        },
-        baseline: state.stable.as_ref().map(|s| Target {
-            version: s.version.clone(),
-            role: baseline_role,
-        }),
-        carried: state.analysis.take().and_then(|a| a.carried),
-        seed_from_run_start: false,
-        epoch,
-    });
+    state.analyse(Target::new(ctx.version, Role::Canary), Some(baseline_role));
     let pause = match step.pause {
         Pause::For(d) => format!("for at least {}", humantime::format_duration(d)),
         Pause::UntilPromoted => "until `cutover promote`".into(),

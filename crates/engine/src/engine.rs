@@ -18,7 +18,7 @@ use crate::platform::{Platform, ReleaseSpec};
 use crate::releases::Owned;
 use crate::routing::Routing;
 use crate::run::Runner;
-use crate::state::{Route, RunState, Weight};
+use crate::state::{Route, RunState};
 use crate::strategy::{self, Observation};
 use crate::traffic::{MetricsSource, Prober, Traffic};
 
@@ -324,14 +324,7 @@ impl Engine {
         };
         if let Some(release) = release {
             inner.adopt_release(release);
-            inner.set_routes(
-                vec![Route::new(
-                    &stable,
-                    cutover_api::Role::Stable,
-                    Weight::Fixed(10_000),
-                )],
-                None,
-            );
+            inner.set_routes(Route::stable_only(&stable), None);
         }
     }
 
@@ -401,14 +394,7 @@ impl Engine {
             )?;
             if let Some(stable) = stable {
                 if lock(&inner.releases).contains_key(&stable.name) {
-                    inner.set_routes(
-                        vec![Route::new(
-                            &stable,
-                            cutover_api::Role::Stable,
-                            Weight::Fixed(10_000),
-                        )],
-                        None,
-                    );
+                    inner.set_routes(Route::stable_only(&stable), None);
                 } else {
                     self.serve_stable(&adopting, stable).await;
                 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::judging::{self, Next, Tally};
 use crate::platform::ReleaseSpec;
-use crate::state::{Analysis, Decision, Plan, Route, RunState, Target, Weight};
+use crate::state::{Decision, Plan, Route, RunState, Target, Weight};
 use crate::strategy::{self, Action, Ctx, Observation};
 
 /// Where a rolling update is.
@@ -321,21 +321,7 @@ fn next_move(ctx: &Ctx, spec: &RollingSpec, bounds: Bounds, state: &mut RunState
     }
     // Judge the batch: the new instances against the old ones.
     p.elapsed_ms = 0;
-    let epoch = state.analysis.as_ref().map_or(0, |a| a.epoch + 1);
-    state.analysis = Some(Analysis {
-        canary: Target {
-            version: ctx.version.to_owned(),
-            role: Role::Canary,
-        },
-        baseline: state.stable.as_ref().map(|s| Target {
-            version: s.version.clone(),
-            role: Role::Stable,
-        }),
-        carried: state.analysis.take().and_then(|a| a.carried),
-        seed_from_run_start: false,
-        epoch,
-    });
-    let _ = spec;
+    state.analyse(Target::new(ctx.version, Role::Canary), Some(Role::Stable));
     vec![Action::Note(
         Event::Phase {
             phase: state.phase.clone(),

@@ -33,6 +33,11 @@ impl Route {
             weight,
         }
     }
+
+    /// `release` as the stable version, with all traffic.
+    pub fn stable_only(release: &ReleaseSpec) -> Vec<Route> {
+        vec![Route::new(release, Role::Stable, Weight::Fixed(10_000))]
+    }
 }
 
 /// How much of the traffic a route gets, relative to the others.
@@ -70,6 +75,15 @@ pub struct Analysis {
 pub struct Target {
     pub version: String,
     pub role: Role,
+}
+
+impl Target {
+    pub fn new(version: &str, role: Role) -> Target {
+        Target {
+            version: version.to_owned(),
+            role,
+        }
+    }
 }
 
 /// How a run ends, once it has decided.
@@ -140,6 +154,22 @@ impl RunState {
     /// The route of `role`, if any.
     pub fn route_mut(&mut self, role: Role) -> Option<&mut Route> {
         self.routes.iter_mut().find(|r| r.role == role)
+    }
+
+    /// Judges `canary` from now on, window after window afresh, against the stable
+    /// version in `baseline`'s role (`None`: on absolute limits only). The baseline
+    /// carried from earlier windows is kept.
+    pub fn analyse(&mut self, canary: Target, baseline: Option<Role>) -> &mut Analysis {
+        let previous = self.analysis.take();
+        let baseline =
+            baseline.and_then(|role| self.stable.as_ref().map(|s| Target::new(&s.version, role)));
+        self.analysis.insert(Analysis {
+            canary,
+            baseline,
+            carried: previous.as_ref().and_then(|a| a.carried),
+            seed_from_run_start: false,
+            epoch: previous.map_or(0, |a| a.epoch + 1),
+        })
     }
 
     /// Sets a fixed weight on `role`'s route, if there is one.

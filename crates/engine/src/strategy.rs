@@ -17,7 +17,7 @@ use cutover_spec::{Config, StrategySpec};
 
 use crate::engine::Control;
 use crate::platform::ReleaseSpec;
-use crate::state::{Decision, Plan, Route, RunState, Weight};
+use crate::state::{Decision, Plan, Route, RunState};
 use crate::{blue_green, canary, rolling};
 
 /// What the executor saw.
@@ -227,7 +227,7 @@ pub fn promote(state: &mut RunState, release: &str) -> Vec<Action> {
             format!("{release} is not among the run's releases"),
         );
     };
-    state.routes = vec![Route::new(&new, Role::Stable, Weight::Fixed(10_000))];
+    state.routes = Route::stable_only(&new);
     let mut actions = vec![phase_note(state)];
     let others = state.stable.iter().chain(&state.releases);
     for other in others.filter(|r| r.name != release) {
@@ -310,6 +310,7 @@ pub fn resume_decided(ctx: &Ctx, state: &mut RunState) -> Option<Vec<Action>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Weight;
 
     pub(crate) fn spec(name: &str) -> ReleaseSpec {
         ReleaseSpec {
