@@ -184,10 +184,11 @@ impl Runner {
     /// Waits for the next thing the strategy must hear of.
     async fn observe(&mut self) -> Result<Observation, EngineError> {
         loop {
+            // Seen before the check, so a change during it still wakes the wait.
+            let mut health = self.run_health();
             if let Some(obs) = self.new_problem() {
                 return Ok(obs);
             }
-            let mut health = self.run_health();
             let changed = wait_any(&mut health);
             tokio::select! {
                 _ = async { self.live.as_mut().expect("guarded").ticker.tick().await }, if self.live.is_some() => {
@@ -230,6 +231,12 @@ impl Runner {
             .iter()
             .filter(|r| !self.reported.contains(&r.name))
             .filter_map(|r| self.inner.health_of(&r.name))
+            .map(|mut health| {
+                // A clone starts where the original last looked, which may be long
+                // ago: without this, an old change wakes the wait at once, forever.
+                health.mark_unchanged();
+                health
+            })
             .collect()
     }
 
