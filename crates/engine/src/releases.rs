@@ -69,6 +69,10 @@ impl Inner {
         self.reroute();
         self.traffic.drain(&leaving, drain_timeout).await;
         release.stop_detached(STOP_GRACE).await;
+        // Stopped, their ports free for other instances: never to be drained again.
+        if let Some(routed) = lock(&self.routing).routed.get_mut(name) {
+            routed.retain(|a| !leaving.contains(a));
+        }
         (leaving, release.instance_count())
     }
 
@@ -77,16 +81,8 @@ impl Inner {
     pub(crate) async fn retire(&self, name: &str, drain_timeout: Duration) -> Option<Retired> {
         let addresses = {
             let mut routing = lock(&self.routing);
-            // Whatever the proxy last knew of it, and whatever is ready now.
-            let mut addresses: Vec<SocketAddr> = Vec::new();
-            for route in routing.routes.iter().filter(|r| r.release == name) {
-                let applied = routing
-                    .applied
-                    .backends
-                    .iter()
-                    .filter(|b| b.version == route.version && b.role == route.role);
-                addresses.extend(applied.flat_map(|b| b.instances.iter().copied()));
-            }
+            // Whatever the proxy was ever given of it, and whatever is ready now.
+            let mut addresses = routing.routed.remove(name).unwrap_or_default();
             routing.routes.retain(|r| r.release != name);
             if let Some(h) = routing.health.remove(name) {
                 addresses.extend(h.borrow().ready.iter().copied());

@@ -3,6 +3,7 @@
 //! applies, again whenever a release's ready instances change.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cutover_api::{Role, Share, format_bp};
@@ -22,6 +23,10 @@ pub(crate) struct Routing {
     pub(crate) health: HashMap<String, watch::Receiver<ReleaseHealth>>,
     /// The split last applied.
     pub(crate) applied: Split,
+    /// Every address of each running release that an applied split held, by
+    /// release name: what its drain must wait for, even an instance that has left
+    /// `ready` since (requests may still be in flight to it).
+    pub(crate) routed: HashMap<String, Vec<SocketAddr>>,
 }
 
 impl Routing {
@@ -133,6 +138,15 @@ impl Inner {
         // Applied under the lock so two reroutes cannot overtake each other.
         if split != routing.applied {
             traffic.apply(&split);
+            // `split` has one backend per route, in the same order.
+            for (route, backend) in routing.routes.iter().zip(&split.backends) {
+                let routed = routing.routed.entry(route.release.clone()).or_default();
+                for addr in &backend.instances {
+                    if !routed.contains(addr) {
+                        routed.push(*addr);
+                    }
+                }
+            }
             routing.applied = split.clone();
         }
         split
