@@ -120,12 +120,12 @@ pub fn step(
                 let mut actions = vec![strategy::promote_note(
                     "switching now, skipping the rest of the preview analysis",
                 )];
-                actions.extend(switch(ctx, state));
+                actions.extend(switch(ctx, spec, state));
                 actions
             }
             Phase::AwaitingPromotion => {
                 let mut actions = vec![strategy::promote_note("switching")];
-                actions.extend(switch(ctx, state));
+                actions.extend(switch(ctx, spec, state));
                 actions
             }
             Phase::PostPromotion => {
@@ -198,7 +198,7 @@ fn after_smoke(ctx: &Ctx, spec: &BlueGreenSpec, state: &mut RunState) -> Vec<Act
 fn ready_to_switch(ctx: &Ctx, spec: &BlueGreenSpec, state: &mut RunState) -> Vec<Action> {
     state.analysis = None;
     if spec.auto_promote || state.promote_requested {
-        return switch(ctx, state);
+        return switch(ctx, spec, state);
     }
     state.phase = Phase::AwaitingPromotion;
     vec![Action::Note(
@@ -213,11 +213,7 @@ fn ready_to_switch(ctx: &Ctx, spec: &BlueGreenSpec, state: &mut RunState) -> Vec
 }
 
 /// All traffic to green in one step; blue stays up for the way back.
-fn switch(ctx: &Ctx, state: &mut RunState) -> Vec<Action> {
-    let spec = match &ctx.config.strategy {
-        cutover_spec::StrategySpec::BlueGreen(spec) => spec,
-        _ => unreachable!("a blue-green switch on another strategy"),
-    };
+fn switch(ctx: &Ctx, spec: &BlueGreenSpec, state: &mut RunState) -> Vec<Action> {
     if let Some(green) = state.routes.iter_mut().find(|r| r.role == Role::Preview) {
         green.role = Role::Canary;
         green.weight = Weight::Fixed(10_000);

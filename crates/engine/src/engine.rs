@@ -11,14 +11,14 @@ use cutover_spec::Config;
 use cutover_store::{NewRun, Outcome, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::events::now_ms;
 use crate::platform::{Platform, ReleaseSpec};
 use crate::releases::Owned;
 use crate::routing::Routing;
 use crate::run::Runner;
-use crate::state::{Route, RunState};
+use crate::state::RunState;
 use crate::strategy::{self, Observation};
 use crate::traffic::{MetricsSource, Prober, Traffic};
 
@@ -84,26 +84,27 @@ pub struct RunConfig {
 /// What a run records of its config.
 #[derive(Serialize, Deserialize)]
 struct RecordedConfig {
-    path: PathBuf,
+    path: String,
     text: String,
 }
 
 impl RunConfig {
-    fn record(&self) -> String {
-        serde_json::to_string(&RecordedConfig {
-            path: self.path.clone(),
+    pub(crate) fn record(&self) -> String {
+        let recorded = RecordedConfig {
+            path: self.path.to_string_lossy().into_owned(),
             text: self.text.clone(),
-        })
-        .unwrap_or_default()
+        };
+        // Two strings always encode.
+        serde_json::to_string(&recorded).unwrap_or_default()
     }
 
     /// The config a run recorded, read again.
     pub(crate) fn recorded(json: &str) -> Option<RunConfig> {
         let r: RecordedConfig = serde_json::from_str(json).ok()?;
-        let config = cutover_spec::parse(&r.text, &r.path.to_string_lossy()).ok()?;
+        let config = cutover_spec::parse(&r.text, &r.path).ok()?;
         Some(RunConfig {
             config,
-            path: r.path,
+            path: PathBuf::from(r.path),
             text: r.text,
         })
     }
@@ -154,7 +155,7 @@ pub struct EngineParts {
 /// The rollout engine of one app. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// Everything a run's executor works with.
@@ -250,180 +251,6 @@ impl Engine {
     /// Live events of every run; a client filters by run id.
     pub fn subscribe(&self) -> broadcast::Receiver<cutover_api::RunEvent> {
         self.inner.events.subscribe()
-    }
-
-    /// Takes over what a previous daemon left. The releases it recorded are
-    /// adopted where they still run (not restarted); a run it left unfinished
-    /// resumes where it was, with its own recorded config. What cannot be
-    /// adopted is started again (the stable version) or given up (the run then
-    /// reverts to the stable version and says why); everything else the old
-    /// daemon started is stopped.
-    ///
-    /// # Errors
-    /// Only when the store cannot be read or written; a stable version that fails
-    /// to start again is logged and leaves the app without a stable version.
-    pub async fn recover(&self) -> Result<(), EngineError> {
-        let inner = &self.inner;
-        let app = inner.app();
-        let platform = inner.platform();
-        let serving: Serving = inner.store.serving(&app)?.unwrap_or_default();
-        let mut unfinished = inner.store.unfinished_runs(&app)?;
-        let last = unfinished.pop();
-        for run in unfinished {
-            self.settle(&run.id, &run.version, "a later run started after it")?;
-        }
-        let mut resumed = false;
-        if let Some(run) = last {
-            resumed = self.resume(&run).await?;
-        }
-        if !resumed {
-            let stable = match serving.stable {
-                Some(stable) => Some(stable),
-                // A store from before releases were recorded: the last promoted version.
-                None => inner
-                    .store
-                    .promoted_versions(&app, 1)?
-                    .first()
-                    .map(|v| ReleaseSpec {
-                        name: v.clone(),
-                        version: v.clone(),
-                        instances: platform.instances(),
-                    }),
-            };
-            if let Some(stable) = stable
-                && !lock(&inner.releases).contains_key(&stable.name)
-            {
-                self.serve_stable(&platform, stable).await;
-            }
-            inner.record_serving();
-        }
-        for line in platform.stop_unadopted().await {
-            info!("stopped what the previous daemon left: {line}");
-        }
-        Ok(())
-    }
-
-    /// Adopts (or else starts) `stable` and gives it all traffic.
-    async fn serve_stable(&self, platform: &Arc<dyn Platform>, stable: ReleaseSpec) {
-        let inner = &self.inner;
-        let release = match platform.adopt(&stable).await {
-            Ok(Some(release)) => {
-                info!(release = %stable.name, "adopted the stable version, still running");
-                Some(release)
-            }
-            Ok(None) | Err(_) => {
-                info!(release = %stable.name, "starting the stable version again");
-                match platform.start(&stable).await {
-                    Ok(release) => Some(release),
-                    Err(e) => {
-                        warn!(release = %stable.name, error = %e, "could not start the stable version again");
-                        None
-                    }
-                }
-            }
-        };
-        if let Some(release) = release {
-            inner.adopt_release(release);
-            inner.set_routes(Route::stable_only(&stable), None);
-        }
-    }
-
-    /// Ends a run a previous daemon left, as aborted, saying why.
-    fn settle(&self, run_id: &str, version: &str, why: &str) -> Result<(), EngineError> {
-        let reason = format!("the daemon stopped while this run was in progress; {why}");
-        warn!(run = %run_id, "settling a run interrupted by a daemon stop");
-        let message = format!("{version} aborted: {reason}");
-        self.inner
-            .store
-            .finish_run(run_id, now_ms(), Outcome::Aborted, &reason, &message)?;
-        self.inner.write_receipts(run_id);
-        Ok(())
-    }
-
-    /// Resumes a run a previous daemon left: true if it goes on, false if it was
-    /// settled (and the stable version still needs serving).
-    async fn resume(&self, run: &cutover_store::RunRecord) -> Result<bool, EngineError> {
-        let inner = &self.inner;
-        let state: Option<RunState> = inner.store.state(&run.id).ok().flatten();
-        let config = inner
-            .store
-            .run_config(&run.id)?
-            .as_deref()
-            .and_then(RunConfig::recorded);
-        let (Some(state), Some(config)) = (state, config) else {
-            self.settle(
-                &run.id,
-                &run.version,
-                "its state could not be read back, so it was not resumed",
-            )?;
-            return Ok(false);
-        };
-        // Adopted through the daemon's own platform, which holds what the previous
-        // daemon left; the run goes on with the platform of its recorded config.
-        let adopting = inner.platform();
-        let platform = inner.platforms.platform(&config.config);
-        let mut missing = Vec::new();
-        let wanted: Vec<ReleaseSpec> = state
-            .stable
-            .iter()
-            .chain(&state.releases)
-            .cloned()
-            .collect();
-        for spec in &wanted {
-            match adopting.adopt(spec).await {
-                Ok(Some(release)) => inner.adopt_release(release),
-                Ok(None) => missing.push(format!("{} (nothing of it was left)", spec.name)),
-                Err(e) => missing.push(format!("{} ({e})", spec.name)),
-            }
-        }
-        if !missing.is_empty() {
-            // Back to the stable version: keep it if it was adopted, stop the rest.
-            let stable = state.stable.clone();
-            let run_releases: Vec<String> = state.releases.iter().map(|r| r.name.clone()).collect();
-            for name in &run_releases {
-                inner.retire(name, platform.drain_timeout()).await;
-            }
-            self.settle(
-                &run.id,
-                &run.version,
-                &format!(
-                    "on restart {} could not be adopted, so the run was reverted to {}",
-                    missing.join(", "),
-                    stable.as_ref().map_or("nothing", |s| s.version.as_str())
-                ),
-            )?;
-            if let Some(stable) = stable {
-                if lock(&inner.releases).contains_key(&stable.name) {
-                    inner.set_routes(Route::stable_only(&stable), None);
-                } else {
-                    self.serve_stable(&adopting, stable).await;
-                }
-            }
-            inner.record_serving();
-            return Ok(false);
-        }
-        info!(run = %run.id, phase = %state.phase, "resuming the run the previous daemon left");
-        let new_run = NewRun {
-            id: run.id.clone(),
-            app: run.app.clone(),
-            version: run.version.clone(),
-            stable: run.stable.clone(),
-            kind: run.kind,
-            started_at_ms: run.started_at_ms,
-            config: config.record(),
-        };
-        *lock(&inner.current) = (Arc::new(config.clone()), platform.clone());
-        let mut active = lock(&inner.active);
-        self.spawn(
-            &mut active,
-            new_run,
-            Arc::new(config),
-            platform,
-            state,
-            true,
-            Observation::Resumed,
-        );
-        Ok(true)
     }
 
     /// Starts rolling out `version` with `config`: a plain start if the app
@@ -602,7 +429,7 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn spawn(
+    pub(crate) fn spawn(
         &self,
         active: &mut Active,
         run: NewRun,

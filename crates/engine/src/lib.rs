@@ -33,6 +33,7 @@ pub mod events;
 pub mod judging;
 pub mod platform;
 pub mod receipts;
+mod recovery;
 mod releases;
 pub mod rolling;
 mod routing;

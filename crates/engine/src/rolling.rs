@@ -113,6 +113,14 @@ pub fn step(ctx: &Ctx, spec: &RollingSpec, state: &mut RunState, obs: Observatio
             }
             next_batch(ctx, bounds, state)
         }
+        Observation::Resumed
+            if state
+                .decision
+                .as_ref()
+                .is_some_and(|d| d.outcome == Outcome::Promoted) =>
+        {
+            strategy::resume_decided(ctx, state).unwrap_or_default()
+        }
         Observation::Resumed => match plan(state).pending.take() {
             // What was pending may or may not have happened; the counts say.
             Some(_) => {
@@ -158,18 +166,7 @@ pub fn step(ctx: &Ctx, spec: &RollingSpec, state: &mut RunState, obs: Observatio
         | Observation::ScaleFailed { release, error } => {
             plan(state).pending = None;
             if plan(state).back {
-                // The old version cannot come back: the new one keeps what it
-                // serves, and the run says so.
-                let decision = state.decision.clone();
-                let reason = format!(
-                    "{}; then {release} could not be started again: {error}; {} keeps serving",
-                    decision.map_or_else(String::new, |d| d.reason),
-                    ctx.version
-                );
-                return vec![Action::Finish(Decision {
-                    outcome: Outcome::Failed,
-                    reason,
-                })];
+                return stranded(ctx, state, &release, &error);
             }
             go_back(
                 ctx,
@@ -212,13 +209,7 @@ pub fn step(ctx: &Ctx, spec: &RollingSpec, state: &mut RunState, obs: Observatio
             if plan(state).back {
                 return Vec::new();
             }
-            let mut actions = vec![Action::Note(
-                Event::Command {
-                    command: cutover_api::Command::Abort,
-                    by: by.clone(),
-                },
-                format!("abort requested by {by}"),
-            )];
+            let mut actions = vec![strategy::abort_note(&by)];
             actions.extend(go_back(
                 ctx,
                 bounds,
@@ -321,7 +312,12 @@ fn next_move(ctx: &Ctx, spec: &RollingSpec, bounds: Bounds, state: &mut RunState
     }
     // Judge the batch: the new instances against the old ones.
     p.elapsed_ms = 0;
-    state.analyse(Target::new(ctx.version, Role::Canary), Some(Role::Stable));
+    // A batch that replaced every old instance leaves them no traffic to
+    // compare with in its windows: the old version's numbers from the start of
+    // the run stand in.
+    state
+        .analyse(Target::new(ctx.version, Role::Canary), Some(Role::Stable))
+        .seed_from_run_start = true;
     vec![Action::Note(
         Event::Phase {
             phase: state.phase.clone(),
@@ -433,6 +429,58 @@ fn back_batch(ctx: &Ctx, bounds: Bounds, state: &mut RunState) -> Vec<Action> {
     }
     // Nothing can move (no old version to go back to): drop what is left.
     remove_from(state, None, new)
+}
+
+/// Going back, the old version could not start more instances. One version
+/// must end up serving alone: the old one while it still has instances (fewer
+/// than wanted), else the new one, which serves everything already.
+fn stranded(ctx: &Ctx, state: &mut RunState, release: &str, error: &str) -> Vec<Action> {
+    let why = state
+        .decision
+        .as_ref()
+        .map_or_else(String::new, |d| format!("{}; ", d.reason));
+    let old = plan(state).old;
+    let (keep, reason) = match state.stable.clone() {
+        Some(stable) if old > 0 => (
+            stable,
+            format!(
+                "{why}going back, {release} could not start more instances ({error}); \
+                 it serves with {old} instance(s), fewer than configured, and {} was stopped",
+                ctx.version
+            ),
+        ),
+        _ => match state.release(ctx.version).cloned() {
+            Some(new) => (
+                new,
+                format!(
+                    "{why}going back, {release} could not start again ({error}); \
+                     {} keeps serving as the stable version",
+                    ctx.version
+                ),
+            ),
+            None => {
+                return vec![Action::Finish(Decision {
+                    outcome: Outcome::Failed,
+                    reason: format!("{why}{release} could not start again: {error}"),
+                })];
+            }
+        },
+    };
+    state.routes = Route::stable_only(&keep);
+    let mut actions = vec![Action::Note(Event::Warning, reason.clone())];
+    let others = state.stable.iter().chain(&state.releases);
+    actions.extend(
+        others
+            .filter(|r| r.name != keep.name)
+            .map(|r| Action::Retire {
+                release: r.name.clone(),
+            }),
+    );
+    actions.push(Action::Finish(Decision {
+        outcome: Outcome::Failed,
+        reason,
+    }));
+    actions
 }
 
 /// Adds `n` instances: of the new version (`forward`), or of the old one.
@@ -553,5 +601,55 @@ mod tests {
                 unavailable: 0
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+    use crate::state::Plan;
+
+    fn spec(name: &str, instances: u32) -> ReleaseSpec {
+        ReleaseSpec {
+            name: name.into(),
+            version: name.into(),
+            instances,
+        }
+    }
+
+    /// Regression: a rolling run killed while promoting resumed into a new
+    /// analysis (of a version no longer in the canary role) instead of finishing
+    /// its promotion.
+    #[test]
+    fn a_run_resumed_while_promoting_finishes_the_promotion() {
+        let config = cutover_spec::parse(
+            "app: shop\nplatform:\n  local:\n    command: [\"x\", \"${PORT}\"]\n    instances: 2\nstrategy:\n  rolling: {}\n",
+            "cutover.yaml",
+        )
+        .unwrap();
+        let cutover_spec::StrategySpec::Rolling(rolling) = &config.strategy else {
+            unreachable!("the config names rolling")
+        };
+        let ctx = Ctx {
+            config: &config,
+            version: "v2",
+            instances: 2,
+        };
+        let mut state = RunState::new(Some(spec("v1", 0)), Plan::Rolling(State::default()));
+        state.releases.push(spec("v2", 2));
+        strategy::commit(&mut state, vec!["v2".into()], "all replaced".into());
+        let _ = strategy::promote(&mut state, "v2");
+        assert_eq!(state.phase, Phase::Promoting);
+
+        let actions = step(&ctx, rolling, &mut state, Observation::Resumed);
+        assert!(state.analysis.is_none(), "{:?}", state.analysis);
+        assert_eq!(state.routes, Route::stable_only(&spec("v2", 2)));
+        assert!(actions.contains(&Action::Retire {
+            release: "v1".into()
+        }));
+        assert!(matches!(
+            actions.last(),
+            Some(Action::Finish(d)) if d.outcome == Outcome::Promoted
+        ));
     }
 }

@@ -105,9 +105,17 @@ impl Runner {
             version: &self.run.version,
             instances: self.platform.instances(),
         };
+        let decided = self.state.decision.is_some();
         let actions = strategy::step(&ctx, &mut self.state, obs);
+        if !decided && self.state.decision.is_some() {
+            // A decision lists everything still to do; what was queued before it
+            // (another release to start, say) is moot.
+            queue.clear();
+        }
         self.persist()?;
         self.sync()?;
+        // The analysis may have seeded its baseline: that is state too.
+        self.persist()?;
         queue.extend(actions);
         Ok(())
     }
@@ -316,7 +324,7 @@ impl Runner {
         match action {
             Action::Note(event, message) => self.emit(event, &message)?,
             Action::Start(spec) => {
-                let obs = self.start(spec).await?;
+                let obs = self.start(spec, queue).await?;
                 self.feed(obs, queue)?;
             }
             Action::Add { release, n } => {
@@ -422,8 +430,12 @@ impl Runner {
 
     /// Starts a release, honouring an abort meanwhile (dropping the platform's
     /// start stops whatever it had started); a promote meanwhile is told to the
-    /// strategy at once.
-    async fn start(&mut self, spec: ReleaseSpec) -> Result<Observation, EngineError> {
+    /// strategy at once, its notes recorded at once and its other actions queued.
+    async fn start(
+        &mut self,
+        spec: ReleaseSpec,
+        queue: &mut VecDeque<Action>,
+    ) -> Result<Observation, EngineError> {
         let began = Instant::now();
         let platform = Arc::clone(&self.platform);
         let start = platform.start(&spec);
@@ -438,11 +450,12 @@ impl Runner {
                         }));
                     }
                     Some(Control::Promote) => {
-                        let mut queue = VecDeque::new();
-                        self.feed(Observation::Control(Control::Promote), &mut queue)?;
-                        for action in queue {
-                            if let Action::Note(event, message) = action {
-                                self.emit(event, &message)?;
+                        let mut told = VecDeque::new();
+                        self.feed(Observation::Control(Control::Promote), &mut told)?;
+                        for action in told {
+                            match action {
+                                Action::Note(event, message) => self.emit(event, &message)?,
+                                other => queue.push_back(other),
                             }
                         }
                     }
@@ -639,10 +652,21 @@ impl Inner {
             Outcome::Failed => format!("{} failed: {reason}", run.version),
         };
         let at = now_ms();
-        let recorded = self
-            .store
-            .finish_run(&run.id, at, outcome, reason, &message);
-        self.record_serving();
+        // What the app serves now, recorded with the outcome: a restarted daemon
+        // never adopts a version the run retired.
+        let serving = serde_json::to_string(&crate::engine::Serving {
+            stable: self.stable_release(),
+        })
+        .ok();
+        let app = self.app();
+        let recorded = self.store.finish_run(
+            &run.id,
+            at,
+            outcome,
+            reason,
+            &message,
+            serving.as_deref().map(|s| (app.as_str(), s)),
+        );
         self.write_receipts(&run.id);
         // Free the app before announcing the end, so a client reacting to the final
         // event can start the next run at once.

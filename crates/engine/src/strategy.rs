@@ -220,6 +220,8 @@ pub fn promote(state: &mut RunState, release: &str) -> Vec<Action> {
     });
     state.phase = Phase::Promoting;
     state.analysis = None;
+    // Nothing to stick to once one version serves.
+    state.sticky = false;
     let Some(new) = state.release(release).cloned() else {
         return roll_back(
             state,
@@ -246,6 +248,7 @@ pub fn roll_back(state: &mut RunState, outcome: Outcome, reason: String) -> Vec<
     state.decision = Some(decision.clone());
     state.phase = Phase::RollingBack;
     state.analysis = None;
+    state.sticky = false;
     state.routes.retain(|r| r.role == Role::Stable);
     state.set_weight(Role::Stable, 10_000);
     let mut actions = vec![
@@ -266,19 +269,24 @@ pub fn roll_back(state: &mut RunState, outcome: Outcome, reason: String) -> Vec<
 
 /// A person's abort: back to stable.
 pub fn abort(state: &mut RunState, by: &str) -> Vec<Action> {
-    let mut actions = vec![Action::Note(
-        Event::Command {
-            command: cutover_api::Command::Abort,
-            by: by.to_owned(),
-        },
-        format!("abort requested by {by}"),
-    )];
+    let mut actions = vec![abort_note(by)];
     actions.extend(roll_back(
         state,
         Outcome::Aborted,
         format!("aborted by {by}"),
     ));
     actions
+}
+
+/// A person's abort, recorded.
+pub fn abort_note(by: &str) -> Action {
+    Action::Note(
+        Event::Command {
+            command: cutover_api::Command::Abort,
+            by: by.to_owned(),
+        },
+        format!("abort requested by {by}"),
+    )
 }
 
 /// A person's promote, recorded.

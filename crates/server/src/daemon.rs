@@ -301,6 +301,8 @@ impl Daemon {
         };
         let path = DaemonInfo::path(&state_dir);
         if let Err(source) = info.write(&path) {
+            // A resumed run stops first, so it starts nothing after this.
+            engine.shutdown().await;
             engine.stop_serving().await;
             proxy.shutdown().await;
             return Err(ServeError::Info { path, source });

@@ -192,11 +192,8 @@ impl Store {
 
     /// Records what the app serves (its stable release), for a restarted daemon.
     pub fn set_serving(&self, app: &str, state: &impl Serialize) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO serving (app, state) VALUES (?1, ?2)
-             ON CONFLICT (app) DO UPDATE SET state = excluded.state",
-            params![app, serde_json::to_string(state)?],
-        )?;
+        self.conn()
+            .execute(SET_SERVING, params![app, serde_json::to_string(state)?])?;
         Ok(())
     }
 
@@ -273,7 +270,9 @@ impl Store {
     }
 
     /// Marks the run as ended and appends its final `outcome` event, in one
-    /// transaction: a reader sees either both or neither.
+    /// transaction: a reader sees either both or neither. `serving`, when given,
+    /// is an app and what it serves from now on, as JSON (see
+    /// [`Store::set_serving`]), recorded in the same transaction.
     pub fn finish_run(
         &self,
         run_id: &str,
@@ -281,9 +280,13 @@ impl Store {
         outcome: Outcome,
         reason: &str,
         message: &str,
+        serving: Option<(&str, &str)>,
     ) -> Result<RunEvent, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if let Some((app, state)) = serving {
+            tx.execute(SET_SERVING, params![app, state])?;
+        }
         let n = tx.execute(
             "UPDATE runs SET finished_at_ms = ?2, outcome = ?3, reason = ?4, phase = ?5 WHERE id = ?1",
             params![
@@ -386,6 +389,9 @@ impl Store {
         Ok(out)
     }
 }
+
+const SET_SERVING: &str = "INSERT INTO serving (app, state) VALUES (?1, ?2)
+     ON CONFLICT (app) DO UPDATE SET state = excluded.state";
 
 /// The kind of a run's last event, written with its outcome.
 pub const OUTCOME_EVENT: &str = "outcome";
@@ -617,12 +623,19 @@ mod tests {
             let id = format!("r{i}");
             store.insert_run(&run(&id, v)).unwrap();
             store
-                .finish_run(&id, i as i64 + 10, Outcome::Promoted, "ok", "live")
+                .finish_run(&id, i as i64 + 10, Outcome::Promoted, "ok", "live", None)
                 .unwrap();
         }
         store.insert_run(&run("bad", "v4")).unwrap();
         let last = store
-            .finish_run("bad", 100, Outcome::RolledBack, "errors", "rolled back")
+            .finish_run(
+                "bad",
+                100,
+                Outcome::RolledBack,
+                "errors",
+                "rolled back",
+                None,
+            )
             .unwrap();
         assert_eq!(last.event.kind(), OUTCOME_EVENT);
         assert_eq!(last.outcome, Some(Outcome::RolledBack));

@@ -363,3 +363,30 @@ async fn a_canary_worse_than_its_fresh_baseline_fails_though_the_stable_is_as_ba
     h.fake.assert_routed_away_before_stop(&baseline);
     h.fake.assert_routed_away_before_stop("v2");
 }
+
+/// Regression: the baseline's start was queued behind the canary's, and ran after
+/// the canary had failed and the run had decided, leaving it running, unowned.
+#[tokio::test(start_paused = true)]
+async fn a_canary_that_never_becomes_healthy_leaves_no_fresh_baseline_behind() {
+    let h = Harness::new(&fresh_baseline());
+    h.deploy("v1").await;
+    h.fake.starts_as("v2", Starts::NeverHealthy);
+    let end = h.deploy("v2").await;
+    assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
+    assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
+    assert_eq!(h.fake.starts("v1+baseline"), 0, "{:?}", h.fake.log());
+    h.fake.assert_orderly();
+}
+
+/// Regression: the last split of a sticky run kept its cookie, pinning clients
+/// into the next run.
+#[tokio::test(start_paused = true)]
+async fn a_sticky_run_ends_with_no_cookie_whatever_its_outcome() {
+    let h = Harness::new(&CANARY.replace("  canary:\n", "  canary:\n    sticky: cookie\n"));
+    h.deploy("v1").await;
+    assert_eq!(h.deploy("v2").await.outcome, Some(Outcome::Promoted));
+    assert_eq!(h.fake.splits().last().unwrap().sticky_cookie, None);
+    h.fake.erroring("v3", Role::Canary, 0.5);
+    assert_eq!(h.deploy("v3").await.outcome, Some(Outcome::RolledBack));
+    assert_eq!(h.fake.splits().last().unwrap().sticky_cookie, None);
+}
