@@ -119,6 +119,7 @@ pub struct Proxy {
 struct Inner {
     local_addr: SocketAddr,
     shared: Arc<forward::Shared>,
+    open: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -127,6 +128,15 @@ impl Proxy {
     /// Binds and starts serving in a spawned tokio task, with no routes yet (every
     /// request answered 503 until [`Proxy::set_routes`]).
     pub async fn bind(addr: SocketAddr, options: ProxyOptions) -> Result<Proxy, ProxyError> {
+        let proxy = Proxy::bind_closed(addr, options).await?;
+        proxy.open();
+        Ok(proxy)
+    }
+
+    /// Binds, but accepts no connection until [`Proxy::open`]: clients that
+    /// connect meanwhile wait in the listen backlog. For a daemon that restores
+    /// its routes before it answers anyone.
+    pub async fn bind_closed(addr: SocketAddr, options: ProxyOptions) -> Result<Proxy, ProxyError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ProxyError::Bind { addr, source })?;
@@ -134,10 +144,12 @@ impl Proxy {
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr, source })?;
         let shared = Arc::new(forward::Shared::new(&options));
+        let (open, open_rx) = watch::channel(false);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(
             listener,
             Arc::clone(&shared),
+            open_rx,
             stop_rx,
             options.response_timeout,
         ));
@@ -146,10 +158,16 @@ impl Proxy {
             inner: Arc::new(Inner {
                 local_addr,
                 shared,
+                open,
                 stop,
                 task: Mutex::new(Some(task)),
             }),
         })
+    }
+
+    /// Starts accepting connections (see [`Proxy::bind_closed`]); idempotent.
+    pub fn open(&self) {
+        self.inner.open.send_replace(true);
     }
 
     /// The address the proxy listens on (with the OS-assigned port when bound to port 0).

@@ -24,9 +24,16 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    mut open: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
+    // Until opened, connections wait in the listen backlog: a client is answered
+    // late, not refused and not told that nothing serves.
+    tokio::select! {
+        _ = open.wait_for(|open| *open) => {}
+        _ = stop.changed() => return,
+    }
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();

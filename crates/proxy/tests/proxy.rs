@@ -171,6 +171,23 @@ async fn a_sticky_table_sets_its_cookie_and_honours_it() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_closed_proxy_holds_its_clients_until_it_opens_with_its_routes() -> Result<()> {
+    let proxy = Proxy::bind_closed("127.0.0.1:0".parse()?, ProxyOptions::default()).await?;
+    // Sent while the proxy has no routes and takes no connection...
+    let waiting = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { get(&client(), &proxy, &[]).await }
+    });
+    // ... answered by the routes in force once it opens, not with a 503.
+    proxy.set_routes(Routes::stable_only(backend("v1", &[named("one").await?])));
+    proxy.open();
+    let answer = waiting.await??;
+    assert_eq!((answer.status, answer.version()), (StatusCode::OK, "v1"));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn instances_are_served_round_robin() -> Result<()> {
     let (proxy, v1) = proxy_to_v1(&[named("a").await?, named("b").await?]).await?;
     let client = client();

@@ -239,7 +239,9 @@ impl Daemon {
                 return Err(e.into());
             }
         };
-        let proxy = match Proxy::bind(config.listen, ProxyOptions::default()).await {
+        // Closed until recovery restored the routes: a client that connects in
+        // between waits for its answer rather than getting a 503.
+        let proxy = match Proxy::bind_closed(config.listen, ProxyOptions::default()).await {
             Ok(proxy) => proxy,
             Err(e) => {
                 stop_unadopted(&*platform).await;
@@ -247,7 +249,7 @@ impl Daemon {
             }
         };
         let preview = match preview_listen(&config) {
-            Some(addr) => match Proxy::bind(addr, ProxyOptions::default()).await {
+            Some(addr) => match Proxy::bind_closed(addr, ProxyOptions::default()).await {
                 Ok(preview) => Some(preview),
                 Err(e) => {
                     proxy.shutdown().await;
@@ -290,7 +292,15 @@ impl Daemon {
             stop_unadopted(&*platform).await;
             engine.stop_serving().await;
             proxy.shutdown().await;
+            if let Some(preview) = traffic.preview() {
+                preview.shutdown().await;
+            }
             return Err(e.into());
+        }
+        // Routes restored: clients are answered from here on.
+        proxy.open();
+        if let Some(preview) = traffic.preview() {
+            preview.open();
         }
         let info = DaemonInfo {
             app: config.app.clone(),
