@@ -179,6 +179,12 @@ impl Engine {
             return Ok(false);
         }
         info!(run = %run.id, phase = %state.phase, "resuming the run the previous daemon left");
+        // Routed before `recover` returns, so the daemon answers no client before
+        // the run's traffic is as it was.
+        let cookie = state
+            .sticky
+            .then(|| crate::routing::sticky_cookie(&config.config.app));
+        inner.set_routes(state.routes.clone(), cookie);
         let new_run = NewRun {
             id: run.id.clone(),
             app: run.app.clone(),

@@ -82,6 +82,11 @@ impl Routing {
     }
 }
 
+/// The cookie a sticky run of `app` keeps its clients on their version with.
+pub(crate) fn sticky_cookie(app: &str) -> String {
+    format!("cutover-{app}")
+}
+
 /// Every backend's share of the split, for events and status.
 pub(crate) fn shares(split: &Split) -> Vec<Share> {
     split

@@ -137,7 +137,7 @@ impl Runner {
         if self.applied.as_ref() != Some(&routes) {
             let cookie = routes
                 .1
-                .then(|| format!("cutover-{}", self.config.config.app));
+                .then(|| crate::routing::sticky_cookie(&self.config.config.app));
             let split = self.inner.set_routes(routes.0.clone(), cookie);
             self.applied = Some(routes);
             let shares = crate::routing::shares(&split);
