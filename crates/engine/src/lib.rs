@@ -40,6 +40,7 @@ mod routing;
 mod run;
 pub mod state;
 pub mod strategy;
+mod supervise;
 pub mod traffic;
 
 pub use engine::{
