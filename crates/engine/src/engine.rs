@@ -56,6 +56,10 @@ pub enum EngineError {
     /// The daemon is shutting down and starts no new run.
     #[error("the daemon is shutting down and starts no new run")]
     ShuttingDown,
+    /// A run was left with nothing to wait for and nothing to do: a bug in its
+    /// strategy, ended like any internal failure (traffic back to stable).
+    #[error("the run stopped making progress in phase `{phase}`")]
+    Stuck { phase: String },
     /// The store could not record the transition, so it was not made.
     #[error("could not record the run in the store")]
     Store(#[from] StoreError),

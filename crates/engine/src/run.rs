@@ -196,12 +196,20 @@ impl Runner {
             if let Some(obs) = self.new_problem() {
                 return Ok(obs);
             }
+            let listening = !self.control.is_closed() || !self.control.is_empty();
+            if self.live.is_none() && !listening && health.is_empty() {
+                // A strategy that decided must act until it finishes; waiting here
+                // would wait forever.
+                return Err(EngineError::Stuck {
+                    phase: self.state.phase.to_string(),
+                });
+            }
             let changed = wait_any(&mut health);
             tokio::select! {
                 _ = async { self.live.as_mut().expect("guarded").ticker.tick().await }, if self.live.is_some() => {
                     return self.window();
                 }
-                command = self.control.recv(), if !self.control.is_closed() || !self.control.is_empty() => {
+                command = self.control.recv(), if listening => {
                     return Ok(Observation::Control(command.unwrap_or(Control::Abort {
                         by: "the engine going away".into(),
                     })));

@@ -101,6 +101,7 @@ impl From<EngineError> for ApiError {
             EngineError::NothingToRollBack => (StatusCode::CONFLICT, "nothing_to_roll_back"),
             EngineError::NeverPromoted { .. } => (StatusCode::CONFLICT, "never_promoted"),
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+            EngineError::Stuck { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match &e {
             EngineError::InvalidVersion(_) => format!("field `version`: {e}"),
