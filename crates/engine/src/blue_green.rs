@@ -236,7 +236,12 @@ fn switch(ctx: &Ctx, spec: &BlueGreenSpec, state: &mut RunState) -> Vec<Action> 
         ),
     )];
     if spec.scale_down_delay.is_zero() {
-        actions.extend(scale_down(ctx, state));
+        let reason = format!("switched from {blue}; no post-promotion wait configured");
+        actions.extend(strategy::commit(
+            state,
+            vec![ctx.version.to_owned()],
+            reason,
+        ));
         return actions;
     }
     // Judged against blue's last production traffic, from before the switch.

@@ -78,7 +78,7 @@ pub fn step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, obs: Observation
             }
             if state.promote_requested {
                 let reason = "promoted by request while it was starting, skipping every step";
-                return strategy::commit(state, check(ctx, state), reason.into());
+                return strategy::commit(state, check(ctx), reason.into());
             }
             enter_step(ctx, spec, state, 0)
         }
@@ -113,7 +113,7 @@ pub fn step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, obs: Observation
                 }
                 Next::StepDone => {
                     let reason = format!("all {} steps passed analysis", spec.steps.len());
-                    strategy::commit(state, check(ctx, state), reason)
+                    strategy::commit(state, check(ctx), reason)
                 }
                 Next::RollBack(reason) => strategy::roll_back(state, Outcome::RolledBack, reason),
             }
@@ -128,7 +128,7 @@ pub fn step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, obs: Observation
             let mut actions = vec![strategy::promote_note("skipping the remaining steps")];
             let reason =
                 format!("promoted by request at step {step}/{of}, skipping the remaining steps");
-            actions.extend(strategy::commit(state, check(ctx, state), reason));
+            actions.extend(strategy::commit(state, check(ctx), reason));
             actions
         }
         Observation::Control(crate::Control::Abort { by }) => strategy::abort(state, &by),
@@ -145,14 +145,10 @@ pub fn step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, obs: Observation
     }
 }
 
-/// The releases whose health vetoes the promotion.
-fn check(ctx: &Ctx, state: &RunState) -> Vec<String> {
-    state
-        .releases
-        .iter()
-        .map(|r| r.name.clone())
-        .filter(|n| n == ctx.version)
-        .collect()
+/// The release whose health vetoes the promotion: the canary's (the baseline's
+/// problems end the run too, but not by veto).
+fn check(ctx: &Ctx) -> Vec<String> {
+    vec![ctx.version.to_owned()]
 }
 
 /// Enters step `i`: its weight, fresh windows.

@@ -209,6 +209,11 @@ pub fn step(ctx: &Ctx, spec: &RollingSpec, state: &mut RunState, obs: Observatio
             if plan(state).back {
                 return Vec::new();
             }
+            if state.release(ctx.version).is_none() {
+                // Aborted while its first instances were starting: that start was
+                // cancelled, so nothing is pending any more.
+                plan(state).pending = None;
+            }
             let mut actions = vec![strategy::abort_note(&by)];
             actions.extend(go_back(
                 ctx,

@@ -228,3 +228,19 @@ async fn a_run_does_not_spin_once_its_releases_changed_health() {
         .expect("the rolling run never ended: its task spins");
     assert_eq!(outcome, Some(Outcome::Promoted));
 }
+
+/// Regression: an abort while the first new instances were starting cancelled
+/// that start but left it pending, so going back waited for it forever.
+#[tokio::test(start_paused = true)]
+async fn abort_while_the_first_batch_starts_goes_back_at_once() {
+    let (h, _) = four_of_v1().await;
+    let mut run = h.start("v2");
+    run.until(entered(Phase::Batch { batch: 1, of: 4 })).await;
+    // The fake takes 500ms to start; abort before that.
+    h.engine.abort("a test").unwrap();
+    let end = run.end().await;
+    assert_eq!(end.outcome, Some(Outcome::Aborted), "{}", end.message);
+    assert_eq!(only_stable(&h.fake.last_split()), Some("v1"));
+    assert_eq!(h.fake.instances("v1"), 4);
+    assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
+}
