@@ -190,16 +190,19 @@ async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
     }
     println!("app      {}", status.app);
     println!("proxy    http://{}", status.proxy);
-    println!(
-        "stable   {}",
-        status.stable.as_deref().unwrap_or("none serving")
-    );
+    if status.backends.is_empty() {
+        println!("stable   none serving");
+    }
     for b in &status.backends {
+        let release = if b.release == b.version {
+            String::new()
+        } else {
+            format!(" ({})", b.release)
+        };
         println!(
-            "{:<8} {} ({}): {} of traffic, {}/{} instance(s) ready{}",
+            "{:<8} {}{release}: {} of traffic, {}/{} instance(s) ready{}",
             b.role.as_str(),
             b.version,
-            b.release,
             format_bp(b.weight_bp),
             b.ready_instances,
             b.instances,

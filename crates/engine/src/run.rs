@@ -112,6 +112,14 @@ impl Runner {
             queue.clear();
         }
         self.persist()?;
+        // The step's leading notes say what was decided and why: recorded before
+        // the routing they lead to changes, so the timeline reads in order.
+        let mut actions = VecDeque::from(actions);
+        while let Some(Action::Note(..)) = actions.front() {
+            if let Some(Action::Note(event, message)) = actions.pop_front() {
+                self.emit(event, &message)?;
+            }
+        }
         self.sync()?;
         // The analysis may have seeded its baseline: that is state too.
         self.persist()?;
