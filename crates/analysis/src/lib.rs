@@ -5,6 +5,11 @@
 //! metrics come from (the built-in proxy today, Prometheus later) and hands them here,
 //! so every rule is testable with plain numbers.
 //!
+//! Beside the fixed limits, the statistics that compare a canary with a baseline:
+//! - [`mann_whitney`]: the Mann-Whitney U test of two samples, exact or normal, with
+//!   its effect sizes (Hodges-Lehmann shift, ratio of medians, probability of
+//!   superiority).
+//!
 //! ```
 //! use cutover_analysis::{judge, Sample, Verdict};
 //! use cutover_spec::{MetricRules, ErrorRateRule, Percent};
@@ -18,6 +23,8 @@
 //! let report = judge(&rules, 20, &stable, &canary);
 //! assert_eq!(report.verdict, Verdict::Fail);
 //! ```
+
+pub mod mann_whitney;
 
 use std::time::Duration;
 
