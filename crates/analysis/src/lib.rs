@@ -9,6 +9,9 @@
 //! - [`mann_whitney`]: the Mann-Whitney U test of two samples, exact or normal, with
 //!   its effect sizes (Hodges-Lehmann shift, ratio of medians, probability of
 //!   superiority).
+//! - [`comparison`]: a Kayenta-style verdict per metric (pass, high, low, no data)
+//!   from that test and an effect-size tolerance, and a weighted score over metrics
+//!   in which critical ones fail the canary on their own.
 //!
 //! ```
 //! use cutover_analysis::{judge, Sample, Verdict};
@@ -24,6 +27,7 @@
 //! assert_eq!(report.verdict, Verdict::Fail);
 //! ```
 
+pub mod comparison;
 pub mod mann_whitney;
 
 use std::time::Duration;
