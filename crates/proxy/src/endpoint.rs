@@ -31,8 +31,9 @@ pub(crate) struct Gauge {
 }
 
 impl Gauge {
-    pub(crate) fn enter(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
+    /// Counts one more; returns the count with it.
+    pub(crate) fn enter(&self) -> usize {
+        self.count.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     pub(crate) fn leave(&self) {
@@ -127,13 +128,25 @@ impl Endpoint {
     }
 
     /// Marks a request in flight, unless the instance is retired.
+    #[cfg(test)]
     pub(crate) fn enter(self: &Arc<Self>) -> Option<EndpointGuard> {
-        self.in_flight.enter();
-        if self.retired.load(Ordering::SeqCst) {
-            self.in_flight.leave();
-            return None;
-        }
-        Some(EndpointGuard(Arc::clone(self)))
+        self.enter_within(0).ok()
+    }
+
+    /// Marks a request in flight, unless the instance is retired or already has
+    /// `limit` requests in flight (0: no limit). One atomic add, and a subtract when
+    /// refused: no lock.
+    pub(crate) fn enter_within(self: &Arc<Self>, limit: usize) -> Result<EndpointGuard, Refused> {
+        let count = self.in_flight.enter();
+        let refused = if self.retired.load(Ordering::SeqCst) {
+            Refused::Retired
+        } else if limit != 0 && count > limit {
+            Refused::Full
+        } else {
+            return Ok(EndpointGuard(Arc::clone(self)));
+        };
+        self.in_flight.leave();
+        Err(refused)
     }
 }
 
@@ -145,6 +158,15 @@ impl fmt::Debug for Endpoint {
             .field("retired", &self.is_retired())
             .finish()
     }
+}
+
+/// Why [`Endpoint::enter_within`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The instance is being drained: pick from the current table again.
+    Retired,
+    /// The instance has its limit of requests in flight.
+    Full,
 }
 
 /// One request in flight to an instance; dropping it ends the request there.
@@ -181,6 +203,18 @@ mod tests {
         drop(guard);
         assert!(drain.await.unwrap());
         assert_eq!(e.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_instance_at_its_limit_refuses_until_one_finishes() {
+        let e = endpoint();
+        let first = e.enter_within(2).unwrap();
+        let _second = e.enter_within(2).unwrap();
+        assert_eq!(e.enter_within(2).err(), Some(Refused::Full));
+        assert_eq!(e.in_flight(), 2, "a refused request leaves no count behind");
+        drop(first);
+        assert!(e.enter_within(2).is_ok());
+        assert!(e.enter_within(0).is_ok(), "0 is no limit");
     }
 
     #[tokio::test(start_paused = true)]

@@ -31,7 +31,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::ProxyOptions;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, EndpointGuard, Refused};
 use crate::headers::{
     VERSION_HEADER, VERSION_HEADER_NAME, prepare_request_headers_from, set_version_header,
     strip_hop_by_hop,
@@ -54,6 +54,10 @@ pub(crate) struct Shared {
     pub(crate) routes: ArcSwap<Routes>,
     clients: [Client<HttpConnector, RequestBody>; CLIENTS],
     response_timeout: Duration,
+    /// [`ProxyOptions::max_requests_per_instance`] (0: none).
+    per_instance: usize,
+    /// [`ProxyOptions::max_body_size`].
+    max_body: Option<u64>,
 }
 
 impl Shared {
@@ -70,6 +74,8 @@ impl Shared {
             routes: ArcSwap::from_pointee(Routes::default()),
             clients: std::array::from_fn(|_| builder.build(connector.clone())),
             response_timeout: options.response_timeout,
+            per_instance: options.max_requests_per_instance,
+            max_body: options.max_body_size,
         }
     }
 
@@ -131,6 +137,12 @@ fn route(
     mut req: Request<Incoming>,
     span: &tracing::Span,
 ) -> Routed {
+    // Refused before a version is chosen: the client's doing, no version's.
+    if let Some(limit) = shared.max_body
+        && req.body().size_hint().lower() > limit
+    {
+        return Routed::Answered(too_large(limit));
+    }
     let pin = req.headers_mut().remove(VERSION_HEADER_NAME);
     let pin = match pin.as_ref().map(|v| v.to_str()) {
         Some(Ok(pin)) => Some(pin),
@@ -161,14 +173,22 @@ fn route(
         let Some(backend) = routes.backend(choice.index) else {
             return Routed::Answered(nothing_serving());
         };
-        // `choose` only returns backends with instances.
-        let Some(endpoint) = backend.next() else {
-            return Routed::Answered(nothing_serving());
-        };
         // Marked in flight on the instance before anything is sent: a drain that
         // began meanwhile either waits for this request, or this request sees it.
-        let Some(on_instance) = endpoint.enter() else {
-            continue;
+        let (endpoint, on_instance) = match pick(backend, shared.per_instance) {
+            Ok(picked) => picked,
+            Err(None) => return Routed::Answered(nothing_serving()),
+            Err(Some(Refused::Retired)) => continue,
+            Err(Some(Refused::Full)) => {
+                return Routed::Answered(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(backend),
+                    &format!(
+                        "cutover: every instance of version {} has its limit of {} requests in flight; try again\n",
+                        backend.version, shared.per_instance
+                    ),
+                ));
+            }
         };
         span.record("version", backend.version.as_str());
         let instance = endpoint.addr();
@@ -202,6 +222,46 @@ fn route(
         None,
         "cutover: every instance picked for this request was being drained; try again\n",
     ))
+}
+
+/// The next instance of `backend` in round-robin order, marked in flight; when it
+/// is full, the first of the others with room. `Err(None)` without instances
+/// (`choose` only returns backends with some), `Retired` when one picked is being
+/// drained (pick from the current table again), `Full` when all are full.
+fn pick(
+    backend: &Backend,
+    limit: usize,
+) -> Result<(&Arc<Endpoint>, EndpointGuard), Option<Refused>> {
+    let endpoint = backend.next().ok_or(None)?;
+    let refused = match endpoint.enter_within(limit) {
+        Ok(guard) => return Ok((endpoint, guard)),
+        Err(refused @ Refused::Retired) => return Err(Some(refused)),
+        Err(refused) => refused,
+    };
+    // Only with a limit: the others, once each, from the next in turn.
+    for _ in 1..backend.endpoints().len() {
+        let other = backend.next().ok_or(None)?;
+        match other.enter_within(limit) {
+            Ok(guard) => return Ok((other, guard)),
+            Err(Refused::Retired) => return Err(Some(Refused::Retired)),
+            Err(Refused::Full) => {}
+        }
+    }
+    Err(Some(refused))
+}
+
+/// The 413 of a request whose `Content-Length` is over `limit`, sent at once.
+fn too_large(limit: u64) -> Response<ProxyBody> {
+    let mut response = plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+        &format!("cutover: the request body is larger than the limit of {limit} bytes\n"),
+    );
+    // The body is not read: close rather than leave the connection out of step.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers, if any.
@@ -242,7 +302,7 @@ fn forward(
     // whose turn it is; see `Upload` for how that decides the timeouts and why. A
     // request without a body has nothing to tell: it is `Phase::Sent` from the start.
     let upload = (!req.body().is_end_stream()).then(|| Arc::new(Upload::new(started, false)));
-    let req = req.map(|body| RequestBody::new(body, upload.clone()));
+    let req = req.map(|body| RequestBody::new(body, upload.clone(), shared.max_body));
     Ok((upload, shared.client().request(req)))
 }
 
@@ -322,6 +382,13 @@ impl Forwarding {
                     .as_ref()
                     .is_some_and(|u| u.phase().client_failed()) =>
             {
+                if self.upload.as_ref().is_some_and(|u| u.phase().too_large()) {
+                    return client_failure(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        backend,
+                        &format!("cutover: the request body failed: {}\n", error_chain(&e)),
+                    );
+                }
                 tracing::debug!(%version, %instance, error = %error_chain(&e), "request body failed");
                 return client_failure(
                     StatusCode::BAD_REQUEST,
@@ -330,6 +397,15 @@ impl Forwarding {
                         "cutover: the request body failed before it was sent: {}\n",
                         error_chain(&e)
                     ),
+                );
+            }
+            Err(Phase::Failed {
+                too_large: true, ..
+            }) => {
+                return client_failure(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    backend,
+                    "cutover: the request body is larger than the limit\n",
                 );
             }
             Err(Phase::Failed { .. }) => {
@@ -429,7 +505,11 @@ fn nothing_serving() -> Response<ProxyBody> {
 
 /// A short plain-text answer from the proxy itself, naming the version if one was
 /// chosen.
-fn plain(status: StatusCode, backend: Option<&Backend>, body: &str) -> Response<ProxyBody> {
+pub(crate) fn plain(
+    status: StatusCode,
+    backend: Option<&Backend>,
+    body: &str,
+) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::full(Bytes::from(body.to_owned())));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -46,6 +46,7 @@
 //! The tests exercise behaviour only: nothing in them is timed or benchmarked, and
 //! no assertion depends on how fast the machine is.
 
+mod client_io;
 mod endpoint;
 mod forward;
 mod headers;
@@ -70,7 +71,9 @@ pub use probe::{PROBE_BODY_LIMIT, ProbeAnswer, probe};
 pub use routes::{Backend, FULL_WEIGHT, Routes};
 pub use stats::{Snapshot, VersionStats};
 
-/// Timeouts of the proxy's upstream requests.
+/// Timeouts of the proxy's upstream requests, and the limits that protect the
+/// proxy and the instances behind it from its clients. Every limit is answered,
+/// never a crash; none of those answers counts against a version.
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyOptions {
     /// Limit on connecting to an instance (then 502). Default 2s.
@@ -83,6 +86,35 @@ pub struct ProxyOptions {
     /// recorded); a slow but steady upload is not limited. Also the grace period of
     /// [`Proxy::shutdown`]. Default 30s.
     pub response_timeout: Duration,
+    /// Limit on a request's head (request line and headers), in bytes: beyond it,
+    /// hyper answers `431 Request Header Fields Too Large` and closes the
+    /// connection. Default 64 KiB.
+    pub max_header_size: usize,
+    /// Limit on receiving a whole request head, from its first byte (or from the
+    /// connection's start, for its first request): against slowloris. When it
+    /// passes, a client that had sent part of a head gets `408 Request Timeout`
+    /// with `Connection: close`, one that had sent nothing gets no answer; either
+    /// way the connection is closed. Default 10s.
+    pub header_read_timeout: Duration,
+    /// How long a client connection may sit idle between requests (after a
+    /// response, before the first byte of the next request); then it is closed,
+    /// without an answer, as HTTP/1.1 allows for keep-alive. Default 60s.
+    pub idle_timeout: Duration,
+    /// Client connections served at once. One beyond it is still accepted, read,
+    /// and answered `503 Service Unavailable` with `Connection: close` and a short
+    /// text saying the proxy is at its limit, then closed (0: no limit). Default 10000.
+    pub max_connections: usize,
+    /// Requests in flight to one instance at once (0: no limit). A request that
+    /// finds its instance full tries the version's other instances; when all are
+    /// full it is answered `503` by the proxy, not counted against the version.
+    /// Default 0.
+    pub max_requests_per_instance: usize,
+    /// Limit on a request body, in bytes (`None`: no limit). A `Content-Length`
+    /// above it is answered `413 Payload Too Large` before anything is sent
+    /// upstream; a streamed body that passes it is cut off upstream and answered
+    /// 413. Neither counts against the version; the connection is closed. Default
+    /// `None`.
+    pub max_body_size: Option<u64>,
 }
 
 impl Default for ProxyOptions {
@@ -90,6 +122,12 @@ impl Default for ProxyOptions {
         ProxyOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(30),
+            max_header_size: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_requests_per_instance: 0,
+            max_body_size: None,
         }
     }
 }
@@ -151,7 +189,7 @@ impl Proxy {
             Arc::clone(&shared),
             open_rx,
             stop_rx,
-            options.response_timeout,
+            options,
         ));
         tracing::debug!(%local_addr, "cutover proxy listening");
         Ok(Proxy {

@@ -1,5 +1,8 @@
 //! The accept loop: one HTTP/1.1 connection task per client, watched for graceful
-//! shutdown.
+//! shutdown, each on a [`ClientIo`] that times its heads and idle time, and
+//! counted against [`ProxyOptions::max_connections`]. A client beyond the limit
+//! is still accepted and read, and answered 503 with `Connection: close`: a
+//! client told why is better off than one left in the listen backlog.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,22 +15,61 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::forward::{Shared, handle};
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::ProxyOptions;
+use crate::client_io::{ClientIo, ConnState, Counted, Timeouts, Watched};
+use crate::endpoint::Gauge;
+use crate::forward::{Shared, handle, plain};
 use crate::headers::client_ip_value;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// hyper's own limit on its read buffer when not told otherwise (8 KiB plus 100
+/// reads of 4 KiB): kept, so that a lower head limit does not shrink the buffer
+/// bodies stream through.
+const HYPER_MAX_BUF: usize = 8192 + 4096 * 100;
+
+/// The answer to a client beyond [`ProxyOptions::max_connections`].
+fn at_capacity(limit: usize) -> Response<crate::response_body::ProxyBody> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        &format!("cutover: the proxy is at its limit of {limit} client connections; try again\n"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// One connection counted in a [`Gauge`] until dropped.
+struct Counting(Arc<Gauge>);
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
 /// Accepts connections until `stop` changes (or its sender is dropped), then stops
 /// accepting, lets open connections finish their current request for up to
-/// `grace`, and drops whatever is left.
+/// the response timeout, and drops whatever is left.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut open: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
+    options: ProxyOptions,
 ) {
+    let grace = options.response_timeout;
+    let timeouts = Timeouts {
+        header_read: options.header_read_timeout,
+        idle: options.idle_timeout,
+    };
+    let limit = options.max_connections;
     // Until opened, connections wait in the listen backlog: a client is answered
     // late, not refused and not told that nothing serves.
     tokio::select! {
@@ -36,8 +78,17 @@ pub(crate) async fn serve(
     }
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let open_connections = Arc::new(Gauge::default());
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new());
+    builder
+        .timer(TokioTimer::new())
+        // `Watched` times heads and idle connections instead: hyper's timer also
+        // runs while a connection idles, so it could not tell the two apart.
+        .header_read_timeout(None)
+        .max_header_size(options.max_header_size)
+        .max_buf_size(options.max_header_size.max(HYPER_MAX_BUF));
+    let mut refusing = builder.clone();
+    refusing.keep_alive(false);
 
     loop {
         tokio::select! {
@@ -45,15 +96,45 @@ pub(crate) async fn serve(
                 Ok((stream, peer)) => {
                     // Small requests and responses should not wait for Nagle.
                     let _ = stream.set_nodelay(true);
+                    let state = Arc::new(ConnState::default());
+                    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&state)));
+                    let requests = Arc::clone(&state);
+                    if open_connections.enter() > limit && limit != 0 {
+                        // Not counted: the refused do not keep a slot from the served.
+                        open_connections.leave();
+                        tracing::debug!(%peer, limit, "client connection beyond the limit; answering 503");
+                        let service = service_fn(move |_req| {
+                            let finished = requests.start();
+                            let response = at_capacity(limit).map(|b| Counted::new(b, finished));
+                            std::future::ready(Ok::<_, std::convert::Infallible>(response))
+                        });
+                        let conn = graceful.watch(refusing.serve_connection(io, service));
+                        let conn = Watched::new(conn, state, timeouts);
+                        connections.spawn(async move {
+                            let _ = conn.await;
+                        });
+                        continue;
+                    }
+                    let counted = Counting(Arc::clone(&open_connections));
                     let shared = Arc::clone(&shared);
                     let client_ip = client_ip_value(peer);
-                    let service = service_fn(move |req| handle(&shared, &client_ip, req));
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    connections.spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                    let service = service_fn(move |req| {
+                        let finished = requests.start();
+                        let answer = handle(&shared, &client_ip, req);
+                        async move {
+                            let Ok(response) = answer.await;
+                            Ok::<_, std::convert::Infallible>(response.map(|b| Counted::new(b, finished)))
                         }
+                    });
+                    let conn = builder.serve_connection(io, service);
+                    let conn = Watched::new(graceful.watch(conn), state, timeouts);
+                    connections.spawn(async move {
+                        match conn.await {
+                            Some(Err(e)) => tracing::debug!(%peer, error = %e, "client connection ended with an error"),
+                            None => tracing::debug!(%peer, "client connection closed by a timeout"),
+                            Some(Ok(())) => {}
+                        }
+                        drop(counted);
                     });
                 }
                 Err(e) => {

@@ -32,8 +32,9 @@ use tokio::time::Instant;
 ///   is not limited.
 /// - [`Phase::Sent`]: the whole request is written (or handed to the connection to
 ///   write): the response timeout proper starts here, then 504.
-/// - [`Phase::Failed`]: the client's body stream failed. The upstream request fails
-///   with it: 400, not recorded.
+/// - [`Phase::Failed`]: the client's body stream failed, or passed
+///   [`crate::ProxyOptions::max_body_size`] and was cut off. The upstream request
+///   fails with it: 400 (413 for the size), not recorded.
 ///
 /// Each phase's deadline is the response timeout after the phase began, and each
 /// phase begins after the one before, so deadlines only move later. A request
@@ -53,8 +54,9 @@ pub(crate) enum Phase {
     Client { since: Instant },
     /// The whole request was handed to the upstream connection `at`.
     Sent { at: Instant },
-    /// The client's body failed `at`.
-    Failed { at: Instant },
+    /// The client's body failed `at`; `too_large` when it was cut off for passing
+    /// the size limit.
+    Failed { at: Instant, too_large: bool },
 }
 
 impl Phase {
@@ -63,7 +65,7 @@ impl Phase {
         let (Phase::Upstream { since, .. }
         | Phase::Client { since }
         | Phase::Sent { at: since }
-        | Phase::Failed { at: since }) = self;
+        | Phase::Failed { at: since, .. }) = self;
         // Like `tokio::time::timeout`, a limit too far to represent is "never".
         since
             .checked_add(limit)
@@ -72,6 +74,17 @@ impl Phase {
 
     pub(crate) fn client_failed(self) -> bool {
         matches!(self, Phase::Failed { .. })
+    }
+
+    /// The client's body was cut off for passing the size limit.
+    pub(crate) fn too_large(self) -> bool {
+        matches!(
+            self,
+            Phase::Failed {
+                too_large: true,
+                ..
+            }
+        )
     }
 }
 
@@ -111,11 +124,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The error a request body ends with when it passes the size limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the limit of {limit} bytes")]
+pub(crate) struct TooLarge {
+    limit: u64,
+}
+
 /// The client's request body on its way upstream, telling its [`Upload`] when the
 /// upstream takes a piece, when it waits for the client, when it is all sent, and
 /// when it fails.
 pub(crate) struct RequestBody {
     body: Incoming,
+    /// The size limit and how much of it is left, if there is one.
+    limit: Option<(u64, u64)>,
     /// `None` for a body that is empty from the start: nothing to report.
     upload: Option<Arc<Upload>>,
     /// Whether the last poll was pending on the client, so that a repeated poll
@@ -125,25 +147,50 @@ pub(crate) struct RequestBody {
 
 impl RequestBody {
     /// The client's `body`, reporting to `upload`.
-    pub(crate) fn new(body: Incoming, upload: Option<Arc<Upload>>) -> RequestBody {
+    pub(crate) fn new(
+        body: Incoming,
+        upload: Option<Arc<Upload>>,
+        limit: Option<u64>,
+    ) -> RequestBody {
         RequestBody {
             body,
+            limit: limit.map(|l| (l, l)),
             upload,
             waiting_for_client: false,
         }
     }
 }
 
+/// What a [`RequestBody`] fails with: the client's body's error, or [`TooLarge`].
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let (Some((limit, left)), Poll::Ready(Some(Ok(frame)))) = (&mut this.limit, &polled) {
+            let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+            match left.checked_sub(len) {
+                Some(rest) => *left = rest,
+                None => {
+                    if let Some(upload) = &this.upload {
+                        upload.set(Phase::Failed {
+                            at: Instant::now(),
+                            too_large: true,
+                        });
+                    }
+                    let limit = *limit;
+                    return Poll::Ready(Some(Err(Box::new(TooLarge { limit }))));
+                }
+            }
+        }
+        let polled = polled.map(|frame| frame.map(|r| r.map_err(BodyError::from)));
         let Some(upload) = &this.upload else {
             return polled;
         };
@@ -160,7 +207,10 @@ impl Body for RequestBody {
                 })
             }
             Poll::Ready(Some(Ok(_)) | None) => Some(Phase::Sent { at: now() }),
-            Poll::Ready(Some(Err(_))) => Some(Phase::Failed { at: now() }),
+            Poll::Ready(Some(Err(_))) => Some(Phase::Failed {
+                at: now(),
+                too_large: false,
+            }),
         };
         this.waiting_for_client = polled.is_pending();
         if let Some(phase) = phase {
