@@ -12,6 +12,9 @@
 //! - [`comparison`]: a Kayenta-style verdict per metric (pass, high, low, no data)
 //!   from that test and an effect-size tolerance, and a weighted score over metrics
 //!   in which critical ones fail the canary on their own.
+//! - [`sequential`]: an anytime-valid mixture SPRT on the canary's and the
+//!   baseline's error counts, which may be looked at after every window with the
+//!   false-alarm rate still bounded by its alpha.
 //!
 //! ```
 //! use cutover_analysis::{judge, Sample, Verdict};
@@ -29,6 +32,7 @@
 
 pub mod comparison;
 pub mod mann_whitney;
+pub mod sequential;
 
 use std::time::Duration;
 
