@@ -7,9 +7,12 @@
 //! *large enough to matter* (the effect is past the tolerance): with thousands of
 //! requests a 1% shift is significant, and the tolerance is what keeps it from
 //! rolling back. This is the scheme of Netflix and Google's Kayenta
-//! (`MannWhitneyClassifier` per metric, `SumWeightedScorer` over them): critical
-//! metrics fail the canary on their own, the others add their weight to the score
-//! when they pass, and the score is held against a pass and a marginal threshold.
+//! (`MannWhitneyClassifier` per metric, `WeightedSumScorer` over them), with the
+//! one-sided p-value and a tolerance on the ratio of medians or on the shift where
+//! Kayenta holds a confidence interval of the shift against a fraction of it:
+//! critical metrics fail the canary on their own, the others add their weight to
+//! the score when they pass, and the score is held against a pass and a marginal
+//! threshold.
 //!
 //! A metric with fewer than its minimum samples on either side is
 //! [`MetricVerdict::NoData`], which is never a pass: it leaves the score (as in
@@ -103,12 +106,18 @@ impl Tolerance {
     }
 
     /// The largest effect that is not an increase, and the smallest that is not a
-    /// decrease.
+    /// decrease. With nothing allowed on a side, an effect at its bound counts too.
     pub fn bounds(&self) -> (f64, f64) {
         match *self {
             Tolerance::Ratio { increase, decrease } => (1.0 + increase, 1.0 - decrease),
             Tolerance::Absolute { increase, decrease } => (increase, -decrease),
         }
+    }
+
+    fn allowed(&self) -> (f64, f64) {
+        let (Tolerance::Ratio { increase, decrease } | Tolerance::Absolute { increase, decrease }) =
+            *self;
+        (increase, decrease)
     }
 }
 
@@ -165,8 +174,7 @@ impl MetricSpec {
         if !(self.weight.is_finite() && self.weight >= 0.0) {
             return Err(invalid("weight", self.weight, "a finite number >= 0"));
         }
-        let (Tolerance::Ratio { increase, decrease } | Tolerance::Absolute { increase, decrease }) =
-            self.tolerance;
+        let (increase, decrease) = self.tolerance.allowed();
         for (field, value) in [
             ("tolerance.increase", increase),
             ("tolerance.decrease", decrease),
@@ -299,8 +307,13 @@ pub fn compare(
     let effect = spec.tolerance.effect(&test);
     let (max, min) = spec.tolerance.bounds();
     let significant = test.p_value < alpha;
-    let higher = test.effect.probability_of_superiority > 0.5 && effect > max;
-    let lower = test.effect.probability_of_superiority < 0.5 && effect < min;
+    // With no drift allowed, an effect at the bound still counts: counts that are
+    // mostly 0 have equal medians however much more often the canary fails.
+    let (allowed_up, allowed_down) = spec.tolerance.allowed();
+    let past_max = effect > max || (allowed_up == 0.0 && effect >= max);
+    let past_min = effect < min || (allowed_down == 0.0 && effect <= min);
+    let higher = test.effect.probability_of_superiority > 0.5 && past_max;
+    let lower = test.effect.probability_of_superiority < 0.5 && past_min;
     result.verdict = match spec.direction {
         Direction::HigherIsBad | Direction::Either if significant && higher => MetricVerdict::High,
         Direction::LowerIsBad | Direction::Either if significant && lower => MetricVerdict::Low,

@@ -51,8 +51,8 @@ pub enum Method {
     /// tied, the normal approximation otherwise.
     #[default]
     Auto,
-    /// The exact null distribution; an error with ties or when the counts would
-    /// overflow (more than about 130 values in all).
+    /// The exact null distribution; an error with ties, when the counts would
+    /// overflow (more than about 130 values in all), or past [`EXACT_MAX_PAIRS`].
     Exact,
     /// The normal approximation with tie and continuity correction.
     Asymptotic,
@@ -60,6 +60,10 @@ pub enum Method {
 
 /// The largest sample, on either side, that [`Method::Auto`] judges exactly.
 pub const EXACT_MAX_N: usize = 20;
+
+/// The most pairs (`n1 * n2`) [`Method::Exact`] counts: beyond, its table of
+/// counts would take more memory than the normal approximation's error is worth.
+pub const EXACT_MAX_PAIRS: usize = 1_000_000;
 
 /// How a result's p-value was computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -327,9 +331,13 @@ struct ExactCounts {
 }
 
 impl ExactCounts {
-    /// `None` when `C(m+n, m)` does not fit in a `u128`.
+    /// `None` when `C(m+n, m)` does not fit in a `u128`, or the distribution has
+    /// more than [`EXACT_MAX_PAIRS`] points.
     fn new(m: usize, n: usize) -> Option<ExactCounts> {
         let (m, n) = (m.min(n), m.max(n));
+        if m * n > EXACT_MAX_PAIRS {
+            return None;
+        }
         let total = binomial(m + n, m)?;
         // The counts are the coefficients of the Gaussian binomial
         // [m+n choose m]_q = prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i), computed as a

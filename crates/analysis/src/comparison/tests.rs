@@ -137,6 +137,31 @@ fn a_ratio_over_a_zero_median_is_infinite_or_one() {
 }
 
 #[test]
+fn with_no_tolerance_more_frequent_failures_count_though_the_medians_are_equal() {
+    // Errors per interval: mostly 0 on both sides, the canary's 1s three times as
+    // often.
+    let baseline: Vec<f64> = (0..200).map(|i| f64::from(i % 20 == 0)).collect();
+    let canary: Vec<f64> = (0..200).map(|i| f64::from(i % 20 < 3)).collect();
+    let errors = MetricSpec::new("errors", Direction::HigherIsBad);
+    let r = compare(&errors, &canary, &baseline).unwrap();
+    assert_eq!(r.effect, Some(1.0));
+    assert!(r.test.unwrap().p_value < 0.05);
+    assert_eq!(r.verdict, MetricVerdict::High);
+    // Any allowed drift, however small, lets equal medians pass.
+    let tolerant = MetricSpec {
+        tolerance: Tolerance::Ratio {
+            increase: 0.01,
+            decrease: 0.0,
+        },
+        ..errors
+    };
+    assert_eq!(
+        compare(&tolerant, &canary, &baseline).unwrap().verdict,
+        MetricVerdict::Pass
+    );
+}
+
+#[test]
 fn too_few_samples_is_no_data_not_a_pass() {
     let spec = MetricSpec {
         min_samples: 20,
