@@ -20,6 +20,31 @@ pub struct Config {
     pub health: HealthCheck,
     pub strategy: StrategySpec,
     pub analysis: AnalysisSpec,
+    pub proxy: ProxySpec,
+}
+
+/// The limits of the built-in proxy, which protect it and the instances behind it
+/// from its clients (`proxy:`; every field optional). A daemon takes them up only
+/// when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxySpec {
+    /// The largest request head (request line and headers), in bytes; beyond it,
+    /// 431 (default 64 KiB, from 1 KiB to 1 MiB).
+    pub max_header_size: u64,
+    /// How long a request head may take to arrive; then 408 and close (default 10s,
+    /// more than 0).
+    pub header_read_timeout: Duration,
+    /// How long a client connection may idle between requests before it is closed
+    /// (default 60s, more than 0).
+    pub idle_timeout: Duration,
+    /// Client connections served at once; one more is answered 503 and closed
+    /// (default 10000; 0 is no limit).
+    pub max_connections: u32,
+    /// Requests in flight to one instance at once; beyond it the version's other
+    /// instances are tried, then 503 (default 0: no limit).
+    pub max_requests_per_instance: u32,
+    /// The largest request body, in bytes; beyond it, 413 (default `None`: no limit).
+    pub max_body_size: Option<u64>,
 }
 
 /// Where versions run. Only `local` exists today; `docker` and `kubernetes` will be
@@ -321,6 +346,19 @@ impl Percent {
     }
 }
 
+impl Default for ProxySpec {
+    fn default() -> Self {
+        ProxySpec {
+            max_header_size: defaults::MAX_HEADER_SIZE,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_requests_per_instance: defaults::MAX_REQUESTS_PER_INSTANCE,
+            max_body_size: defaults::MAX_BODY_SIZE,
+        }
+    }
+}
+
 impl Default for HealthCheck {
     fn default() -> Self {
         HealthCheck {
@@ -477,6 +515,21 @@ pub mod defaults {
     pub const INCONCLUSIVE_LIMIT: u32 = 6;
     /// `analysis.metrics.error_rate.max` when `analysis.metrics` is left out.
     pub const ERROR_RATE_MAX: Percent = Percent(0.05);
+
+    /// `proxy.max_header_size`: 64 KiB.
+    pub const MAX_HEADER_SIZE: u64 = 64 * 1024;
+    /// The sizes `proxy.max_header_size` may be: 1 KiB to 1 MiB.
+    pub const HEADER_SIZES: RangeInclusive<u64> = 1024..=1024 * 1024;
+    /// `proxy.header_read_timeout`.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `proxy.idle_timeout`.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `proxy.max_connections` (0 is no limit).
+    pub const MAX_CONNECTIONS: u32 = 10_000;
+    /// `proxy.max_requests_per_instance`: no limit.
+    pub const MAX_REQUESTS_PER_INSTANCE: u32 = 0;
+    /// `proxy.max_body_size`: no limit.
+    pub const MAX_BODY_SIZE: Option<u64> = None;
 
     /// `analysis.metrics` when left out: `error_rate: { max: 5% }`.
     pub fn metrics() -> MetricRules {

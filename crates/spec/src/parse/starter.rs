@@ -117,4 +117,23 @@ analysis:
     # latency_p50: { max: 200ms, max_ratio: 1.5 }
     # latency_p95: { max: 300ms }
     # latency_p99: { max: 500ms, max_ratio: 2 }
+
+# Limits of the built-in proxy, against clients that would wear it or the instances
+# behind it out; none of its answers counts against a version. Taken up when the
+# daemon starts (a change needs a restart). Sizes are bytes (65536) or with a unit:
+# B, KiB, MiB or GiB.
+proxy:
+  # The largest request head (request line and headers); beyond it, 431. 1KiB to 1MiB.
+  max_header_size: 64KiB
+  # How long a request head may take to arrive; then 408 and the connection is closed.
+  header_read_timeout: 10s
+  # How long a client connection may idle between requests before it is closed.
+  idle_timeout: 60s
+  # Client connections served at once; one more is answered 503 and closed (0: no limit).
+  max_connections: 10000
+  # Requests in flight to one instance; beyond it the version's other instances are
+  # tried, then 503 (0: no limit).
+  max_requests_per_instance: 0
+  # The largest request body; beyond it, 413 (`none`: no limit).
+  max_body_size: none
 "#;

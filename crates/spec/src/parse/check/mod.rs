@@ -14,7 +14,8 @@
 //! - `strategy`: which strategy, and `strategy.canary` with its steps;
 //! - `blue_green`: `strategy.blue_green` and its smoke checks;
 //! - `rolling`: `strategy.rolling`;
-//! - `analysis`: `analysis` and its metric rules.
+//! - `analysis`: `analysis` and its metric rules;
+//! - `proxy`: `proxy`, the built-in proxy's limits.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -28,6 +29,7 @@ mod analysis;
 mod blue_green;
 mod fields;
 mod platform;
+mod proxy;
 mod rolling;
 mod strategy;
 mod values;
@@ -36,7 +38,9 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
-use crate::types::{AnalysisSpec, Config, HealthCheck, PlatformSpec, StrategySpec, defaults};
+use crate::types::{
+    AnalysisSpec, Config, HealthCheck, PlatformSpec, ProxySpec, StrategySpec, defaults,
+};
 
 // The suggestion rule is also unit-tested on its own.
 #[cfg(test)]
@@ -50,6 +54,7 @@ const TOP: &[&str] = &[
     "health",
     "strategy",
     "analysis",
+    "proxy",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -71,6 +76,7 @@ const HOMES: &[(&str, &[&str])] = &[
     ("`analysis.metrics`", analysis::METRICS),
     ("`analysis.metrics.error_rate`", analysis::ERROR_RATE),
     ("a latency metric", analysis::LATENCY),
+    ("`proxy`", proxy::PROXY),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -166,6 +172,10 @@ impl Checker<'_> {
             Some(e) => self.analysis(e),
             None => Some(AnalysisSpec::default()),
         };
+        let proxy = match f.get("proxy") {
+            Some(e) => self.proxy(e),
+            None => Some(ProxySpec::default()),
+        };
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -188,6 +198,7 @@ impl Checker<'_> {
             health: health?,
             strategy: strategy?,
             analysis: analysis?,
+            proxy: proxy?,
         })
     }
 

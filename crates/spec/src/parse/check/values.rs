@@ -100,6 +100,7 @@ impl Checker<'_> {
         }
         let range = match (min, max) {
             (0, u64::MAX) => "(0 or more)".to_owned(),
+            (0, max) if max == u64::from(u32::MAX) => "(0 or more)".to_owned(),
             (min, u64::MAX) => format!("of at least {min}"),
             (min, max) if max == u64::from(u32::MAX) => format!("of at least {min}"),
             (min, max) => format!("from {min} to {max}"),

@@ -60,9 +60,18 @@ fn minimal_config_gets_every_default() {
                 latency_p99: None,
             },
         },
+        proxy: ProxySpec {
+            max_header_size: 65_536,
+            header_read_timeout: secs(10),
+            idle_timeout: secs(60),
+            max_connections: 10_000,
+            max_requests_per_instance: 0,
+            max_body_size: None,
+        },
     };
     assert_eq!(c, expected);
     // The `Default` impls and `defaults` agree with what parsing fills in.
+    assert_eq!(c.proxy, ProxySpec::default());
     assert_eq!(c.health, HealthCheck::default());
     assert_eq!(c.strategy, StrategySpec::default());
     assert_eq!(c.analysis, AnalysisSpec::default());
@@ -167,6 +176,13 @@ analysis:
     latency_p50: { max: 200ms, max_ratio: 1.5 }
     latency_p95: { max: 300ms }
     latency_p99: { max_ratio: 2 }
+proxy:
+  max_header_size: 16KiB
+  header_read_timeout: 5s
+  idle_timeout: 2m
+  max_connections: 0
+  max_requests_per_instance: 100
+  max_body_size: 10MiB
 "#;
     let c = parse(src, "deploy/cutover.yaml").unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
@@ -250,6 +266,14 @@ analysis:
                     max_ratio: Some(2.0),
                 }),
             },
+        },
+        proxy: ProxySpec {
+            max_header_size: 16 * 1024,
+            header_read_timeout: secs(5),
+            idle_timeout: secs(120),
+            max_connections: 0,
+            max_requests_per_instance: 100,
+            max_body_size: Some(10 * 1024 * 1024),
         },
     };
     assert_eq!(c, expected);
@@ -420,6 +444,13 @@ platform:
         "rolling:",
         "max_surge:",
         "max_unavailable:",
+        "proxy:",
+        "max_header_size:",
+        "header_read_timeout:",
+        "idle_timeout:",
+        "max_connections:",
+        "max_requests_per_instance:",
+        "max_body_size:",
     ] {
         assert!(STARTER.contains(key), "STARTER lacks {key}");
     }

@@ -5,10 +5,12 @@
 //!   exact position, unknown fields and suggestions;
 //! - `format`: the defaults, the whole format, the starter, paths and files;
 //! - `sections`: the platform and strategy kinds, and canary steps;
-//! - `values`: percentages, durations, and the other values.
+//! - `values`: percentages, durations, and the other values;
+//! - `proxy`: the proxy's limits and their sizes.
 
 mod diagnostics;
 mod format;
+mod proxy;
 mod sections;
 mod values;
 
