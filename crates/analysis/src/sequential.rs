@@ -37,8 +37,19 @@
 //! - The traffic share `rho` is fixed for the test's life. When the canary's weight
 //!   changes, start a new test: a stale `rho` would read more errors from more
 //!   traffic as a regression.
-//! - Errors are a small share of requests, so that counts are close to Poisson;
-//!   a canary and a baseline with equal traffic keep this exactly.
+//! - Each request goes to the canary with probability `rho`, independently (the
+//!   proxy's weighted random choice): then each error is the canary's with
+//!   probability `rho` under the null, exactly, however common errors are. A
+//!   deterministic split (weighted round robin) makes it approximate, good while
+//!   errors are a small share of requests.
+//!
+//! # Beyond errors
+//! Nothing in the test is about errors: it applies to any event counted on both
+//! versions, in particular requests slower than a threshold fixed before the
+//! requests it counts (a configured latency, or the baseline's p95 in the step
+//! before). With equal latency distributions each slow request is the canary's
+//! with probability `rho`, so a rise in the canary's share of slow requests is a
+//! latency regression at that quantile, detected with the same guarantee.
 
 use serde::{Deserialize, Serialize};
 

@@ -170,3 +170,54 @@ fn parameters_out_of_range_are_errors() {
     assert!(ErrorCountTest::new(0.1, 0.0).is_err());
     assert!(ErrorCountTest::with_concentration(0.1, 0.05, f64::NAN).is_err());
 }
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let u = 1.0 - rng.f64(); // (0, 1]
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * rng.f64()).cos()
+}
+
+/// Windows of 1000 requests routed at random, 10% to the canary, with lognormal
+/// latencies (the canary's scaled by `slowdown`); counts requests slower than the
+/// baseline's p95 and returns for each run the window at which it decided "worse".
+fn simulate_slow_requests(
+    seed: u64,
+    runs: usize,
+    looks: usize,
+    slowdown: f64,
+) -> Vec<Option<usize>> {
+    let (mu, sigma) = (50f64.ln(), 0.6);
+    let threshold = (mu + 1.644_853_626_951_472_2 * sigma).exp();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..runs)
+        .map(|_| {
+            let mut test = ErrorCountTest::new(0.1, 0.05).unwrap();
+            (1..=looks).find(|_| {
+                let (mut canary, mut baseline) = (0, 0);
+                for _ in 0..1000 {
+                    let to_canary = rng.f64() < 0.1;
+                    let scale = if to_canary { slowdown } else { 1.0 };
+                    if scale * (mu + sigma * normal(&mut rng)).exp() > threshold {
+                        *(if to_canary {
+                            &mut canary
+                        } else {
+                            &mut baseline
+                        }) += 1;
+                    }
+                }
+                test.observe(canary, baseline).decision == Decision::CanaryWorse
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn slow_requests_are_counts_too() {
+    // 5% of requests are slow on both sides: far from rare, still no false alarms
+    // beyond alpha, since each slow request is the canary's with probability 0.1.
+    let healthy = share_detected(&simulate_slow_requests(23, 200, 50, 1.0));
+    assert!(healthy < 0.06, "false alarms {healthy}");
+    // p95 latency +20%: about 9% of the canary's requests pass the baseline's p95.
+    let slower = share_detected(&simulate_slow_requests(29, 100, 50, 1.2));
+    assert!(slower > 0.9, "detected {slower}");
+}
