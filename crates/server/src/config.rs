@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use cutover_api::ConfigCheck;
 use cutover_engine::RunConfig;
-use cutover_spec::{Config, StrategySpec};
+use cutover_proxy::ProxyOptions;
+use cutover_spec::{Config, ProxySpec, StrategySpec};
 
 /// Where the daemon's config lives, and what of it is fixed until a restart.
 pub struct ConfigSource {
@@ -15,13 +16,14 @@ pub struct ConfigSource {
 }
 
 /// The settings a running daemon cannot take up: its sockets, its state
-/// directory, its kind of platform.
+/// directory, its kind of platform, its proxies' limits.
 #[derive(Debug, Clone, PartialEq)]
 struct Fixed {
     listen: SocketAddr,
     preview_listen: Option<SocketAddr>,
     state_dir: PathBuf,
     platform: &'static str,
+    proxy: ProxySpec,
 }
 
 impl Fixed {
@@ -31,6 +33,7 @@ impl Fixed {
             preview_listen: preview_listen(config),
             state_dir: config.state_dir.clone(),
             platform: config.platform.kind(),
+            proxy: config.proxy,
         }
     }
 
@@ -61,7 +64,68 @@ impl Fixed {
                 self.platform, other.platform
             ));
         }
+        let (was, now) = (&self.proxy, &other.proxy);
+        let body = |size: Option<u64>| size.map_or("none".to_owned(), |s| format!("{s}B"));
+        for (field, changed) in [
+            (
+                "max_header_size",
+                (was.max_header_size != now.max_header_size)
+                    .then(|| format!("{}B -> {}B", was.max_header_size, now.max_header_size)),
+            ),
+            (
+                "header_read_timeout",
+                (was.header_read_timeout != now.header_read_timeout).then(|| {
+                    format!(
+                        "{:?} -> {:?}",
+                        was.header_read_timeout, now.header_read_timeout
+                    )
+                }),
+            ),
+            (
+                "idle_timeout",
+                (was.idle_timeout != now.idle_timeout)
+                    .then(|| format!("{:?} -> {:?}", was.idle_timeout, now.idle_timeout)),
+            ),
+            (
+                "max_connections",
+                (was.max_connections != now.max_connections)
+                    .then(|| format!("{} -> {}", was.max_connections, now.max_connections)),
+            ),
+            (
+                "max_requests_per_instance",
+                (was.max_requests_per_instance != now.max_requests_per_instance).then(|| {
+                    format!(
+                        "{} -> {}",
+                        was.max_requests_per_instance, now.max_requests_per_instance
+                    )
+                }),
+            ),
+            (
+                "max_body_size",
+                (was.max_body_size != now.max_body_size)
+                    .then(|| format!("{} -> {}", body(was.max_body_size), body(now.max_body_size))),
+            ),
+        ] {
+            if let Some(change) = changed {
+                out.push(format!("`proxy.{field}` {change}"));
+            }
+        }
         out
+    }
+}
+
+/// The options the daemon's proxies run with: the timeouts of the proxy crate's
+/// defaults, the limits of `proxy:`.
+pub(crate) fn proxy_options(spec: &ProxySpec) -> ProxyOptions {
+    let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    ProxyOptions {
+        max_header_size: usize::try_from(spec.max_header_size).unwrap_or(usize::MAX),
+        header_read_timeout: spec.header_read_timeout,
+        idle_timeout: spec.idle_timeout,
+        max_connections: count(spec.max_connections),
+        max_requests_per_instance: count(spec.max_requests_per_instance),
+        max_body_size: spec.max_body_size,
+        ..ProxyOptions::default()
     }
 }
 
@@ -158,5 +222,68 @@ impl ConfigSource {
             }
         }
         check
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const MINIMAL: &str = "app: shop\nplatform: { local: { command: [\"./shop\", \"${PORT}\"] } }\n";
+
+    fn config(extra: &str) -> Config {
+        cutover_spec::parse(&format!("{MINIMAL}{extra}"), "cutover.yaml").unwrap()
+    }
+
+    #[test]
+    fn the_proxy_options_are_those_of_the_proxy_section() {
+        let o = proxy_options(&config("").proxy);
+        let d = ProxyOptions::default();
+        assert_eq!(
+            (o.max_header_size, o.header_read_timeout, o.idle_timeout),
+            (d.max_header_size, d.header_read_timeout, d.idle_timeout)
+        );
+        assert_eq!(
+            (
+                o.max_connections,
+                o.max_requests_per_instance,
+                o.max_body_size
+            ),
+            (
+                d.max_connections,
+                d.max_requests_per_instance,
+                d.max_body_size
+            )
+        );
+        let spec = config(
+            "proxy:\n  max_header_size: 8KiB\n  header_read_timeout: 3s\n  idle_timeout: 5s\n  \
+             max_connections: 7\n  max_requests_per_instance: 2\n  max_body_size: 1MiB\n",
+        );
+        let o = proxy_options(&spec.proxy);
+        assert_eq!(o.max_header_size, 8192);
+        assert_eq!(o.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(o.idle_timeout, Duration::from_secs(5));
+        assert_eq!((o.max_connections, o.max_requests_per_instance), (7, 2));
+        assert_eq!(o.max_body_size, Some(1 << 20));
+        assert_eq!(o.response_timeout, d.response_timeout);
+    }
+
+    #[test]
+    fn a_changed_proxy_section_needs_a_restart() {
+        let was = Fixed::of(&config(""));
+        assert!(was.changes(&Fixed::of(&config("proxy: {}\n"))).is_empty());
+        let now = Fixed::of(&config(
+            "proxy:\n  max_connections: 5\n  max_body_size: 1KiB\n  idle_timeout: 2s\n",
+        ));
+        assert_eq!(
+            was.changes(&now),
+            [
+                "`proxy.idle_timeout` 60s -> 2s",
+                "`proxy.max_connections` 10000 -> 5",
+                "`proxy.max_body_size` none -> 1024B",
+            ]
+        );
     }
 }

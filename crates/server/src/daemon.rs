@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cutover_engine::platform::Platform;
 use cutover_engine::{Engine, EngineParts, PlatformFactory, RunConfig};
 use cutover_platform::{Leftovers, LocalPlatform};
-use cutover_proxy::{Proxy, ProxyOptions};
+use cutover_proxy::Proxy;
 use cutover_spec::Config;
 use cutover_store::Store;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api;
-use crate::config::{ConfigSource, preview_listen};
+use crate::config::{ConfigSource, preview_listen, proxy_options};
 use crate::traffic::ProxyTraffic;
 
 /// Why the daemon could not start. Nothing is left running when it fails.
@@ -241,7 +241,8 @@ impl Daemon {
         };
         // Closed until recovery restored the routes: a client that connects in
         // between waits for its answer rather than getting a 503.
-        let proxy = match Proxy::bind_closed(config.listen, ProxyOptions::default()).await {
+        let options = proxy_options(&config.proxy);
+        let proxy = match Proxy::bind_closed(config.listen, options).await {
             Ok(proxy) => proxy,
             Err(e) => {
                 stop_unadopted(&*platform).await;
@@ -249,7 +250,7 @@ impl Daemon {
             }
         };
         let preview = match preview_listen(&config) {
-            Some(addr) => match Proxy::bind_closed(addr, ProxyOptions::default()).await {
+            Some(addr) => match Proxy::bind_closed(addr, options).await {
                 Ok(preview) => Some(preview),
                 Err(e) => {
                     proxy.shutdown().await;
