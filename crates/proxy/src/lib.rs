@@ -15,6 +15,10 @@
 //! (a role such as `stable` or `canary`, or the exact version string). Each
 //! instance is an [`Endpoint`] that counts its requests in flight, so one instance
 //! can be drained while the rest of its version serves on.
+//! Limits on what clients may ask of it ([`ProxyOptions`]: head size, head and
+//! idle timeouts, connections, requests per instance, body size) are answered by
+//! the proxy itself (431, 408, 503, 413, or a close), and none of those answers
+//! counts against a version either.
 //!
 //! This crate knows nothing of rollouts: it must not depend on the engine, the spec,
 //! the store, the platform or the server crates (only on `cutover-analysis` for the
@@ -102,7 +106,9 @@ pub struct ProxyOptions {
     pub idle_timeout: Duration,
     /// Client connections served at once. One beyond it is still accepted, read,
     /// and answered `503 Service Unavailable` with `Connection: close` and a short
-    /// text saying the proxy is at its limit, then closed (0: no limit). Default 10000.
+    /// text saying the proxy is at its limit, then closed (0: no limit); such a
+    /// connection is not counted, and lasts at most the header read timeout if its
+    /// client sends nothing. Default 10000.
     pub max_connections: usize,
     /// Requests in flight to one instance at once (0: no limit). A request that
     /// finds its instance full tries the version's other instances; when all are
