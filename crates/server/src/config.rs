@@ -231,7 +231,8 @@ mod tests {
 
     use super::*;
 
-    const MINIMAL: &str = "app: shop\nplatform: { local: { command: [\"./shop\", \"${PORT}\"] } }\n";
+    const MINIMAL: &str =
+        "app: shop\nplatform: { local: { command: [\"./shop\", \"${PORT}\"] } }\n";
 
     fn config(extra: &str) -> Config {
         cutover_spec::parse(&format!("{MINIMAL}{extra}"), "cutover.yaml").unwrap()
