@@ -26,8 +26,8 @@ readonly ROOT
 readonly RATE=200 FLIPS=50
 readonly SCENARIOS=(blue-green rolling restart)
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to pick free ports"
 command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is needed"
@@ -107,9 +107,6 @@ run_child cargo build --release --quiet --locked --manifest-path "$ROOT/bench/cu
 DRIVER=$ROOT/bench/cutover/target/release/cutover-bench
 [[ -x "$DRIVER" ]] || die "$DRIVER was not built"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # --- configurations ---------------------------------------------------------------
 
@@ -171,23 +168,9 @@ time_limit_for() {
     esac
 }
 
-# Anything else running skews the numbers: how busy the CPUs are over a second.
-cpu_busy_percent() {
-    local a b
-    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
-    sleep 1
-    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ")
-        busy = y[1] - x[1]; idle = y[2] - x[2]
-        printf "%.0f", (busy + idle > 0) ? 100 * busy / (busy + idle) : 0 }'
-}
-
 # --- the scenarios ------------------------------------------------------------------
 
-BUSY_BEFORE=$(cpu_busy_percent)
-if ((BUSY_BEFORE > 10)); then
-    log "warning: the CPUs were ${BUSY_BEFORE}% busy before the runs; other work on this machine skews the numbers"
-fi
+warn_if_busy
 
 FAILED=()
 for scenario in "${SCENARIOS[@]}"; do

@@ -21,8 +21,8 @@ readonly CONNECTIONS=(32 128)
 readonly UPSTREAMS=(nginx sample-app)
 readonly PATHS=(direct nginx cutover)
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # --- 1. tools and the build -------------------------------------------------------
 
@@ -119,9 +119,6 @@ run_child cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 CUTOVER=$ROOT/target/release/cutover
 [[ -x "$CUTOVER" ]] || die "$CUTOVER was not built"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # Waits up to $3 seconds for GET $1 to answer 200 with a body containing $2.
 wait_http() {
@@ -291,21 +288,7 @@ write_upstream_nginx
 write_upstream_sample_app
 PROXY_COUNTERS=()
 
-# Anything else running skews every row: measure the machine's CPU use over a second
-# before the runs (nothing of ours is busy then), warn, and keep it in the results.
-cpu_busy_percent() {
-    local a b
-    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
-    sleep 1
-    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ")
-        busy = y[1] - x[1]; idle = y[2] - x[2]
-        printf "%.0f", (busy + idle > 0) ? 100 * busy / (busy + idle) : 0 }'
-}
-BUSY_BEFORE=$(cpu_busy_percent)
-if ((BUSY_BEFORE > 10)); then
-    log "warning: the CPUs were ${BUSY_BEFORE}% busy before the runs; other work on this machine skews the numbers"
-fi
+warn_if_busy
 
 for kind in "${UPSTREAMS[@]}"; do
     log "=== upstream: $kind"
