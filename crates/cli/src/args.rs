@@ -34,6 +34,8 @@ pub enum Command {
     Status(ClientArgs),
     /// List past runs, newest first.
     History(HistoryArgs),
+    /// Judge a canary's samples against a baseline's, offline (Mann-Whitney U).
+    Judge(JudgeArgs),
     /// Check cutover.yaml and report every mistake as file:line:col.
     Validate(ConfigArgs),
     /// Write a commented starter cutover.yaml.
@@ -100,6 +102,42 @@ pub struct RollbackArgs {
     pub to: Option<String>,
     #[command(flatten)]
     pub follow: FollowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    /// The baseline's values: one number per line, or JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// The canary's values, in the same form.
+    #[arg(long, value_name = "FILE")]
+    pub canary: PathBuf,
+    /// The metric's name (the field read from JSON objects).
+    #[arg(long, default_value = "value")]
+    pub metric: String,
+    /// Which way the metric gets worse.
+    #[arg(long, value_enum, default_value = "higher-is-bad")]
+    pub direction: DirectionArg,
+    /// Confidence of the test, between 0 and 1.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Drift allowed before a significant difference fails: `10%` of the
+    /// baseline's median, or an amount in the metric's unit.
+    #[arg(long, default_value = "0%")]
+    pub tolerance: String,
+    /// Values needed on each side; fewer is no data (exit 2).
+    #[arg(long, default_value_t = 10)]
+    pub min_samples: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DirectionArg {
+    HigherIsBad,
+    LowerIsBad,
+    Either,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => rollback(args).await,
         Command::Status(args) => status(args).await,
         Command::History(args) => history(args).await,
+        Command::Judge(args) => crate::judge::run(args),
         Command::Validate(args) => validate(args).await,
         Command::Init(args) => init(args),
         Command::SampleApp(mut args) => {

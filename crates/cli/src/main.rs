@@ -8,6 +8,7 @@ mod demo;
 mod exit;
 mod faults;
 mod follow;
+mod judge;
 mod load;
 mod sample_app;
 

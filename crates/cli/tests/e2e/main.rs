@@ -5,6 +5,7 @@
 
 mod canary;
 mod config;
+mod judge;
 mod restart;
 mod strategies;
 mod support;

@@ -1,0 +1,79 @@
+//! `cutover judge`: two sample files in, a verdict and its exit code out.
+
+use crate::support::{Env, Faults};
+
+/// `n` values: 1, 2, ... n, each times `scale`.
+fn samples(n: usize, scale: f64) -> String {
+    (1..=n).map(|i| format!("{}\n", i as f64 * scale)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_passes_the_same_fails_the_worse_and_refuses_bad_input() {
+    let env = Env::new(Faults::none());
+    let dir = env.config.parent().unwrap().to_owned();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let base = write("base.txt", &samples(200, 1.0));
+    let same = write("same.txt", &samples(200, 1.0));
+    // JSON lines, 30% slower.
+    let slow: String = (1..=200)
+        .map(|i| format!("{{\"latency_ms\": {}}}\n", i as f64 * 1.3))
+        .collect();
+    let slow = write("slow.jsonl", &slow);
+
+    let out = env
+        .cutover(&["judge", "--baseline", &base, "--canary", &same])
+        .await;
+    out.code(0);
+    assert!(out.stdout.contains("value: pass"), "{}", out.stdout);
+
+    let out = env
+        .cutover(&[
+            "judge",
+            "--baseline",
+            &base,
+            "--canary",
+            &slow,
+            "--metric",
+            "latency_ms",
+            "--json",
+        ])
+        .await;
+    // `base.txt` has plain numbers: the metric name is only for JSON objects.
+    out.code(3);
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(json["comparison"]["verdict"], "high", "{json}");
+    assert!(json["comparison"]["test"]["p_value"].as_f64().unwrap() < 0.05);
+
+    // Within a 50% tolerance, the slower canary passes.
+    let out = env
+        .cutover(&[
+            "judge",
+            "--baseline",
+            &base,
+            "--canary",
+            &slow,
+            "--metric",
+            "latency_ms",
+            "--tolerance",
+            "50%",
+        ])
+        .await;
+    out.code(0);
+
+    let bad = write("bad.txt", "1\n2\nthree\n");
+    let out = env
+        .cutover(&["judge", "--baseline", &base, "--canary", &bad])
+        .await;
+    out.code(2);
+    assert!(out.stderr.contains("bad.txt:3:"), "{}", out.stderr);
+    let few = write("few.txt", "1\n2\n");
+    let out = env
+        .cutover(&["judge", "--baseline", &base, "--canary", &few])
+        .await;
+    out.code(2);
+    assert!(out.stdout.contains("no data"), "{}", out.stdout);
+}
