@@ -31,7 +31,9 @@
 //! ```
 
 pub mod comparison;
+pub mod histogram;
 pub mod mann_whitney;
+pub mod rate_test;
 pub mod sequential;
 
 use std::time::Duration;
