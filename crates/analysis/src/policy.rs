@@ -26,7 +26,9 @@
 //! Only windows with a fresh baseline (measured in the same window) feed the
 //! tests; a carried-over baseline (the stable version at 100% serves nothing)
 //! would count old requests twice. It still serves the limits, and the
-//! comparison's baseline when the run has no other.
+//! comparison's baseline when the run has no other; when that is too small for
+//! the comparison, which it can then never outgrow, the comparison is left out
+//! and the limits decide.
 
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +88,8 @@ pub fn judge_window(
     canary: &Sample,
 ) -> WindowReport {
     let mut report = judge(&spec.metrics, spec.min_requests, baseline, canary);
+    // A baseline that served nothing is not a measurement, however recent.
+    let fresh = fresh && baseline.requests > 0;
     state.step_canary.merge(&canary.latency);
     if fresh {
         if let Some(seq) = &spec.sequential {
@@ -102,7 +106,12 @@ pub fn judge_window(
         }
     }
     if let Some(cmp) = &spec.comparison {
-        report.metrics.push(comparison(cmp, state));
+        // Without a baseline measured alongside, the step can only be compared
+        // with what the baseline served before; if that is too little, it never
+        // grows, and waiting for it would hold the rollout for nothing.
+        if fresh || state.run_baseline.count() >= cmp.min_samples {
+            report.metrics.push(comparison(cmp, state));
+        }
     }
     report.verdict = window_verdict(&report.metrics, canary.requests >= spec.min_requests);
     report

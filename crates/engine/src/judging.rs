@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cutover_analysis::{Sample, Verdict, WindowReport};
+use cutover_analysis::{MetricResult, Sample, Test, Verdict, WindowReport};
 use cutover_spec::{AnalysisSpec, Pause};
 use serde::{Deserialize, Serialize};
 
@@ -31,9 +31,15 @@ pub struct Tally {
 /// Decides what follows a judged window.
 ///
 /// `elapsed` is the time spent in the current step (a canary step, a rolling
-/// batch, a blue-green phase), which lasts `pause`. A step ends only on a passing
-/// window once its pause is over: a rollout never moves on, let alone promotes, on
-/// missing data.
+/// batch, a blue-green phase), which lasts `pause`.
+/// - A sequential test that found the canary worse rolls back at once: its
+///   false-alarm chance is bounded however often it looks, so there is nothing
+///   to wait for.
+/// - A failed window (a limit) counts towards `failure_limit`; inconclusive ones
+///   in a row towards `inconclusive_limit`.
+/// - A step ends only on a passing window once its pause is over, and only if the
+///   step's Mann-Whitney comparison, decided then and only then, passes too: a
+///   rollout never moves on, let alone promotes, on missing data.
 pub fn after_window(
     tally: &mut Tally,
     analysis: &AnalysisSpec,
@@ -41,20 +47,23 @@ pub fn after_window(
     elapsed: Duration,
     report: &WindowReport,
 ) -> Next {
+    let rejected: Vec<String> = report
+        .of(Test::Sequential)
+        .filter(|m| m.verdict == Verdict::Fail)
+        .map(explain)
+        .collect();
+    if !rejected.is_empty() {
+        return Next::RollBack(format!(
+            "the sequential test found the canary worse: {}",
+            rejected.join("; ")
+        ));
+    }
     match report.verdict {
         Verdict::Fail => {
             tally.failures += 1;
             tally.inconclusive_streak = 0;
             if tally.failures >= analysis.failure_limit {
-                let why: Vec<String> = report
-                    .failures()
-                    .iter()
-                    .map(|m| {
-                        m.reason
-                            .clone()
-                            .unwrap_or_else(|| format!("{} failed", m.metric))
-                    })
-                    .collect();
+                let why: Vec<String> = report.failures().into_iter().map(explain).collect();
                 return Next::RollBack(format!(
                     "analysis failed {} time(s), reaching the failure limit of {}: {}",
                     tally.failures,
@@ -64,29 +73,57 @@ pub fn after_window(
             }
             Next::Stay
         }
-        Verdict::Inconclusive => {
-            tally.inconclusive_streak += 1;
-            if tally.inconclusive_streak >= analysis.inconclusive_limit {
-                let why = report
-                    .metrics
-                    .iter()
-                    .find_map(|m| m.reason.clone())
-                    .unwrap_or_else(|| "not enough data".into());
-                return Next::RollBack(format!(
-                    "analysis was inconclusive {} windows in a row (limit {}): {why}; cutover never promotes on missing data",
-                    tally.inconclusive_streak, analysis.inconclusive_limit
-                ));
+        Verdict::Inconclusive => inconclusive(tally, analysis, report, Test::Limit),
+        Verdict::Pass => match pause {
+            Pause::For(d) if elapsed >= d => step_end(tally, analysis, report),
+            _ => {
+                tally.inconclusive_streak = 0;
+                Next::Stay
             }
-            Next::Stay
-        }
-        Verdict::Pass => {
-            tally.inconclusive_streak = 0;
-            match pause {
-                Pause::For(d) if elapsed >= d => Next::StepDone,
-                _ => Next::Stay,
-            }
-        }
+        },
     }
+}
+
+/// The step's pause is over and its last window passed: the comparison decides.
+fn step_end(tally: &mut Tally, analysis: &AnalysisSpec, report: &WindowReport) -> Next {
+    let compared: Vec<&MetricResult> = report.of(Test::MannWhitney).collect();
+    if let Some(failed) = compared.iter().find(|m| m.verdict == Verdict::Fail) {
+        return Next::RollBack(format!(
+            "at the end of the step, the Mann-Whitney comparison failed: {}",
+            explain(failed)
+        ));
+    }
+    if compared.iter().any(|m| m.verdict == Verdict::Inconclusive) {
+        return inconclusive(tally, analysis, report, Test::MannWhitney);
+    }
+    tally.inconclusive_streak = 0;
+    Next::StepDone
+}
+
+fn inconclusive(
+    tally: &mut Tally,
+    analysis: &AnalysisSpec,
+    report: &WindowReport,
+    test: Test,
+) -> Next {
+    tally.inconclusive_streak += 1;
+    if tally.inconclusive_streak >= analysis.inconclusive_limit {
+        let why = report
+            .of(test)
+            .find(|m| m.verdict == Verdict::Inconclusive)
+            .and_then(MetricResult::explain)
+            .unwrap_or_else(|| "not enough data".into());
+        return Next::RollBack(format!(
+            "analysis was inconclusive {} windows in a row (limit {}): {why}; cutover never promotes on missing data",
+            tally.inconclusive_streak, analysis.inconclusive_limit
+        ));
+    }
+    Next::Stay
+}
+
+fn explain(m: &MetricResult) -> String {
+    m.explain()
+        .unwrap_or_else(|| format!("{} failed", m.metric))
 }
 
 /// The stable sample to judge against: this window's, or, when the stable version
@@ -102,11 +139,11 @@ pub fn baseline(
     min_requests: u64,
 ) -> (Sample, bool) {
     if current.requests >= min_requests.max(1) {
-        *carried = Some(current);
+        *carried = Some(current.clone());
         (current, false)
     } else {
         match carried {
-            Some(previous) => (*previous, true),
+            Some(previous) => (previous.clone(), true),
             None => (Sample::default(), false),
         }
     }
@@ -115,7 +152,7 @@ pub fn baseline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cutover_analysis::MetricResult;
+    use cutover_analysis::Why;
     use cutover_spec::MetricRules;
 
     fn analysis(failure_limit: u32, inconclusive_limit: u32) -> AnalysisSpec {
@@ -125,6 +162,7 @@ mod tests {
             failure_limit,
             inconclusive_limit,
             metrics: MetricRules::default(),
+            ..AnalysisSpec::default()
         }
     }
 
@@ -132,21 +170,84 @@ mod tests {
         pause
     }
 
+    fn result(test: Test, verdict: Verdict) -> MetricResult {
+        let mut m: MetricResult = serde_json::from_value(serde_json::json!({
+            "metric": "error_rate", "test": test, "unit": "share",
+            "baseline": 0.0, "canary": 0.05, "limit": 0.01,
+            "statistic": null, "p_value": null, "effect": null, "threshold_ms": null,
+            "verdict": verdict, "why": null,
+        }))
+        .unwrap();
+        if verdict != Verdict::Pass {
+            m.why = Some(if verdict == Verdict::Fail {
+                Why::PastLimit
+            } else {
+                Why::NoData
+            });
+        }
+        m
+    }
+
     fn report(verdict: Verdict) -> WindowReport {
         WindowReport {
             stable: Sample::default(),
             canary: Sample::default(),
-            metrics: vec![MetricResult {
-                metric: "error_rate".into(),
-                stable: "0.00%".into(),
-                canary: "5.00%".into(),
-                limit: "<= 1%".into(),
-                verdict,
-                reason: (verdict != Verdict::Pass)
-                    .then(|| "error rate 5.00% is above the limit 1.00%".into()),
-            }],
+            metrics: vec![result(Test::Limit, verdict)],
             verdict,
         }
+    }
+
+    fn with(mut report: WindowReport, test: Test, verdict: Verdict) -> WindowReport {
+        report.metrics.push(result(test, verdict));
+        report
+    }
+
+    #[test]
+    fn a_sequential_rejection_rolls_back_at_once_whatever_the_failure_limit() {
+        let mut t = Tally::default();
+        let rejected = with(report(Verdict::Fail), Test::Sequential, Verdict::Fail);
+        match after_window(
+            &mut t,
+            &analysis(5, 3),
+            Pause::UntilPromoted,
+            Duration::ZERO,
+            &rejected,
+        ) {
+            Next::RollBack(why) => assert!(why.contains("sequential test"), "{why}"),
+            other => panic!("expected a rollback, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_comparison_decides_only_at_the_end_of_the_step() {
+        let a = analysis(1, 2);
+        let pause = Pause::For(Duration::from_secs(30));
+        let failing = with(report(Verdict::Pass), Test::MannWhitney, Verdict::Fail);
+        let mut t = Tally::default();
+        let mid = Duration::from_secs(10);
+        assert_eq!(after_window(&mut t, &a, pause, mid, &failing), Next::Stay);
+        let end = Duration::from_secs(30);
+        assert!(matches!(
+            after_window(&mut t, &a, pause, end, &failing),
+            Next::RollBack(why) if why.contains("Mann-Whitney")
+        ));
+        // Without data at the end it waits, then gives up.
+        let thin = with(
+            report(Verdict::Pass),
+            Test::MannWhitney,
+            Verdict::Inconclusive,
+        );
+        let mut t = Tally::default();
+        assert_eq!(after_window(&mut t, &a, pause, end, &thin), Next::Stay);
+        assert!(matches!(
+            after_window(&mut t, &a, pause, end, &thin),
+            Next::RollBack(why) if why.contains("inconclusive 2 windows")
+        ));
+        let passing = with(report(Verdict::Pass), Test::MannWhitney, Verdict::Pass);
+        assert_eq!(
+            after_window(&mut Tally::default(), &a, pause, end, &passing),
+            Next::StepDone
+        );
     }
 
     #[test]
@@ -211,7 +312,7 @@ mod tests {
             Duration::from_secs(10),
             &report(Verdict::Fail),
         ) {
-            Next::RollBack(why) => assert!(why.contains("error rate 5.00%"), "{why}"),
+            Next::RollBack(why) => assert!(why.contains("error_rate 5.00%"), "{why}"),
             other => panic!("expected a rollback, got {other:?}"),
         }
     }
@@ -276,7 +377,10 @@ mod tests {
             errors: 1,
             ..Default::default()
         };
-        assert_eq!(baseline(busy, &mut carried, 20), (busy, false));
+        assert_eq!(
+            baseline(busy.clone(), &mut carried, 20),
+            (busy.clone(), false)
+        );
         let idle = Sample::default();
         assert_eq!(baseline(idle, &mut carried, 20), (busy, true));
         let thin = Sample {

@@ -28,6 +28,7 @@
 
 pub mod blue_green;
 pub mod canary;
+mod chart;
 mod engine;
 pub mod events;
 pub mod judging;

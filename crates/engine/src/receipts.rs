@@ -5,11 +5,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use cutover_analysis::Verdict;
+use cutover_analysis::{MetricResult, Verdict};
 use cutover_api::{Event, RunEvent};
 use cutover_store::{MeasurementRecord, Outcome, RunRecord, Store, StoreError};
 use serde::Serialize;
 
+use crate::chart;
 use crate::events::{format_bp, format_ms};
 
 /// Why receipts could not be written.
@@ -70,6 +71,7 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
             "canary-analysis.md",
             canary_analysis(&run, &measurements, &analysis),
         ));
+        files.push(("canary-analysis.svg", chart(&run, &measurements)));
     }
     if let Some(c) = &config {
         files.push(("config.yaml", c.text.clone()));
@@ -173,41 +175,109 @@ fn canary_analysis(
     let _ = writeln!(
         out,
         "Each window is {} long. A window with fewer than {} canary requests is inconclusive; \
-         {} failed window(s) roll back; {} inconclusive windows in a row roll back.\n",
+         {} failed window(s) roll back; {} inconclusive windows in a row roll back.",
         humantime::format_duration(a.interval),
         a.min_requests,
         a.failure_limit,
         a.inconclusive_limit
     );
+    match &a.sequential {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "Sequential tests (anytime-valid, looked at after every window; a rejection rolls \
+                 back at once): errors {}, slow requests {}, false-alarm chance over the run at \
+                 most {}.",
+                if s.errors { "on" } else { "off" },
+                s.latency_quantile.map_or_else(
+                    || "off".to_owned(),
+                    |q| format!("above the baseline's {q} quantile")
+                ),
+                s.alpha
+            );
+        }
+        None => out.push_str("Sequential tests: off.\n"),
+    }
+    match &a.comparison {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "At each step's end, the Mann-Whitney U test of the step's latencies: the step fails \
+                 when the canary's are higher at {} confidence and its median more than {} above \
+                 the baseline's (at least {} requests a side).",
+                c.confidence, c.tolerance, c.min_samples
+            );
+        }
+        None => out.push_str("Step-end comparison: off.\n"),
+    }
+    out.push_str("\n![canary against baseline, window by window](canary-analysis.svg)\n");
+    if let Some(last) = measurements.last() {
+        out.push_str(
+            "\n## Where each metric ended\n\n\
+             | metric | test | baseline | canary | effect | statistic | p-value | limit | verdict |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        for metric in &last.report.metrics {
+            let _ = writeln!(
+                out,
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                metric.metric,
+                metric
+                    .threshold_ms
+                    .map_or_else(String::new, |t| format!(" (> {t:.1}ms)")),
+                metric.test,
+                metric.format(metric.baseline),
+                metric.format(metric.canary),
+                number(metric.effect, |e| format!("{e:.2}x")),
+                number(metric.statistic, |s| format!("{s:.2}")),
+                number(metric.p_value, |p| format!("{p:.3}")),
+                cell(&metric.format_limit()),
+                verdict(metric)
+            );
+        }
+    }
     out.push_str(
-        "| window | time | step | share | requests (canary / stable) | metric | stable | canary | limit | verdict |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "\n## Windows\n\n\
+         | window | time | step | share | requests (canary / baseline) | error rate | p95 | verdict | notes |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for (i, m) in measurements.iter().enumerate() {
         let r = &m.report;
-        for metric in &r.metrics {
-            let verdict = match (&metric.reason, metric.verdict) {
-                (Some(why), Verdict::Fail | Verdict::Inconclusive) => {
-                    format!("**{}**: {}", metric.verdict, cell(why))
-                }
-                _ => metric.verdict.to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
-                i + 1,
-                format_ms(m.at_ms),
-                m.step + 1,
-                format_bp(m.weight_bp),
-                r.canary.requests,
-                r.stable.requests,
-                metric.metric,
-                metric.stable,
-                metric.canary,
-                cell(&metric.limit),
-                verdict
-            );
-        }
+        let pair = |c: Option<String>, b: Option<String>| {
+            format!(
+                "{} / {}",
+                c.unwrap_or_else(|| "-".into()),
+                b.unwrap_or_else(|| "-".into())
+            )
+        };
+        let rate =
+            |s: &cutover_analysis::Sample| s.error_rate().map(|e| format!("{:.2}%", e * 100.0));
+        let p95 = |s: &cutover_analysis::Sample| {
+            s.p95.map(|d| format!("{:.1}ms", d.as_secs_f64() * 1000.0))
+        };
+        let notes: Vec<String> = r
+            .metrics
+            .iter()
+            .filter(|m| m.verdict != Verdict::Pass)
+            .filter_map(|m| {
+                m.explain()
+                    .map(|why| format!("{} {}: {why}", m.test, m.metric))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
+            i + 1,
+            format_ms(m.at_ms),
+            m.step + 1,
+            format_bp(m.weight_bp),
+            r.canary.requests,
+            r.stable.requests,
+            pair(rate(&r.canary), rate(&r.stable)),
+            pair(p95(&r.canary), p95(&r.stable)),
+            r.verdict,
+            cell(&notes.join("; "))
+        );
     }
     let counts = |v: Verdict| {
         measurements
@@ -224,6 +294,36 @@ fn canary_analysis(
         counts(Verdict::Inconclusive)
     );
     out
+}
+
+fn number(value: Option<f64>, show: impl Fn(f64) -> String) -> String {
+    value.map_or_else(|| "-".to_owned(), show)
+}
+
+fn verdict(metric: &MetricResult) -> String {
+    match (metric.explain(), metric.verdict) {
+        (Some(why), Verdict::Fail | Verdict::Inconclusive) => {
+            format!("**{}**: {}", metric.verdict, cell(&why))
+        }
+        _ => metric.verdict.to_string(),
+    }
+}
+
+/// The chart's points: each window's error rate and p95 on both sides.
+fn chart(run: &RunRecord, measurements: &[MeasurementRecord]) -> String {
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let points: Vec<chart::Point> = measurements
+        .iter()
+        .map(|m| chart::Point {
+            at_s: (m.at_ms - run.started_at_ms) as f64 / 1000.0,
+            step: m.step,
+            canary_error_rate: m.report.canary.error_rate(),
+            baseline_error_rate: m.report.stable.error_rate(),
+            canary_p95_ms: ms(m.report.canary.p95),
+            baseline_p95_ms: ms(m.report.stable.p95),
+        })
+        .collect();
+    chart::render(&points, outcome_words(run))
 }
 
 fn rollback_log(
@@ -268,19 +368,22 @@ fn rollback_log(
             );
         }
     } else {
-        out.push_str("| time | weight | metric | stable | canary | limit | why |\n|---|---|---|---|---|---|---|\n");
+        out.push_str(
+            "| time | weight | metric | test | baseline | canary | limit | why |\n|---|---|---|---|---|---|---|---|\n",
+        );
         for m in failing {
             for f in m.report.failures() {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
                     format_ms(m.at_ms),
                     format_bp(m.weight_bp),
                     f.metric,
-                    f.stable,
-                    f.canary,
-                    cell(&f.limit),
-                    cell(f.reason.as_deref().unwrap_or(""))
+                    f.test,
+                    f.format(f.baseline),
+                    f.format(f.canary),
+                    cell(&f.format_limit()),
+                    cell(&f.explain().unwrap_or_default())
                 );
             }
         }

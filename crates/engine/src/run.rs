@@ -7,7 +7,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use cutover_analysis::{Sample, WindowReport, absolute_limits, judge};
+use cutover_analysis::{Sample, Test, WindowReport, absolute_limits, judge, policy};
 use cutover_api::{Event, Outcome, SmokeResult};
 use cutover_store::{MeasurementRecord, NewRun};
 use tokio::sync::{mpsc, watch};
@@ -288,12 +288,22 @@ impl Runner {
             None => (Sample::default(), false),
         };
         let relative = analysis.baseline.is_some();
-        let rules = if relative {
-            analysis_spec.metrics.clone()
+        let report = if relative {
+            policy::judge_window(
+                analysis_spec,
+                &mut analysis.judge,
+                &base,
+                !carried_over,
+                &canary,
+            )
         } else {
-            absolute_limits(&analysis_spec.metrics)
+            judge(
+                &absolute_limits(&analysis_spec.metrics),
+                analysis_spec.min_requests,
+                &base,
+                &canary,
+            )
         };
-        let report = judge(&rules, analysis_spec.min_requests, &base, &canary);
         let step = self.step_index();
         let weight_bp = self.share_bp();
         self.inner.store.add_measurement(
@@ -626,19 +636,33 @@ async fn wait_any(health: &mut [watch::Receiver<ReleaseHealth>]) {
 }
 
 /// An analysis window in words: the verdict, the requests on each side and each
-/// metric with its limit.
+/// metric with its limit (the tests with their p-values).
 fn summarize(report: &WindowReport, carried_over: bool, relative: bool) -> String {
     let metrics: Vec<String> = report
         .metrics
         .iter()
         .map(|m| {
-            if relative {
-                format!(
-                    "{} {} vs {} ({}, {})",
-                    m.metric, m.canary, m.stable, m.limit, m.verdict
-                )
-            } else {
-                format!("{} {} ({}, {})", m.metric, m.canary, m.limit, m.verdict)
+            let value = m.format(m.canary);
+            match m.test {
+                Test::Limit if relative => format!(
+                    "{} {value} vs {} ({}, {})",
+                    m.metric,
+                    m.format(m.baseline),
+                    m.format_limit(),
+                    m.verdict
+                ),
+                Test::Limit => {
+                    format!("{} {value} ({}, {})", m.metric, m.format_limit(), m.verdict)
+                }
+                Test::Sequential | Test::MannWhitney => format!(
+                    "{} {} {value} vs {} (p {}, {})",
+                    m.test,
+                    m.metric,
+                    m.format(m.baseline),
+                    m.p_value
+                        .map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
+                    m.verdict
+                ),
             }
         })
         .collect();

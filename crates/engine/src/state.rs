@@ -8,6 +8,7 @@
 //! pause with the time it had left, whatever the clock did meanwhile.
 
 use cutover_analysis::Sample;
+use cutover_analysis::policy::JudgeState;
 use cutover_api::{Outcome, Phase, Role};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,10 @@ pub struct Analysis {
     /// Changed to start windows afresh with the same targets (a new canary step:
     /// a window never mixes two weights).
     pub epoch: u32,
+    /// The judge's memory: the sequential tests over the run, the latencies of
+    /// the step. Carried to the next step when the targets stay the same.
+    #[serde(default)]
+    pub judge: JudgeState,
 }
 
 /// A version in a role, as measured by the traffic layer.
@@ -158,17 +163,28 @@ impl RunState {
 
     /// Judges `canary` from now on, window after window afresh, against the stable
     /// version in `baseline`'s role (`None`: on absolute limits only). The baseline
-    /// carried from earlier windows is kept.
+    /// carried from earlier windows is kept, and so are the judge's sequential
+    /// tests when the targets stay the same (a new step of the same canary).
     pub fn analyse(&mut self, canary: Target, baseline: Option<Role>) -> &mut Analysis {
         let previous = self.analysis.take();
         let baseline =
             baseline.and_then(|role| self.stable.as_ref().map(|s| Target::new(&s.version, role)));
+        let judge = previous
+            .as_ref()
+            .filter(|a| a.canary == canary && a.baseline == baseline)
+            .map(|a| {
+                let mut judge = a.judge.clone();
+                judge.next_step();
+                judge
+            })
+            .unwrap_or_default();
         self.analysis.insert(Analysis {
             canary,
             baseline,
-            carried: previous.as_ref().and_then(|a| a.carried),
+            carried: previous.as_ref().and_then(|a| a.carried.clone()),
             seed_from_run_start: false,
             epoch: previous.map_or(0, |a| a.epoch + 1),
+            judge,
         })
     }
 

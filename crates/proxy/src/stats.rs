@@ -130,9 +130,9 @@ impl Snapshot {
         self.errors
     }
 
-    /// What happened between `earlier` and `self`: the requests, the errors and the
+    /// What happened between `earlier` and `self`: the requests, the errors, the
     /// p50/p95/p99 of the latencies recorded in between (`None` quantiles when
-    /// nothing was).
+    /// nothing was) and the latencies themselves, in the analysis's buckets.
     ///
     /// A body that fails counts as an error in the window where it fails, though
     /// its request was counted in the window where its headers arrived. The errors
@@ -167,12 +167,17 @@ impl Snapshot {
 fn sample(requests: u64, errors: u64, latency: &Histogram<u64>) -> Sample {
     let quantile =
         |q: f64| (!latency.is_empty()).then(|| Duration::from_micros(latency.value_at_quantile(q)));
+    let mut buckets = cutover_analysis::Histogram::new();
+    for value in latency.iter_recorded() {
+        buckets.record(value.value_iterated_to(), value.count_at_value());
+    }
     Sample {
         requests,
         errors: errors.min(requests),
         p50: quantile(0.50),
         p95: quantile(0.95),
         p99: quantile(0.99),
+        latency: buckets,
     }
 }
 
@@ -404,6 +409,9 @@ mod tests {
         about(s.p95, 95 * MS);
         about(s.p99, 99 * MS);
         assert_eq!(stats.totals(), (100, 1));
+        // The latencies come along, bucketed for the analysis.
+        assert_eq!(s.latency.count(), 100);
+        about(s.latency.quantile(0.95), 95 * MS);
     }
 
     #[test]
@@ -434,6 +442,9 @@ mod tests {
         assert_eq!((both.requests, both.errors), (200, 11));
         about(both.p50, 10 * MS);
         assert_eq!(both, end.since(&Snapshot::empty()));
+        let mut merged = first.latency.clone();
+        merged.merge(&second.latency);
+        assert_eq!(merged, both.latency);
         assert_eq!(stats.totals(), (200, 11));
     }
 

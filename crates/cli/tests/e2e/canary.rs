@@ -46,7 +46,7 @@ async fn erroring_canary_is_rolled_back_and_receipts_name_the_metric() {
     let load = env.load();
     let out = env.deploy("v2").await;
     out.code(3);
-    assert!(out.stdout.contains("error rate"), "{}", out.stdout);
+    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
     assert_no_failures(&load.stop().await, &["v1"]);
     assert_eq!(env.served_by(20).await, vec!["v1"; 20]);
     let receipts = env.last_receipts().await;
@@ -54,6 +54,12 @@ async fn erroring_canary_is_rolled_back_and_receipts_name_the_metric() {
     assert!(rollback.contains("error_rate"), "{rollback}");
     let analysis = std::fs::read_to_string(receipts.join("canary-analysis.md")).unwrap();
     assert!(analysis.contains("FAIL"), "{analysis}");
+    assert!(analysis.contains("(canary-analysis.svg)"), "{analysis}");
+    let chart = std::fs::read_to_string(receipts.join("canary-analysis.svg")).unwrap();
+    assert!(
+        chart.contains("<polyline") && chart.contains("rolled back"),
+        "{chart}"
+    );
     assert!(receipts.join("deployment-log.md").exists());
 }
 

@@ -193,7 +193,7 @@ async fn green_failing_after_the_switch_switches_back_to_blue_in_one_step() {
     let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
     assert!(end.message.contains("switched back"), "{}", end.message);
-    assert!(end.message.contains("error rate 20.00%"), "{}", end.message);
+    assert!(end.message.contains("error_rate 20.00%"), "{}", end.message);
     // At the first window after the switch.
     assert!(switched.elapsed() < Duration::from_secs(11));
     let splits = h.fake.splits();
@@ -276,8 +276,8 @@ async fn preview_analysis_judges_green_on_absolute_limits_only() {
         assert_eq!(r.verdict, cutover_analysis::Verdict::Pass, "{r:?}");
         assert_eq!((r.canary.requests, r.canary.errors), (200, 6));
         assert_eq!(r.stable.requests, 0, "judged against nothing: {r:?}");
-        let limits: Vec<&str> = r.metrics.iter().map(|m| m.limit.as_str()).collect();
-        assert_eq!(limits, ["<= 5%"]);
+        let limits: Vec<String> = r.metrics.iter().map(|m| m.format_limit()).collect();
+        assert_eq!(limits, ["<= 5.00%"]);
     }
     let splits = h.fake.splits();
     let at = switch(&splits, "v1", "v2");

@@ -76,7 +76,7 @@ async fn erroring_canary_rolls_back_at_the_first_failed_window() {
     let began = tokio::time::Instant::now();
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack));
-    assert!(end.message.contains("error rate 5.00%"), "{}", end.message);
+    assert!(end.message.contains("error_rate 5.00%"), "{}", end.message);
     // The start and one 10s window: it did not wait for the step's pause to end.
     assert!(
         began.elapsed() < Duration::from_secs(12),
@@ -356,7 +356,7 @@ async fn a_canary_worse_than_its_fresh_baseline_fails_though_the_stable_is_as_ba
     h.fake.erroring("v1", Role::Stable, 0.03);
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
-    assert!(end.message.contains("error rate 3.00%"), "{}", end.message);
+    assert!(end.message.contains("error_rate 3.00%"), "{}", end.message);
     assert_eq!(judged_baselines(&h, &end.run_id), [(200, 0)]);
     assert_eq!(only_stable(&h.fake.last_split()), Some("v1"));
     assert_eq!(h.fake.running(), HashSet::from(["v1".to_string()]));
@@ -389,4 +389,69 @@ async fn a_sticky_run_ends_with_no_cookie_whatever_its_outcome() {
     h.fake.erroring("v3", Role::Canary, 0.5);
     assert_eq!(h.deploy("v3").await.outcome, Some(Outcome::RolledBack));
     assert_eq!(h.fake.splits().last().unwrap().sticky_cookie, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_under_the_limit_but_worse_than_stable_is_caught_by_the_sequential_test() {
+    let h = Harness::new(&CANARY.replace("max: 1%", "max: 10%"));
+    h.deploy("v1").await;
+    h.fake.erroring("v2", Role::Canary, 0.04);
+    let began = tokio::time::Instant::now();
+    let end = h.deploy("v2").await;
+    assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
+    assert!(
+        end.message.contains("sequential test") && end.message.contains("4.00% vs 0.00%"),
+        "{}",
+        end.message
+    );
+    // The second window of the first step: no limit failed, and the step's 30 s
+    // pause did not have to end.
+    assert!(
+        began.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        began.elapsed()
+    );
+    let measurements = h.store.measurements(&end.run_id).unwrap();
+    assert_eq!(measurements.len(), 2, "{measurements:#?}");
+    let receipts = h.receipts(&end.run_id);
+    let analysis = std::fs::read_to_string(receipts.join("canary-analysis.md")).unwrap();
+    assert!(
+        analysis.contains("| error_rate | sequential |"),
+        "{analysis}"
+    );
+    let chart = std::fs::read_to_string(receipts.join("canary-analysis.svg")).unwrap();
+    assert!(
+        chart.contains("<polyline") && chart.contains("rolled back"),
+        "{chart}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sequential_tests_go_on_from_step_to_step() {
+    let h = Harness::new(CANARY);
+    h.deploy("v1").await;
+    // Twice the stable's errors, at the limit: evidence that builds up slowly.
+    h.fake.erroring("v2", Role::Canary, 0.01);
+    h.fake.erroring("v1", Role::Stable, 0.005);
+    let end = h.deploy("v2").await;
+    assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
+    let measurements = h.store.measurements(&end.run_id).unwrap();
+    let p_values: Vec<(usize, f64)> = measurements
+        .iter()
+        .filter_map(|m| {
+            let test = m.report.metrics.iter().find(|r| {
+                r.test == cutover_analysis::Test::Sequential && r.metric == "error_rate"
+            })?;
+            Some((m.step, test.p_value?))
+        })
+        .collect();
+    let steps: HashSet<usize> = p_values.iter().map(|(step, _)| *step).collect();
+    assert_eq!(steps.len(), 3, "{p_values:?}");
+    // One test for the whole run: its anytime-valid p-value never goes back up at
+    // a new step, as a test started afresh would.
+    assert!(
+        p_values.windows(2).all(|w| w[1].1 <= w[0].1),
+        "{p_values:?}"
+    );
+    assert!(p_values.last().unwrap().1 < 1.0, "{p_values:?}");
 }

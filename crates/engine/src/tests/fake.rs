@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_analysis::Sample;
+use cutover_analysis::{Histogram, Sample};
 use cutover_api::{Role, SmokeResult};
 use cutover_spec::{Config, SmokeCheck};
 use tokio::sync::watch;
@@ -551,12 +551,15 @@ impl MetricsCursor for FakeCursor {
             return Sample::default();
         }
         let ms = Some(Duration::from_millis(20));
+        let mut latency = Histogram::new();
+        latency.record(20_000, REQUESTS);
         Sample {
             requests: REQUESTS,
             errors: (REQUESTS as f64 * serves.error_rate).round() as u64,
             p50: ms,
             p95: ms,
             p99: ms,
+            latency,
         }
     }
 }

@@ -168,7 +168,11 @@ async fn an_erroring_new_version_is_rolled_back_batch_by_batch_in_reverse() {
     h.fake.erroring("v2", Role::Canary, 0.2);
     let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
-    assert!(end.message.contains("error rate 20.00%"), "{}", end.message);
+    assert!(
+        end.message.contains("error_rate") && end.message.contains("20.00%"),
+        "{}",
+        end.message
+    );
     // Two batches forward, then back in the same steps: an old instance ready
     // before each new one leaves.
     assert_eq!(
