@@ -59,7 +59,8 @@ pub fn representative(bucket: u32) -> f64 {
 }
 
 /// The last bucket: the one of `u64::MAX` µs.
-pub const MAX_BUCKET: u32 = (SUB_BUCKETS + (63 - SUB_BITS as u64) * SUB_BUCKETS + SUB_BUCKETS - 1) as u32;
+pub const MAX_BUCKET: u32 =
+    (SUB_BUCKETS + (63 - SUB_BITS as u64) * SUB_BUCKETS + SUB_BUCKETS - 1) as u32;
 
 impl TryFrom<Vec<(u32, u64)>> for Histogram {
     type Error = String;

@@ -31,12 +31,14 @@
 //! let canary = Sample { requests: 100, errors: 5, ..Default::default() };
 //! let report = judge(&rules, 20, &stable, &canary);
 //! assert_eq!(report.verdict, Verdict::Fail);
+//! assert_eq!(report.metrics[0].canary, Some(0.05));
 //! ```
 
 pub mod comparison;
 pub mod histogram;
 pub mod latency_test;
 pub mod mann_whitney;
+pub mod policy;
 pub mod rate_test;
 pub mod sequential;
 
@@ -45,8 +47,10 @@ use std::time::Duration;
 use cutover_spec::{ErrorRateRule, LatencyRule, MetricRules};
 use serde::{Deserialize, Serialize};
 
+pub use histogram::Histogram;
+
 /// What one version did during one window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Responses completed in the window.
     pub requests: u64,
@@ -60,12 +64,44 @@ pub struct Sample {
     pub p95: Option<Duration>,
     #[serde(with = "opt_millis")]
     pub p99: Option<Duration>,
+    /// Every response's latency, bucketed; empty when the source has none.
+    #[serde(default, skip_serializing_if = "Histogram::is_empty")]
+    pub latency: Histogram,
 }
 
 impl Sample {
     /// Share of requests that failed; `None` without requests.
     pub fn error_rate(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+
+    /// The Apdex score for satisfied threshold `t`: `(satisfied + tolerating / 2)
+    /// / requests`, from the latency histogram, with failed requests frustrated
+    /// (taken out of the other two in proportion, since the histogram does not say
+    /// which latencies failed). `None` without latencies.
+    pub fn apdex(&self, t: Duration) -> Option<f64> {
+        let total = self.latency.count();
+        if total == 0 {
+            return None;
+        }
+        let t_us = u64::try_from(t.as_micros()).unwrap_or(u64::MAX);
+        let tolerating_or_worse = self.latency.count_from(histogram::bucket_of(t_us) + 1);
+        let frustrated = self
+            .latency
+            .count_from(histogram::bucket_of(t_us.saturating_mul(4)) + 1);
+        let satisfied = total - tolerating_or_worse;
+        let tolerating = tolerating_or_worse - frustrated;
+        let served_well = 1.0 - self.error_rate().unwrap_or(0.0);
+        Some((satisfied as f64 + tolerating as f64 / 2.0) / total as f64 * served_well)
+    }
+
+    /// Adds another window of the same version.
+    pub fn merge(&mut self, other: &Sample) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency.merge(&other.latency);
+        let pick = |q| self.latency.quantile(q);
+        (self.p50, self.p95, self.p99) = (pick(0.50), pick(0.95), pick(0.99));
     }
 }
 
@@ -89,44 +125,207 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// One metric judged in one window: the numbers a person needs to check the verdict.
+/// How a metric was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Test {
+    /// This window's value against a configured limit.
+    Limit,
+    /// An anytime-valid test over the run so far ([`rate_test`]); its failure
+    /// rolls back at once.
+    Sequential,
+    /// The Mann-Whitney U test of the step so far ([`comparison`]); decided at
+    /// the step's end.
+    MannWhitney,
+}
+
+impl std::fmt::Display for Test {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Test::Limit => "limit",
+            Test::Sequential => "sequential",
+            Test::MannWhitney => "Mann-Whitney U",
+        })
+    }
+}
+
+/// What a metric's values are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// A share of requests, 0..=1.
+    Share,
+    /// Milliseconds.
+    Millis,
+    /// A score, 0..=1.
+    Score,
+}
+
+impl Unit {
+    /// A value in this unit, for people: `0.52%`, `12.3ms`, `0.91`.
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Unit::Share => format!("{:.2}%", value * 100.0),
+            Unit::Millis => format!("{value:.1}ms"),
+            Unit::Score => format!("{value:.2}"),
+        }
+    }
+}
+
+/// Why a metric did not pass, as data; [`MetricResult::explain`] says it in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Why {
+    /// The canary served fewer requests than are needed to judge.
+    TooFewRequests { served: u64, needed: u64 },
+    /// A limit relative to the baseline, with no baseline traffic to measure.
+    NoBaseline,
+    /// No value to judge (no requests, no latencies).
+    NoData,
+    /// Past the configured limit.
+    PastLimit,
+    /// The test found the canary worse, beyond chance.
+    Significant,
+}
+
+/// One metric judged: the numbers a person (or a program) needs to check the
+/// verdict, in the metric's [`Unit`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricResult {
-    /// `error_rate`, `latency_p50`, `latency_p95` or `latency_p99`.
+    /// `error_rate`, `latency_p50`/`p95`/`p99`, `apdex`, `slow_requests` (the
+    /// share slower than the baseline's quantile) or `latency` (the distribution).
     pub metric: String,
-    /// Human form of the stable value (`0.10%`, `12.3ms`), `-` when unknown.
-    pub stable: String,
-    /// Human form of the canary value.
-    pub canary: String,
-    /// The limit that applied, e.g. `<= 1%` or `<= 1.5x stable (18.4ms)`.
-    pub limit: String,
+    pub test: Test,
+    pub unit: Unit,
+    /// What the canary is judged against (the stable version, or its baseline):
+    /// this window's value for a limit, the run's or step's for a test.
+    pub baseline: Option<f64>,
+    pub canary: Option<f64>,
+    /// A limit: the bound on `canary` (the tightest that applied). A sequential
+    /// test: the bound on `statistic`, `ln(1/alpha)`. Mann-Whitney: the bound on
+    /// `effect`, `1 + tolerance`.
+    pub limit: Option<f64>,
+    /// Whether the bound is a minimum (Apdex) rather than a maximum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limit_is_min: bool,
+    /// The test's statistic: `ln M` of the mixture, or `U`.
+    pub statistic: Option<f64>,
+    /// The (anytime-valid, for a sequential test) one-sided p-value.
+    pub p_value: Option<f64>,
+    /// How much worse the canary is: the ratio of the rates, or of the medians.
+    pub effect: Option<f64>,
+    /// `slow_requests`: the latency a request is counted above, ms.
+    pub threshold_ms: Option<f64>,
     pub verdict: Verdict,
-    /// Why, in one sentence, when not a pass.
-    pub reason: Option<String>,
+    pub why: Option<Why>,
+}
+
+impl MetricResult {
+    /// A pass with no numbers yet, to fill in.
+    pub(crate) fn of(metric: &str, test: Test, unit: Unit) -> MetricResult {
+        MetricResult {
+            metric: metric.to_owned(),
+            test,
+            unit,
+            baseline: None,
+            canary: None,
+            limit: None,
+            limit_is_min: false,
+            statistic: None,
+            p_value: None,
+            effect: None,
+            threshold_ms: None,
+            verdict: Verdict::Pass,
+            why: None,
+        }
+    }
+
+    /// A value of this metric for people.
+    pub fn format(&self, value: Option<f64>) -> String {
+        value.map_or_else(|| "-".to_owned(), |v| self.unit.format(v))
+    }
+
+    /// The bound, for people: `<= 1.00%`, `>= 0.90`, `ln M < 5.30 (alpha 0.50%)`,
+    /// `median ratio <= 1.10`.
+    pub fn format_limit(&self) -> String {
+        let Some(limit) = self.limit else {
+            return "-".to_owned();
+        };
+        match self.test {
+            Test::Limit if self.limit_is_min => format!(">= {}", self.unit.format(limit)),
+            Test::Limit => format!("<= {}", self.unit.format(limit)),
+            Test::Sequential => format!("ln M < {limit:.2} (alpha {:.2}%)", (-limit).exp() * 100.0),
+            Test::MannWhitney => format!("median ratio <= {limit:.2}"),
+        }
+    }
+
+    /// Why it did not pass, in one sentence; `None` for a pass.
+    pub fn explain(&self) -> Option<String> {
+        let why = self.why?;
+        let name = &self.metric;
+        Some(match why {
+            Why::TooFewRequests { served, needed } => {
+                format!("canary served {served} requests, fewer than the {needed} needed to judge")
+            }
+            Why::NoBaseline => format!("no stable traffic to compare {name} with"),
+            Why::NoData => format!("no {name} data on both sides yet"),
+            Why::PastLimit => format!(
+                "{name} {} is past the limit {}",
+                self.format(self.canary),
+                self.format_limit()
+            ),
+            Why::Significant => {
+                let p = self.p_value.unwrap_or(1.0);
+                let effect = self
+                    .effect
+                    .map_or_else(String::new, |e| format!(", {e:.2}x"));
+                match self.test {
+                    Test::MannWhitney => format!(
+                        "{name} is higher on the canary (median {} vs {}{effect}, p = {p:.2e})",
+                        self.format(self.canary),
+                        self.format(self.baseline)
+                    ),
+                    _ => format!(
+                        "{name} is higher on the canary beyond chance ({} vs {}{effect}, anytime-valid p = {p:.2e})",
+                        self.format(self.canary),
+                        self.format(self.baseline)
+                    ),
+                }
+            }
+        })
+    }
 }
 
 /// One analysis window judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowReport {
+    /// What the canary is judged against: the stable version, or its baseline.
     pub stable: Sample,
     pub canary: Sample,
     pub metrics: Vec<MetricResult>,
-    /// Fail if any metric failed; else inconclusive if the canary served fewer than
-    /// `min_requests` or any metric was inconclusive; else pass.
+    /// Fail if a limit or a sequential test failed; else inconclusive if the
+    /// canary served fewer than `min_requests` or a limit was inconclusive; else
+    /// pass. (A Mann-Whitney result is decided at the step's end, not here.)
     pub verdict: Verdict,
 }
 
 impl WindowReport {
-    /// The failing metrics' reasons, joined, for a rollback trigger.
+    /// The failing metrics (of any test).
     pub fn failures(&self) -> Vec<&MetricResult> {
         self.metrics
             .iter()
             .filter(|m| m.verdict == Verdict::Fail)
             .collect()
     }
+
+    /// The results of one test.
+    pub fn of(&self, test: Test) -> impl Iterator<Item = &MetricResult> {
+        self.metrics.iter().filter(move |m| m.test == test)
+    }
 }
 
-/// Judges one window of the canary against the stable version.
+/// Judges one window of the canary against the stable version's (or a
+/// baseline's) by the configured limits.
 ///
 /// A window in which the canary served fewer than `min_requests` is inconclusive
 /// whatever its numbers say: a handful of requests proves nothing either way. A
@@ -138,157 +337,142 @@ pub fn judge(
     stable: &Sample,
     canary: &Sample,
 ) -> WindowReport {
-    let mut metrics = Vec::new();
-    if let Some(rule) = &rules.error_rate {
-        metrics.push(judge_error_rate(rule, stable, canary));
-    }
-    for (name, rule, pick) in [
-        (
-            "latency_p50",
-            &rules.latency_p50,
-            (|s: &Sample| s.p50) as fn(&Sample) -> Option<Duration>,
-        ),
-        ("latency_p95", &rules.latency_p95, |s: &Sample| s.p95),
-        ("latency_p99", &rules.latency_p99, |s: &Sample| s.p99),
-    ] {
-        if let Some(rule) = rule {
-            metrics.push(judge_latency(name, rule, pick(stable), pick(canary)));
-        }
-    }
+    let mut metrics: Vec<MetricResult> = limits(rules)
+        .iter()
+        .map(|limit| limit.check(stable, canary))
+        .collect();
     let enough = canary.requests >= min_requests;
     if !enough {
         for m in &mut metrics {
             m.verdict = Verdict::Inconclusive;
-            m.reason = Some(format!(
-                "canary served {} requests, fewer than the {min_requests} needed to judge",
-                canary.requests
-            ));
+            m.why = Some(Why::TooFewRequests {
+                served: canary.requests,
+                needed: min_requests,
+            });
         }
     }
-    let verdict = if metrics.iter().any(|m| m.verdict == Verdict::Fail) {
-        Verdict::Fail
-    } else if !enough || metrics.iter().any(|m| m.verdict == Verdict::Inconclusive) {
-        Verdict::Inconclusive
-    } else {
-        Verdict::Pass
-    };
+    let verdict = window_verdict(&metrics, enough);
     WindowReport {
-        stable: *stable,
-        canary: *canary,
+        stable: stable.clone(),
+        canary: canary.clone(),
         metrics,
         verdict,
     }
 }
 
-fn judge_error_rate(rule: &ErrorRateRule, stable: &Sample, canary: &Sample) -> MetricResult {
-    let s = stable.error_rate();
-    let c = canary.error_rate();
-    let mut limits = Vec::new();
-    let mut bound: Option<f64> = None;
-    if let Some(max) = rule.max {
-        limits.push(format!("<= {max}"));
-        bound = Some(max.fraction());
+fn window_verdict(metrics: &[MetricResult], enough: bool) -> Verdict {
+    let counted = || metrics.iter().filter(|m| m.test != Test::MannWhitney);
+    if counted().any(|m| m.verdict == Verdict::Fail) {
+        Verdict::Fail
+    } else if !enough || counted().any(|m| m.verdict == Verdict::Inconclusive) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
     }
-    let mut relative_unknown = false;
-    if let Some(over) = rule.max_over_stable {
-        match s {
-            Some(s) => {
-                let rel = s + over.fraction();
-                limits.push(format!("<= stable + {over} ({})", pct(rel)));
-                bound = Some(bound.map_or(rel, |b| b.min(rel)));
-            }
-            None => {
-                limits.push(format!("<= stable + {over} (no stable traffic)"));
-                relative_unknown = true;
-            }
+}
+
+/// Reads a metric's value off a sample.
+type Value = fn(&Sample, &Limit) -> Option<f64>;
+
+/// A limit on one metric of a window: absolute, relative to the baseline's value,
+/// or both (the tightest applies).
+struct Limit {
+    metric: &'static str,
+    unit: Unit,
+    value: Value,
+    absolute: Option<f64>,
+    relative: Option<Relative>,
+    /// Apdex: the value must stay above the bound.
+    at_least: bool,
+    /// Apdex's threshold T.
+    apdex_t: Duration,
+}
+
+#[derive(Clone, Copy)]
+enum Relative {
+    /// The baseline's value plus this (error rate points).
+    Plus(f64),
+    /// The baseline's value times this (a latency ratio).
+    Times(f64),
+}
+
+fn limits(rules: &MetricRules) -> Vec<Limit> {
+    let mut out = Vec::new();
+    if let Some(rule) = &rules.error_rate {
+        out.push(Limit {
+            metric: "error_rate",
+            unit: Unit::Share,
+            value: |s, _| s.error_rate(),
+            absolute: rule.max.map(|p| p.fraction()),
+            relative: rule.max_over_stable.map(|p| Relative::Plus(p.fraction())),
+            at_least: false,
+            apdex_t: Duration::ZERO,
+        });
+    }
+    let quantiles: [(&'static str, &Option<LatencyRule>, Value); 3] = [
+        ("latency_p50", &rules.latency_p50, |s, _| millis(s.p50)),
+        ("latency_p95", &rules.latency_p95, |s, _| millis(s.p95)),
+        ("latency_p99", &rules.latency_p99, |s, _| millis(s.p99)),
+    ];
+    for (metric, rule, value) in quantiles {
+        if let Some(rule) = rule {
+            out.push(Limit {
+                metric,
+                unit: Unit::Millis,
+                value,
+                absolute: rule.max.map(|d| d.as_secs_f64() * 1000.0),
+                relative: rule.max_ratio.map(Relative::Times),
+                at_least: false,
+                apdex_t: Duration::ZERO,
+            });
         }
     }
-    let (verdict, reason) = match (c, bound) {
-        (None, _) => (
-            Verdict::Inconclusive,
-            Some("canary served no requests".to_string()),
-        ),
-        (Some(c), Some(b)) if c > b => (
-            Verdict::Fail,
-            Some(format!(
-                "error rate {} is above the limit {}",
-                pct(c),
-                pct(b)
-            )),
-        ),
-        (Some(_), _) if relative_unknown => (
-            Verdict::Inconclusive,
-            Some("no stable traffic to compare the error rate with".to_string()),
-        ),
-        (Some(_), _) => (Verdict::Pass, None),
-    };
-    MetricResult {
-        metric: "error_rate".into(),
-        stable: s.map_or("-".into(), pct),
-        canary: c.map_or("-".into(), pct),
-        limit: limits.join(" and "),
-        verdict,
-        reason,
+    if let Some(rule) = &rules.apdex {
+        out.push(Limit {
+            metric: "apdex",
+            unit: Unit::Score,
+            value: |s, l| s.apdex(l.apdex_t),
+            absolute: Some(rule.min),
+            relative: None,
+            at_least: true,
+            apdex_t: rule.threshold,
+        });
     }
+    out
 }
 
-fn judge_latency(
-    name: &str,
-    rule: &LatencyRule,
-    stable: Option<Duration>,
-    canary: Option<Duration>,
-) -> MetricResult {
-    let mut limits = Vec::new();
-    let mut bound: Option<Duration> = None;
-    if let Some(max) = rule.max {
-        limits.push(format!("<= {}", ms(max)));
-        bound = Some(max);
-    }
-    let mut relative_unknown = false;
-    if let Some(ratio) = rule.max_ratio {
-        match stable {
-            Some(s) => {
-                let rel = s.mul_f64(ratio);
-                limits.push(format!("<= {ratio}x stable ({})", ms(rel)));
-                bound = Some(bound.map_or(rel, |b| b.min(rel)));
+fn millis(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64() * 1000.0)
+}
+
+impl Limit {
+    fn check(&self, baseline: &Sample, canary: &Sample) -> MetricResult {
+        let mut result = MetricResult::of(self.metric, Test::Limit, self.unit);
+        result.limit_is_min = self.at_least;
+        result.baseline = (self.value)(baseline, self);
+        result.canary = (self.value)(canary, self);
+        let relative = self.relative.and_then(|r| {
+            result.baseline.map(|b| match r {
+                Relative::Plus(points) => b + points,
+                Relative::Times(ratio) => b * ratio,
+            })
+        });
+        let tightest = |a: f64, b: f64| if self.at_least { a.max(b) } else { a.min(b) };
+        result.limit = match (self.absolute, relative) {
+            (Some(a), Some(r)) => Some(tightest(a, r)),
+            (a, r) => a.or(r),
+        };
+        let relative_unknown = self.relative.is_some() && result.baseline.is_none();
+        (result.verdict, result.why) = match (result.canary, result.limit) {
+            (None, _) => (Verdict::Inconclusive, Some(Why::NoData)),
+            (Some(c), Some(l)) if (self.at_least && c < l) || (!self.at_least && c > l) => {
+                (Verdict::Fail, Some(Why::PastLimit))
             }
-            None => {
-                limits.push(format!("<= {ratio}x stable (no stable traffic)"));
-                relative_unknown = true;
-            }
-        }
+            (Some(_), _) if relative_unknown => (Verdict::Inconclusive, Some(Why::NoBaseline)),
+            (Some(_), _) => (Verdict::Pass, None),
+        };
+        result
     }
-    let (verdict, reason) = match (canary, bound) {
-        (None, _) => (
-            Verdict::Inconclusive,
-            Some("canary served no requests".to_string()),
-        ),
-        (Some(c), Some(b)) if c > b => (
-            Verdict::Fail,
-            Some(format!("{name} {} is above the limit {}", ms(c), ms(b))),
-        ),
-        (Some(_), _) if relative_unknown => (
-            Verdict::Inconclusive,
-            Some(format!("no stable traffic to compare {name} with")),
-        ),
-        (Some(_), _) => (Verdict::Pass, None),
-    };
-    MetricResult {
-        metric: name.into(),
-        stable: stable.map_or("-".into(), ms),
-        canary: canary.map_or("-".into(), ms),
-        limit: limits.join(" and "),
-        verdict,
-        reason,
-    }
-}
-
-fn pct(fraction: f64) -> String {
-    format!("{:.2}%", fraction * 100.0)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
 }
 
 mod opt_millis {
@@ -325,6 +509,7 @@ pub fn absolute_limits(rules: &MetricRules) -> MetricRules {
         latency_p50: absolute_latency(rules.latency_p50),
         latency_p95: absolute_latency(rules.latency_p95),
         latency_p99: absolute_latency(rules.latency_p99),
+        apdex: rules.apdex,
     }
 }
 

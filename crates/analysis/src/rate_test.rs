@@ -240,7 +240,10 @@ mod tests {
         // (10 minutes). A fixed-sample test at 5% looked at 120 times rejects in
         // most of these runs; this one must stay at or below its alpha.
         let (rejected, _) = simulate(7, 400, 120, (100, 900), (0.005, 0.005), 0.05);
-        assert!(rejected <= 20, "{rejected} of 400 A/A runs rejected at alpha 5%");
+        assert!(
+            rejected <= 20,
+            "{rejected} of 400 A/A runs rejected at alpha 5%"
+        );
     }
 
     #[test]
@@ -274,7 +277,11 @@ mod tests {
         assert!(rejected >= 80, "only {rejected} of 100 caught 0.5% -> 1%");
         let mut took = took;
         took.sort_unstable();
-        assert!(took[took.len() / 2] <= 60, "median {} windows", took[took.len() / 2]);
+        assert!(
+            took[took.len() / 2] <= 60,
+            "median {} windows",
+            took[took.len() / 2]
+        );
         let (rejected, took) = simulate(5, 50, 3, (100, 900), (0.2, 0.005), 0.01);
         assert_eq!(rejected, 50);
         assert!(took.iter().all(|&w| w == 1), "{took:?}");

@@ -13,6 +13,7 @@ fn sample(requests: u64, errors: u64, p99_ms: u64) -> Sample {
         p50: d,
         p95: d,
         p99: d,
+        ..Sample::default()
     }
 }
 
@@ -47,9 +48,11 @@ fn error_rate_above_absolute_limit_fails_and_says_why() {
         &sample(100, 5, 10),
     );
     assert_eq!(r.verdict, Verdict::Fail);
-    let reason = r.failures()[0].reason.clone().unwrap();
+    let failed = r.failures()[0];
+    assert_eq!((failed.canary, failed.limit), (Some(0.05), Some(0.01)));
+    let reason = failed.explain().unwrap();
     assert!(reason.contains("5.00%"), "{reason}");
-    assert!(reason.contains("1.00%"), "{reason}");
+    assert!(reason.contains("<= 1.00%"), "{reason}");
 }
 
 #[test]

@@ -117,6 +117,24 @@ analysis:
     # latency_p50: { max: 200ms, max_ratio: 1.5 }
     # latency_p95: { max: 300ms }
     # latency_p99: { max: 500ms, max_ratio: 2 }
+    # Apdex: satisfied within `threshold`, tolerating within 4x it; at least `min`.
+    # apdex: { threshold: 100ms, min: 0.9 }
+  # Anytime-valid tests after every window: a canary worse than its baseline in
+  # errors, or in the share of requests slower than the baseline's
+  # `latency_quantile`, is rolled back as soon as the evidence is there. A canary
+  # as good as the baseline is rolled back by them with a chance of at most
+  # `alpha` over the whole run, however long it runs. `false` turns them off.
+  sequential:
+    alpha: 1%
+    errors: true
+    latency_quantile: 95%
+  # At the end of each step, the step's latencies are compared by the Mann-Whitney
+  # U test, and the step fails if the canary's are higher with this confidence and
+  # its median is more than `tolerance` above the baseline's. `false` turns it off.
+  comparison:
+    confidence: 99%
+    tolerance: 10%
+    min_samples: 50
 
 # Limits of the built-in proxy, against clients that would wear it or the instances
 # behind it out; none of its answers counts against a version. Taken up when the

@@ -128,7 +128,7 @@ path: /x
             "cutover.yaml:17:17: `weight` 40% is lower than the previous step's 60%: weights must never decrease",
             "cutover.yaml:19:18: `failure_limit` must be a whole number of at least 1, got `0`",
             "cutover.yaml:21:5: unknown field `latency_p90` in `analysis.metrics`; did you mean \
-             `latency_p50`? (valid: error_rate, latency_p50, latency_p95, latency_p99)",
+             `latency_p50`? (valid: error_rate, latency_p50, latency_p95, latency_p99, apdex)",
             "cutover.yaml:22:1: unknown field `path` at the top level; `path` belongs in `health` \
              or each of `strategy.blue_green.smoke_checks` (valid: app, listen, state_dir, \
              platform, health, strategy, analysis, proxy)",

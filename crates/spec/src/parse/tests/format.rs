@@ -58,7 +58,18 @@ fn minimal_config_gets_every_default() {
                 latency_p50: None,
                 latency_p95: None,
                 latency_p99: None,
+                apdex: None,
             },
+            sequential: Some(SequentialSpec {
+                alpha: pct(1.0),
+                errors: true,
+                latency_quantile: Some(pct(95.0)),
+            }),
+            comparison: Some(ComparisonSpec {
+                confidence: pct(99.0),
+                tolerance: pct(10.0),
+                min_samples: 50,
+            }),
         },
         proxy: ProxySpec {
             max_header_size: 65_536,
@@ -176,6 +187,9 @@ analysis:
     latency_p50: { max: 200ms, max_ratio: 1.5 }
     latency_p95: { max: 300ms }
     latency_p99: { max_ratio: 2 }
+    apdex: { threshold: 120ms, min: 0.85 }
+  sequential: { alpha: 0.5%, errors: false, latency_quantile: 99% }
+  comparison: { confidence: 95%, tolerance: 20%, min_samples: 200 }
 proxy:
   max_header_size: 16KiB
   header_read_timeout: 5s
@@ -265,7 +279,21 @@ proxy:
                     max: None,
                     max_ratio: Some(2.0),
                 }),
+                apdex: Some(ApdexRule {
+                    threshold: Duration::from_millis(120),
+                    min: 0.85,
+                }),
             },
+            sequential: Some(SequentialSpec {
+                alpha: pct(0.5),
+                errors: false,
+                latency_quantile: Some(pct(99.0)),
+            }),
+            comparison: Some(ComparisonSpec {
+                confidence: pct(95.0),
+                tolerance: pct(20.0),
+                min_samples: 200,
+            }),
         },
         proxy: ProxySpec {
             max_header_size: 16 * 1024,

@@ -362,7 +362,7 @@ fn metrics_rules() {
     assert_eq!(
         error(&metrics("")),
         "cutover.yaml:6:3: `analysis.metrics` has no metrics: give at least one (valid: error_rate, \
-         latency_p50, latency_p95, latency_p99), or leave `metrics` out for the default \
+         latency_p50, latency_p95, latency_p99, apdex), or leave `metrics` out for the default \
          `error_rate: { max: 5% }`"
     );
     assert_eq!(
@@ -414,4 +414,49 @@ fn env_values_keep_their_text() {
     assert_eq!(env["B"], "1.50");
     assert_eq!(env["C"], "on");
     assert_eq!(env["D"], "");
+}
+
+#[test]
+fn judge_settings() {
+    let analysis = |a: &str| format!("{MINIMAL}analysis:\n{a}");
+    let c = ok(&analysis("  sequential: false\n  comparison: false\n"));
+    assert_eq!((c.analysis.sequential, c.analysis.comparison), (None, None));
+    let c = ok(&analysis(
+        "  sequential: true\n  comparison: { tolerance: 25% }\n",
+    ));
+    assert_eq!(c.analysis.sequential, Some(SequentialSpec::default()));
+    assert_eq!(c.analysis.comparison.unwrap().tolerance, pct(25.0));
+    let c = ok(&analysis("  sequential: { latency_quantile: false }\n"));
+    assert_eq!(c.analysis.sequential.unwrap().latency_quantile, None);
+    assert_eq!(
+        error(&analysis("  sequential: { alpha: 0% }\n")),
+        "cutover.yaml:6:24: `alpha` must be more than 0% and less than 100%, e.g. 1%"
+    );
+    assert_eq!(
+        error(&analysis("  comparison: { confidence: 100% }\n")),
+        "cutover.yaml:6:29: `confidence` must be more than 0% and less than 100%, e.g. 99%"
+    );
+    assert_eq!(
+        error(&analysis("  sequential: { alfa: 1% }\n")),
+        "cutover.yaml:6:17: unknown field `alfa` in `analysis.sequential` \
+         (valid: alpha, errors, latency_quantile)"
+    );
+    let metrics = |m: &str| analysis(&format!("  metrics:\n    apdex: {m}\n"));
+    let c = ok(&metrics("{ threshold: 100ms, min: 0.9 }"));
+    assert_eq!(
+        c.analysis.metrics.apdex,
+        Some(ApdexRule {
+            threshold: Duration::from_millis(100),
+            min: 0.9
+        })
+    );
+    assert_eq!(
+        error(&metrics("{ threshold: 100ms }")),
+        "cutover.yaml:7:5: `analysis.metrics.apdex` needs both `threshold` and `min`, \
+         e.g. `{ threshold: 100ms, min: 0.9 }`"
+    );
+    assert_eq!(
+        error(&metrics("{ threshold: 100ms, min: 90% }")),
+        "cutover.yaml:7:37: `analysis.metrics.apdex.min` is a score from 0 to 1, e.g. 0.9; got `90%`"
+    );
 }

@@ -1,0 +1,275 @@
+//! The canary judge the engine runs after every analysis window, and `bench/judge`
+//! and `cutover judge --run` run on recorded windows: three kinds of evidence in
+//! one [`WindowReport`].
+//!
+//! - **Limits** on this window ([`judge`]): error rate, latency quantiles, Apdex.
+//!   A failed window counts towards `failure_limit`.
+//! - **Sequential tests** on the run so far ([`rate_test`]), looked at after every
+//!   window with the false-alarm chance over the whole run bounded by `alpha`
+//!   (split equally between the tests in use, a Bonferroni bound):
+//!   - `error_rate`: the canary's errors per request against the baseline's;
+//!   - `slow_requests`: the canary's share of requests slower than the baseline's
+//!     `latency_quantile` (p95 by default) against the baseline's share. The
+//!     threshold is fixed from the baseline's latencies in the windows before the
+//!     first one it counts, and then stays for the run: any threshold fixed in
+//!     advance keeps the test valid, and this one puts it where a p95 regression
+//!     shows.
+//!
+//!   A rejection rolls the canary back at once: that is how a clearly bad canary
+//!   goes within seconds of the evidence, and a subtly bad one within minutes.
+//! - **A fixed-sample comparison** of the step so far ([`comparison`]): the
+//!   Mann-Whitney U test of the canary's latencies against the baseline's, with
+//!   Kayenta's effect-size tolerance. Reported after every window so the evidence
+//!   can be watched, but decided only at the step's end, once (a fixed-sample
+//!   test looked at repeatedly loses its error rate).
+//!
+//! Only windows with a fresh baseline (measured in the same window) feed the
+//! tests; a carried-over baseline (the stable version at 100% serves nothing)
+//! would count old requests twice. It still serves the limits, and the
+//! comparison's baseline when the run has no other.
+
+use serde::{Deserialize, Serialize};
+
+use cutover_spec::{AnalysisSpec, ComparisonSpec, SequentialSpec};
+
+use crate::comparison::{Direction, MetricSpec, MetricVerdict, Tolerance, compare};
+use crate::histogram::Histogram;
+use crate::rate_test::{Counts, RateEvidence, RateTest};
+use crate::{MetricResult, Sample, Test, Unit, Verdict, Why, WindowReport, judge, window_verdict};
+
+/// Baseline tail requests wanted before the slow-request threshold is fixed: the
+/// quantile is estimated from at least this many values above it.
+const TAIL_FOR_THRESHOLD: f64 = 20.0;
+
+/// What the judge remembers between windows, persisted with the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JudgeState {
+    /// The error-rate test, once started.
+    pub errors: Option<RateTest>,
+    /// The slow-request test, once its threshold is fixed.
+    pub slow: Option<SlowTest>,
+    /// Every fresh baseline latency of the run (or the carried baseline's, when
+    /// there is no fresh one).
+    pub run_baseline: Histogram,
+    /// The canary's latencies in the current step.
+    pub step_canary: Histogram,
+    /// The fresh baseline's latencies in the current step.
+    pub step_baseline: Histogram,
+}
+
+/// The slow-request test and the threshold it counts above.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlowTest {
+    /// The histogram bucket a request counts from.
+    pub bucket: u32,
+    /// That bucket's value, ms, for people.
+    pub threshold_ms: f64,
+    pub test: RateTest,
+}
+
+impl JudgeState {
+    /// A new step at another weight: the comparison starts over; the sequential
+    /// tests go on (they read the split from each window).
+    pub fn next_step(&mut self) {
+        self.step_canary = Histogram::new();
+        self.step_baseline = Histogram::new();
+    }
+}
+
+/// Judges one window of `canary` against `baseline` (`fresh`: measured in this
+/// same window, rather than carried over from an earlier one).
+pub fn judge_window(
+    spec: &AnalysisSpec,
+    state: &mut JudgeState,
+    baseline: &Sample,
+    fresh: bool,
+    canary: &Sample,
+) -> WindowReport {
+    let mut report = judge(&spec.metrics, spec.min_requests, baseline, canary);
+    state.step_canary.merge(&canary.latency);
+    if fresh {
+        if let Some(seq) = &spec.sequential {
+            sequential(seq, state, baseline, canary, &mut report.metrics);
+        }
+        state.step_baseline.merge(&baseline.latency);
+        state.run_baseline.merge(&baseline.latency);
+    } else {
+        if state.run_baseline.is_empty() {
+            state.run_baseline.merge(&baseline.latency);
+        }
+        if let Some(seq) = &spec.sequential {
+            report.metrics.extend(standing(seq, state));
+        }
+    }
+    if let Some(cmp) = &spec.comparison {
+        report.metrics.push(comparison(cmp, state));
+    }
+    report.verdict = window_verdict(&report.metrics, canary.requests >= spec.min_requests);
+    report
+}
+
+/// The sequential tests in use and the alpha each gets.
+fn tests_in_use(seq: &SequentialSpec) -> (bool, bool, f64) {
+    let slow = seq.latency_quantile.is_some();
+    let n = u32::from(seq.errors) + u32::from(slow);
+    (seq.errors, slow, seq.alpha.fraction() / f64::from(n.max(1)))
+}
+
+fn sequential(
+    seq: &SequentialSpec,
+    state: &mut JudgeState,
+    baseline: &Sample,
+    canary: &Sample,
+    out: &mut Vec<MetricResult>,
+) {
+    let (errors, slow, alpha) = tests_in_use(seq);
+    if errors {
+        let test = state
+            .errors
+            .get_or_insert_with(|| RateTest::new(alpha).expect("alpha is checked by the spec"));
+        let evidence = test.observe(
+            Counts {
+                events: canary.errors,
+                requests: canary.requests,
+            },
+            Counts {
+                events: baseline.errors,
+                requests: baseline.requests,
+            },
+        );
+        out.push(rate_result("error_rate", evidence, None));
+    }
+    if let (true, Some(q)) = (slow, seq.latency_quantile) {
+        if state.slow.is_none() {
+            state.slow = fix_threshold(&state.run_baseline, q.fraction(), alpha);
+        }
+        if let Some(s) = &mut state.slow {
+            let above = |h: &Histogram| Counts {
+                events: h.count_from(s.bucket),
+                requests: h.count(),
+            };
+            let evidence = s
+                .test
+                .observe(above(&canary.latency), above(&baseline.latency));
+            out.push(rate_result("slow_requests", evidence, Some(s.threshold_ms)));
+        } else {
+            out.push(waiting_for_threshold(alpha));
+        }
+    }
+}
+
+/// The tests as they stand, in a window that gives them nothing new.
+fn standing(seq: &SequentialSpec, state: &JudgeState) -> Vec<MetricResult> {
+    let (errors, slow, _) = tests_in_use(seq);
+    let mut out = Vec::new();
+    if let (true, Some(t)) = (errors, &state.errors) {
+        out.push(rate_result("error_rate", t.evidence(), None));
+    }
+    if let (true, Some(s)) = (slow, &state.slow) {
+        out.push(rate_result(
+            "slow_requests",
+            s.test.evidence(),
+            Some(s.threshold_ms),
+        ));
+    }
+    out
+}
+
+/// The threshold at the baseline's `q`-quantile, once enough of its tail was seen.
+fn fix_threshold(baseline: &Histogram, q: f64, alpha: f64) -> Option<SlowTest> {
+    let needed = (TAIL_FOR_THRESHOLD / (1.0 - q)).ceil() as u64;
+    if baseline.count() < needed {
+        return None;
+    }
+    let bucket = baseline.quantile_bucket(q)?;
+    // Requests in the quantile's own bucket or above count as slow: a request
+    // counts when it is at least as slow as the baseline's quantile.
+    Some(SlowTest {
+        bucket,
+        threshold_ms: crate::histogram::representative(bucket) / 1000.0,
+        test: RateTest::new(alpha).expect("alpha is checked by the spec"),
+    })
+}
+
+fn waiting_for_threshold(alpha: f64) -> MetricResult {
+    MetricResult {
+        limit: Some(-alpha.ln()),
+        verdict: Verdict::Pass,
+        why: Some(Why::NoData),
+        ..MetricResult::of("slow_requests", Test::Sequential, Unit::Share)
+    }
+}
+
+fn rate_result(metric: &str, e: RateEvidence, threshold_ms: Option<f64>) -> MetricResult {
+    MetricResult {
+        baseline: e.baseline.rate(),
+        canary: e.canary.rate(),
+        limit: Some(e.log_threshold),
+        statistic: Some(e.log_mixture),
+        p_value: Some(e.p_value),
+        effect: e.rate_ratio,
+        threshold_ms,
+        verdict: if e.rejected {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        },
+        why: e.rejected.then_some(Why::Significant),
+        ..MetricResult::of(metric, Test::Sequential, Unit::Share)
+    }
+}
+
+/// The step's latencies, canary against baseline (the step's own when it has
+/// enough, else the run's).
+fn comparison(cmp: &ComparisonSpec, state: &JudgeState) -> MetricResult {
+    let min = usize::try_from(cmp.min_samples).unwrap_or(usize::MAX);
+    let enough = |h: &Histogram| h.count() >= cmp.min_samples;
+    let baseline = if enough(&state.step_baseline) {
+        &state.step_baseline
+    } else {
+        &state.run_baseline
+    };
+    let mut result = MetricResult {
+        limit: Some(1.0 + cmp.tolerance.fraction()),
+        ..MetricResult::of("latency", Test::MannWhitney, Unit::Millis)
+    };
+    if !enough(&state.step_canary) || !enough(baseline) {
+        result.verdict = Verdict::Inconclusive;
+        result.why = Some(Why::NoData);
+        return result;
+    }
+    let spec = MetricSpec {
+        confidence: cmp.confidence.fraction(),
+        tolerance: Tolerance::Ratio {
+            increase: cmp.tolerance.fraction(),
+            decrease: 0.0,
+        },
+        min_samples: min,
+        critical: true,
+        ..MetricSpec::new("latency", Direction::HigherIsBad)
+    };
+    let Ok(judged) = compare(&spec, &state.step_canary.expand_ms(), &baseline.expand_ms()) else {
+        // Only an invalid spec fails here (histogram values are finite, both
+        // sides have values), and the config's checks keep those out.
+        result.verdict = Verdict::Inconclusive;
+        result.why = Some(Why::NoData);
+        return result;
+    };
+    if let Some(test) = &judged.test {
+        result.canary = Some(test.effect.median_canary);
+        result.baseline = Some(test.effect.median_baseline);
+        result.statistic = Some(test.u);
+        result.p_value = Some(test.p_value);
+    }
+    result.effect = judged.effect;
+    (result.verdict, result.why) = match judged.verdict {
+        MetricVerdict::Pass => (Verdict::Pass, None),
+        MetricVerdict::NoData => (Verdict::Inconclusive, Some(Why::NoData)),
+        MetricVerdict::High | MetricVerdict::Low => (Verdict::Fail, Some(Why::Significant)),
+    };
+    result
+}
+
+#[cfg(test)]
+#[path = "policy/tests.rs"]
+mod tests;
