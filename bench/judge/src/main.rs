@@ -13,7 +13,9 @@ mod traffic;
 
 use std::time::Instant;
 
-use policies::{FlaggerPolicy, Judgement, KayentaPolicy, Metric, SETTINGS, cutover_policy};
+use cutover_analysis::latency_test::LatencyTest;
+use cutover_spec::AnalysisSpec;
+use policies::{FlaggerPolicy, Judgement, KayentaPolicy, cutover_policy};
 use report::{Outcome, Row};
 use traffic::{Behaviour, Latency, Sampler, split_window, window};
 
@@ -127,6 +129,7 @@ fn main() {
                 family,
                 case: case.name,
                 healthy: c == 0,
+                slower: case.slowdown > 1.0,
                 outcomes,
             });
         }
@@ -134,8 +137,32 @@ fn main() {
     let families: Vec<(&str, Latency)> = FAMILIES.to_vec();
     print!(
         "{}",
-        report::markdown(&rows, &families, &SETTINGS, started.elapsed())
+        report::markdown(&rows, &families, &judge_spec(), started.elapsed())
     );
+}
+
+/// The settings chosen for the engine's defaults: its default `analysis`
+/// config (sequential tests on errors and on requests slower than the
+/// baseline's p95, alpha 1% shared between them; the error-rate limit of 5% per
+/// window) with `failure_limit: 2`, since one window past a limit, looked at in
+/// every window, is by itself close to a 1% false-rollback chance over 10
+/// minutes. The step's Mann-Whitney comparison is left out: it decides only at a
+/// step's end, and computing it after every window (as the engine does, to show
+/// it) would take most of the run time here.
+pub fn judge_spec() -> AnalysisSpec {
+    AnalysisSpec {
+        failure_limit: 2,
+        comparison: None,
+        ..AnalysisSpec::default()
+    }
+}
+
+/// The alpha of each sequential test: the spec's, shared by the tests in use.
+pub fn alpha_per_test(spec: &AnalysisSpec) -> f64 {
+    spec.sequential.map_or(0.0, |seq| {
+        let tests = u32::from(seq.errors) + u32::from(seq.latency_quantile.is_some());
+        seq.alpha.fraction() / f64::from(tests.max(1))
+    })
 }
 
 fn seed(family: usize, case: usize, run: usize) -> u64 {
@@ -151,7 +178,14 @@ fn simulate(seed: u64, canary: &Behaviour, baseline: &Behaviour) -> Outcome {
     // Kayenta's own baseline cluster, with a traffic share equal to the canary's.
     let mut kayenta_rng = fastrand::Rng::with_seed(!seed);
 
-    let mut cutover = cutover_policy(&SETTINGS);
+    let spec = judge_spec();
+    let quantile = spec
+        .sequential
+        .and_then(|seq| seq.latency_quantile)
+        .map_or(0.95, |q| q.fraction());
+    let mut latency_test =
+        LatencyTest::at_quantile(quantile, alpha_per_test(&spec)).expect("the spec's values");
+    let mut cutover = cutover_policy(spec);
     let mut flagger = FlaggerPolicy::new((FLAGGER_INTERVAL_SECS / window_secs).round() as usize);
     let mut kayenta = KayentaPolicy::new((KAYENTA_INTERVAL_SECS / window_secs).round() as usize);
     let mut outcome = Outcome::default();
@@ -159,8 +193,21 @@ fn simulate(seed: u64, canary: &Behaviour, baseline: &Behaviour) -> Outcome {
     for w in 1..=windows {
         let end = w as f64 * window_secs;
         let (c, b) = split_window(&mut rng, requests, CANARY_SHARE, canary, baseline);
-        if outcome.cutover.is_none() {
-            outcome.cutover = cutover.observe(&c, &b).map(|m| (end, m));
+        if outcome.cutover.is_none() || outcome.slow_requests.is_none() {
+            let judged = cutover.observe(&c, &b);
+            if outcome.cutover.is_none() {
+                outcome.cutover = judged.roll_back.map(|m| (end, m));
+            }
+            if outcome.first_limit_failure.is_none() && judged.limit_failed {
+                outcome.first_limit_failure = Some(end);
+            }
+            if outcome.slow_requests.is_none() && judged.slow_requests_rejected {
+                outcome.slow_requests = Some(end);
+            }
+        }
+        if outcome.latency_test.is_none() && latency_test.observe(&c.latency, &b.latency).rejected()
+        {
+            outcome.latency_test = Some(end);
         }
         if outcome.flagger.is_none() {
             outcome.flagger = flagger.observe(&c).map(|m| (end, m));
@@ -179,19 +226,14 @@ fn simulate(seed: u64, canary: &Behaviour, baseline: &Behaviour) -> Outcome {
                 }
             }
         }
-        if outcome.cutover.is_some() && outcome.flagger.is_some() && kayenta_done {
+        if outcome.cutover.is_some()
+            && outcome.slow_requests.is_some()
+            && outcome.latency_test.is_some()
+            && outcome.flagger.is_some()
+            && kayenta_done
+        {
             break;
         }
     }
     outcome
-}
-
-/// For the results: which metric fired, in words.
-impl std::fmt::Display for Metric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Metric::ErrorRate => "error rate",
-            Metric::Latency => "latency",
-        })
-    }
 }

@@ -4,71 +4,100 @@
 //! interval.
 
 use cutover_analysis::comparison::{Direction, MetricSpec, MetricVerdict, Tolerance, compare};
-use cutover_analysis::latency_test::LatencyTest;
-use cutover_analysis::rate_test::{Counts, RateTest};
+use cutover_analysis::policy::{JudgeState, judge_window};
+use cutover_analysis::{Test, Verdict};
+use cutover_spec::AnalysisSpec;
 
 use crate::traffic::VersionWindow;
 
-/// Which metric made a policy roll back.
+/// What made a policy roll back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     ErrorRate,
     Latency,
+    /// One of cutover's per-window limits (the error rate's, by default).
+    Limit,
 }
 
-/// The settings of cutover's policy: what the engine's defaults should be.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
-    /// False-alarm bound of the error-count test over a whole run.
-    pub error_alpha: f64,
-    /// False-alarm bound of the latency test over a whole run.
-    pub latency_alpha: f64,
-    /// The latency quantile tested.
-    pub latency_quantile: f64,
-}
-
-/// The settings chosen: half of a 1% false-rollback budget to each test, so the
-/// chance that a healthy canary is rolled back by either is at most 1% over the
-/// whole run, however many windows it lasts (a union bound; each test's bound is
-/// Ville's inequality).
-pub const SETTINGS: Settings = Settings {
-    error_alpha: 0.005,
-    latency_alpha: 0.005,
-    latency_quantile: 0.95,
-};
-
-/// cutover's sequential judgement: the anytime-valid count test on errors and the
-/// latency test at a quantile, both looked at after every window; a rollback as
-/// soon as either rejects.
-pub struct CutoverPolicy {
-    errors: RateTest,
-    latency: LatencyTest,
-}
-
-/// cutover's policy with `settings`.
-pub fn cutover_policy(settings: &Settings) -> CutoverPolicy {
-    CutoverPolicy {
-        errors: RateTest::new(settings.error_alpha).expect("alpha in (0, 1)"),
-        latency: LatencyTest::at_quantile(settings.latency_quantile, settings.latency_alpha)
-            .expect("quantile and alpha in (0, 1)"),
+/// In words, for the results.
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Metric::ErrorRate => "error rate",
+            Metric::Latency => "latency",
+            Metric::Limit => "limit",
+        })
     }
 }
 
+/// cutover's judge as the engine runs it ([`cutover_analysis::policy`]): after
+/// every window, the limits and the sequential tests of `spec`. A sequential
+/// test's rejection rolls back at once (its false alarms are bounded over the
+/// whole run); a window failing a limit counts towards `failure_limit`, and
+/// reaching it rolls back.
+pub struct CutoverPolicy {
+    spec: AnalysisSpec,
+    state: JudgeState,
+    limit_failures: u32,
+}
+
+/// The engine's judge with `spec`.
+pub fn cutover_policy(spec: AnalysisSpec) -> CutoverPolicy {
+    CutoverPolicy {
+        spec,
+        state: JudgeState::default(),
+        limit_failures: 0,
+    }
+}
+
+/// What one window judged.
+pub struct Judged {
+    /// Whether the run rolls back, and why.
+    pub roll_back: Option<Metric>,
+    /// Whether a limit failed in this window.
+    pub limit_failed: bool,
+    /// Whether the slow-request test has rejected (for the comparison of the
+    /// latency tests).
+    pub slow_requests_rejected: bool,
+}
+
 impl CutoverPolicy {
-    /// Judges one more window; `Some` when the canary is rolled back.
-    pub fn observe(&mut self, canary: &VersionWindow, baseline: &VersionWindow) -> Option<Metric> {
-        let counts = |w: &VersionWindow| Counts {
-            events: w.errors,
-            requests: w.requests,
+    /// Judges one more window, the baseline measured in the same window.
+    pub fn observe(&mut self, canary: &VersionWindow, baseline: &VersionWindow) -> Judged {
+        let report = judge_window(
+            &self.spec,
+            &mut self.state,
+            &baseline.sample(),
+            true,
+            &canary.sample(),
+        );
+        let failed = |test: Test| {
+            report
+                .of(test)
+                .filter(|m| m.verdict == Verdict::Fail)
+                .map(|m| m.metric.as_str())
+                .collect::<Vec<_>>()
         };
-        let errors = self.errors.observe(counts(canary), counts(baseline));
-        let latency = self.latency.observe(&canary.latency, &baseline.latency);
-        if errors.rejected {
-            Some(Metric::ErrorRate)
-        } else if latency.rejected() {
-            Some(Metric::Latency)
+        let sequential = failed(Test::Sequential);
+        let limits = failed(Test::Limit);
+        if !limits.is_empty() {
+            self.limit_failures += 1;
+        }
+        let roll_back = if let Some(&metric) = sequential.first() {
+            Some(if metric == "error_rate" {
+                Metric::ErrorRate
+            } else {
+                Metric::Latency
+            })
+        } else if self.limit_failures >= self.spec.failure_limit {
+            Some(Metric::Limit)
         } else {
             None
+        };
+        Judged {
+            roll_back,
+            limit_failed: !limits.is_empty(),
+            slow_requests_rejected: sequential.contains(&"slow_requests"),
         }
     }
 }

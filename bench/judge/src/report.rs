@@ -4,7 +4,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::policies::{Metric, Settings};
+use cutover_spec::AnalysisSpec;
+
+use crate::policies::Metric;
 use crate::traffic::{Behaviour, Latency, Sampler, window};
 use crate::{
     BASE_ERROR_RATE, CANARY_SHARE, FLAGGER_INTERVAL_SECS, HORIZON_SECS, KAYENTA_INTERVAL_SECS, RATE,
@@ -15,6 +17,12 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
     pub cutover: Option<(f64, Metric)>,
+    /// When a window first failed a limit.
+    pub first_limit_failure: Option<f64>,
+    /// When the engine's slow-request test rejected (whatever rolled back first).
+    pub slow_requests: Option<f64>,
+    /// When `latency_test::LatencyTest` alone, on the same windows, rejected.
+    pub latency_test: Option<f64>,
     pub flagger: Option<(f64, Metric)>,
     pub kayenta: Option<(f64, Metric)>,
 }
@@ -24,6 +32,8 @@ pub struct Row {
     pub family: &'static str,
     pub case: &'static str,
     pub healthy: bool,
+    /// The canary is slower (rather than failing more).
+    pub slower: bool,
     pub outcomes: Vec<Outcome>,
 }
 
@@ -75,13 +85,14 @@ fn share(count: usize, of: usize) -> String {
 pub fn markdown(
     rows: &[Row],
     families: &[(&str, Latency)],
-    settings: &Settings,
+    spec: &AnalysisSpec,
     took: Duration,
 ) -> String {
     let mut out = String::new();
-    setup(&mut out, families, settings);
+    setup(&mut out, families, spec);
     healthy(&mut out, rows);
     bad(&mut out, rows);
+    latency_tests(&mut out, rows);
     let _ = writeln!(
         out,
         "Simulated {} canaries in {:.1} s.\n",
@@ -91,7 +102,7 @@ pub fn markdown(
     out
 }
 
-fn setup(out: &mut String, families: &[(&str, Latency)], settings: &Settings) {
+fn setup(out: &mut String, families: &[(&str, Latency)], spec: &AnalysisSpec) {
     let window_secs = cutover_spec::defaults::ANALYSIS_INTERVAL.as_secs_f64();
     let _ = writeln!(
         out,
@@ -136,17 +147,7 @@ fn setup(out: &mut String, families: &[(&str, Latency)], settings: &Settings) {
          multiplied by 1.1, 1.2 or 1.5 (every quantile, p95 included, that much higher).\n"
     );
     let _ = writeln!(out, "Policies, all fed the same windows:\n");
-    let _ = writeln!(
-        out,
-        "- **cutover**: `cutover_policy` in `bench/judge/src/policies.rs`, after every window: \
-         the count test on errors (`rate_test::RateTest`, alpha {}) and the latency test \
-         (`latency_test::LatencyTest` at p{:.0}, alpha {}), rolled back as soon as either \
-         rejects. The false-rollback bound is the sum of the alphas, {:.1}%, over the whole run.",
-        settings.error_alpha,
-        settings.latency_quantile * 100.0,
-        settings.latency_alpha,
-        (settings.error_alpha + settings.latency_alpha) * 100.0
-    );
+    let _ = writeln!(out, "- **cutover**: {}", describe_spec(spec));
     let _ = writeln!(
         out,
         "- **Flagger-like**: Flagger's documented example analysis: `interval: {FLAGGER_INTERVAL_SECS:.0}s`, \
@@ -162,6 +163,39 @@ fn setup(out: &mut String, families: &[(&str, Latency)], settings: &Settings) {
          allowance (the NetflixACAJudge's defaults); either metric high rolls back, else it \
          promotes (nothing after it is judged).\n"
     );
+}
+
+fn describe_spec(spec: &AnalysisSpec) -> String {
+    let mut parts = Vec::new();
+    if let Some(max) = spec.metrics.error_rate.and_then(|r| r.max) {
+        parts.push(format!("the limit error rate <= {max} per window"));
+    }
+    if let Some(seq) = spec.sequential {
+        let alpha = crate::alpha_per_test(spec);
+        if seq.errors {
+            parts.push(format!("the sequential error-rate test (alpha {alpha})"));
+        }
+        if let Some(q) = seq.latency_quantile {
+            parts.push(format!(
+                "the sequential test of requests slower than the baseline's p{:.0} (alpha {alpha})",
+                q.fraction() * 100.0
+            ));
+        }
+    }
+    format!(
+        "the engine's judge (`policy::judge_window`, through `cutover_policy` in \
+         `bench/judge/src/policies.rs`) after every window, with `judge_spec()` of \
+         `bench/judge/src/main.rs` (the default `analysis` config but `failure_limit: 2`, the \
+         settings proposed as the defaults): {}; a sequential test's rejection rolls back at once, a window past a limit counts \
+         towards `failure_limit: {}`. A healthy canary is \
+         rolled back by the sequential tests with probability at most `sequential.alpha` = {} over \
+         the whole run, however many windows it lasts. The step's Mann-Whitney comparison is left \
+         out: it decides only at a step's end.",
+        parts.join(", "),
+        spec.failure_limit,
+        spec.sequential
+            .map_or("-".to_string(), |s| s.alpha.to_string())
+    )
 }
 
 fn describe(latency: Latency) -> String {
@@ -188,10 +222,11 @@ fn healthy(out: &mut String, rows: &[Row]) {
     );
     let _ = writeln!(
         out,
-        "| family | cutover | Flagger-like | Kayenta-like |\n|---|---|---|---|"
+        "| family | cutover | Flagger-like | Kayenta-like | cutover with `failure_limit: 1` |\n\
+         |---|---|---|---|---|"
     );
     for row in rows.iter().filter(|r| r.healthy) {
-        let cells: Vec<String> = POLICIES
+        let mut cells: Vec<String> = POLICIES
             .iter()
             .map(|&(_, pick)| {
                 let fired: Vec<Metric> = row
@@ -199,15 +234,26 @@ fn healthy(out: &mut String, rows: &[Row]) {
                     .iter()
                     .filter_map(|o| pick(o).map(|(_, m)| m))
                     .collect();
-                let errors = fired.iter().filter(|&&m| m == Metric::ErrorRate).count();
                 let detail = if fired.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({errors} error rate, {} latency)", fired.len() - errors)
+                    let of: Vec<String> = [Metric::ErrorRate, Metric::Latency, Metric::Limit]
+                        .iter()
+                        .map(|&m| (m, fired.iter().filter(|&&f| f == m).count()))
+                        .filter(|&(_, n)| n > 0)
+                        .map(|(m, n)| format!("{n} {m}"))
+                        .collect();
+                    format!(" ({})", of.join(", "))
                 };
                 format!("{}{detail}", share(fired.len(), row.outcomes.len()))
             })
             .collect();
+        let at_first_limit = row
+            .outcomes
+            .iter()
+            .filter(|o| o.cutover.is_some() || o.first_limit_failure.is_some())
+            .count();
+        cells.push(share(at_first_limit, row.outcomes.len()));
         let _ = writeln!(out, "| {} | {} |", row.family, cells.join(" | "));
     }
     let _ = writeln!(out);
@@ -254,6 +300,55 @@ fn bad(out: &mut String, rows: &[Row]) {
             cells.join(" | "),
             ratio(medians[1], medians[0]),
             ratio(medians[2], medians[0])
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn latency_tests(out: &mut String, rows: &[Row]) {
+    let _ = writeln!(
+        out,
+        "## (d) Two sequential latency tests on the same windows\n\n\
+         `slow_requests` is the engine's (threshold fixed once, from the first baseline window \
+         with enough requests, the quantile's bucket counted as slow); `LatencyTest` is \
+         `latency_test::LatencyTest` (threshold from all the baseline's windows before, the first \
+         window's pooled; counted above the quantile's bucket), each alone at the same alpha. \
+         Healthy: share that rejected within {HORIZON_SECS:.0} s; latency cases: median / p95 / \
+         never.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| family | canary | `slow_requests` | `LatencyTest` |\n|---|---|---|---|"
+    );
+    let picks: [fn(&Outcome) -> Option<f64>; 2] = [|o| o.slow_requests, |o| o.latency_test];
+    for row in rows.iter().filter(|r| r.healthy || r.slower) {
+        let cells: Vec<String> = picks
+            .iter()
+            .map(|pick| {
+                let t: Vec<f64> = row
+                    .outcomes
+                    .iter()
+                    .map(|o| pick(o).unwrap_or(f64::INFINITY))
+                    .collect();
+                let never = t.iter().filter(|t| !t.is_finite()).count();
+                if row.healthy {
+                    share(t.len() - never, t.len())
+                } else {
+                    format!(
+                        "{} / {} / {:.0}%",
+                        secs(quantile(&t, 0.5)),
+                        secs(quantile(&t, 0.95)),
+                        100.0 * never as f64 / t.len() as f64
+                    )
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            row.family,
+            row.case,
+            cells.join(" | ")
         );
     }
     let _ = writeln!(out);

@@ -3,6 +3,7 @@
 //! distribution, gathered per window into what the engine has of each version:
 //! requests, errors and a latency histogram.
 
+use cutover_analysis::Sample;
 use cutover_analysis::histogram::{Histogram, bucket_of, representative};
 
 /// Latencies are clamped here, as the proxy clamps what it records (60 s).
@@ -129,6 +130,19 @@ pub struct VersionWindow {
 }
 
 impl VersionWindow {
+    /// The window as the engine hands it to the judge.
+    pub fn sample(&self) -> Sample {
+        let q = |q| self.latency.quantile(q);
+        Sample {
+            requests: self.requests,
+            errors: self.errors,
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+            latency: self.latency.clone(),
+        }
+    }
+
     /// Share of requests that failed; 0 without requests.
     pub fn error_rate(&self) -> f64 {
         if self.requests == 0 {
