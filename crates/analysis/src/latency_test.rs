@@ -34,11 +34,11 @@
 //!   is the same whichever version served which request.
 //!
 //! Either way, under the null (both versions draw latencies from the same
-//! distribution, whatever it is at the time) each request is slow or not
-//! independently of which version it went to, so given the requests each version
-//! served the canary's slow count is hypergeometric (pooled threshold) or binomial
-//! (a threshold fixed beforehand), and the rate test's mixture stays a
-//! supermartingale: the bound `alpha` holds exactly, not asymptotically.
+//! distribution, whatever it is at the time) whether a request is slow does not
+//! depend on which version it went to, so given the requests each version served
+//! and how many of the window's requests were slow, the canary's slow count is
+//! hypergeometric, and the rate test's mixture stays a supermartingale (see
+//! [`crate::rate_test`]): the bound `alpha` holds exactly, not asymptotically.
 //!
 //! The threshold is read in buckets of the [`Histogram`]: a request is slow when
 //! it lies in a bucket above the one holding the quantile. That changes the share
@@ -61,6 +61,11 @@
 //! The null is "same distribution", not "within a tolerance": a canary persistently
 //! 3% slower is found too, given time. The tolerance belongs to the fixed-sample
 //! comparison at the end of a step ([`crate::comparison`]).
+//!
+//! The engine's judge ([`crate::policy`]) runs the same kind of test with a
+//! threshold fixed once, from the baseline's first windows, for the whole run;
+//! this one keeps refining it from every baseline window before. Both are valid;
+//! `bench/judge` runs them side by side on the same windows.
 
 use serde::{Deserialize, Serialize};
 
