@@ -15,6 +15,9 @@
 //! - [`sequential`]: an anytime-valid mixture SPRT on the canary's and the
 //!   baseline's error counts, which may be looked at after every window with the
 //!   false-alarm rate still bounded by its alpha.
+//! - [`latency_test`]: the same kind of anytime-valid test for latency: the
+//!   canary's and the baseline's requests slower than the baseline's quantile
+//!   (p95), counted per window from their histograms.
 //!
 //! ```
 //! use cutover_analysis::{judge, Sample, Verdict};
@@ -33,6 +36,7 @@
 
 pub mod comparison;
 pub mod histogram;
+pub mod latency_test;
 pub mod mann_whitney;
 pub mod policy;
 pub mod rate_test;
