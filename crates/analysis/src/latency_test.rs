@@ -62,10 +62,8 @@
 //! 3% slower is found too, given time. The tolerance belongs to the fixed-sample
 //! comparison at the end of a step ([`crate::comparison`]).
 //!
-//! The engine's judge ([`crate::policy`]) runs the same kind of test with a
-//! threshold fixed once, from the baseline's first windows, for the whole run;
-//! this one keeps refining it from every baseline window before. Both are valid;
-//! `bench/judge` runs them side by side on the same windows.
+//! The engine's judge ([`crate::policy`]) runs this test after every window as
+//! `slow_requests`.
 
 use serde::{Deserialize, Serialize};
 

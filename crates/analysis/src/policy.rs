@@ -2,22 +2,23 @@
 //! and `cutover judge --run` run on recorded windows: three kinds of evidence in
 //! one [`WindowReport`].
 //!
-//! - **Limits** on this window ([`judge`]): error rate, latency quantiles, Apdex.
+//! - **Limits** on this window ([`crate::judge`]): error rate, latency quantiles,
+//!   Apdex.
 //!   A failed window counts towards `failure_limit`.
-//! - **Sequential tests** on the run so far ([`rate_test`]), looked at after every
-//!   window with the false-alarm chance over the whole run bounded by `alpha`
-//!   (split equally between the tests in use, a Bonferroni bound):
-//!   - `error_rate`: the canary's errors per request against the baseline's;
+//! - **Sequential tests** on the run so far, looked at after every window with
+//!   the false-alarm chance over the whole run bounded by `alpha` (split equally
+//!   between the tests in use, a Bonferroni bound):
+//!   - `error_rate`: the canary's errors per request against the baseline's
+//!     ([`crate::rate_test`]);
 //!   - `slow_requests`: the canary's share of requests slower than the baseline's
-//!     `latency_quantile` (p95 by default) against the baseline's share. The
-//!     threshold is fixed from the baseline's latencies in the windows before the
-//!     first one it counts, and then stays for the run: any threshold fixed in
-//!     advance keeps the test valid, and this one puts it where a p95 regression
-//!     shows.
+//!     `latency_quantile` (p95 by default) against the baseline's own share
+//!     ([`crate::latency_test`]), the threshold taken from the baseline's earlier
+//!     windows (or, before there are enough, from the window's requests pooled),
+//!     never from the canary's.
 //!
 //!   A rejection rolls the canary back at once: that is how a clearly bad canary
 //!   goes within seconds of the evidence, and a subtly bad one within minutes.
-//! - **A fixed-sample comparison** of the step so far ([`comparison`]): the
+//! - **A fixed-sample comparison** of the step so far ([`crate::comparison`]): the
 //!   Mann-Whitney U test of the canary's latencies against the baseline's, with
 //!   Kayenta's effect-size tolerance. Reported after every window so the evidence
 //!   can be watched, but decided only at the step's end, once (a fixed-sample
@@ -36,20 +37,17 @@ use cutover_spec::{AnalysisSpec, ComparisonSpec, SequentialSpec};
 
 use crate::comparison::{Direction, MetricSpec, MetricVerdict, Tolerance, compare};
 use crate::histogram::Histogram;
+use crate::latency_test::LatencyTest;
 use crate::rate_test::{Counts, RateEvidence, RateTest};
 use crate::{MetricResult, Sample, Test, Unit, Verdict, Why, WindowReport, judge, window_verdict};
-
-/// Baseline tail requests wanted before the slow-request threshold is fixed: the
-/// quantile is estimated from at least this many values above it.
-const TAIL_FOR_THRESHOLD: f64 = 20.0;
 
 /// What the judge remembers between windows, persisted with the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JudgeState {
     /// The error-rate test, once started.
     pub errors: Option<RateTest>,
-    /// The slow-request test, once its threshold is fixed.
-    pub slow: Option<SlowTest>,
+    /// The slow-request test, once started.
+    pub slow: Option<LatencyTest>,
     /// Every fresh baseline latency of the run (or the carried baseline's, when
     /// there is no fresh one).
     pub run_baseline: Histogram,
@@ -57,16 +55,6 @@ pub struct JudgeState {
     pub step_canary: Histogram,
     /// The fresh baseline's latencies in the current step.
     pub step_baseline: Histogram,
-}
-
-/// The slow-request test and the threshold it counts above.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SlowTest {
-    /// The histogram bucket a request counts from.
-    pub bucket: u32,
-    /// That bucket's value, ms, for people.
-    pub threshold_ms: f64,
-    pub test: RateTest,
 }
 
 impl JudgeState {
@@ -149,21 +137,12 @@ fn sequential(
         out.push(rate_result("error_rate", evidence, None));
     }
     if let (true, Some(q)) = (slow, seq.latency_quantile) {
-        if state.slow.is_none() {
-            state.slow = fix_threshold(&state.run_baseline, q.fraction(), alpha);
-        }
-        if let Some(s) = &mut state.slow {
-            let above = |h: &Histogram| Counts {
-                events: h.count_from(s.bucket),
-                requests: h.count(),
-            };
-            let evidence = s
-                .test
-                .observe(above(&canary.latency), above(&baseline.latency));
-            out.push(rate_result("slow_requests", evidence, Some(s.threshold_ms)));
-        } else {
-            out.push(waiting_for_threshold(alpha));
-        }
+        let test = state.slow.get_or_insert_with(|| {
+            LatencyTest::at_quantile(q.fraction(), alpha).expect("the spec checks both")
+        });
+        let evidence = test.observe(&canary.latency, &baseline.latency);
+        let threshold_ms = evidence.threshold.map(|t| t.quantile_micros / 1000.0);
+        out.push(rate_result("slow_requests", evidence.rate, threshold_ms));
     }
 }
 
@@ -174,39 +153,10 @@ fn standing(seq: &SequentialSpec, state: &JudgeState) -> Vec<MetricResult> {
     if let (true, Some(t)) = (errors, &state.errors) {
         out.push(rate_result("error_rate", t.evidence(), None));
     }
-    if let (true, Some(s)) = (slow, &state.slow) {
-        out.push(rate_result(
-            "slow_requests",
-            s.test.evidence(),
-            Some(s.threshold_ms),
-        ));
+    if let (true, Some(t)) = (slow, &state.slow) {
+        out.push(rate_result("slow_requests", t.evidence(), None));
     }
     out
-}
-
-/// The threshold at the baseline's `q`-quantile, once enough of its tail was seen.
-fn fix_threshold(baseline: &Histogram, q: f64, alpha: f64) -> Option<SlowTest> {
-    let needed = (TAIL_FOR_THRESHOLD / (1.0 - q)).ceil() as u64;
-    if baseline.count() < needed {
-        return None;
-    }
-    let bucket = baseline.quantile_bucket(q)?;
-    // Requests in the quantile's own bucket or above count as slow: a request
-    // counts when it is at least as slow as the baseline's quantile.
-    Some(SlowTest {
-        bucket,
-        threshold_ms: crate::histogram::representative(bucket) / 1000.0,
-        test: RateTest::new(alpha).expect("alpha is checked by the spec"),
-    })
-}
-
-fn waiting_for_threshold(alpha: f64) -> MetricResult {
-    MetricResult {
-        limit: Some(-alpha.ln()),
-        verdict: Verdict::Pass,
-        why: Some(Why::NoData),
-        ..MetricResult::of("slow_requests", Test::Sequential, Unit::Share)
-    }
 }
 
 fn rate_result(metric: &str, e: RateEvidence, threshold_ms: Option<f64>) -> MetricResult {

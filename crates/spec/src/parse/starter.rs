@@ -103,8 +103,8 @@ analysis:
   interval: 5s
   # Requests the new version must serve in a window before it is judged.
   min_requests: 20
-  # Failed windows that trigger a rollback.
-  failure_limit: 1
+  # Windows failing a limit (below) that trigger a rollback.
+  failure_limit: 2
   # Windows in a row without enough data before giving up and rolling back.
   inconclusive_limit: 6
   # What a window is judged on; at least one metric.

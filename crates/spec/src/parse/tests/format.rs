@@ -48,7 +48,7 @@ fn minimal_config_gets_every_default() {
         analysis: AnalysisSpec {
             interval: secs(5),
             min_requests: 20,
-            failure_limit: 1,
+            failure_limit: 2,
             inconclusive_limit: 6,
             metrics: MetricRules {
                 error_rate: Some(ErrorRateRule {
