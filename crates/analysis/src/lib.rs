@@ -190,34 +190,69 @@ pub enum Why {
 
 /// One metric judged: the numbers a person (or a program) needs to check the
 /// verdict, in the metric's [`Unit`].
+///
+/// Results recorded before they carried numbers (their values were text) still
+/// read: with their verdict, as limits, without the numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricResult {
     /// `error_rate`, `latency_p50`/`p95`/`p99`, `apdex`, `slow_requests` (the
     /// share slower than the baseline's quantile) or `latency` (the distribution).
     pub metric: String,
+    #[serde(default = "limit_test")]
     pub test: Test,
+    #[serde(default = "share_unit")]
     pub unit: Unit,
     /// What the canary is judged against (the stable version, or its baseline):
     /// this window's value for a limit, the run's or step's for a test.
+    #[serde(default, deserialize_with = "number_or_old_text")]
     pub baseline: Option<f64>,
+    #[serde(default, deserialize_with = "number_or_old_text")]
     pub canary: Option<f64>,
     /// A limit: the bound on `canary` (the tightest that applied). A sequential
     /// test: the bound on `statistic`, `ln(1/alpha)`. Mann-Whitney: the bound on
     /// `effect`, `1 + tolerance`.
+    #[serde(default, deserialize_with = "number_or_old_text")]
     pub limit: Option<f64>,
     /// Whether the bound is a minimum (Apdex) rather than a maximum.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub limit_is_min: bool,
     /// The test's statistic: `ln M` of the mixture, or `U`.
+    #[serde(default)]
     pub statistic: Option<f64>,
     /// The (anytime-valid, for a sequential test) one-sided p-value.
+    #[serde(default)]
     pub p_value: Option<f64>,
     /// How much worse the canary is: the ratio of the rates, or of the medians.
+    #[serde(default)]
     pub effect: Option<f64>,
     /// `slow_requests`: the latency a request is counted above, ms.
+    #[serde(default)]
     pub threshold_ms: Option<f64>,
     pub verdict: Verdict,
+    #[serde(default)]
     pub why: Option<Why>,
+}
+
+fn limit_test() -> Test {
+    Test::Limit
+}
+
+fn share_unit() -> Unit {
+    Unit::Share
+}
+
+/// A number, or the text an older record kept in its place (read as unknown).
+fn number_or_old_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Recorded {
+        Number(f64),
+        Text(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Recorded>::deserialize(d)? {
+        Some(Recorded::Number(n)) => Some(n),
+        Some(Recorded::Text(_)) | None => None,
+    })
 }
 
 impl MetricResult {
@@ -296,12 +331,30 @@ impl MetricResult {
     }
 }
 
+/// What the canary was judged against in a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Against {
+    /// Its baseline (the stable version, or a fresh baseline) as measured in the
+    /// same window.
+    #[default]
+    Baseline,
+    /// The baseline's last window with enough requests: it served too few in
+    /// this one (at a 100% step it serves none).
+    CarriedBaseline,
+    /// Nothing: absolute limits only (a blue-green preview).
+    Limits,
+}
+
 /// One analysis window judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowReport {
     /// What the canary is judged against: the stable version, or its baseline.
     pub stable: Sample,
     pub canary: Sample,
+    /// Where `stable` came from.
+    #[serde(default)]
+    pub against: Against,
     pub metrics: Vec<MetricResult>,
     /// Fail if a limit or a sequential test failed; else inconclusive if the
     /// canary served fewer than `min_requests` or a limit was inconclusive; else
@@ -355,6 +408,7 @@ pub fn judge(
     WindowReport {
         stable: stable.clone(),
         canary: canary.clone(),
+        against: Against::Baseline,
         metrics,
         verdict,
     }

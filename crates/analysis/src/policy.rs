@@ -39,7 +39,9 @@ use crate::comparison::{Direction, MetricSpec, MetricVerdict, Tolerance, compare
 use crate::histogram::Histogram;
 use crate::latency_test::LatencyTest;
 use crate::rate_test::{Counts, RateEvidence, RateTest};
-use crate::{MetricResult, Sample, Test, Unit, Verdict, Why, WindowReport, judge, window_verdict};
+use crate::{
+    Against, MetricResult, Sample, Test, Unit, Verdict, Why, WindowReport, judge, window_verdict,
+};
 
 /// What the judge remembers between windows, persisted with the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +104,9 @@ pub fn judge_window(
         }
     }
     report.verdict = window_verdict(&report.metrics, canary.requests >= spec.min_requests);
+    if !fresh {
+        report.against = Against::CarriedBaseline;
+    }
     report
 }
 

@@ -130,3 +130,22 @@ fn sample_round_trips_through_json() {
     assert_eq!(back.requests, 10);
     assert_eq!(back.p99, s.p99);
 }
+
+#[test]
+fn a_result_recorded_before_results_had_numbers_still_reads() {
+    let old = r#"{"metric":"error_rate","stable":"0.10%","canary":"5.00%",
+        "limit":"<= 1%","verdict":"fail","reason":"error rate 5.00% is above the limit 1.00%"}"#;
+    let m: MetricResult = serde_json::from_str(old).unwrap();
+    assert_eq!(
+        (m.test, m.verdict, m.canary, m.limit),
+        (Test::Limit, Verdict::Fail, None, None)
+    );
+    let report = r#"{"stable":{"requests":10,"errors":0,"p50":null,"p95":null,"p99":null},
+        "canary":{"requests":10,"errors":1,"p50":1.0,"p95":2.0,"p99":3.0},
+        "metrics":[],"verdict":"pass"}"#;
+    let r: WindowReport = serde_json::from_str(report).unwrap();
+    assert_eq!(
+        (r.against, r.canary.latency.count()),
+        (Against::Baseline, 0)
+    );
+}

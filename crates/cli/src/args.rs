@@ -106,12 +106,24 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct JudgeArgs {
+    /// A recorded run to judge again, window by window, with the analysis
+    /// settings in the config file as it is now.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["baseline", "canary"])]
+    pub run: Option<String>,
+    /// The configuration file whose `analysis` settings judge `--run` again.
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "CUTOVER_CONFIG",
+        default_value = "cutover.yaml"
+    )]
+    pub file: PathBuf,
     /// The baseline's values: one number per line, or JSON lines.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "run")]
+    pub baseline: Option<PathBuf>,
     /// The canary's values, in the same form.
-    #[arg(long, value_name = "FILE")]
-    pub canary: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "run")]
+    pub canary: Option<PathBuf>,
     /// The metric's name (the field read from JSON objects).
     #[arg(long, default_value = "value")]
     pub metric: String,

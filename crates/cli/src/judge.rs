@@ -1,6 +1,7 @@
 //! `cutover judge`: one metric of a canary judged against a baseline, offline,
 //! from two exported sample sets, with the Mann-Whitney U test and a
-//! Kayenta-style verdict. For tuning the judge before a deploy.
+//! Kayenta-style verdict. For tuning the judge before a deploy. (`--run ID`
+//! judges a recorded run again instead: see [`crate::rejudge`].)
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,8 +14,14 @@ use crate::args::{DirectionArg, JudgeArgs};
 use crate::exit;
 
 pub fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
-    let baseline = read_samples(&args.baseline, &args.metric)?;
-    let canary = read_samples(&args.canary, &args.metric)?;
+    let (baseline, canary) = match (&args.run, &args.baseline, &args.canary) {
+        (Some(id), _, _) => return crate::rejudge::run(id, &args.file, args.json),
+        (None, Some(baseline), Some(canary)) => (baseline, canary),
+        // clap requires both unless --run is given.
+        _ => return Err(exit::usage("give --baseline and --canary, or --run ID")),
+    };
+    let baseline = read_samples(baseline, &args.metric)?;
+    let canary = read_samples(canary, &args.metric)?;
     let tolerance = parse_tolerance(&args.tolerance)?;
     let direction = match args.direction {
         DirectionArg::HigherIsBad => Direction::HigherIsBad,

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use cutover_analysis::{MetricResult, Sample, Test, Verdict, WindowReport};
+use cutover_analysis::policy::{self, JudgeState};
+use cutover_analysis::{
+    Against, MetricResult, Sample, Test, Verdict, WindowReport, absolute_limits, judge,
+};
 use cutover_spec::{AnalysisSpec, Pause};
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +129,65 @@ fn explain(m: &MetricResult) -> String {
         .unwrap_or_else(|| format!("{} failed", m.metric))
 }
 
+/// A recorded run judged again with other settings: each window's new report,
+/// and where, if anywhere, those settings would have rolled the run back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    pub reports: Vec<WindowReport>,
+    /// The window (0-based) at which it would have rolled back, and why.
+    pub roll_back: Option<(usize, String)>,
+}
+
+/// Judges recorded windows again under `analysis`: the same samples, the same
+/// step of each, as the engine would have judged them. A step is taken to end at
+/// its last recorded window (where the recorded run moved on), which is where its
+/// comparison is decided; the sequential tests run through the whole run. The
+/// replay goes on past a rollback, so every window has its report.
+pub fn replay(analysis: &AnalysisSpec, windows: &[(usize, &WindowReport)]) -> Replay {
+    let mut state = JudgeState::default();
+    let mut tally = Tally::default();
+    let mut roll_back = None;
+    let mut reports = Vec::with_capacity(windows.len());
+    for (i, &(step, recorded)) in windows.iter().enumerate() {
+        if i > 0 && windows[i - 1].0 != step {
+            state.next_step();
+        }
+        let (baseline, canary) = (&recorded.stable, &recorded.canary);
+        let report = match recorded.against {
+            Against::Limits => WindowReport {
+                against: Against::Limits,
+                ..judge(
+                    &absolute_limits(&analysis.metrics),
+                    analysis.min_requests,
+                    baseline,
+                    canary,
+                )
+            },
+            against => policy::judge_window(
+                analysis,
+                &mut state,
+                baseline,
+                against == Against::Baseline,
+                canary,
+            ),
+        };
+        let last_of_step = windows.get(i + 1).is_none_or(|next| next.0 != step);
+        let pause = if last_of_step {
+            Pause::For(Duration::ZERO)
+        } else {
+            Pause::UntilPromoted
+        };
+        if let Next::RollBack(why) =
+            after_window(&mut tally, analysis, pause, Duration::ZERO, &report)
+            && roll_back.is_none()
+        {
+            roll_back = Some((i, why));
+        }
+        reports.push(report);
+    }
+    Replay { reports, roll_back }
+}
+
 /// The stable sample to judge against: this window's, or, when the stable version
 /// served too little this window (at a 100% step it serves nothing), the last window
 /// in which it served enough. Returns the sample and whether it was carried over.
@@ -192,6 +254,7 @@ mod tests {
         WindowReport {
             stable: Sample::default(),
             canary: Sample::default(),
+            against: Against::Baseline,
             metrics: vec![result(Test::Limit, verdict)],
             verdict,
         }
@@ -390,5 +453,61 @@ mod tests {
         };
         let mut none = None;
         assert_eq!(baseline(thin, &mut none, 20), (Sample::default(), false));
+    }
+
+    fn recorded(canary_errors: u64, against: Against) -> WindowReport {
+        let sample = |requests, errors| Sample {
+            requests,
+            errors,
+            ..Sample::default()
+        };
+        WindowReport {
+            against,
+            ..judge(
+                &MetricRules::default(),
+                20,
+                &sample(900, 4),
+                &sample(100, canary_errors),
+            )
+        }
+    }
+
+    #[test]
+    fn a_replay_with_the_sequential_tests_finds_what_the_limits_let_through() {
+        let windows: Vec<WindowReport> = (0..6).map(|_| recorded(4, Against::Baseline)).collect();
+        let steps: Vec<(usize, &WindowReport)> = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i / 3, w))
+            .collect();
+        let lenient = AnalysisSpec {
+            sequential: None,
+            comparison: None,
+            ..AnalysisSpec::default()
+        };
+        let before = replay(&lenient, &steps);
+        assert_eq!(before.roll_back, None, "{before:?}");
+        assert_eq!(before.reports.len(), 6);
+        let after = replay(&AnalysisSpec::default(), &steps);
+        let (at, why) = after.roll_back.expect("the sequential test rejects");
+        assert_eq!(at, 1, "{why}");
+        assert!(why.contains("sequential"), "{why}");
+        assert_eq!(after.reports.len(), 6, "every window is judged again");
+    }
+
+    #[test]
+    fn a_replay_never_feeds_a_carried_baseline_to_the_tests() {
+        let windows: Vec<WindowReport> = (0..6)
+            .map(|_| recorded(4, Against::CarriedBaseline))
+            .collect();
+        let steps: Vec<(usize, &WindowReport)> = windows.iter().map(|w| (0, w)).collect();
+        let replayed = replay(&AnalysisSpec::default(), &steps);
+        assert_eq!(replayed.roll_back, None, "{replayed:?}");
+        assert!(
+            replayed
+                .reports
+                .iter()
+                .all(|r| r.against == Against::CarriedBaseline)
+        );
     }
 }

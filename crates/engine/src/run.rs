@@ -7,7 +7,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use cutover_analysis::{Sample, Test, WindowReport, absolute_limits, judge, policy};
+use cutover_analysis::{Against, Sample, Test, WindowReport, absolute_limits, judge, policy};
 use cutover_api::{Event, Outcome, SmokeResult};
 use cutover_store::{MeasurementRecord, NewRun};
 use tokio::sync::{mpsc, watch};
@@ -297,12 +297,15 @@ impl Runner {
                 &canary,
             )
         } else {
-            judge(
-                &absolute_limits(&analysis_spec.metrics),
-                analysis_spec.min_requests,
-                &base,
-                &canary,
-            )
+            WindowReport {
+                against: Against::Limits,
+                ..judge(
+                    &absolute_limits(&analysis_spec.metrics),
+                    analysis_spec.min_requests,
+                    &base,
+                    &canary,
+                )
+            }
         };
         let step = self.step_index();
         let weight_bp = self.share_bp();

@@ -77,3 +77,55 @@ async fn judge_passes_the_same_fails_the_worse_and_refuses_bad_input() {
     out.code(2);
     assert!(out.stdout.contains("no data"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_run_judges_a_recorded_run_again_with_the_settings_of_now() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    env.deploy("v2").await.code(0);
+    load.stop().await;
+    let run = env.last_run_json().await;
+    let id = run["run"]["id"].as_str().unwrap().to_owned();
+    let file = env.config.display().to_string();
+
+    // The settings it ran with: it passes again.
+    let out = env.cutover(&["judge", "--run", &id, "-f", &file]).await;
+    out.code(0);
+    assert!(out.stdout.contains("no rollback"), "{}", out.stdout);
+
+    // Stricter settings than any real service meets: it would have rolled back.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let strict_text = text.replace(
+        "    error_rate: { max: 5% }",
+        "    error_rate: { max: 5% }\n    apdex: { threshold: 1us, min: 0.99 }",
+    );
+    assert_ne!(strict_text, text, "the metrics section is where it was");
+    let strict = env.config.with_file_name("strict.yaml");
+    std::fs::write(&strict, strict_text).unwrap();
+    let strict = strict.display().to_string();
+    let out = env
+        .cutover(&["judge", "--run", &id, "-f", &strict, "--json"])
+        .await;
+    out.code(3);
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(json["roll_back"]["window"], 1, "{json}");
+    assert!(
+        json["roll_back"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("apdex"),
+        "{json}"
+    );
+    let windows = json["windows"].as_array().unwrap();
+    assert!(windows.len() >= 2, "{json}");
+    assert_eq!(windows[0]["recorded"], "pass");
+    assert_eq!(windows[0]["report"]["verdict"], "fail");
+
+    let out = env
+        .cutover(&["judge", "--run", "no-such-run", "-f", &file])
+        .await;
+    out.code(2);
+    assert!(out.stderr.contains("cutover history"), "{}", out.stderr);
+}
