@@ -33,12 +33,13 @@ use tracing::field::Empty;
 use crate::ProxyOptions;
 use crate::endpoint::{Endpoint, EndpointGuard, Refused};
 use crate::headers::{
-    VERSION_HEADER, VERSION_HEADER_NAME, prepare_request_headers_from, set_version_header,
-    strip_hop_by_hop,
+    VERSION_HEADER, VERSION_HEADER_NAME, keep_upgrade, prepare_request_headers_from,
+    set_version_header, strip_hop_by_hop, upgrade_protocol,
 };
 use crate::response_body::ProxyBody;
 use crate::routes::{Backend, NoRoute, Routes};
 use crate::stats::{InFlight, thread_index};
+use crate::tunnel::{Tunnels, Upgrading};
 use crate::upload::{Phase, RequestBody, Upload};
 
 /// How long an idle upstream connection stays in the pool.
@@ -58,6 +59,7 @@ pub(crate) struct Shared {
     per_instance: usize,
     /// [`ProxyOptions::max_body_size`].
     max_body: Option<u64>,
+    pub(crate) tunnels: Arc<Tunnels>,
 }
 
 impl Shared {
@@ -76,6 +78,7 @@ impl Shared {
             response_timeout: options.response_timeout,
             per_instance: options.max_requests_per_instance,
             max_body: options.max_body_size,
+            tunnels: Arc::default(),
         }
     }
 
@@ -149,6 +152,8 @@ fn route(
         Some(Err(_)) => Some("<not text>"),
         None => None,
     };
+    // Taken out of the request before it is sent: the client's side of an upgrade.
+    let upgrade = upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
     for _ in 0..PICKS {
         // A snapshot of the table: a concurrent `set_routes` affects the next request.
         let routes = shared.routes.load_full();
@@ -197,7 +202,18 @@ fn route(
             .set_cookie
             .then(|| sticky_cookie(routes.sticky_cookie.as_deref(), &backend.version))
             .flatten();
-        return match forward(shared, endpoint, client_ip, req, started) {
+        let (protocol, upgrading) = match upgrade {
+            Some((protocol, client)) => (
+                Some(protocol),
+                Some(Box::new(Upgrading {
+                    client,
+                    endpoint: Arc::clone(endpoint),
+                    tunnels: Arc::clone(&shared.tunnels),
+                })),
+            ),
+            None => (None, None),
+        };
+        return match forward(shared, endpoint, client_ip, req, protocol, started) {
             Ok((upload, request)) => Routed::Forwarding(Forwarding {
                 index: choice.index,
                 routes,
@@ -207,6 +223,7 @@ fn route(
                 started,
                 upload,
                 request,
+                upgrading,
                 limit: shared.response_timeout,
             }),
             // Not recorded: the in-flight guard is dropped unrecorded.
@@ -283,13 +300,15 @@ fn sticky_cookie(name: Option<&str>, version: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("{name}={version}; Path=/; HttpOnly; SameSite=Lax")).ok()
 }
 
-/// Sends the request, which started at `started`, to `endpoint`: returns the
-/// upload's state (`None` without a request body) and the upstream client's future.
+/// Sends the request, which started at `started`, to `endpoint` (asking it to
+/// switch to `upgrade`, if the client asked): returns the upload's state (`None`
+/// without a request body) and the upstream client's future.
 fn forward(
     shared: &Shared,
     endpoint: &Endpoint,
     client_ip: &Option<HeaderValue>,
     mut req: Request<Incoming>,
+    upgrade: Option<HeaderValue>,
     started: Instant,
 ) -> Result<(Option<Arc<Upload>>, ResponseFuture), http::Error> {
     // Cannot fail for a path that hyper parsed; answered (400) rather than a panic.
@@ -297,6 +316,9 @@ fn forward(
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     prepare_request_headers_from(req.headers_mut(), client_ip);
+    if let Some(protocol) = upgrade {
+        keep_upgrade(req.headers_mut(), protocol);
+    }
 
     // The client's body goes upstream through a `RequestBody`, which tells `upload`
     // whose turn it is; see `Upload` for how that decides the timeouts and why. A
@@ -320,6 +342,8 @@ struct Forwarding {
     /// `None` for a request without a body.
     upload: Option<Arc<Upload>>,
     request: ResponseFuture,
+    /// The client asked to upgrade the connection (boxed: a rare case).
+    upgrading: Option<Box<Upgrading>>,
     limit: Duration,
 }
 
@@ -358,6 +382,17 @@ impl Forwarding {
         };
         let (mut in_flight, instance) = (self.in_flight, self.instance);
         let version = &backend.version;
+        // An instance that agreed to upgrade: counted now, in flight until the tunnel
+        // closes. One that answered otherwise is answered like any request.
+        let outcome = match (outcome, self.upgrading) {
+            (Ok(Ok(response)), Some(upgrading))
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS =>
+            {
+                in_flight.record(response.status().as_u16(), latency);
+                return switch_protocols(response, *upgrading, in_flight, backend, span);
+            }
+            (outcome, _) => outcome,
+        };
         let response = match outcome {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
@@ -464,6 +499,27 @@ impl Forwarding {
         in_flight.record(response.status().as_u16(), latency);
         response
     }
+}
+
+/// The client's `101 Switching Protocols`, from the instance's: the tunnel
+/// between them is spawned, and holds `in_flight` until it closes.
+fn switch_protocols(
+    mut response: Response<Incoming>,
+    upgrading: Upgrading,
+    in_flight: InFlight,
+    backend: &Backend,
+    span: &tracing::Span,
+) -> Response<ProxyBody> {
+    let upstream = hyper::upgrade::on(&mut response);
+    let (mut parts, _empty) = response.into_parts();
+    let protocol = upgrade_protocol(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = protocol {
+        keep_upgrade(&mut parts.headers, protocol);
+    }
+    set_version_header(&mut parts.headers, backend);
+    upgrading.spawn(upstream, in_flight, span.clone());
+    Response::from_parts(parts, ProxyBody::full(Bytes::new()))
 }
 
 /// The upstream URI: `http://`, the instance, and the request's path and query.

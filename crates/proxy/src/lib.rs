@@ -59,6 +59,7 @@ mod response_body;
 mod routes;
 mod server;
 mod stats;
+mod tunnel;
 mod upload;
 
 use std::net::SocketAddr;
