@@ -36,6 +36,7 @@ use crate::headers::{
     VERSION_HEADER, VERSION_HEADER_NAME, keep_upgrade, prepare_request_headers_from,
     set_version_header, strip_hop_by_hop, upgrade_protocol,
 };
+use crate::mirror::{BodyCopy, MirrorClient};
 use crate::response_body::ProxyBody;
 use crate::routes::{Backend, NoRoute, Routes};
 use crate::stats::{InFlight, thread_index};
@@ -54,6 +55,8 @@ const CLIENTS: usize = 8;
 pub(crate) struct Shared {
     pub(crate) routes: ArcSwap<Routes>,
     clients: [Client<HttpConnector, RequestBody>; CLIENTS],
+    /// For mirrored copies of requests (see [`crate::Mirror`]).
+    mirror_client: MirrorClient,
     response_timeout: Duration,
     /// [`ProxyOptions::max_requests_per_instance`] (0: none).
     per_instance: usize,
@@ -75,6 +78,7 @@ impl Shared {
         Shared {
             routes: ArcSwap::from_pointee(Routes::default()),
             clients: std::array::from_fn(|_| builder.build(connector.clone())),
+            mirror_client: builder.build(connector.clone()),
             response_timeout: options.response_timeout,
             per_instance: options.max_requests_per_instance,
             max_body: options.max_body_size,
@@ -202,6 +206,21 @@ fn route(
             .set_cookie
             .then(|| sticky_cookie(routes.sticky_cookie.as_deref(), &backend.version))
             .flatten();
+        // Only requests routed by weight are mirrored, and never an upgrade.
+        let copy = match &routes.mirror {
+            Some(mirror)
+                if pin.is_none() && upgrade.is_none() && mirror.source_role() == backend.role =>
+            {
+                mirror.copy(
+                    &req,
+                    client_ip,
+                    &shared.mirror_client,
+                    shared.per_instance,
+                    shared.response_timeout,
+                )
+            }
+            _ => None,
+        };
         let (protocol, upgrading) = match upgrade {
             Some((protocol, client)) => (
                 Some(protocol),
@@ -213,7 +232,7 @@ fn route(
             ),
             None => (None, None),
         };
-        return match forward(shared, endpoint, client_ip, req, protocol, started) {
+        return match forward(shared, endpoint, client_ip, req, protocol, copy, started) {
             Ok((upload, request)) => Routed::Forwarding(Forwarding {
                 index: choice.index,
                 routes,
@@ -301,14 +320,16 @@ fn sticky_cookie(name: Option<&str>, version: &str) -> Option<HeaderValue> {
 }
 
 /// Sends the request, which started at `started`, to `endpoint` (asking it to
-/// switch to `upgrade`, if the client asked): returns the upload's state (`None`
-/// without a request body) and the upstream client's future.
+/// switch to `upgrade`, if the client asked; its body copied into `copy`, if it is
+/// mirrored): returns the upload's state (`None` without a request body) and the
+/// upstream client's future.
 fn forward(
     shared: &Shared,
     endpoint: &Endpoint,
     client_ip: &Option<HeaderValue>,
     mut req: Request<Incoming>,
     upgrade: Option<HeaderValue>,
+    copy: Option<BodyCopy>,
     started: Instant,
 ) -> Result<(Option<Arc<Upload>>, ResponseFuture), http::Error> {
     // Cannot fail for a path that hyper parsed; answered (400) rather than a panic.
@@ -324,7 +345,7 @@ fn forward(
     // whose turn it is; see `Upload` for how that decides the timeouts and why. A
     // request without a body has nothing to tell: it is `Phase::Sent` from the start.
     let upload = (!req.body().is_end_stream()).then(|| Arc::new(Upload::new(started, false)));
-    let req = req.map(|body| RequestBody::new(body, upload.clone(), shared.max_body));
+    let req = req.map(|body| RequestBody::new(body, upload.clone(), shared.max_body, copy));
     Ok((upload, shared.client().request(req)))
 }
 
@@ -523,7 +544,7 @@ fn switch_protocols(
 }
 
 /// The upstream URI: `http://`, the instance, and the request's path and query.
-fn upstream_uri(endpoint: &Endpoint, request: Uri) -> Result<Uri, http::Error> {
+pub(crate) fn upstream_uri(endpoint: &Endpoint, request: Uri) -> Result<Uri, http::Error> {
     let mut parts = request.into_parts();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(match endpoint.authority() {

@@ -15,6 +15,12 @@
 //! (a role such as `stable` or `canary`, or the exact version string). Each
 //! instance is an [`Endpoint`] that counts its requests in flight, so one instance
 //! can be drained while the rest of its version serves on.
+//! An HTTP/1.1 upgrade (a WebSocket) is passed through: on the instance's `101`
+//! both connections are spliced both ways, counted as one request of the version
+//! that stays in flight while open (a drain waits for it, and cuts it at its
+//! timeout). A table may [`Mirror`] a share of the stable's requests to another
+//! version: copies whose answers are measured under that version's own stats and
+//! discarded, never delaying the live request.
 //! Limits on what clients may ask of it ([`ProxyOptions`]: head size, head and
 //! idle timeouts, connections, requests per instance, body size) are answered by
 //! the proxy itself (431, 408, 503, 413, or a close), and none of those answers
@@ -54,6 +60,7 @@ mod client_io;
 mod endpoint;
 mod forward;
 mod headers;
+mod mirror;
 mod probe;
 mod response_body;
 mod routes;
@@ -72,6 +79,7 @@ use tokio::task::JoinHandle;
 
 pub use endpoint::Endpoint;
 pub use headers::VERSION_HEADER;
+pub use mirror::{DEFAULT_MIRROR_MAX_BODY, DEFAULT_MIRROR_MAX_IN_FLIGHT, Mirror, MirrorCounts};
 pub use probe::{PROBE_BODY_LIMIT, ProbeAnswer, probe};
 pub use routes::{Backend, FULL_WEIGHT, Routes};
 pub use stats::{Snapshot, VersionStats};
