@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use cutover_analysis::Sample;
 use cutover_api::SmokeResult;
 use cutover_engine::traffic::{self, MetricsCursor, MetricsSource, Prober, Role, Split, Traffic};
-use cutover_proxy::{Backend, Endpoint, Proxy, Routes, Snapshot, VERSION_HEADER, VersionStats};
+use cutover_proxy::{
+    Backend, Endpoint, Mirror, Proxy, Routes, Snapshot, VERSION_HEADER, VersionStats,
+};
 use cutover_spec::SmokeCheck;
 
 /// The proxy, with one [`VersionStats`] per version and role it ever routed to,
@@ -35,6 +37,9 @@ struct State {
     /// Instances taken out of the split that an older route table, a request in
     /// flight or a drain may still hold; forgotten once nothing else does.
     leaving: HashMap<SocketAddr, Arc<Endpoint>>,
+    /// The mirror last applied, per version it copies to: its bound on copies in
+    /// flight and its counts carry over route changes.
+    mirrors: HashMap<String, Mirror>,
 }
 
 impl ProxyTraffic {
@@ -59,10 +64,16 @@ impl ProxyTraffic {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Requests and failed responses per version (all roles) since the daemon started.
+    /// Requests and failed responses per version (all roles but the shadow's
+    /// mirrored copies, which no client sent) since the daemon started.
     pub fn totals(&self) -> Vec<(String, u64, u64)> {
         let mut per_version: HashMap<String, (u64, u64)> = HashMap::new();
-        for ((version, _), stats) in &self.state().stats {
+        let state = self.state();
+        let served = state
+            .stats
+            .iter()
+            .filter(|((_, role), _)| *role != Role::Shadow);
+        for ((version, _), stats) in served {
             let (requests, errors) = stats.totals();
             let t = per_version.entry(version.clone()).or_default();
             t.0 += requests;
@@ -120,6 +131,24 @@ impl State {
         self.backends.insert(key, b.clone());
         b.weight(target.weight)
     }
+
+    /// The proxy's mirror for `mirror`: copies of the stable's requests to its
+    /// instances, measured as the version's [`Role::Shadow`].
+    fn mirror(&mut self, mirror: &traffic::Mirror) -> Mirror {
+        let shadow = traffic::Backend {
+            version: mirror.version.clone(),
+            role: Role::Shadow,
+            instances: mirror.instances.clone(),
+            weight: 0,
+        };
+        let target = self.backend(&shadow);
+        let made = match self.mirrors.get(&mirror.version) {
+            Some(known) => known.retarget(target, mirror.share_bp),
+            None => Mirror::new(Role::Stable.as_str(), target, mirror.share_bp),
+        };
+        self.mirrors.insert(mirror.version.clone(), made.clone());
+        made
+    }
 }
 
 #[async_trait]
@@ -129,15 +158,17 @@ impl Traffic for ProxyTraffic {
         let routes = Routes {
             backends: split.backends.iter().map(|b| state.backend(b)).collect(),
             sticky_cookie: split.sticky_cookie.clone(),
+            mirror: split.mirror.as_ref().map(|m| state.mirror(m)),
         };
         // Instances no longer routed to are kept for their drain while anything
         // else still holds them: a request that loaded an older table can only
         // reach an instance through that table's endpoint, so one nothing holds
         // any more can never be reached again, and a drain has nothing to wait for.
-        let routed: Vec<SocketAddr> = split
-            .backends
-            .iter()
-            .flat_map(|b| b.instances.iter().copied())
+        let mirrored = split.mirror.iter().flat_map(|m| m.instances.iter());
+        let routed: Vec<SocketAddr> = (split.backends.iter())
+            .flat_map(|b| b.instances.iter())
+            .chain(mirrored)
+            .copied()
             .collect();
         let left: Vec<SocketAddr> = (state.endpoints.keys())
             .filter(|addr| !routed.contains(addr))
@@ -149,12 +180,17 @@ impl Traffic for ProxyTraffic {
             }
         }
         state.leaving.retain(|_, e| Arc::strong_count(e) > 1);
+        let shadow = split
+            .mirror
+            .as_ref()
+            .map(|m| (m.version.as_str(), Role::Shadow));
         state.backends.retain(|(version, role), _| {
-            split
-                .backends
-                .iter()
-                .any(|b| b.version == *version && b.role == *role)
+            shadow == Some((version.as_str(), *role))
+                || (split.backends.iter()).any(|b| b.version == *version && b.role == *role)
         });
+        state
+            .mirrors
+            .retain(|version, _| split.mirror.as_ref().is_some_and(|m| m.version == *version));
         // Under the lock, so two applies cannot overtake each other.
         if let Some(preview) = &self.preview {
             let previews = routes
@@ -166,6 +202,7 @@ impl Traffic for ProxyTraffic {
             preview.set_routes(Routes {
                 backends: previews,
                 sticky_cookie: None,
+                mirror: None,
             });
         }
         self.proxy.set_routes(routes);
