@@ -117,7 +117,8 @@ pub struct ProxyOptions {
     /// and answered `503 Service Unavailable` with `Connection: close` and a short
     /// text saying the proxy is at its limit, then closed (0: no limit); such a
     /// connection is not counted, and lasts at most the header read timeout if its
-    /// client sends nothing. Default 10000.
+    /// client sends nothing. Upgraded connections (WebSockets) count too, for as
+    /// long as they are open. Default 10000.
     pub max_connections: usize,
     /// Requests in flight to one instance at once (0: no limit). A request that
     /// finds its instance full tries the version's other instances; when all are

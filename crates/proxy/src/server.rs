@@ -122,7 +122,9 @@ pub(crate) async fn serve(
                     let state = Arc::new(ConnState::default());
                     let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&state)));
                     let requests = Arc::clone(&state);
-                    if open_connections.enter() > limit && limit != 0 {
+                    // Upgraded connections (WebSockets) left their HTTP task: counted apart.
+                    let open = open_connections.enter() + shared.tunnels.open();
+                    if open > limit && limit != 0 {
                         // Not counted: the refused do not keep a slot from the served.
                         open_connections.leave();
                         tracing::debug!(%peer, limit, "client connection beyond the limit; answering 503");

@@ -25,6 +25,11 @@ pub(crate) struct Tunnels {
 }
 
 impl Tunnels {
+    /// Tunnels open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.get()
+    }
+
     /// Waits until no tunnel is open, at most `timeout`; then cuts those left.
     pub(crate) async fn close(&self, timeout: Duration) {
         if !self.open.wait_idle(timeout).await {
@@ -70,7 +75,6 @@ impl Upgrading {
         let mut cut = tunnels.cut.subscribe();
         let drained = endpoint.closed();
         let task = async move {
-            let _open = open;
             let upstream = match upstream.await {
                 Ok(upstream) => upstream,
                 Err(e) => {
@@ -96,8 +100,10 @@ impl Upgrading {
                 () = drained => tracing::debug!("instance drained past its timeout: upgraded connection cut"),
                 _ = cut.wait_for(|cut| *cut) => tracing::debug!("proxy stopped: upgraded connection cut"),
             }
-            // Dropping both sides closes both sockets; then the request ends.
+            // Dropping both sides closes both sockets; then the tunnel is no longer
+            // open, and its request ends.
             drop((client, upstream));
+            drop(open);
             drop(in_flight);
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));

@@ -260,3 +260,28 @@ async fn shutdown_cuts_websockets_left_after_its_grace() -> Result<()> {
     assert!(v1.stats.wait_idle(PATIENCE).await, "still in flight");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_open_websocket_counts_against_the_connection_limit() -> Result<()> {
+    let (addr, _ended) = echo_upstream("v1").await?;
+    let options = cutover_proxy::ProxyOptions {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let (proxy, v1) = common::proxy_to_v1_with(options, &[addr]).await?;
+    let (mut stream, _) = upgraded(&proxy).await?;
+    assert_eq!(round_trip(&mut stream, "hi", 5).await?, "v1:hi");
+    let close = b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+    let mut other = common::raw_request(&proxy, close).await?;
+    let answer = common::raw_answer(&mut other).await?;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+
+    drop(stream);
+    assert!(v1.stats.wait_idle(PATIENCE).await, "still in flight");
+    // The tunnel is gone once its request ended (it counts until it closed).
+    let mut again = common::raw_request(&proxy, close).await?;
+    let answer = common::raw_answer(&mut again).await?;
+    assert!(answer.ends_with("v1"), "{answer}");
+    proxy.shutdown().await;
+    Ok(())
+}
