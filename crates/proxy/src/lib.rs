@@ -242,7 +242,9 @@ impl Proxy {
 
     /// Stops accepting; requests in progress may finish, for up to
     /// [`ProxyOptions::response_timeout`], after which their connections are
-    /// closed. Returns when the proxy has stopped; later calls return at once.
+    /// closed. Upgraded connections (WebSockets) get what is left of the same
+    /// grace, then are cut. Returns when the proxy has stopped; later calls return
+    /// at once.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
         let mut task = self.inner.task.lock().await;
