@@ -283,3 +283,29 @@ async fn beyond_the_in_flight_bound_copies_are_skipped_and_counted() -> Result<(
     proxy.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failing_shadow_counts_against_itself_never_the_stable_or_the_client() -> Result<()> {
+    let shadow = upstream(|_req| async move {
+        Response::builder()
+            .status(500)
+            .body(text("shadow broke"))
+            .unwrap()
+    })
+    .await?;
+    let (proxy, v1, mirror) = mirrored(shadow, |v2| Mirror::new("stable", v2, 10_000)).await?;
+    let client = client();
+    for _ in 0..10 {
+        let answer = get(&client, &proxy, &[]).await?;
+        assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "one"));
+    }
+    recorded(&mirror.target().stats, 10).await?;
+    assert_eq!(
+        mirror.target().stats.totals(),
+        (10, 10),
+        "the shadow's errors"
+    );
+    assert_eq!(v1.stats.totals(), (10, 0), "the stable's own answers");
+    proxy.shutdown().await;
+    Ok(())
+}
