@@ -315,3 +315,79 @@ impl Prober for ProxyTraffic {
 /// How long a smoke check may take without a `max_latency` of its own (or with a
 /// shorter one: the check then fails on its latency, not on a timeout).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use cutover_engine::traffic::Mirror;
+    use cutover_proxy::ProxyOptions;
+
+    use super::*;
+
+    /// An HTTP server on 127.0.0.1 answering `body`, counting its requests.
+    async fn upstream(body: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&count);
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(body)
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, count)
+    }
+
+    fn backend(version: &str, role: Role, addr: SocketAddr, weight: u32) -> traffic::Backend {
+        traffic::Backend {
+            version: version.into(),
+            role,
+            instances: vec![addr],
+            weight,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_split_s_mirror_copies_the_stable_s_requests_measured_as_the_shadow() {
+        let (v1, _) = upstream("one").await;
+        let (v2, copies) = upstream("two").await;
+        let proxy = Proxy::bind("127.0.0.1:0".parse().unwrap(), ProxyOptions::default())
+            .await
+            .unwrap();
+        let traffic = ProxyTraffic::new(proxy.clone(), None);
+        let mut shadow = traffic.cursor("v2", Role::Shadow);
+        let mut canary = traffic.cursor("v2", Role::Canary);
+        traffic.apply(&Split {
+            backends: vec![
+                backend("v1", Role::Stable, v1, 10_000),
+                backend("v2", Role::Canary, v2, 0),
+            ],
+            sticky_cookie: None,
+            mirror: Some(Mirror {
+                version: "v2".into(),
+                instances: vec![v2],
+                share_bp: 10_000,
+            }),
+        });
+        for _ in 0..5 {
+            let answer = cutover_proxy::probe(proxy.local_addr(), "GET", "/", &[], PROBE_TIMEOUT)
+                .await
+                .unwrap();
+            assert_eq!(answer.body, "one");
+        }
+        let mut judged = 0;
+        let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT;
+        while judged < 5 && tokio::time::Instant::now() < deadline {
+            judged += shadow.next_window().requests;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(judged, 5, "the shadow's windows");
+        assert_eq!(copies.load(Ordering::SeqCst), 5);
+        assert_eq!(canary.next_window().requests, 0, "no client reached v2");
+        // The copies are no client's traffic.
+        let totals = vec![("v1".to_owned(), 5, 0), ("v2".to_owned(), 0, 0)];
+        assert_eq!(traffic.totals(), totals);
+        proxy.shutdown().await;
+    }
+}
