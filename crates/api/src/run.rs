@@ -71,6 +71,9 @@ pub enum Role {
     Baseline,
     /// The new version before a blue-green switch: only pinned requests reach it.
     Preview,
+    /// The new version as it answers copies of the stable version's requests (a
+    /// canary step's `mirror`): measured, never seen by a client.
+    Shadow,
 }
 
 impl Role {
@@ -81,6 +84,7 @@ impl Role {
             Role::Canary => "canary",
             Role::Baseline => "baseline",
             Role::Preview => "preview",
+            Role::Shadow => "shadow",
         }
     }
 }

@@ -151,15 +151,23 @@ fn check(ctx: &Ctx) -> Vec<String> {
     vec![ctx.version.to_owned()]
 }
 
-/// Enters step `i`: its weight, fresh windows.
+/// Enters step `i`: its weight and mirror, fresh windows.
+///
+/// A step that sends the canary no traffic of its own but mirrors some (`weight:
+/// 0%`, `mirror: 20%`) judges the canary's answers to the copies ([`Role::Shadow`])
+/// against the stable's to the originals: a version judged before it serves a
+/// single client.
 fn enter_step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, i: u32) -> Vec<Action> {
     let step = spec.steps[i as usize];
     let bp = u32::from(step.weight.basis_points());
+    let mirror_bp = step.mirror.map_or(0, |m| m.basis_points());
+    let shadow_only = bp == 0 && mirror_bp > 0;
     let has_baseline = state.routes.iter().any(|r| r.role == Role::Baseline);
     // The baseline gets the canary's share, taken from the stable's; both as
     // much as there is room for at the high steps.
     let baseline_bp = if has_baseline { bp.min(10_000 - bp) } else { 0 };
     state.set_weight(Role::Canary, bp);
+    state.set_mirror(Role::Canary, mirror_bp);
     state.set_weight(Role::Baseline, baseline_bp);
     state.set_weight(Role::Stable, 10_000 - bp - baseline_bp);
     let of = spec.steps.len() as u32;
@@ -172,27 +180,37 @@ fn enter_step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, i: u32) -> Vec
         c.step = i;
         c.elapsed_ms = 0;
     }
-    let baseline_role = if has_baseline {
-        Role::Baseline
-    } else {
-        Role::Stable
+    // The copies are of the stable's requests, and a fresh baseline gets none of
+    // them: a shadow is judged against the stable itself.
+    let (canary_role, baseline_role) = match (shadow_only, has_baseline) {
+        (true, _) => (Role::Shadow, Role::Stable),
+        (false, true) => (Role::Canary, Role::Baseline),
+        (false, false) => (Role::Canary, Role::Stable),
     };
-    state.analyse(Target::new(ctx.version, Role::Canary), Some(baseline_role));
+    state.analyse(Target::new(ctx.version, canary_role), Some(baseline_role));
     let pause = match step.pause {
         Pause::For(d) => format!("for at least {}", humantime::format_duration(d)),
         Pause::UntilPromoted => "until `cutover promote`".into(),
     };
-    let against = if has_baseline {
+    let against = if has_baseline && !shadow_only {
         " against a fresh baseline"
     } else {
         ""
+    };
+    let mirror = if mirror_bp > 0 {
+        format!(
+            ", mirroring {} of the stable's requests to it",
+            format_bp(mirror_bp)
+        )
+    } else {
+        String::new()
     };
     vec![Action::Note(
         Event::Phase {
             phase: state.phase.clone(),
         },
         format!(
-            "step {}/{of}: {} of traffic to {}, analysing {pause}{against}",
+            "step {}/{of}: {} of traffic to {}{mirror}, analysing {pause}{against}",
             i + 1,
             format_bp(bp as u16),
             ctx.version

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::engine::{Inner, lock};
 use crate::platform::ReleaseHealth;
 use crate::state::{Route, Weight};
-use crate::traffic::{Backend, Split};
+use crate::traffic::{Backend, Mirror, Split};
 
 /// The routing intent and what it needs to become a split.
 #[derive(Default)]
@@ -30,22 +30,25 @@ pub(crate) struct Routing {
 }
 
 impl Routing {
-    /// The split the intent means with the instances ready now.
+    /// The split the intent means with the instances ready now, with the mirror of
+    /// the first route that mirrors, if it has a ready instance.
     ///
     /// When no route with weight has a ready instance, the stable route takes the
     /// traffic if it can: a failing canary or a weight of 0 never leaves requests
     /// with nowhere to go while the stable version serves. A preview never gets
     /// unpinned traffic.
     pub(crate) fn split(&self) -> Split {
+        let ready = |release: &str| {
+            self.health
+                .get(release)
+                .map(|h| h.borrow().ready.clone())
+                .unwrap_or_default()
+        };
         let mut backends: Vec<Backend> = self
             .routes
             .iter()
             .map(|r| {
-                let instances = self
-                    .health
-                    .get(&r.release)
-                    .map(|h| h.borrow().ready.clone())
-                    .unwrap_or_default();
+                let instances = ready(&r.release);
                 let weight = match r.weight {
                     Weight::Fixed(w) => w,
                     Weight::PerReadyInstance => instances.len() as u32,
@@ -68,9 +71,20 @@ impl Routing {
         {
             stable.weight = 1;
         }
+        let mirror = self
+            .routes
+            .iter()
+            .find(|r| r.mirror_bp > 0)
+            .map(|r| Mirror {
+                version: r.version.clone(),
+                instances: ready(&r.release),
+                share_bp: r.mirror_bp.min(10_000),
+            })
+            .filter(|m| !m.instances.is_empty());
         Split {
             backends,
             sticky_cookie: self.sticky_cookie.clone(),
+            mirror,
         }
     }
 

@@ -23,6 +23,15 @@ pub struct Route {
     pub version: String,
     pub role: Role,
     pub weight: Weight,
+    /// Share of the stable version's requests also copied to this release, in
+    /// basis points (a canary step's `mirror`); the copies' answers are measured
+    /// as [`Role::Shadow`] and discarded. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mirror_bp: u16,
+}
+
+fn is_zero(bp: &u16) -> bool {
+    *bp == 0
 }
 
 impl Route {
@@ -32,6 +41,7 @@ impl Route {
             version: release.version.clone(),
             role,
             weight,
+            mirror_bp: 0,
         }
     }
 
@@ -192,6 +202,14 @@ impl RunState {
     pub fn set_weight(&mut self, role: Role, bp: u32) {
         if let Some(r) = self.route_mut(role) {
             r.weight = Weight::Fixed(bp);
+        }
+    }
+
+    /// Sets the share of the stable's requests mirrored to `role`'s route, if
+    /// there is one.
+    pub fn set_mirror(&mut self, role: Role, bp: u16) {
+        if let Some(r) = self.route_mut(role) {
+            r.mirror_bp = bp;
         }
     }
 }

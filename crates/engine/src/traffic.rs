@@ -28,6 +28,19 @@ pub struct Backend {
     pub weight: u32,
 }
 
+/// A share of the stable version's requests copied to a version (a canary step's
+/// `mirror`): its answers are measured as [`Role::Shadow`] and discarded, never
+/// seen by a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirror {
+    pub version: String,
+    /// Ready instances only (never empty in a split).
+    pub instances: Vec<SocketAddr>,
+    /// Share of the requests routed to the stable version that are copied, in
+    /// basis points (0..=10000).
+    pub share_bp: u16,
+}
+
 /// The whole routing decision for an app, applied atomically.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Split {
@@ -35,6 +48,9 @@ pub struct Split {
     /// When set, a client keeps the version it first got during the run, by a
     /// cookie of this name.
     pub sticky_cookie: Option<String>,
+    /// When set, a share of the stable's requests is copied to a version.
+    #[serde(default)]
+    pub mirror: Option<Mirror>,
 }
 
 impl Split {

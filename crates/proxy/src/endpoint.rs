@@ -8,6 +8,10 @@
 //! reads the in-flight count (both sequentially consistent). Either the request sees
 //! the flag and picks again from the new table, or the drain sees the request and
 //! waits for it: no request reaches an instance after its drain has returned.
+//!
+//! An upgraded connection (a WebSocket) counts as a request in flight for as long
+//! as it is open, so a drain waits for it too; when the drain's timeout passes, the
+//! instance is closed and every upgraded connection to it is cut.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::Authority;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// A count of things in progress that can be waited on to reach zero, without a
@@ -86,6 +90,8 @@ pub struct Endpoint {
     authority: Option<Authority>,
     in_flight: Gauge,
     retired: AtomicBool,
+    /// Set when a drain timed out: upgraded connections still open are cut.
+    closed: watch::Sender<bool>,
 }
 
 impl Endpoint {
@@ -95,6 +101,7 @@ impl Endpoint {
             authority: Authority::try_from(addr.to_string()).ok(),
             in_flight: Gauge::default(),
             retired: AtomicBool::new(false),
+            closed: watch::Sender::new(false),
         })
     }
 
@@ -118,13 +125,28 @@ impl Endpoint {
 
     /// Refuses new requests from now on (a request that picked it from an old route
     /// table picks again) and waits until those in flight finish, at most `timeout`.
-    /// Returns whether none is left.
+    /// Returns whether none is left. When some are, the upgraded connections among
+    /// them (WebSockets) are closed: they are cut at the timeout rather than left
+    /// open to an instance about to stop.
     ///
     /// # Guarantees
     /// Once it returned true, no request is or will be in flight to this instance.
     pub async fn drain(&self, timeout: Duration) -> bool {
         self.retired.store(true, Ordering::SeqCst);
-        self.in_flight.wait_idle(timeout).await
+        let idle = self.in_flight.wait_idle(timeout).await;
+        if !idle {
+            self.closed.send_replace(true);
+        }
+        idle
+    }
+
+    /// Resolves once a drain of this instance timed out (see [`Endpoint::drain`]).
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut closed = self.closed.subscribe();
+        async move {
+            // An error means the endpoint is gone, and the tunnel holding it with it.
+            let _ = closed.wait_for(|closed| *closed).await;
+        }
     }
 
     /// Marks a request in flight, unless the instance is retired.

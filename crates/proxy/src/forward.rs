@@ -33,12 +33,14 @@ use tracing::field::Empty;
 use crate::ProxyOptions;
 use crate::endpoint::{Endpoint, EndpointGuard, Refused};
 use crate::headers::{
-    VERSION_HEADER, VERSION_HEADER_NAME, prepare_request_headers_from, set_version_header,
-    strip_hop_by_hop,
+    VERSION_HEADER, VERSION_HEADER_NAME, keep_upgrade, prepare_request_headers_from,
+    set_version_header, strip_hop_by_hop, upgrade_protocol,
 };
+use crate::mirror::{BodyCopy, MirrorClient};
 use crate::response_body::ProxyBody;
 use crate::routes::{Backend, NoRoute, Routes};
 use crate::stats::{InFlight, thread_index};
+use crate::tunnel::{Tunnels, Upgrading};
 use crate::upload::{Phase, RequestBody, Upload};
 
 /// How long an idle upstream connection stays in the pool.
@@ -53,11 +55,14 @@ const CLIENTS: usize = 8;
 pub(crate) struct Shared {
     pub(crate) routes: ArcSwap<Routes>,
     clients: [Client<HttpConnector, RequestBody>; CLIENTS],
+    /// For mirrored copies of requests (see [`crate::Mirror`]).
+    mirror_client: MirrorClient,
     response_timeout: Duration,
     /// [`ProxyOptions::max_requests_per_instance`] (0: none).
     per_instance: usize,
     /// [`ProxyOptions::max_body_size`].
     max_body: Option<u64>,
+    pub(crate) tunnels: Arc<Tunnels>,
 }
 
 impl Shared {
@@ -73,9 +78,11 @@ impl Shared {
         Shared {
             routes: ArcSwap::from_pointee(Routes::default()),
             clients: std::array::from_fn(|_| builder.build(connector.clone())),
+            mirror_client: builder.build(connector.clone()),
             response_timeout: options.response_timeout,
             per_instance: options.max_requests_per_instance,
             max_body: options.max_body_size,
+            tunnels: Arc::default(),
         }
     }
 
@@ -149,6 +156,8 @@ fn route(
         Some(Err(_)) => Some("<not text>"),
         None => None,
     };
+    // Taken out of the request before it is sent: the client's side of an upgrade.
+    let upgrade = upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
     for _ in 0..PICKS {
         // A snapshot of the table: a concurrent `set_routes` affects the next request.
         let routes = shared.routes.load_full();
@@ -197,7 +206,33 @@ fn route(
             .set_cookie
             .then(|| sticky_cookie(routes.sticky_cookie.as_deref(), &backend.version))
             .flatten();
-        return match forward(shared, endpoint, client_ip, req, started) {
+        // Only requests routed by weight are mirrored, and never an upgrade.
+        let copy = match &routes.mirror {
+            Some(mirror)
+                if pin.is_none() && upgrade.is_none() && mirror.source_role() == backend.role =>
+            {
+                mirror.copy(
+                    &req,
+                    client_ip,
+                    &shared.mirror_client,
+                    shared.per_instance,
+                    shared.response_timeout,
+                )
+            }
+            _ => None,
+        };
+        let (protocol, upgrading) = match upgrade {
+            Some((protocol, client)) => (
+                Some(protocol),
+                Some(Box::new(Upgrading {
+                    client,
+                    endpoint: Arc::clone(endpoint),
+                    tunnels: Arc::clone(&shared.tunnels),
+                })),
+            ),
+            None => (None, None),
+        };
+        return match forward(shared, endpoint, client_ip, req, protocol, copy, started) {
             Ok((upload, request)) => Routed::Forwarding(Forwarding {
                 index: choice.index,
                 routes,
@@ -207,6 +242,7 @@ fn route(
                 started,
                 upload,
                 request,
+                upgrading,
                 limit: shared.response_timeout,
             }),
             // Not recorded: the in-flight guard is dropped unrecorded.
@@ -283,13 +319,17 @@ fn sticky_cookie(name: Option<&str>, version: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("{name}={version}; Path=/; HttpOnly; SameSite=Lax")).ok()
 }
 
-/// Sends the request, which started at `started`, to `endpoint`: returns the
-/// upload's state (`None` without a request body) and the upstream client's future.
+/// Sends the request, which started at `started`, to `endpoint` (asking it to
+/// switch to `upgrade`, if the client asked; its body copied into `copy`, if it is
+/// mirrored): returns the upload's state (`None` without a request body) and the
+/// upstream client's future.
 fn forward(
     shared: &Shared,
     endpoint: &Endpoint,
     client_ip: &Option<HeaderValue>,
     mut req: Request<Incoming>,
+    upgrade: Option<HeaderValue>,
+    copy: Option<BodyCopy>,
     started: Instant,
 ) -> Result<(Option<Arc<Upload>>, ResponseFuture), http::Error> {
     // Cannot fail for a path that hyper parsed; answered (400) rather than a panic.
@@ -297,12 +337,15 @@ fn forward(
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     prepare_request_headers_from(req.headers_mut(), client_ip);
+    if let Some(protocol) = upgrade {
+        keep_upgrade(req.headers_mut(), protocol);
+    }
 
     // The client's body goes upstream through a `RequestBody`, which tells `upload`
     // whose turn it is; see `Upload` for how that decides the timeouts and why. A
     // request without a body has nothing to tell: it is `Phase::Sent` from the start.
     let upload = (!req.body().is_end_stream()).then(|| Arc::new(Upload::new(started, false)));
-    let req = req.map(|body| RequestBody::new(body, upload.clone(), shared.max_body));
+    let req = req.map(|body| RequestBody::new(body, upload.clone(), shared.max_body, copy));
     Ok((upload, shared.client().request(req)))
 }
 
@@ -320,6 +363,8 @@ struct Forwarding {
     /// `None` for a request without a body.
     upload: Option<Arc<Upload>>,
     request: ResponseFuture,
+    /// The client asked to upgrade the connection (boxed: a rare case).
+    upgrading: Option<Box<Upgrading>>,
     limit: Duration,
 }
 
@@ -358,6 +403,17 @@ impl Forwarding {
         };
         let (mut in_flight, instance) = (self.in_flight, self.instance);
         let version = &backend.version;
+        // An instance that agreed to upgrade: counted now, in flight until the tunnel
+        // closes. One that answered otherwise is answered like any request.
+        let outcome = match (outcome, self.upgrading) {
+            (Ok(Ok(response)), Some(upgrading))
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS =>
+            {
+                in_flight.record(response.status().as_u16(), latency);
+                return switch_protocols(response, *upgrading, in_flight, backend, span);
+            }
+            (outcome, _) => outcome,
+        };
         let response = match outcome {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
@@ -466,8 +522,29 @@ impl Forwarding {
     }
 }
 
+/// The client's `101 Switching Protocols`, from the instance's: the tunnel
+/// between them is spawned, and holds `in_flight` until it closes.
+fn switch_protocols(
+    mut response: Response<Incoming>,
+    upgrading: Upgrading,
+    in_flight: InFlight,
+    backend: &Backend,
+    span: &tracing::Span,
+) -> Response<ProxyBody> {
+    let upstream = hyper::upgrade::on(&mut response);
+    let (mut parts, _empty) = response.into_parts();
+    let protocol = upgrade_protocol(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = protocol {
+        keep_upgrade(&mut parts.headers, protocol);
+    }
+    set_version_header(&mut parts.headers, backend);
+    upgrading.spawn(upstream, in_flight, span.clone());
+    Response::from_parts(parts, ProxyBody::full(Bytes::new()))
+}
+
 /// The upstream URI: `http://`, the instance, and the request's path and query.
-fn upstream_uri(endpoint: &Endpoint, request: Uri) -> Result<Uri, http::Error> {
+pub(crate) fn upstream_uri(endpoint: &Endpoint, request: Uri) -> Result<Uri, http::Error> {
     let mut parts = request.into_parts();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(match endpoint.authority() {

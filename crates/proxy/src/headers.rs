@@ -1,6 +1,7 @@
 //! The headers the proxy changes on the way through: hop-by-hop headers stripped
 //! both ways, `X-Forwarded-*` added to (and `Expect` dropped from) requests, and
-//! the version header set on responses.
+//! the version header set on responses. An upgrade (a WebSocket handshake, and
+//! its `101 Switching Protocols`) keeps `Connection: upgrade` and its `Upgrade`.
 
 use std::net::SocketAddr;
 
@@ -115,6 +116,26 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The protocol a message asks to switch to: its `Upgrade` value, when its
+/// `Connection` lists `upgrade` (both are needed, RFC 9110 §7.8).
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let listed = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    listed.then(|| upgrade.clone())
+}
+
+/// Puts back, after [`strip_hop_by_hop`], the two headers an upgrade needs on the
+/// next hop: `Connection: upgrade` and `Upgrade: protocol`.
+pub(crate) fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
 pub(crate) fn set_version_header(headers: &mut HeaderMap, backend: &Backend) {
     match backend.version_header() {
         Some(value) => {
@@ -155,6 +176,27 @@ mod tests {
         let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_headers_and_keeps_them_across_the_strip() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&h), None, "no `Connection: upgrade`");
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        let protocol = upgrade_protocol(&h).expect("an upgrade");
+        assert_eq!(protocol, "websocket");
+        strip_hop_by_hop(&mut h);
+        keep_upgrade(&mut h, protocol);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert!(h.get("keep-alive").is_none());
+        h.remove(header::UPGRADE);
+        assert_eq!(upgrade_protocol(&h), None, "no `Upgrade`");
     }
 
     #[test]

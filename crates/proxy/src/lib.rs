@@ -15,6 +15,12 @@
 //! (a role such as `stable` or `canary`, or the exact version string). Each
 //! instance is an [`Endpoint`] that counts its requests in flight, so one instance
 //! can be drained while the rest of its version serves on.
+//! An HTTP/1.1 upgrade (a WebSocket) is passed through: on the instance's `101`
+//! both connections are spliced both ways, counted as one request of the version
+//! that stays in flight while open (a drain waits for it, and cuts it at its
+//! timeout). A table may [`Mirror`] a share of the stable's requests to another
+//! version: copies whose answers are measured under that version's own stats and
+//! discarded, never delaying the live request.
 //! Limits on what clients may ask of it ([`ProxyOptions`]: head size, head and
 //! idle timeouts, connections, requests per instance, body size) are answered by
 //! the proxy itself (431, 408, 503, 413, or a close), and none of those answers
@@ -54,11 +60,13 @@ mod client_io;
 mod endpoint;
 mod forward;
 mod headers;
+mod mirror;
 mod probe;
 mod response_body;
 mod routes;
 mod server;
 mod stats;
+mod tunnel;
 mod upload;
 
 use std::net::SocketAddr;
@@ -71,6 +79,7 @@ use tokio::task::JoinHandle;
 
 pub use endpoint::Endpoint;
 pub use headers::VERSION_HEADER;
+pub use mirror::{DEFAULT_MIRROR_MAX_BODY, DEFAULT_MIRROR_MAX_IN_FLIGHT, Mirror, MirrorCounts};
 pub use probe::{PROBE_BODY_LIMIT, ProbeAnswer, probe};
 pub use routes::{Backend, FULL_WEIGHT, Routes};
 pub use stats::{Snapshot, VersionStats};
@@ -108,7 +117,8 @@ pub struct ProxyOptions {
     /// and answered `503 Service Unavailable` with `Connection: close` and a short
     /// text saying the proxy is at its limit, then closed (0: no limit); such a
     /// connection is not counted, and lasts at most the header read timeout if its
-    /// client sends nothing. Default 10000.
+    /// client sends nothing. Upgraded connections (WebSockets) count too, for as
+    /// long as they are open. Default 10000.
     pub max_connections: usize,
     /// Requests in flight to one instance at once (0: no limit). A request that
     /// finds its instance full tries the version's other instances; when all are
@@ -232,7 +242,9 @@ impl Proxy {
 
     /// Stops accepting; requests in progress may finish, for up to
     /// [`ProxyOptions::response_timeout`], after which their connections are
-    /// closed. Returns when the proxy has stopped; later calls return at once.
+    /// closed. Upgraded connections (WebSockets) get what is left of the same
+    /// grace, then are cut. Returns when the proxy has stopped; later calls return
+    /// at once.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
         let mut task = self.inner.task.lock().await;

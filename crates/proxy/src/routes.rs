@@ -8,7 +8,8 @@
 //! random in proportion to their weights, among those with an instance; one with
 //! weight 0 is reached only by requests that pin it (by role or version) with the
 //! `x-cutover-version` header. A sticky table sends a client that carries its
-//! cookie back to the version it got before, as long as that version serves.
+//! cookie back to the version it got before, as long as that version serves. A
+//! table may also mirror a share of one role's requests to another version.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::HeaderValue;
 
 use crate::endpoint::Endpoint;
+use crate::mirror::Mirror;
 use crate::stats::VersionStats;
 
 /// The canary weight that sends all traffic to the canary, in basis points, for
@@ -154,6 +156,9 @@ pub struct Routes {
     /// When set, requests that pin nothing stick to a version with a cookie of
     /// this name (see [`Routes`]).
     pub sticky_cookie: Option<String>,
+    /// When set, a share of the requests routed by weight to one role is copied
+    /// to another version (see [`Mirror`]).
+    pub mirror: Option<Mirror>,
 }
 
 /// How a request was routed: the backend's position in the table, and whether
@@ -179,6 +184,7 @@ impl Routes {
         Routes {
             backends: vec![stable],
             sticky_cookie: None,
+            mirror: None,
         }
     }
 
@@ -194,6 +200,7 @@ impl Routes {
                 canary.role("canary").weight(u32::from(canary_bp)),
             ],
             sticky_cookie: None,
+            mirror: None,
         }
     }
 
@@ -379,6 +386,7 @@ mod tests {
                 backend("v2", &[2]).role("preview").weight(0),
             ],
             sticky_cookie: None,
+            mirror: None,
         };
         assert_eq!(
             routes.choose(None, None).unwrap_err(),
@@ -418,6 +426,7 @@ mod tests {
                 backend("v2", &[3]).role("canary").weight(1),
             ],
             sticky_cookie: None,
+            mirror: None,
         };
         let addr = |pin| chosen(&routes, Some(pin)).next_instance().unwrap().port();
         assert_eq!(addr("baseline"), 2);
@@ -436,6 +445,7 @@ mod tests {
                 backend("v3", &[3]).role("preview").weight(0),
             ],
             sticky_cookie: None,
+            mirror: None,
         };
         let n = 40_000;
         let mut counts = [0u32; 3];

@@ -3,6 +3,8 @@
 //! counted against [`ProxyOptions::max_connections`]. A client beyond the limit
 //! is still accepted and read, and answered 503 with `Connection: close`: a
 //! client told why is better off than one left in the listen backlog.
+//! Connections are served with upgrades: a `101` hands the socket to a tunnel
+//! ([`crate::tunnel`]), and the connection's task ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,6 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -45,6 +46,29 @@ fn at_capacity(limit: usize) -> Response<crate::response_body::ProxyBody> {
     response
 }
 
+/// Serves `conn` until it ends; once `stop` turns true (or its sender is gone),
+/// asks it to finish the request in progress and close. (hyper-util's
+/// `GracefulShutdown` cannot watch a connection that allows upgrades.)
+async fn until_stopped<I, S, B>(
+    conn: http1::UpgradeableConnection<I, S>,
+    mut stop: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        done = conn.as_mut() => return done,
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
+
 /// One connection counted in a [`Gauge`] until dropped.
 struct Counting(Arc<Gauge>);
 
@@ -76,7 +100,6 @@ pub(crate) async fn serve(
         _ = open.wait_for(|open| *open) => {}
         _ = stop.changed() => return,
     }
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let open_connections = Arc::new(Gauge::default());
     let mut builder = http1::Builder::new();
@@ -99,7 +122,9 @@ pub(crate) async fn serve(
                     let state = Arc::new(ConnState::default());
                     let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&state)));
                     let requests = Arc::clone(&state);
-                    if open_connections.enter() > limit && limit != 0 {
+                    // Upgraded connections (WebSockets) left their HTTP task: counted apart.
+                    let open = open_connections.enter() + shared.tunnels.open();
+                    if open > limit && limit != 0 {
                         // Not counted: the refused do not keep a slot from the served.
                         open_connections.leave();
                         tracing::debug!(%peer, limit, "client connection beyond the limit; answering 503");
@@ -108,8 +133,8 @@ pub(crate) async fn serve(
                             let response = at_capacity(limit).map(|b| Counted::new(b, finished));
                             std::future::ready(Ok::<_, std::convert::Infallible>(response))
                         });
-                        let conn = graceful.watch(refusing.serve_connection(io, service));
-                        let conn = Watched::new(conn, state, timeouts);
+                        let conn = refusing.serve_connection(io, service).with_upgrades();
+                        let conn = Watched::new(until_stopped(conn, stop.clone()), state, timeouts);
                         connections.spawn(async move {
                             let _ = conn.await;
                         });
@@ -126,8 +151,8 @@ pub(crate) async fn serve(
                             Ok::<_, std::convert::Infallible>(response.map(|b| Counted::new(b, finished)))
                         }
                     });
-                    let conn = builder.serve_connection(io, service);
-                    let conn = Watched::new(graceful.watch(conn), state, timeouts);
+                    let conn = builder.serve_connection(io, service).with_upgrades();
+                    let conn = Watched::new(until_stopped(conn, stop.clone()), state, timeouts);
                     connections.spawn(async move {
                         match conn.await {
                             Some(Err(e)) => tracing::debug!(%peer, error = %e, "client connection ended with an error"),
@@ -156,14 +181,15 @@ pub(crate) async fn serve(
             "cutover proxy: waiting for open connections to finish"
         );
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let deadline = tokio::time::Instant::now() + grace;
+    let finished = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout_at(deadline, finished).await.is_err() {
         tracing::warn!(
             open = connections.len(),
             "cutover proxy: connections still open after {grace:?}; closing them"
         );
     }
     connections.shutdown().await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    shared.tunnels.close(left).await;
 }

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
+use crate::mirror::BodyCopy;
+
 /// How far the client's request body has gone upstream: shared by its
 /// [`RequestBody`] (polled by the upstream connection) and `forward::forward`,
 /// which times the request by it.
@@ -143,20 +145,44 @@ pub(crate) struct RequestBody {
     /// Whether the last poll was pending on the client, so that a repeated poll
     /// does not restart the client's clock.
     waiting_for_client: bool,
+    /// The copy made for a mirrored request, if the request is mirrored.
+    copy: Option<BodyCopy>,
 }
 
 impl RequestBody {
-    /// The client's `body`, reporting to `upload`.
+    /// The client's `body`, reporting to `upload`, and copied into `copy`.
     pub(crate) fn new(
         body: Incoming,
         upload: Option<Arc<Upload>>,
         limit: Option<u64>,
+        copy: Option<BodyCopy>,
     ) -> RequestBody {
         RequestBody {
             body,
             limit: limit.map(|l| (l, l)),
             upload,
             waiting_for_client: false,
+            copy,
+        }
+    }
+
+    /// Feeds the mirrored copy what was just polled.
+    fn copy(&mut self, polled: &Poll<Option<Result<Frame<Bytes>, hyper::Error>>>) {
+        let Some(copy) = &mut self.copy else {
+            return;
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    copy.push(data);
+                }
+                if self.body.is_end_stream() {
+                    copy.finish();
+                }
+            }
+            Poll::Ready(None) => copy.finish(),
+            Poll::Ready(Some(Err(_))) => self.copy = None,
+            Poll::Pending => {}
         }
     }
 }
@@ -190,6 +216,7 @@ impl Body for RequestBody {
                 }
             }
         }
+        this.copy(&polled);
         let polled = polled.map(|frame| frame.map(|r| r.map_err(BodyError::from)));
         let Some(upload) = &this.upload else {
             return polled;

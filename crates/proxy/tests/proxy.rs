@@ -666,6 +666,106 @@ async fn a_5xx_failing_mid_body_is_counted_as_one_error() -> Result<()> {
     .await
 }
 
+/// A raw TCP upstream that answers each request with `head` and `first` (part of
+/// the body it promises), then, at the test's go, resets the connection (RST,
+/// not a clean close).
+async fn resets_mid_body(
+    head: &'static str,
+    first: &'static str,
+) -> Result<(SocketAddr, mpsc::UnboundedReceiver<oneshot::Sender<()>>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (gates_tx, gates) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let gates_tx = gates_tx.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!("{head}\r\n\r\n{first}");
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let (go_tx, go) = oneshot::channel();
+                let _ = gates_tx.send(go_tx);
+                let _ = go.await;
+                // Closing with a zero linger sends a reset.
+                let _ = stream.set_zero_linger();
+            });
+        }
+    });
+    Ok((addr, gates))
+}
+
+/// A raw client's request through the proxy to an upstream that resets mid-body:
+/// everything the client got before the proxy closed the connection, and v1.
+async fn reset_mid_body(head: &'static str, first: &'static str) -> Result<(String, Backend)> {
+    use tokio::io::AsyncReadExt;
+    let (addr, mut gates) = resets_mid_body(head, first).await?;
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
+    let mut stream = raw_request(&proxy, b"GET /reset HTTP/1.1\r\nhost: a\r\n\r\n").await?;
+    let go = next(&mut gates, "upstream got no request").await?;
+    // The headers and the first part came through before the reset.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("first-part") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await??;
+        anyhow::ensure!(n > 0, "closed before the first part: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(v1.stats.totals(), (1, 0), "counted, not yet an error");
+    go.send(()).unwrap();
+    let rest = raw_answer(&mut stream).await?;
+    assert!(v1.stats.wait_idle(PATIENCE).await, "still in flight");
+    let window = v1.stats.snapshot().since(&Snapshot::empty());
+    assert_eq!((window.requests, window.errors), (1, 1), "{window:?}");
+    proxy.shutdown().await;
+    Ok((String::from_utf8_lossy(&got).into_owned() + &rest, v1))
+}
+
+#[tokio::test]
+async fn an_upstream_reset_mid_chunked_body_closes_the_client_without_the_last_chunk() -> Result<()>
+{
+    let (answer, _) = reset_mid_body(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked",
+        "a\r\nfirst-part\r\n",
+    )
+    .await?;
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{answer:?}");
+    assert!(lower.contains("transfer-encoding: chunked"), "{answer:?}");
+    // A chunked body ends with a zero-length chunk: its absence tells the client
+    // the body is incomplete.
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(body.contains("first-part"), "{answer:?}");
+    assert!(
+        !body.contains("\r\n0\r\n"),
+        "a terminating chunk was sent: {answer:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_reset_mid_sized_body_closes_the_client_short_of_its_length() -> Result<()> {
+    let (answer, _) =
+        reset_mid_body("HTTP/1.1 200 OK\r\ncontent-length: 100", "first-part").await?;
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("content-length: 100"), "{answer:?}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert_eq!(
+        body, "first-part",
+        "the client must see a body short of its length"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn upstream_sees_the_path_and_query() -> Result<()> {
     let target = upstream(|req: Request<Incoming>| async move {

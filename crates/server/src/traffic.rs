@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use cutover_analysis::Sample;
 use cutover_api::SmokeResult;
 use cutover_engine::traffic::{self, MetricsCursor, MetricsSource, Prober, Role, Split, Traffic};
-use cutover_proxy::{Backend, Endpoint, Proxy, Routes, Snapshot, VERSION_HEADER, VersionStats};
+use cutover_proxy::{
+    Backend, Endpoint, Mirror, Proxy, Routes, Snapshot, VERSION_HEADER, VersionStats,
+};
 use cutover_spec::SmokeCheck;
 
 /// The proxy, with one [`VersionStats`] per version and role it ever routed to,
@@ -35,6 +37,9 @@ struct State {
     /// Instances taken out of the split that an older route table, a request in
     /// flight or a drain may still hold; forgotten once nothing else does.
     leaving: HashMap<SocketAddr, Arc<Endpoint>>,
+    /// The mirror last applied, per version it copies to: its bound on copies in
+    /// flight and its counts carry over route changes.
+    mirrors: HashMap<String, Mirror>,
 }
 
 impl ProxyTraffic {
@@ -59,10 +64,16 @@ impl ProxyTraffic {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Requests and failed responses per version (all roles) since the daemon started.
+    /// Requests and failed responses per version (all roles but the shadow's
+    /// mirrored copies, which no client sent) since the daemon started.
     pub fn totals(&self) -> Vec<(String, u64, u64)> {
         let mut per_version: HashMap<String, (u64, u64)> = HashMap::new();
-        for ((version, _), stats) in &self.state().stats {
+        let state = self.state();
+        let served = state
+            .stats
+            .iter()
+            .filter(|((_, role), _)| *role != Role::Shadow);
+        for ((version, _), stats) in served {
             let (requests, errors) = stats.totals();
             let t = per_version.entry(version.clone()).or_default();
             t.0 += requests;
@@ -120,6 +131,24 @@ impl State {
         self.backends.insert(key, b.clone());
         b.weight(target.weight)
     }
+
+    /// The proxy's mirror for `mirror`: copies of the stable's requests to its
+    /// instances, measured as the version's [`Role::Shadow`].
+    fn mirror(&mut self, mirror: &traffic::Mirror) -> Mirror {
+        let shadow = traffic::Backend {
+            version: mirror.version.clone(),
+            role: Role::Shadow,
+            instances: mirror.instances.clone(),
+            weight: 0,
+        };
+        let target = self.backend(&shadow);
+        let made = match self.mirrors.get(&mirror.version) {
+            Some(known) => known.retarget(target, mirror.share_bp),
+            None => Mirror::new(Role::Stable.as_str(), target, mirror.share_bp),
+        };
+        self.mirrors.insert(mirror.version.clone(), made.clone());
+        made
+    }
 }
 
 #[async_trait]
@@ -129,15 +158,17 @@ impl Traffic for ProxyTraffic {
         let routes = Routes {
             backends: split.backends.iter().map(|b| state.backend(b)).collect(),
             sticky_cookie: split.sticky_cookie.clone(),
+            mirror: split.mirror.as_ref().map(|m| state.mirror(m)),
         };
         // Instances no longer routed to are kept for their drain while anything
         // else still holds them: a request that loaded an older table can only
         // reach an instance through that table's endpoint, so one nothing holds
         // any more can never be reached again, and a drain has nothing to wait for.
-        let routed: Vec<SocketAddr> = split
-            .backends
-            .iter()
-            .flat_map(|b| b.instances.iter().copied())
+        let mirrored = split.mirror.iter().flat_map(|m| m.instances.iter());
+        let routed: Vec<SocketAddr> = (split.backends.iter())
+            .flat_map(|b| b.instances.iter())
+            .chain(mirrored)
+            .copied()
             .collect();
         let left: Vec<SocketAddr> = (state.endpoints.keys())
             .filter(|addr| !routed.contains(addr))
@@ -149,12 +180,17 @@ impl Traffic for ProxyTraffic {
             }
         }
         state.leaving.retain(|_, e| Arc::strong_count(e) > 1);
+        let shadow = split
+            .mirror
+            .as_ref()
+            .map(|m| (m.version.as_str(), Role::Shadow));
         state.backends.retain(|(version, role), _| {
-            split
-                .backends
-                .iter()
-                .any(|b| b.version == *version && b.role == *role)
+            shadow == Some((version.as_str(), *role))
+                || (split.backends.iter()).any(|b| b.version == *version && b.role == *role)
         });
+        state
+            .mirrors
+            .retain(|version, _| split.mirror.as_ref().is_some_and(|m| m.version == *version));
         // Under the lock, so two applies cannot overtake each other.
         if let Some(preview) = &self.preview {
             let previews = routes
@@ -166,6 +202,7 @@ impl Traffic for ProxyTraffic {
             preview.set_routes(Routes {
                 backends: previews,
                 sticky_cookie: None,
+                mirror: None,
             });
         }
         self.proxy.set_routes(routes);
@@ -278,3 +315,79 @@ impl Prober for ProxyTraffic {
 /// How long a smoke check may take without a `max_latency` of its own (or with a
 /// shorter one: the check then fails on its latency, not on a timeout).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use cutover_engine::traffic::Mirror;
+    use cutover_proxy::ProxyOptions;
+
+    use super::*;
+
+    /// An HTTP server on 127.0.0.1 answering `body`, counting its requests.
+    async fn upstream(body: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&count);
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(body)
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, count)
+    }
+
+    fn backend(version: &str, role: Role, addr: SocketAddr, weight: u32) -> traffic::Backend {
+        traffic::Backend {
+            version: version.into(),
+            role,
+            instances: vec![addr],
+            weight,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_split_s_mirror_copies_the_stable_s_requests_measured_as_the_shadow() {
+        let (v1, _) = upstream("one").await;
+        let (v2, copies) = upstream("two").await;
+        let proxy = Proxy::bind("127.0.0.1:0".parse().unwrap(), ProxyOptions::default())
+            .await
+            .unwrap();
+        let traffic = ProxyTraffic::new(proxy.clone(), None);
+        let mut shadow = traffic.cursor("v2", Role::Shadow);
+        let mut canary = traffic.cursor("v2", Role::Canary);
+        traffic.apply(&Split {
+            backends: vec![
+                backend("v1", Role::Stable, v1, 10_000),
+                backend("v2", Role::Canary, v2, 0),
+            ],
+            sticky_cookie: None,
+            mirror: Some(Mirror {
+                version: "v2".into(),
+                instances: vec![v2],
+                share_bp: 10_000,
+            }),
+        });
+        for _ in 0..5 {
+            let answer = cutover_proxy::probe(proxy.local_addr(), "GET", "/", &[], PROBE_TIMEOUT)
+                .await
+                .unwrap();
+            assert_eq!(answer.body, "one");
+        }
+        let mut judged = 0;
+        let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT;
+        while judged < 5 && tokio::time::Instant::now() < deadline {
+            judged += shadow.next_window().requests;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(judged, 5, "the shadow's windows");
+        assert_eq!(copies.load(Ordering::SeqCst), 5);
+        assert_eq!(canary.next_window().requests, 0, "no client reached v2");
+        // The copies are no client's traffic.
+        let totals = vec![("v1".to_owned(), 5, 0), ("v2".to_owned(), 0, 0)];
+        assert_eq!(traffic.totals(), totals);
+        proxy.shutdown().await;
+    }
+}

@@ -155,9 +155,15 @@ pub enum Sticky {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Step {
-    /// Share of traffic sent to the new version during this step.
+    /// Share of traffic sent to the new version during this step (0% only with a
+    /// mirror).
     pub weight: Percent,
     pub pause: Pause,
+    /// Share of the requests routed to the stable version that are also copied to
+    /// the new version (`mirror: 20%`), their answers measured and discarded; the
+    /// new version is then judged on those copies when `weight` is 0%. `None`
+    /// (the default) copies nothing.
+    pub mirror: Option<Percent>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -528,14 +534,17 @@ pub mod defaults {
         Step {
             weight: Percent(0.10),
             pause: Pause::For(STEP_PAUSE),
+            mirror: None,
         },
         Step {
             weight: Percent(0.50),
             pause: Pause::For(STEP_PAUSE),
+            mirror: None,
         },
         Step {
             weight: Percent(1.0),
             pause: Pause::For(STEP_PAUSE),
+            mirror: None,
         },
     ];
 

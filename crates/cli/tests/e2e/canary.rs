@@ -64,6 +64,33 @@ async fn erroring_canary_is_rolled_back_and_receipts_name_the_metric() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_judged_on_mirrored_copies_is_rolled_back_before_serving_anyone() {
+    let mut env = Env::new(Faults::new("v2:error-rate=0.5"))
+        .with_steps("[{weight: 0%, mirror: 50%, pause: 30s}, {weight: 100%, pause: 1s}]");
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
+    let tally = load.stop().await;
+    // Not one client request was answered by v2, nor saw its errors.
+    assert!(!tally.contains_key("v2"), "a client got v2: {tally:?}");
+    assert!(tally.get("v1").is_some_and(|n| n.0 > 0), "{tally:?}");
+    assert_no_failures(&tally, &["v1"]);
+    // What was judged were v2's answers to the copies.
+    let run = env.last_run_json().await;
+    let copies: u64 = run["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["report"]["canary"]["requests"].as_u64().unwrap())
+        .sum();
+    assert!(copies > 0, "no mirrored request was judged: {run}");
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_that_never_becomes_healthy_never_gets_traffic() {
     let mut env = Env::new(Faults::new("v2:fail-health"));
     env.serve().await;

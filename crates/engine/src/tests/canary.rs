@@ -455,3 +455,80 @@ async fn the_sequential_tests_go_on_from_step_to_step() {
     );
     assert!(p_values.last().unwrap().1 < 1.0, "{p_values:?}");
 }
+
+/// [`CANARY`] starting with a step that sends v2 nothing but mirrors 20% of the
+/// stable's requests to it.
+fn canary_shadowed_first() -> String {
+    CANARY.replace(
+        "      - weight: 10%\n        pause: 30s\n",
+        "      - weight: 0%\n        mirror: 20%\n        pause: 30s\n",
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_with_a_mirror_copies_the_stable_s_requests_to_the_canary_and_judges_those() {
+    let h = Harness::new(&canary_shadowed_first());
+    h.deploy("v1").await;
+    let end = h.deploy("v2").await;
+    // Judged on its canary role at 0%, the first step would have had no data.
+    assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
+    let first_step: Vec<u64> = h
+        .store
+        .events(&end.run_id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Analysis {
+                step: 0, report, ..
+            } => Some(report.canary.requests),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !first_step.is_empty() && first_step.iter().all(|&n| n > 0),
+        "the shadow's windows: {first_step:?}"
+    );
+    let splits = h.fake.splits();
+    let shadowed: Vec<&Split> = splits.iter().filter(|s| s.mirror.is_some()).collect();
+    assert!(!shadowed.is_empty(), "no split mirrored: {splits:#?}");
+    for split in &shadowed {
+        let mirror = split.mirror.as_ref().unwrap();
+        assert_eq!((mirror.version.as_str(), mirror.share_bp), ("v2", 2_000));
+        let canary = split.get(Role::Canary).expect("the canary's route");
+        assert_eq!(
+            mirror.instances, canary.instances,
+            "the canary's ready instances"
+        );
+        assert_eq!(
+            split.share_bp(Role::Canary),
+            0,
+            "a mirror step sends v2 no client"
+        );
+    }
+    // The next step stops mirroring and gives the canary its weight.
+    let after = splits
+        .iter()
+        .find(|s| s.share_bp(Role::Canary) == 5_000)
+        .expect("the 50% step");
+    assert_eq!(after.mirror, None);
+    h.fake.assert_routed_away_before_stop("v1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shadow_that_errors_is_rolled_back_before_the_canary_serves_anyone() {
+    let h = Harness::new(&canary_shadowed_first());
+    h.deploy("v1").await;
+    h.fake.erroring("v2", Role::Shadow, 0.05);
+    let end = h.deploy("v2").await;
+    assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
+    assert!(end.message.contains("error_rate 5.00%"), "{}", end.message);
+    let splits = h.fake.splits();
+    assert!(splits.iter().any(|s| s.mirror.is_some()), "{splits:#?}");
+    assert!(
+        splits.iter().all(|s| s.share_bp(Role::Canary) == 0),
+        "the canary got clients: {splits:#?}"
+    );
+    assert_eq!(h.fake.last_split().mirror, None);
+    // Copies count as routing: v2 was drained of them before it stopped.
+    h.fake.assert_routed_away_before_stop("v2");
+}

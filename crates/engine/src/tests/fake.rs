@@ -515,7 +515,8 @@ impl MetricsSource for Fake {
 }
 
 /// One (version, role)'s windows: [`REQUESTS`] requests in every window in which
-/// some split gave it traffic (unpinned, or pinned to a preview), none otherwise.
+/// some split gave it traffic (unpinned, pinned to a preview, or mirrored to it
+/// as a shadow), none otherwise.
 struct FakeCursor {
     fake: Fake,
     version: String,
@@ -533,12 +534,16 @@ impl MetricsCursor for FakeCursor {
             .rposition(|(_, op)| matches!(op, Op::Apply(_)))
             .unwrap_or(self.from);
         let served = world.log[in_force..].iter().any(|(_, op)| match op {
-            Op::Apply(split) => split.backends.iter().any(|b| {
-                b.version == self.version
-                    && b.role == self.role
-                    && !b.instances.is_empty()
-                    && (b.weight > 0 || b.role == Role::Preview)
-            }),
+            Op::Apply(split) => {
+                split.backends.iter().any(|b| {
+                    b.version == self.version
+                        && b.role == self.role
+                        && !b.instances.is_empty()
+                        && (b.weight > 0 || b.role == Role::Preview)
+                }) || split.mirror.as_ref().is_some_and(|m| {
+                    self.role == Role::Shadow && m.version == self.version && m.share_bp > 0
+                })
+            }
             _ => false,
         });
         self.from = world.log.len();

@@ -171,6 +171,7 @@ impl Fake {
 
 fn in_split(split: &Split, addr: SocketAddr) -> bool {
     split.backends.iter().any(|b| b.instances.contains(&addr))
+        || (split.mirror.iter()).any(|m| m.instances.contains(&addr))
 }
 
 /// Where `addr` was first handed to the traffic layer.

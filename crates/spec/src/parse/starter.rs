@@ -54,6 +54,9 @@ strategy:
     steps:
       - weight: 10%
         pause: 30s
+        # mirror: 20%       # also copy this share of the stable's requests to the new
+        #                   # version, answers discarded (GET, HEAD, OPTIONS); with
+        #                   # `weight: 0%` it is judged on those copies alone
       - weight: 50%
         pause: 30s
       - weight: 100%

@@ -1,6 +1,6 @@
 //! How traffic moves to the new version: which strategy, and `strategy.canary`: its
-//! steps, each a weight that never decreases and a pause, its baseline and
-//! stickiness. `blue_green` and `rolling` have files of their own.
+//! steps, each a weight that never decreases, a pause and an optional mirror, its
+//! baseline and stickiness. `blue_green` and `rolling` have files of their own.
 
 use std::net::SocketAddr;
 
@@ -12,7 +12,7 @@ use crate::types::{Baseline, CanarySpec, Pause, Percent, Step, Sticky, StrategyS
 
 pub(super) const STRATEGIES: &[&str] = &["canary", "blue_green", "rolling"];
 pub(super) const CANARY: &[&str] = &["steps", "baseline", "sticky"];
-pub(super) const STEP: &[&str] = &["weight", "pause"];
+pub(super) const STEP: &[&str] = &["weight", "pause", "mirror"];
 const UNTIL_PROMOTED: &str = "until-promoted";
 const BASELINES: &[(&str, Baseline)] = &[("stable", Baseline::Stable), ("fresh", Baseline::Fresh)];
 const STICKIES: &[(&str, Option<Sticky>)] = &[("cookie", Some(Sticky::Cookie)), ("none", None)];
@@ -103,7 +103,13 @@ impl Checker<'_> {
                 "weight",
                 "the share of traffic sent to the new version, e.g. `25%`",
             );
-            let weight = weight.and_then(|e| self.weight(e, previous));
+            let mirror = match f.get("mirror") {
+                Some(e) => self.percent(e).map(|m| (m.fraction() > 0.0).then_some(m)),
+                None => Some(None),
+            };
+            // An invalid mirror was reported: a 0% weight beside it is not a second mistake.
+            let mirrors = !matches!(mirror, Some(None));
+            let weight = weight.and_then(|e| self.weight(e, previous, mirrors));
             if let Some(w) = weight {
                 previous = Some(w);
             }
@@ -111,8 +117,12 @@ impl Checker<'_> {
                 Some(e) => self.pause(e),
                 None => Some(Pause::For(defaults::STEP_PAUSE)),
             };
-            match (weight, pause) {
-                (Some(weight), Some(pause)) => out.push(Step { weight, pause }),
+            match (weight, pause, mirror) {
+                (Some(weight), Some(pause), Some(mirror)) => out.push(Step {
+                    weight,
+                    pause,
+                    mirror,
+                }),
                 _ => ok = false,
             }
         }
@@ -142,13 +152,15 @@ impl Checker<'_> {
         }
     }
 
-    /// A step's weight: above 0%, and not below the previous step's.
-    fn weight(&mut self, e: &Entry, previous: Option<Percent>) -> Option<Percent> {
+    /// A step's weight: above 0% (or 0% for a step that `mirrors`), and not below
+    /// the previous step's.
+    fn weight(&mut self, e: &Entry, previous: Option<Percent>, mirrors: bool) -> Option<Percent> {
         let w = self.percent(e)?;
-        if w.fraction() <= 0.0 {
+        if w.fraction() <= 0.0 && !mirrors {
             self.error(
                 e.value.pos,
-                "`weight` must be more than 0%: every step sends some traffic to the new version",
+                "`weight` must be more than 0%: every step sends some traffic to the new version \
+                 (0% only with a `mirror`, e.g. `mirror: 20%`, copying a share of the stable's requests to it)",
             );
             return None;
         }

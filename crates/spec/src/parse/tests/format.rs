@@ -32,14 +32,17 @@ fn minimal_config_gets_every_default() {
                 Step {
                     weight: pct(10.0),
                     pause: Pause::For(secs(30)),
+                    mirror: None,
                 },
                 Step {
                     weight: pct(50.0),
                     pause: Pause::For(secs(30)),
+                    mirror: None,
                 },
                 Step {
                     weight: pct(100.0),
                     pause: Pause::For(secs(30)),
+                    mirror: None,
                 },
             ],
             baseline: Baseline::Stable,
@@ -240,18 +243,22 @@ proxy:
                 Step {
                     weight: pct(0.5),
                     pause: Pause::For(secs(5400)),
+                    mirror: None,
                 },
                 Step {
                     weight: pct(25.0),
                     pause: Pause::UntilPromoted,
+                    mirror: None,
                 },
                 Step {
                     weight: pct(25.0),
                     pause: Pause::For(secs(120)),
+                    mirror: None,
                 },
                 Step {
                     weight: pct(100.0),
                     pause: Pause::For(defaults::STEP_PAUSE),
+                    mirror: None,
                 },
             ],
             baseline: Baseline::Fresh,
@@ -612,12 +619,13 @@ fn starter_alternatives_parse() {
             max_latency: Some(Duration::from_millis(500)),
         }]
     );
-    // The canary itself, with every option uncommented, is what it was.
+    // The canary itself, with every option uncommented, is what it was, but for
+    // the first step's mirror.
     let text = uncomment_options(&starter_with("canary"));
-    assert_eq!(
-        parse(&text, "cutover.yaml").unwrap().strategy,
-        StrategySpec::default()
-    );
+    let mut expected = defaults::CANARY_STEPS.to_vec();
+    expected[0].mirror = Some(pct(20.0));
+    let c = parse(&text, "cutover.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(canary(&c).steps, expected);
 }
 
 // ---- paths and files ----
@@ -719,7 +727,8 @@ strategy:
         canary(&c).steps[1],
         Step {
             weight: pct(100.0),
-            pause: Pause::For(secs(1))
+            pause: Pause::For(secs(1)),
+            mirror: None,
         }
     );
 }

@@ -464,7 +464,40 @@ fn weights_never_decrease() {
     );
     assert_eq!(
         steps("[{weight: 0%}]").unwrap_err(),
-        ["`weight` must be more than 0%: every step sends some traffic to the new version"]
+        [
+            "`weight` must be more than 0%: every step sends some traffic to the new version \
+             (0% only with a `mirror`, e.g. `mirror: 20%`, copying a share of the stable's requests to it)"
+        ]
+    );
+}
+
+#[test]
+fn a_step_may_mirror_and_with_a_mirror_weigh_nothing() {
+    let s =
+        steps("[{weight: 0%, mirror: 20%}, {weight: 10%, mirror: 0%}, {weight: 100%}]").unwrap();
+    assert_eq!((s[0].weight, s[0].mirror), (pct(0.0), Some(pct(20.0))));
+    assert_eq!(s[1].mirror, None, "0% mirrors nothing");
+    assert_eq!(s[2].mirror, None, "the default");
+    assert_eq!(
+        steps("[{weight: 0%, mirror: 0%}]").unwrap_err(),
+        [
+            "`weight` must be more than 0%: every step sends some traffic to the new version \
+             (0% only with a `mirror`, e.g. `mirror: 20%`, copying a share of the stable's requests to it)"
+        ]
+    );
+    let src = "app: shop\nplatform: { local: { command: [x, \"${PORT}\"] } }\nstrategy:\n  canary:\n    \
+               steps:\n      - weight: 0%\n        mirror: 120%\n";
+    assert_eq!(
+        error(src),
+        "cutover.yaml:7:17: `mirror` must be a percentage between 0% and 100% like `25%`, got `120%`"
+    );
+    // A step's field: no other strategy has it.
+    let blue_green = "app: shop\nplatform: { local: { command: [x, \"${PORT}\"] } }\nstrategy:\n  \
+                      blue_green:\n    mirror: 20%\n";
+    assert!(
+        error(blue_green).starts_with("cutover.yaml:5:5: unknown field `mirror`"),
+        "{}",
+        error(blue_green)
     );
 }
 
@@ -478,7 +511,7 @@ fn steps_shape() {
         steps("[{pause: 1s, wieght: 5%}]").unwrap_err(),
         // Not also "missing the required field `weight`": the typo says it.
         [
-            "unknown field `wieght` in `strategy.canary.steps[0]`; did you mean `weight`? (valid: weight, pause)"
+            "unknown field `wieght` in `strategy.canary.steps[0]`; did you mean `weight`? (valid: weight, pause, mirror)"
         ]
     );
     assert_eq!(
