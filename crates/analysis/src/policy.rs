@@ -25,11 +25,10 @@
 //!   test looked at repeatedly loses its error rate).
 //!
 //! Only windows with a fresh baseline (measured in the same window) feed the
-//! tests; a carried-over baseline (the stable version at 100% serves nothing)
-//! would count old requests twice. It still serves the limits, and the
-//! comparison's baseline when the run has no other; when that is too small for
-//! the comparison, which it can then never outgrow, the comparison is left out
-//! and the limits decide.
+//! tests and the comparison: a carried-over baseline (the stable version at 100%
+//! serves nothing) would count old requests twice, and would compare the canary
+//! with another time of day. It still serves the limits; a step without a
+//! baseline of its own is not compared, and the limits decide.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,9 +49,6 @@ pub struct JudgeState {
     pub errors: Option<RateTest>,
     /// The slow-request test, once started.
     pub slow: Option<LatencyTest>,
-    /// Every fresh baseline latency of the run (or the carried baseline's, when
-    /// there is no fresh one).
-    pub run_baseline: Histogram,
     /// The canary's latencies in the current step.
     pub step_canary: Histogram,
     /// The fresh baseline's latencies in the current step.
@@ -86,20 +82,15 @@ pub fn judge_window(
             sequential(seq, state, baseline, canary, &mut report.metrics);
         }
         state.step_baseline.merge(&baseline.latency);
-        state.run_baseline.merge(&baseline.latency);
-    } else {
-        if state.run_baseline.is_empty() {
-            state.run_baseline.merge(&baseline.latency);
-        }
-        if let Some(seq) = &spec.sequential {
-            report.metrics.extend(standing(seq, state));
-        }
+    } else if let Some(seq) = &spec.sequential {
+        report.metrics.extend(standing(seq, state));
     }
     if let Some(cmp) = &spec.comparison {
-        // Without a baseline measured alongside, the step can only be compared
-        // with what the baseline served before; if that is too little, it never
-        // grows, and waiting for it would hold the rollout for nothing.
-        if fresh || state.run_baseline.count() >= cmp.min_samples {
+        // Only against a baseline measured alongside: latencies drift with the
+        // load on the machine, so an earlier baseline would read that drift as
+        // the canary's. A step whose baseline serves nothing (a 100% step) and
+        // has not served enough is not compared: waiting would not help.
+        if fresh || state.step_baseline.count() >= cmp.min_samples {
             report.metrics.push(comparison(cmp, state));
         }
     }
@@ -183,16 +174,11 @@ fn rate_result(metric: &str, e: RateEvidence, threshold_ms: Option<f64>) -> Metr
     }
 }
 
-/// The step's latencies, canary against baseline (the step's own when it has
-/// enough, else the run's).
+/// The step's latencies, canary against baseline, both measured in the step.
 fn comparison(cmp: &ComparisonSpec, state: &JudgeState) -> MetricResult {
     let min = usize::try_from(cmp.min_samples).unwrap_or(usize::MAX);
     let enough = |h: &Histogram| h.count() >= cmp.min_samples;
-    let baseline = if enough(&state.step_baseline) {
-        &state.step_baseline
-    } else {
-        &state.run_baseline
-    };
+    let baseline = &state.step_baseline;
     let mut result = MetricResult {
         limit: Some(1.0 + cmp.tolerance.fraction()),
         ..MetricResult::of("latency", Test::MannWhitney, Unit::Millis)
