@@ -140,9 +140,30 @@ pub struct JudgeArgs {
     /// Values needed on each side; fewer is no data (exit 2).
     #[arg(long, default_value_t = 10)]
     pub min_samples: usize,
+    /// `mann-whitney`: one fixed-sample comparison of the two sets.
+    /// `sequential`: the values in file order, fed window by window to the
+    /// engine's anytime-valid test on the share slower than the baseline's
+    /// `--quantile` (higher is bad); says where it would have rejected.
+    #[arg(long, value_enum, default_value = "mann-whitney")]
+    pub test: TestArg,
+    /// Sequential: the quantile of the baseline a value counts as slow above.
+    #[arg(long, default_value_t = 0.95)]
+    pub quantile: f64,
+    /// Sequential: the false-alarm bound over every look.
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+    /// Sequential: canary values per window (the baseline's in proportion).
+    #[arg(long, default_value_t = 50)]
+    pub window: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestArg {
+    MannWhitney,
+    Sequential,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -6,11 +6,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use cutover_analysis::Histogram;
 use cutover_analysis::comparison::{self, Direction, MetricSpec, MetricVerdict, Tolerance};
+use cutover_analysis::latency_test::LatencyTest;
 use cutover_analysis::mann_whitney::Alternative;
 use serde_json::json;
 
-use crate::args::{DirectionArg, JudgeArgs};
+use crate::args::{DirectionArg, JudgeArgs, TestArg};
 use crate::exit;
 
 pub fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
@@ -22,6 +24,9 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     };
     let baseline = read_samples(baseline, &args.metric)?;
     let canary = read_samples(canary, &args.metric)?;
+    if args.test == TestArg::Sequential {
+        return sequential(&args, &canary, &baseline);
+    }
     let tolerance = parse_tolerance(&args.tolerance)?;
     let direction = match args.direction {
         DirectionArg::HigherIsBad => Direction::HigherIsBad,
@@ -92,6 +97,100 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::from(code))
+}
+
+/// The values in file order, in windows of `--window` canary values and the
+/// baseline's values in proportion, through the engine's sequential latency test
+/// (values taken as milliseconds, for its buckets).
+fn sequential(args: &JudgeArgs, canary: &[f64], baseline: &[f64]) -> anyhow::Result<ExitCode> {
+    if args.window == 0 {
+        return Err(exit::usage(
+            "argument --window: 0 values a window; give 1 or more",
+        ));
+    }
+    if let Some(v) = canary.iter().chain(baseline).find(|v| **v < 0.0) {
+        return Err(exit::usage(format!(
+            "the sequential test reads latencies, and {v} is negative"
+        )));
+    }
+    let mut test = LatencyTest::at_quantile(args.quantile, args.alpha)
+        .map_err(|e| exit::usage(format!("argument --quantile or --alpha: {e}")))?;
+    let windows = canary.len().div_ceil(args.window).max(1);
+    let per_window = baseline.len().div_ceil(windows);
+    let histogram = |values: &[f64]| {
+        let mut h = Histogram::new();
+        for v in values {
+            h.record((v * 1000.0).round() as u64, 1);
+        }
+        h
+    };
+    let mut rejected_at = None;
+    let mut last = None;
+    for w in 0..windows {
+        let c = chunk(canary, args.window, w);
+        let b = chunk(baseline, per_window, w);
+        let evidence = test.observe(&histogram(c), &histogram(b));
+        if evidence.rejected() && rejected_at.is_none() {
+            rejected_at = Some(w + 1);
+        }
+        last = Some(evidence);
+    }
+    let evidence = last.expect("at least one window").rate;
+    let code = if rejected_at.is_some() {
+        exit::ROLLED_BACK
+    } else {
+        exit::PROMOTED
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "test": "sequential",
+                "windows": windows,
+                "rejected_at_window": rejected_at,
+                "evidence": evidence,
+                "exit": code,
+            })
+        );
+        return Ok(ExitCode::from(code));
+    }
+    let share = |c: cutover_analysis::rate_test::Counts| {
+        c.rate()
+            .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0))
+    };
+    println!(
+        "{}: {}",
+        args.metric,
+        match rejected_at {
+            Some(w) => format!("SLOWER: rejected at window {w} of {windows}"),
+            None => format!("pass: no evidence of a slower canary in {windows} window(s)"),
+        }
+    );
+    println!(
+        "  slower than the baseline's p{}: canary {} of {}, baseline {} of {}",
+        args.quantile * 100.0,
+        share(evidence.canary),
+        evidence.canary.requests,
+        share(evidence.baseline),
+        evidence.baseline.requests
+    );
+    println!(
+        "  ln M = {:.3} against {:.3} (alpha {}), anytime-valid p = {}{}",
+        evidence.log_mixture,
+        evidence.log_threshold,
+        args.alpha,
+        p_value(evidence.p_value),
+        evidence
+            .rate_ratio
+            .map_or(String::new(), |r| format!(", rate ratio {r:.2}"))
+    );
+    Ok(ExitCode::from(code))
+}
+
+/// The `w`-th run of `size` values, or what is left (possibly nothing).
+fn chunk(values: &[f64], size: usize, w: usize) -> &[f64] {
+    let start = (w * size).min(values.len());
+    &values[start..(start + size).min(values.len())]
 }
 
 /// A number for people: four significant digits.

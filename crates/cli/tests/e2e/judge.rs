@@ -78,6 +78,77 @@ async fn judge_passes_the_same_fails_the_worse_and_refuses_bad_input() {
     assert!(out.stdout.contains("no data"), "{}", out.stdout);
 }
 
+/// 400 values 1..=400 in a shuffled (but fixed) order, each times `scale`.
+fn shuffled(scale: f64) -> String {
+    (0..400u32)
+        .map(|i| format!("{}\n", f64::from((i * 37) % 400 + 1) * scale))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_sequential_feeds_the_values_in_order_and_says_where_it_rejected() {
+    let env = Env::new(Faults::none());
+    let dir = env.config.parent().unwrap().to_owned();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let base = write("base.txt", &shuffled(1.0));
+    let same = write("same.txt", &shuffled(1.0));
+    let slow = write("slow.txt", &shuffled(1.5));
+    let judge = |canary: String| {
+        let (env, base) = (&env, base.clone());
+        async move {
+            env.cutover(&[
+                "judge",
+                "--test",
+                "sequential",
+                "--baseline",
+                &base,
+                "--canary",
+                &canary,
+                "--window",
+                "40",
+                "--json",
+            ])
+            .await
+        }
+    };
+    let out = judge(same).await;
+    out.code(0);
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        json["rejected_at_window"],
+        serde_json::Value::Null,
+        "{json}"
+    );
+    assert_eq!(json["windows"], 10);
+    let out = judge(slow).await;
+    out.code(3);
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(json["rejected_at_window"].as_u64().is_some(), "{json}");
+    assert!(
+        json["evidence"]["p_value"].as_f64().unwrap() <= 0.01,
+        "{json}"
+    );
+    let out = env
+        .cutover(&[
+            "judge",
+            "--test",
+            "sequential",
+            "--baseline",
+            &base,
+            "--canary",
+            &base,
+            "--quantile",
+            "1.5",
+        ])
+        .await;
+    out.code(2);
+    assert!(out.stderr.contains("--quantile"), "{}", out.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judge_run_judges_a_recorded_run_again_with_the_settings_of_now() {
     let mut env = Env::new(Faults::none());
