@@ -8,5 +8,6 @@ mod canary;
 mod config;
 mod judge;
 mod restart;
+mod sse;
 mod strategies;
 mod support;
