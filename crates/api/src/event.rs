@@ -35,6 +35,24 @@ pub enum Phase {
     Finished,
 }
 
+impl Phase {
+    /// The stable tag, as in the JSON (`step`, `awaiting_promotion`, ...).
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Starting => "starting",
+            Phase::Step { .. } => "step",
+            Phase::Preview => "preview",
+            Phase::AwaitingPromotion => "awaiting_promotion",
+            Phase::PostPromotion => "post_promotion",
+            Phase::Batch { .. } => "batch",
+            Phase::Promoting => "promoting",
+            Phase::RollingBack => "rolling_back",
+            Phase::Finished => "finished",
+        }
+    }
+}
+
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -230,6 +248,20 @@ mod tests {
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["kind"], "phase");
         assert_eq!(json["phase"]["stage"], "step");
+        for phase in [
+            Phase::Pending,
+            Phase::Step {
+                step: 1,
+                of: 2,
+                weight_bp: 1,
+            },
+            Phase::AwaitingPromotion,
+            Phase::Batch { batch: 1, of: 2 },
+            Phase::RollingBack,
+        ] {
+            let json = serde_json::to_value(&phase).unwrap();
+            assert_eq!(json["stage"], phase.stage());
+        }
         assert_eq!(json["phase"]["weight_bp"], 5000);
         let back: RunEvent = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);

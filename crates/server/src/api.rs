@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::auth::{self, Guard};
 use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
+use crate::metrics::{self, StepDurations};
 use crate::traffic::ProxyTraffic;
 use crate::{runs, streams};
 
@@ -32,6 +33,8 @@ pub(crate) struct AppState {
     pub config: Arc<ConfigSource>,
     /// Where each run's receipts are, `<runs_dir>/<run-id>/`.
     pub runs_dir: PathBuf,
+    /// How long runs spent in each stage, for `/metrics`.
+    pub steps: Arc<StepDurations>,
     /// Turns true when the daemon stops: endless streams end then.
     pub stopping: watch::Receiver<bool>,
 }
@@ -53,6 +56,7 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         .route("/api/v1/runs/{id}/receipts/{name}", get(runs::receipt))
         .route("/api/v1/runs/{id}/events", get(streams::run_events))
         .route("/api/v1/events", get(streams::all_events))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

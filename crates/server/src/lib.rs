@@ -16,6 +16,8 @@ mod api;
 pub mod auth;
 pub mod config;
 mod daemon;
+mod metrics;
+mod prometheus;
 mod runs;
 mod streams;
 pub mod traffic;

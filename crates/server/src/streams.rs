@@ -129,14 +129,10 @@ pub(crate) async fn all_events(
         },
     };
     let events = AllEvents {
-        engine: s.engine.clone(),
-        app: s.info.app.clone(),
         live,
-        stopping: s.stopping.clone(),
-        pending: VecDeque::new(),
         seen,
         since_ms,
-        caught_up: false,
+        ..AllEvents::new(s.engine.clone(), s.info.app.clone(), s.stopping.clone())
     };
     let stream = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.next().await?;
@@ -287,7 +283,7 @@ impl RunEvents {
 
 /// Every run's events: each run's in order and each once, runs in the order they
 /// started (one app runs one run at a time).
-struct AllEvents {
+pub(crate) struct AllEvents {
     engine: Engine,
     app: String,
     live: broadcast::Receiver<RunEvent>,
@@ -301,7 +297,22 @@ struct AllEvents {
 }
 
 impl AllEvents {
-    async fn next(&mut self) -> Option<RunEvent> {
+    /// From now on (and the runs that start from now), until `stopping` turns true.
+    pub(crate) fn new(engine: Engine, app: String, stopping: watch::Receiver<bool>) -> AllEvents {
+        AllEvents {
+            live: engine.subscribe(),
+            engine,
+            app,
+            stopping,
+            pending: VecDeque::new(),
+            seen: HashMap::new(),
+            since_ms: now_ms(),
+            caught_up: false,
+        }
+    }
+
+    /// The next event, or `None` once the daemon stops.
+    pub(crate) async fn next(&mut self) -> Option<RunEvent> {
         if !self.caught_up {
             self.caught_up = true;
             self.catch_up().await;
