@@ -17,6 +17,8 @@ pub mod auth;
 pub mod config;
 mod daemon;
 mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod prometheus;
 mod runs;
 mod streams;

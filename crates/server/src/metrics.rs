@@ -95,6 +95,13 @@ impl StepDurations {
 }
 
 /// `GET /metrics`.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/metrics", tag = "app",
+        responses((status = 200, description = "the daemon's metrics in Prometheus text format", content_type = "text/plain; version=0.0.4", body = String))
+    )
+)]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let mut out = Exposition::default();
     let app = s.info.app.as_str();

@@ -196,6 +196,11 @@ async fn the_app_its_runs_measurements_and_receipts() {
     env.deploy("v2").await.code(0);
     load.stop().await;
 
+    let served = env.api_get("/api/v1/openapi.json").await;
+    let committed: Value =
+        serde_json::from_str(include_str!("../../../../docs/openapi.json")).unwrap();
+    assert_eq!(served, committed);
+
     let apps = env.api_get("/api/v1/apps").await;
     assert_eq!(
         apps,
