@@ -1,32 +1,32 @@
-//! The HTTP API under `/api/v1`. Bodies are JSON; errors are
-//! `{"error": "...", "code": "..."}` with a 4xx status that says whose fault it was.
+//! The HTTP API under `/api/v1`, and `/metrics`. Bodies are JSON; errors are
+//! `{"error": "...", "code": "..."}` (with `field` when a body's field is at fault)
+//! with a 4xx status that says whose fault it was. Every request passes the
+//! `auth` guard first; the app's runs are in `runs`, their event
+//! streams in `streams`, the metrics in `metrics`.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Body;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
-use cutover_api::{
-    DeployRequest, ErrorBody, RollbackRequest, RunEvent, Status, Steered, TrafficTotals,
-};
+use cutover_api::{DeployRequest, ErrorBody, RollbackRequest, Status, Steered, TrafficTotals};
 use cutover_engine::events::error_chain;
-use cutover_engine::{Engine, EngineError, RunConfig, receipts};
+use cutover_engine::{Engine, EngineError, RunConfig};
 use cutover_store::StoreError;
-use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
+use crate::auth::{self, Guard};
 use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
+use crate::metrics::{self, StepDurations};
 use crate::traffic::ProxyTraffic;
+use crate::{runs, streams};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -34,9 +34,16 @@ pub(crate) struct AppState {
     pub traffic: Arc<ProxyTraffic>,
     pub info: DaemonInfo,
     pub config: Arc<ConfigSource>,
+    /// Where each run's receipts are, `<runs_dir>/<run-id>/`.
+    pub runs_dir: PathBuf,
+    /// How long runs spent in each stage, for `/metrics`.
+    pub steps: Arc<StepDurations>,
+    /// Turns true when the daemon stops: endless streams end then.
+    pub stopping: watch::Receiver<bool>,
 }
 
-pub(crate) fn router(state: AppState) -> Router {
+/// The API; every request passes `guard` first.
+pub(crate) fn router(state: AppState, guard: Guard) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/deploy", post(deploy))
@@ -44,17 +51,25 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/abort", post(abort))
         .route("/api/v1/rollback", post(rollback))
         .route("/api/v1/config", get(config_check))
-        .route("/api/v1/runs", get(runs))
-        .route("/api/v1/runs/{id}", get(run))
-        .route("/api/v1/runs/{id}/events", get(events))
+        .route("/api/v1/apps", get(runs::apps))
+        .route("/api/v1/runs", get(runs::runs))
+        .route("/api/v1/runs/{id}", get(runs::run))
+        .route("/api/v1/runs/{id}/measurements", get(runs::measurements))
+        .route("/api/v1/runs/{id}/receipts", get(runs::receipts))
+        .route("/api/v1/runs/{id}/receipts/{name}", get(runs::receipt))
+        .route("/api/v1/runs/{id}/events", get(streams::run_events))
+        .route("/api/v1/events", get(streams::all_events))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; see /api/v1/status",
+                "no such endpoint; see /api/v1/openapi.json for every one",
             )
         })
         .with_state(state)
+        .layer(middleware::from_fn_with_state(guard, auth::require))
 }
 
 /// An error answer.
@@ -63,6 +78,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -75,6 +91,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The body's `field` is at fault: 422 `invalid_field`, the field named.
+    pub(crate) fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let field = field.into();
+        ApiError {
+            message: format!("field `{field}`: {}", message.into()),
+            field: Some(field),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "")
         }
     }
 }
@@ -84,6 +111,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.message,
             code: self.code.to_owned(),
+            field: self.field,
         };
         (self.status, Json(body)).into_response()
     }
@@ -107,7 +135,11 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidVersion(_) => format!("field `version`: {e}"),
             _ => error_chain(&e),
         };
-        ApiError::new(status, code, message)
+        let field = matches!(e, EngineError::InvalidVersion(_)).then(|| "version".to_owned());
+        ApiError {
+            field,
+            ..ApiError::new(status, code, message)
+        }
     }
 }
 
@@ -124,7 +156,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
-async fn status(State(s): State<AppState>) -> Json<Status> {
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/status", tag = "app",
+        responses((status = 200, description = "what serves now, and the run in progress", body = cutover_api::Status))
+    )
+)]
+pub(crate) async fn status(State(s): State<AppState>) -> Json<Status> {
     let app = s.engine.status().await;
     let traffic = s
         .traffic
@@ -149,7 +188,18 @@ async fn status(State(s): State<AppState>) -> Json<Status> {
     })
 }
 
+/// A body that could not be read: 422 naming the field when the JSON is well formed
+/// but a field is wrong (missing, unknown, of the wrong type), else 400.
 fn bad_body(rejection: &JsonRejection, example: &str) -> ApiError {
+    if let JsonRejection::JsonDataError(data) = rejection
+        && let Some(wrong) = source_of::<serde_path_to_error::Error<serde_json::Error>>(data)
+    {
+        let field = field_at_fault(wrong);
+        return ApiError::invalid_field(
+            field,
+            format!("{}; expected a JSON body like {example}", wrong.inner()),
+        );
+    }
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "bad_body",
@@ -158,6 +208,36 @@ fn bad_body(rejection: &JsonRejection, example: &str) -> ApiError {
             rejection.body_text()
         ),
     )
+}
+
+/// The first error of type `E` in `error`'s chain of sources.
+fn source_of<'e, E: std::error::Error + 'static>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e E> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The path of the field a deserializing error is about. A missing field is
+/// reported at the object that lacks it; serde then names it, in backticks, in its
+/// fixed `missing field `x`` message.
+fn field_at_fault(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let at = error.path().to_string();
+    let message = error.inner().to_string();
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (at.as_str(), missing) {
+        (".", Some(name)) => name.to_owned(),
+        (_, Some(name)) => format!("{at}.{name}"),
+        _ => at,
+    }
 }
 
 /// The config file as it is now, for the run about to start.
@@ -172,7 +252,21 @@ fn run_config(s: &AppState) -> Result<RunConfig, ApiError> {
     })
 }
 
-async fn deploy(
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/deploy", tag = "runs", security(("token" = [])),
+        request_body = cutover_api::DeployRequest,
+        responses(
+            (status = 202, description = "the run started", body = cutover_api::RunStarted),
+            (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`busy` or `already_serving`", body = cutover_api::ErrorBody),
+            (status = 422, description = "`invalid_field`, `invalid_version`, `invalid_config` or `restart_needed`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn deploy(
     State(s): State<AppState>,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -185,19 +279,55 @@ async fn deploy(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-async fn promote(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/promote", tag = "runs", security(("token" = [])),
+        responses(
+            (status = 200, description = "passed to the run in progress", body = cutover_api::Steered),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`no_active_run` or `too_late`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn promote(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
     Ok(Json(Steered {
         run_id: s.engine.promote()?,
     }))
 }
 
-async fn abort(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/abort", tag = "runs", security(("token" = [])),
+        responses(
+            (status = 200, description = "passed to the run in progress", body = cutover_api::Steered),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`no_active_run` or `too_late`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn abort(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
     Ok(Json(Steered {
         run_id: s.engine.abort("a person (cutover abort)")?,
     }))
 }
 
-async fn rollback(
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/rollback", tag = "runs", security(("token" = [])),
+        request_body(content = cutover_api::RollbackRequest, description = "optional: no body rolls back to the previous promoted version"),
+        responses(
+            (status = 202, description = "the rollback started", body = cutover_api::RunStarted),
+            (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`busy`, `nothing_to_roll_back` or `never_promoted`", body = cutover_api::ErrorBody),
+            (status = 422, description = "`invalid_field`, `invalid_config` or `restart_needed`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn rollback(
     State(s): State<AppState>,
     body: Result<Json<RollbackRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -207,6 +337,17 @@ async fn rollback(
         Err(JsonRejection::MissingJsonContentType(_)) => RollbackRequest::default(),
         Err(r) => return Err(bad_body(&r, r#"{} or {"to": "v1"}"#)),
     };
+    if let Some(to) = req.to.as_deref()
+        && !cutover_api::valid_version(to)
+    {
+        return Err(ApiError::invalid_field(
+            "to",
+            format!(
+                "`{to}` is not a valid version; use {}",
+                cutover_api::VERSION_RULE
+            ),
+        ));
+    }
     let config = run_config(&s)?;
     Ok((
         StatusCode::ACCEPTED,
@@ -214,152 +355,33 @@ async fn rollback(
     ))
 }
 
+/// The API's OpenAPI 3 document, as committed (a test checks it against the one
+/// generated from the API types).
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/openapi.json", tag = "app",
+        responses((status = 200, description = "this document", content_type = "application/json", body = Object))
+    )
+)]
+pub(crate) async fn openapi_json() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 /// What the config file says now, against what the daemon runs with: whether the
 /// next run could use it, and what would change.
-async fn config_check(State(s): State<AppState>) -> Json<cutover_api::ConfigCheck> {
-    Json(s.config.check(&s.engine.config()))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RunsQuery {
-    limit: Option<usize>,
-}
-
-async fn runs(
-    State(s): State<AppState>,
-    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<cutover_api::RunRecord>>, ApiError> {
-    let Query(q) = query.map_err(|r| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("{}; valid: ?limit=N", r.body_text()),
-        )
-    })?;
-    let runs = s
-        .engine
-        .store()
-        .runs(&s.info.app, q.limit.unwrap_or(20).min(1000))?;
-    Ok(Json(runs))
-}
-
-async fn run(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<receipts::RunReceipt>, ApiError> {
-    let store = s.engine.store();
-    let receipt = receipts::RunReceipt {
-        run: store.run(&id)?,
-        events: store.events(&id)?,
-        config: store
-            .run_config(&id)?
-            .as_deref()
-            .and_then(cutover_engine::recorded_config_text),
-        measurements: store.measurements(&id)?,
-        files: Vec::new(),
-    };
-    Ok(Json(receipt))
-}
-
-/// The run's events as JSON lines: the ones already recorded, then live ones, until
-/// the final one, and then the response ends.
-async fn events(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    // Subscribe before reading the store, so nothing falls in between.
-    let live = s.engine.subscribe();
-    s.engine.store().run(&id)?;
-    let stream = RunEvents {
-        engine: s.engine.clone(),
-        run_id: id,
-        live,
-        pending: VecDeque::new(),
-        last_seq: 0,
-        done: false,
-    };
-    let body = futures_util::stream::unfold(stream, |mut stream| async move {
-        let event = stream.next().await?;
-        Some((line(event), stream))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(body),
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/config", tag = "app",
+        responses((status = 200, description = "the config file against the latest run's", body = cutover_api::ConfigCheck))
     )
-        .into_response())
-}
-
-/// One run's events in order, each once: the store is the source of truth, the
-/// broadcast only says when to look again.
-struct RunEvents {
-    engine: Engine,
-    run_id: String,
-    live: broadcast::Receiver<RunEvent>,
-    pending: VecDeque<RunEvent>,
-    last_seq: i64,
-    done: bool,
-}
-
-impl RunEvents {
-    async fn next(&mut self) -> Option<RunEvent> {
-        if self.last_seq == 0 && !self.done {
-            self.refill().await;
-        }
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(event) = self.pending.pop_front() {
-                if event.seq <= self.last_seq {
-                    continue;
-                }
-                self.last_seq = event.seq;
-                self.done = event.is_final();
-                return Some(event);
-            }
-            match self.live.recv().await {
-                Ok(event) if event.run_id != self.run_id || event.seq <= self.last_seq => {}
-                Ok(event) if event.seq == self.last_seq + 1 => self.pending.push_back(event),
-                // A gap: events were recorded that this receiver has not seen. The
-                // store has them (an event not in the store, the final one of a run
-                // whose store failed, comes after all of them).
-                Ok(event) => {
-                    self.refill().await;
-                    self.pending.push_back(event);
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => self.refill().await,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    /// Queues the recorded events after the last one delivered, then the run's
-    /// final event if the store could not record it (the store marks the final
-    /// event with the run's outcome, recorded in the same transaction). A store that
-    /// fails to answer is asked again a few times before the stream goes on
-    /// without what it holds.
-    async fn refill(&mut self) {
-        let store = self.engine.store();
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=4 {
-            match store.events_after(&self.run_id, self.last_seq) {
-                Ok(records) => {
-                    self.pending.extend(records);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(run = %self.run_id, attempt, error = %e, "could not read the run's events");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
-        }
-        if let Some(last) = self.engine.unrecorded_final(&self.run_id) {
-            self.pending.push_back(last);
-        }
-    }
-}
-
-fn line(e: RunEvent) -> Result<Bytes, Infallible> {
-    let mut json = serde_json::to_vec(&e).unwrap_or_default();
-    json.push(b'\n');
-    Ok(Bytes::from(json))
+)]
+pub(crate) async fn config_check(State(s): State<AppState>) -> Json<cutover_api::ConfigCheck> {
+    Json(s.config.check(&s.engine.config()))
 }

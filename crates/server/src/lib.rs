@@ -13,8 +13,15 @@
 //! ```
 
 mod api;
+pub mod auth;
 pub mod config;
 mod daemon;
+mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
+mod prometheus;
+mod runs;
+mod streams;
 pub mod traffic;
 
 pub use api::ApiError;
