@@ -47,6 +47,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/runs/{id}/events", get(events))
+        .merge(crate::dashboard::router())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
