@@ -46,8 +46,12 @@ pub struct Steered {
 pub struct ErrorBody {
     pub error: String,
     /// `busy`, `already_serving`, `no_active_run`, `too_late`, `invalid_version`,
-    /// `bad_body`, `no_such_run`, `invalid_config`, `restart_needed`, ...
+    /// `invalid_field`, `bad_body`, `no_such_run`, `invalid_config`,
+    /// `restart_needed`, `unauthorized`, ...
     pub code: String,
+    /// The body's field at fault (`version`, `to`), when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// `GET /api/v1/status`: the app as it is now.

@@ -1,4 +1,7 @@
-//! The CLI's side of the daemon's HTTP API.
+//! The CLI's side of the daemon's HTTP API. Every request carries the daemon's
+//! token, from `CUTOVER_TOKEN` or the state directory's `token` file.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use cutover_api::{ErrorBody, RunEvent};
@@ -9,14 +12,69 @@ use serde::de::DeserializeOwned;
 use crate::args::ClientArgs;
 use crate::exit;
 
+/// The environment variable that gives the API token, before any token file.
+pub const TOKEN_VAR: &str = "CUTOVER_TOKEN";
+
 /// A client of one daemon.
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Credentials,
+}
+
+/// The token the client sends, and where it came from (for the message when the
+/// daemon refuses it).
+struct Credentials {
+    token: Option<String>,
+    source: String,
+}
+
+impl Credentials {
+    /// `CUTOVER_TOKEN` if set, else the token file of `state_dir`, if there is one.
+    fn find(state_dir: Option<&Path>) -> Credentials {
+        if let Ok(token) = std::env::var(TOKEN_VAR)
+            && !token.trim().is_empty()
+        {
+            return Credentials {
+                token: Some(token.trim().to_owned()),
+                source: TOKEN_VAR.to_owned(),
+            };
+        }
+        let Some(path) = state_dir.map(cutover_server::auth::Token::path) else {
+            return Credentials {
+                token: None,
+                source: format!(
+                    "none: {TOKEN_VAR} is not set and no config says where the state directory is"
+                ),
+            };
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Credentials {
+                token: Some(text.trim().to_owned()),
+                source: path.display().to_string(),
+            },
+            Err(e) => Credentials {
+                token: None,
+                source: format!(
+                    "none: {TOKEN_VAR} is not set and {} could not be read ({e})",
+                    path.display()
+                ),
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.token {
+            Some(_) => format!("the token sent was from {}", self.source),
+            None => format!("no token was sent ({})", self.source),
+        }
+    }
 }
 
 impl Client {
-    pub fn new(api: &str) -> anyhow::Result<Client> {
+    /// A client of the daemon whose API is at `api`, with the token from
+    /// `CUTOVER_TOKEN` or else from `state_dir`'s token file.
+    pub fn new(api: &str, state_dir: Option<&Path>) -> anyhow::Result<Client> {
         let base = if api.starts_with("http://") {
             api.to_owned()
         } else {
@@ -29,6 +87,7 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            token: Credentials::find(state_dir),
         })
     }
 
@@ -38,7 +97,11 @@ impl Client {
     /// Exit code 2 when the config is invalid; 1 when no daemon runs.
     pub fn locate(args: &ClientArgs) -> anyhow::Result<Client> {
         if let Some(api) = &args.api {
-            return Client::new(api);
+            // A config, if there is one, says where the token file is.
+            let state_dir: Option<PathBuf> = cutover_spec::load(&args.config.file)
+                .ok()
+                .map(|c| c.state_dir);
+            return Client::new(api, state_dir.as_deref());
         }
         let config = cutover_spec::load(&args.config.file)?;
         let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(|| {
@@ -52,17 +115,16 @@ impl Client {
                 ),
             )
         })?;
-        Client::new(&info.api.to_string())
+        Client::new(&info.api.to_string(), Some(&config.state_dir))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self
-            .http
-            .get(self.url(path))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .with_context(|| self.unreachable())?;
-        decode(response).await
+        self.decode(response).await
     }
 
     pub async fn post<T: DeserializeOwned>(
@@ -71,13 +133,12 @@ impl Client {
         body: &impl Serialize,
     ) -> anyhow::Result<T> {
         let response = self
-            .http
-            .post(self.url(path))
+            .request(reqwest::Method::POST, path)
             .json(body)
             .send()
             .await
             .with_context(|| self.unreachable())?;
-        decode(response).await
+        self.decode(response).await
     }
 
     /// The run's events, recorded then live, until its final one.
@@ -86,13 +147,15 @@ impl Client {
         run_id: &str,
     ) -> anyhow::Result<impl Stream<Item = anyhow::Result<RunEvent>> + use<>> {
         let response = self
-            .http
-            .get(self.url(&format!("/api/v1/runs/{run_id}/events")))
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/v1/runs/{run_id}/events"),
+            )
             .send()
             .await
             .with_context(|| self.unreachable())?;
         if !response.status().is_success() {
-            return Err(api_error(response).await);
+            return Err(self.api_error(response).await);
         }
         let mut buffer = Vec::new();
         let lines = response.bytes_stream().flat_map(move |chunk| {
@@ -117,8 +180,31 @@ impl Client {
         Ok(lines)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// A request to `path` with the token, if the client has one.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, response: reqwest::Response) -> anyhow::Result<T> {
+        if !response.status().is_success() {
+            return Err(self.api_error(response).await);
+        }
+        response
+            .json()
+            .await
+            .context("the daemon's answer could not be read")
+    }
+
+    async fn api_error(&self, response: reqwest::Response) -> anyhow::Error {
+        let mut refused = api_error(response).await;
+        if refused.status == 401 {
+            refused.message = format!("{}; {}", refused.message, self.token.describe());
+        }
+        refused.into()
     }
 
     fn unreachable(&self) -> String {
@@ -127,16 +213,6 @@ impl Client {
             self.base
         )
     }
-}
-
-async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
-    if !response.status().is_success() {
-        return Err(api_error(response).await);
-    }
-    response
-        .json()
-        .await
-        .context("the daemon's answer could not be read")
 }
 
 /// The daemon refused a request; nothing was changed.
@@ -168,16 +244,16 @@ impl Refused {
     }
 }
 
-async fn api_error(response: reqwest::Response) -> anyhow::Error {
+async fn api_error(response: reqwest::Response) -> Refused {
     let status = response.status().as_u16();
     let body = response.json::<ErrorBody>().await.unwrap_or(ErrorBody {
         error: "the daemon refused the request".into(),
         code: String::new(),
+        field: None,
     });
     Refused {
         code: body.code,
         message: body.error,
         status,
     }
-    .into()
 }

@@ -41,7 +41,15 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = run_config(&args.config.file)?;
-    let daemon = cutover_server::Daemon::start(config, args.api_listen).await?;
+    let daemon = cutover_server::Daemon::start(config, args.api_listen)
+        .await
+        .map_err(|e| {
+            if e.is_config_error() {
+                exit::usage(e.to_string())
+            } else {
+                e.into()
+            }
+        })?;
     eprintln!(
         "cutover: serving {} on http://{} (API http://{}); stop with Ctrl-C",
         daemon.engine().config().config.app,
@@ -265,7 +273,7 @@ async fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         Ok(config) => {
             // Against a running daemon: what its next run would take up.
             let check = match cutover_server::DaemonInfo::read(&config.state_dir) {
-                Some(info) => Client::new(&info.api.to_string())?
+                Some(info) => Client::new(&info.api.to_string(), Some(&config.state_dir))?
                     .get::<cutover_api::ConfigCheck>("/api/v1/config")
                     .await
                     .ok(),

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use cutover_store::StoreError;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
+use crate::auth::{self, Guard};
 use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
 use crate::traffic::ProxyTraffic;
@@ -36,7 +38,8 @@ pub(crate) struct AppState {
     pub config: Arc<ConfigSource>,
 }
 
-pub(crate) fn router(state: AppState) -> Router {
+/// The API; every request passes `guard` first.
+pub(crate) fn router(state: AppState, guard: Guard) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/deploy", post(deploy))
@@ -56,6 +59,7 @@ pub(crate) fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+        .layer(middleware::from_fn_with_state(guard, auth::require))
 }
 
 /// An error answer.
@@ -64,6 +68,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -76,6 +81,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The body's `field` is at fault: 422 `invalid_field`, the field named.
+    pub(crate) fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let field = field.into();
+        ApiError {
+            message: format!("field `{field}`: {}", message.into()),
+            field: Some(field),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "")
         }
     }
 }
@@ -85,6 +101,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.message,
             code: self.code.to_owned(),
+            field: self.field,
         };
         (self.status, Json(body)).into_response()
     }
@@ -108,7 +125,11 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidVersion(_) => format!("field `version`: {e}"),
             _ => error_chain(&e),
         };
-        ApiError::new(status, code, message)
+        let field = matches!(e, EngineError::InvalidVersion(_)).then(|| "version".to_owned());
+        ApiError {
+            field,
+            ..ApiError::new(status, code, message)
+        }
     }
 }
 
@@ -150,7 +171,18 @@ async fn status(State(s): State<AppState>) -> Json<Status> {
     })
 }
 
+/// A body that could not be read: 422 naming the field when the JSON is well formed
+/// but a field is wrong (missing, unknown, of the wrong type), else 400.
 fn bad_body(rejection: &JsonRejection, example: &str) -> ApiError {
+    if let JsonRejection::JsonDataError(data) = rejection
+        && let Some(wrong) = source_of::<serde_path_to_error::Error<serde_json::Error>>(data)
+    {
+        let field = field_at_fault(wrong);
+        return ApiError::invalid_field(
+            field,
+            format!("{}; expected a JSON body like {example}", wrong.inner()),
+        );
+    }
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "bad_body",
@@ -159,6 +191,37 @@ fn bad_body(rejection: &JsonRejection, example: &str) -> ApiError {
             rejection.body_text()
         ),
     )
+}
+
+/// The first error of type `E` in `error`'s chain of sources.
+fn source_of<'e, E: std::error::Error + 'static>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e E> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The path of the field a deserializing error is about. A missing or unknown
+/// field is reported at the object holding it; serde then names it, in backticks,
+/// in its fixed `missing field `x`` and `unknown field `x`` messages.
+fn field_at_fault(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let at = error.path().to_string();
+    let message = error.inner().to_string();
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (at.as_str(), named) {
+        (".", Some(name)) => name.to_owned(),
+        (_, Some(name)) => format!("{at}.{name}"),
+        _ => at,
+    }
 }
 
 /// The config file as it is now, for the run about to start.
@@ -208,6 +271,17 @@ async fn rollback(
         Err(JsonRejection::MissingJsonContentType(_)) => RollbackRequest::default(),
         Err(r) => return Err(bad_body(&r, r#"{} or {"to": "v1"}"#)),
     };
+    if let Some(to) = req.to.as_deref()
+        && !cutover_api::valid_version(to)
+    {
+        return Err(ApiError::invalid_field(
+            "to",
+            format!(
+                "`{to}` is not a valid version; use {}",
+                cutover_api::VERSION_RULE
+            ),
+        ));
+    }
     let config = run_config(&s)?;
     Ok((
         StatusCode::ACCEPTED,

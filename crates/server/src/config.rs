@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use cutover_api::ConfigCheck;
 use cutover_engine::RunConfig;
 use cutover_proxy::ProxyOptions;
-use cutover_spec::{Config, ProxySpec, StrategySpec};
+use cutover_spec::{ApiSpec, Config, ProxySpec, StrategySpec};
 
 /// Where the daemon's config lives, and what of it is fixed until a restart.
 pub struct ConfigSource {
@@ -16,7 +16,7 @@ pub struct ConfigSource {
 }
 
 /// The settings a running daemon cannot take up: its sockets, its state
-/// directory, its kind of platform, its proxies' limits.
+/// directory, its kind of platform, its proxies' limits, who may use its API.
 #[derive(Debug, Clone, PartialEq)]
 struct Fixed {
     listen: SocketAddr,
@@ -24,6 +24,7 @@ struct Fixed {
     state_dir: PathBuf,
     platform: &'static str,
     proxy: ProxySpec,
+    api: ApiSpec,
 }
 
 impl Fixed {
@@ -34,6 +35,7 @@ impl Fixed {
             state_dir: config.state_dir.clone(),
             platform: config.platform.kind(),
             proxy: config.proxy,
+            api: config.api,
         }
     }
 
@@ -108,6 +110,19 @@ impl Fixed {
         ] {
             if let Some(change) = changed {
                 out.push(format!("`proxy.{field}` {change}"));
+            }
+        }
+        let (was, now) = (&self.api, &other.api);
+        for (field, was, now) in [
+            ("read_auth", was.read_auth, now.read_auth),
+            (
+                "allow_remote_open_reads",
+                was.allow_remote_open_reads,
+                now.allow_remote_open_reads,
+            ),
+        ] {
+            if was != now {
+                out.push(format!("`api.{field}` {was} -> {now}"));
             }
         }
         out
@@ -286,5 +301,16 @@ mod tests {
                 "`proxy.max_body_size` none -> 1024B",
             ]
         );
+    }
+
+    #[test]
+    fn a_changed_api_section_needs_a_restart() {
+        let was = Fixed::of(&config(""));
+        assert!(
+            was.changes(&Fixed::of(&config("api: { read_auth: false }\n")))
+                .is_empty()
+        );
+        let now = Fixed::of(&config("api: { read_auth: true }\n"));
+        assert_eq!(was.changes(&now), ["`api.read_auth` false -> true"]);
     }
 }

@@ -9,7 +9,7 @@ use cutover_engine::platform::Platform;
 use cutover_engine::{Engine, EngineParts, PlatformFactory, RunConfig};
 use cutover_platform::{Leftovers, LocalPlatform};
 use cutover_proxy::Proxy;
-use cutover_spec::Config;
+use cutover_spec::{ApiSpec, Config};
 use cutover_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api;
+use crate::auth::{Guard, Token, TokenError};
 use crate::config::{ConfigSource, preview_listen, proxy_options};
 use crate::traffic::ProxyTraffic;
 
@@ -37,6 +38,17 @@ pub enum ServeError {
         state_dir: PathBuf,
         other: Option<DaemonInfo>,
     },
+    /// The API would listen beyond loopback with reads open to anyone who can reach it.
+    #[error(
+        "the API would listen on {addr}, beyond loopback, where anyone who reaches it could \
+         read the app's runs; set `api: {{ read_auth: true }}` in the config so reads need \
+         the token too, or `api: {{ allow_remote_open_reads: true }}` to keep them open, or \
+         listen on 127.0.0.1"
+    )]
+    OpenReadsBeyondLoopback { addr: SocketAddr },
+    /// The API token could not be made or read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// Signal handlers could not be installed.
     #[error("could not install the SIGTERM/SIGINT handlers")]
     Signals(#[source] std::io::Error),
@@ -71,6 +83,19 @@ async fn stop_unadopted(platform: &dyn Platform) {
     if !stopped.is_empty() {
         warn!(stopped = ?stopped, "stopped processes an earlier daemon left running");
     }
+}
+
+impl ServeError {
+    /// The daemon's settings are at fault, not the machine: nothing was started.
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, ServeError::OpenReadsBeyondLoopback { .. })
+    }
+}
+
+/// Whether the API may listen on `addr`: beyond loopback it must not leave its reads
+/// open, unless told it may.
+fn may_listen_on(addr: SocketAddr, spec: &ApiSpec) -> bool {
+    addr.ip().is_loopback() || spec.read_auth || spec.allow_remote_open_reads
 }
 
 fn describe(other: &Option<DaemonInfo>) -> String {
@@ -171,7 +196,9 @@ impl Signals {
 }
 
 impl Daemon {
-    /// Locks the state directory, opens the store, starts the proxy on
+    /// Checks that the API may listen on `api` (beyond loopback only when reads need
+    /// the token, or `api.allow_remote_open_reads` says so), locks the state
+    /// directory, makes or reads its API token, opens the store, starts the proxy on
     /// `config.listen` and the API on `api`, takes over what an earlier daemon left
     /// (adopting the instances still running, resuming its unfinished run),
     /// stops whatever else that daemon left running if it died abruptly, and
@@ -181,6 +208,9 @@ impl Daemon {
     /// See [`ServeError`]; on error nothing is left listening or running.
     pub async fn start(run_config: RunConfig, api: SocketAddr) -> Result<Daemon, ServeError> {
         let config = run_config.config.clone();
+        if !may_listen_on(api, &config.api) {
+            return Err(ServeError::OpenReadsBeyondLoopback { addr: api });
+        }
         let state_dir = config.state_dir.clone();
         let dir_error = |source| ServeError::StateDir {
             path: state_dir.clone(),
@@ -198,6 +228,11 @@ impl Daemon {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(dir_error(e)),
         }
+        let guard = Guard::new(
+            Token::load_or_create(&state_dir)?,
+            config.api.read_auth,
+            &state_dir,
+        );
         // Before anything is started, so a signal during recovery is handled in order.
         let signals = Signals::install().map_err(ServeError::Signals)?;
         cutover_platform::install_panic_hook();
@@ -319,12 +354,15 @@ impl Daemon {
             return Err(ServeError::Info { path, source });
         }
         let (stop_api, mut stopped) = watch::channel(false);
-        let router = api::router(api::AppState {
-            engine: engine.clone(),
-            traffic: traffic.clone(),
-            info: info.clone(),
-            config: config_source,
-        });
+        let router = api::router(
+            api::AppState {
+                engine: engine.clone(),
+                traffic: traffic.clone(),
+                info: info.clone(),
+                config: config_source,
+            },
+            guard,
+        );
         let api_task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -412,5 +450,37 @@ impl Daemon {
         cutover_platform::kill_all_children();
         let _ = std::fs::remove_file(DaemonInfo::path(&self.state_dir));
         info!("daemon stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_beyond_loopback_needs_read_auth_or_the_opt_out() {
+        let open = ApiSpec::default();
+        let addr = |a: &str| a.parse::<SocketAddr>().unwrap();
+        for loopback in ["127.0.0.1:0", "127.0.0.2:9000", "[::1]:0"] {
+            assert!(may_listen_on(addr(loopback), &open), "{loopback}");
+        }
+        let read_auth = ApiSpec {
+            read_auth: true,
+            ..open
+        };
+        let opted_out = ApiSpec {
+            allow_remote_open_reads: true,
+            ..open
+        };
+        for beyond in ["0.0.0.0:0", "[::]:0", "192.168.1.4:9000"] {
+            assert!(!may_listen_on(addr(beyond), &open), "{beyond}");
+            assert!(may_listen_on(addr(beyond), &read_auth), "{beyond}");
+            assert!(may_listen_on(addr(beyond), &opted_out), "{beyond}");
+        }
+        let refusal = ServeError::OpenReadsBeyondLoopback {
+            addr: addr("0.0.0.0:0"),
+        };
+        assert!(refusal.is_config_error());
+        assert!(refusal.to_string().contains("read_auth: true"), "{refusal}");
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 mod api;
+pub mod auth;
 pub mod config;
 mod daemon;
 mod dashboard;

@@ -21,6 +21,19 @@ pub struct Config {
     pub strategy: StrategySpec,
     pub analysis: AnalysisSpec,
     pub proxy: ProxySpec,
+    pub api: ApiSpec,
+}
+
+/// Who may use the daemon's HTTP API (`api:`; every field optional). Requests that
+/// change something always need the daemon's token; these settings say whether
+/// reads do too. A daemon takes them up only when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSpec {
+    /// Reads (`GET`) need the token too (default false: reads are open on loopback).
+    pub read_auth: bool,
+    /// An API listening beyond loopback may keep its reads open (default false: such a
+    /// daemon refuses to start unless `read_auth` is on).
+    pub allow_remote_open_reads: bool,
 }
 
 /// The limits of the built-in proxy, which protect it and the instances behind it
@@ -359,6 +372,15 @@ impl Default for ProxySpec {
     }
 }
 
+impl Default for ApiSpec {
+    fn default() -> Self {
+        ApiSpec {
+            read_auth: defaults::READ_AUTH,
+            allow_remote_open_reads: defaults::ALLOW_REMOTE_OPEN_READS,
+        }
+    }
+}
+
 impl Default for HealthCheck {
     fn default() -> Self {
         HealthCheck {
@@ -530,6 +552,11 @@ pub mod defaults {
     pub const MAX_REQUESTS_PER_INSTANCE: u32 = 0;
     /// `proxy.max_body_size`: no limit.
     pub const MAX_BODY_SIZE: Option<u64> = None;
+
+    /// `api.read_auth`: reads are open (on a loopback API).
+    pub const READ_AUTH: bool = false;
+    /// `api.allow_remote_open_reads`: an API beyond loopback must protect its reads.
+    pub const ALLOW_REMOTE_OPEN_READS: bool = false;
 
     /// `analysis.metrics` when left out: `error_rate: { max: 5% }`.
     pub fn metrics() -> MetricRules {

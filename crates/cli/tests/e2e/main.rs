@@ -3,6 +3,7 @@
 //! Nothing here sleeps to let things settle; every wait is for a condition, with a
 //! deadline. One test binary, one module per topic.
 
+mod api;
 mod canary;
 mod config;
 mod judge;

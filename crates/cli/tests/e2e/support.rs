@@ -60,6 +60,8 @@ pub struct Env {
     instances: u32,
     /// The `analysis.metrics` section's body.
     metrics: String,
+    /// More top-level sections, e.g. `api: { read_auth: true }`.
+    extra: String,
     daemon: Option<Child>,
     proxy: Option<SocketAddr>,
     api: Option<SocketAddr>,
@@ -82,6 +84,7 @@ impl Env {
             strategy: canary("[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]"),
             instances: 2,
             metrics: "    error_rate: { max: 5% }".into(),
+            extra: String::new(),
             daemon: None,
             proxy: None,
             api: None,
@@ -117,6 +120,13 @@ impl Env {
     /// The `analysis.metrics` section, e.g. `"    latency_p99: { max: 100ms }"`.
     pub fn with_metrics(mut self, metrics: &str) -> Env {
         self.metrics = metrics.to_owned();
+        self.write_config();
+        self
+    }
+
+    /// More top-level sections, e.g. `"api: { read_auth: true }\n"`.
+    pub fn with_sections(mut self, yaml: &str) -> Env {
+        self.extra = yaml.to_owned();
         self.write_config();
         self
     }
@@ -162,12 +172,13 @@ analysis:
   inconclusive_limit: 20
   metrics:
 {metrics}
-"#,
+{extra}"#,
             exe = serde_json::to_string(EXE).unwrap(),
             faults = self.faults.0,
             strategy = self.strategy,
             instances = self.instances,
             metrics = self.metrics,
+            extra = self.extra,
             dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
         );
         std::fs::write(&self.config, yaml).unwrap();
@@ -182,6 +193,7 @@ analysis:
         cmd.args(args)
             .env("CUTOVER_CONFIG", &self.config)
             .env_remove("CUTOVER_API")
+            .env_remove("CUTOVER_TOKEN")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd
@@ -189,7 +201,14 @@ analysis:
 
     /// Runs `cutover ARGS` to the end.
     pub async fn cutover(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(DEADLINE, self.command(args).output())
+        self.cutover_with(args, &[]).await
+    }
+
+    /// Runs `cutover ARGS` to the end with these environment variables set.
+    pub async fn cutover_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        cmd.envs(vars.iter().copied());
+        let out = tokio::time::timeout(DEADLINE, cmd.output())
             .await
             .unwrap_or_else(|_| {
                 panic!(
@@ -271,16 +290,30 @@ analysis:
         self.proxy.expect("serve() first")
     }
 
+    /// `GET path` with the daemon's token, as JSON.
     pub async fn api_get(&self, path: &str) -> serde_json::Value {
-        let url = format!("http://{}{path}", self.api.expect("serve() first"));
-        self.http
-            .get(url)
+        self.api(reqwest::Method::GET, path)
+            .bearer_auth(self.token())
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// A request to the API, without any token: the test adds what it sends.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("http://{}{path}", self.api.expect("serve() first"));
+        self.http.request(method, url)
+    }
+
+    /// The daemon's API token, from its state directory.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("token"))
+            .expect("serve() first: the daemon writes its token")
+            .trim()
+            .to_owned()
     }
 
     /// Waits until a canary serves at `weight` (e.g. `50%`).
@@ -347,6 +380,7 @@ analysis:
         let body = tokio::time::timeout(DEADLINE, async {
             self.http
                 .get(url)
+                .bearer_auth(self.token())
                 .send()
                 .await
                 .unwrap()

@@ -136,4 +136,14 @@ proxy:
   max_requests_per_instance: 0
   # The largest request body; beyond it, 413 (`none`: no limit).
   max_body_size: none
+
+# Who may use the daemon's HTTP API. Requests that change something always need the
+# token the daemon writes to `<state_dir>/token` (`Authorization: Bearer <token>`;
+# the CLI sends it). Taken up when the daemon starts (a change needs a restart).
+api:
+  # Reads need the token too; `false` leaves them open on a loopback address.
+  read_auth: false
+  # Let an API listening beyond loopback keep its reads open (else it refuses to start
+  # without `read_auth: true`).
+  allow_remote_open_reads: false
 "#;

@@ -15,7 +15,8 @@
 //! - `blue_green`: `strategy.blue_green` and its smoke checks;
 //! - `rolling`: `strategy.rolling`;
 //! - `analysis`: `analysis` and its metric rules;
-//! - `proxy`: `proxy`, the built-in proxy's limits.
+//! - `proxy`: `proxy`, the built-in proxy's limits;
+//! - `api`: `api`, who may read the daemon's HTTP API.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -26,6 +27,7 @@
 //! its full path (`platform.local`) when talking about a whole section.
 
 mod analysis;
+mod api;
 mod blue_green;
 mod fields;
 mod platform;
@@ -39,7 +41,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
 use crate::types::{
-    AnalysisSpec, Config, HealthCheck, PlatformSpec, ProxySpec, StrategySpec, defaults,
+    AnalysisSpec, ApiSpec, Config, HealthCheck, PlatformSpec, ProxySpec, StrategySpec, defaults,
 };
 
 // The suggestion rule is also unit-tested on its own.
@@ -55,6 +57,7 @@ const TOP: &[&str] = &[
     "strategy",
     "analysis",
     "proxy",
+    "api",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -77,6 +80,7 @@ const HOMES: &[(&str, &[&str])] = &[
     ("`analysis.metrics.error_rate`", analysis::ERROR_RATE),
     ("a latency metric", analysis::LATENCY),
     ("`proxy`", proxy::PROXY),
+    ("`api`", api::API),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -176,6 +180,10 @@ impl Checker<'_> {
             Some(e) => self.proxy(e),
             None => Some(ProxySpec::default()),
         };
+        let api = match f.get("api") {
+            Some(e) => self.api(e),
+            None => Some(ApiSpec::default()),
+        };
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -199,6 +207,7 @@ impl Checker<'_> {
             strategy: strategy?,
             analysis: analysis?,
             proxy: proxy?,
+            api: api?,
         })
     }
 

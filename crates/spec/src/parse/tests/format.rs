@@ -68,8 +68,13 @@ fn minimal_config_gets_every_default() {
             max_requests_per_instance: 0,
             max_body_size: None,
         },
+        api: ApiSpec {
+            read_auth: false,
+            allow_remote_open_reads: false,
+        },
     };
     assert_eq!(c, expected);
+    assert_eq!(c.api, ApiSpec::default());
     // The `Default` impls and `defaults` agree with what parsing fills in.
     assert_eq!(c.proxy, ProxySpec::default());
     assert_eq!(c.health, HealthCheck::default());
@@ -183,6 +188,9 @@ proxy:
   max_connections: 0
   max_requests_per_instance: 100
   max_body_size: 10MiB
+api:
+  read_auth: true
+  allow_remote_open_reads: true
 "#;
     let c = parse(src, "deploy/cutover.yaml").unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
@@ -274,6 +282,10 @@ proxy:
             max_connections: 0,
             max_requests_per_instance: 100,
             max_body_size: Some(10 * 1024 * 1024),
+        },
+        api: ApiSpec {
+            read_auth: true,
+            allow_remote_open_reads: true,
         },
     };
     assert_eq!(c, expected);
@@ -451,6 +463,9 @@ platform:
         "max_connections:",
         "max_requests_per_instance:",
         "max_body_size:",
+        "api:",
+        "read_auth:",
+        "allow_remote_open_reads:",
     ] {
         assert!(STARTER.contains(key), "STARTER lacks {key}");
     }

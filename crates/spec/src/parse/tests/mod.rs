@@ -6,8 +6,10 @@
 //! - `format`: the defaults, the whole format, the starter, paths and files;
 //! - `sections`: the platform and strategy kinds, and canary steps;
 //! - `values`: percentages, durations, and the other values;
-//! - `proxy`: the proxy's limits and their sizes.
+//! - `proxy`: the proxy's limits and their sizes;
+//! - `api`: who may read the daemon's API.
 
+mod api;
 mod diagnostics;
 mod format;
 mod proxy;

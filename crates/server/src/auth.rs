@@ -1,0 +1,285 @@
+//! Who may use the API: the daemon's token, made on its first start and kept in
+//! `<state_dir>/token` (mode 0600), and the rule that every request that changes
+//! something carries it as `Authorization: Bearer <token>`. Reads are open unless
+//! `api.read_auth` says they need it too.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq as _;
+
+use crate::api::ApiError;
+
+/// Random bytes in a token (shown as twice as many hex digits).
+const TOKEN_BYTES: usize = 32;
+
+/// The file name of the token in the state directory.
+pub const TOKEN_FILE: &str = "token";
+
+/// Why the token could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token file could not be created, written or read.
+    #[error("could not use the API token file {path}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OS had no random bytes to give.
+    #[error("could not get random bytes from the OS for the API token: {0}")]
+    Random(getrandom::Error),
+    /// The file holds something that is not a token (edited, or truncated).
+    #[error(
+        "{path} does not hold an API token ({TOKEN_BYTES} bytes as hex); delete it and \
+         restart the daemon to make a new one"
+    )]
+    Malformed { path: PathBuf },
+}
+
+/// The daemon's API token.
+pub struct Token {
+    hex: String,
+}
+
+impl Token {
+    /// Where the token of the daemon serving `state_dir` is.
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(TOKEN_FILE)
+    }
+
+    /// The token in `state_dir`, made on the first call: random bytes from the OS,
+    /// written to a file created with mode 0600 (never readable by others, not
+    /// even for a moment).
+    ///
+    /// # Errors
+    /// See [`TokenError`].
+    pub fn load_or_create(state_dir: &Path) -> Result<Token, TokenError> {
+        let path = Token::path(state_dir);
+        let file_error = |source| TokenError::File {
+            path: path.clone(),
+            source,
+        };
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path);
+        match created {
+            Ok(mut file) => {
+                let token = Token::random()?;
+                file.write_all(token.hex.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(file_error)?;
+                Ok(token)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(&path).map_err(file_error)?;
+                Token::parse(text.trim()).ok_or(TokenError::Malformed { path })
+            }
+            Err(e) => Err(file_error(e)),
+        }
+    }
+
+    fn random() -> Result<Token, TokenError> {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        getrandom::fill(&mut bytes).map_err(TokenError::Random)?;
+        Ok(Token {
+            hex: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    fn parse(text: &str) -> Option<Token> {
+        let well_formed =
+            text.len() == 2 * TOKEN_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit());
+        well_formed.then(|| Token {
+            hex: text.to_ascii_lowercase(),
+        })
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on how
+    /// much of it matches.
+    fn matches(&self, presented: &str) -> bool {
+        self.hex.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+/// The API's rule of who may do what.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    token: Arc<Token>,
+    /// Reads need the token too.
+    read_auth: bool,
+    /// Where the token is, for the message of a refusal.
+    path: PathBuf,
+}
+
+impl Guard {
+    pub(crate) fn new(token: Token, read_auth: bool, state_dir: &Path) -> Guard {
+        Guard {
+            token: Arc::new(token),
+            read_auth,
+            path: Token::path(state_dir),
+        }
+    }
+
+    fn needs_token(&self, method: &Method) -> bool {
+        self.read_auth || !matches!(*method, Method::GET | Method::HEAD)
+    }
+
+    /// `None` if the request may go on, else why not.
+    fn check(&self, method: &Method, headers: &HeaderMap) -> Option<Refusal> {
+        if !self.needs_token(method) {
+            return None;
+        }
+        match bearer(headers) {
+            Some(presented) if self.token.matches(presented) => None,
+            Some(_) => Some(Refusal::Wrong),
+            None => Some(Refusal::Missing),
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response {
+        let what = if self.read_auth {
+            "every request"
+        } else {
+            "a request that changes something"
+        };
+        let (problem, challenge) = match refusal {
+            Refusal::Missing => (
+                format!("{what} needs the daemon's token, and this one has none"),
+                r#"Bearer realm="cutover""#,
+            ),
+            Refusal::Wrong => (
+                "the token does not match the daemon's".to_owned(),
+                r#"Bearer realm="cutover", error="invalid_token""#,
+            ),
+        };
+        let message = format!(
+            "{problem}: send `Authorization: Bearer <token>` with the token in {} \
+             (the CLI reads it from there, or from CUTOVER_TOKEN); nothing was changed",
+            self.path.display()
+        );
+        let mut response =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        response
+    }
+}
+
+enum Refusal {
+    Missing,
+    Wrong,
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Middleware: lets a request through when the [`Guard`] allows it, else answers
+/// 401 before any handler runs, so nothing changes.
+pub(crate) async fn require(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    match guard.check(request.method(), request.headers()) {
+        None => next.run(request).await,
+        Some(refusal) => guard.refuse(refusal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(authorization).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_token_is_made_once_with_mode_0600_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = Token::load_or_create(dir.path()).unwrap();
+        assert_eq!(made.hex.len(), 64);
+        assert!(made.hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let file = std::fs::metadata(Token::path(dir.path())).unwrap();
+        assert_eq!(file.permissions().mode() & 0o777, 0o600);
+        let again = Token::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.hex, made.hex);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Token::load_or_create(other.path()).unwrap().hex, made.hex);
+    }
+
+    #[test]
+    fn a_token_file_that_holds_no_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Token::path(dir.path()), "not a token\n").unwrap();
+        let e = Token::load_or_create(dir.path()).err().unwrap();
+        assert!(matches!(e, TokenError::Malformed { .. }), "{e}");
+        assert!(e.to_string().contains("delete it"), "{e}");
+    }
+
+    #[test]
+    fn writes_need_the_token_and_reads_only_when_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = Token::load_or_create(dir.path()).unwrap();
+        let good = format!("Bearer {}", token.hex);
+        let open_reads = Guard::new(token, false, dir.path());
+        let none = HeaderMap::new();
+        assert!(open_reads.check(&Method::GET, &none).is_none());
+        assert!(matches!(
+            open_reads.check(&Method::POST, &none),
+            Some(Refusal::Missing)
+        ));
+        let wrong = headers(&format!("Bearer {}", "0".repeat(64)));
+        assert!(matches!(
+            open_reads.check(&Method::POST, &wrong),
+            Some(Refusal::Wrong)
+        ));
+        assert!(matches!(
+            open_reads.check(&Method::POST, &headers("Basic abc")),
+            Some(Refusal::Missing)
+        ));
+        assert!(open_reads.check(&Method::POST, &headers(&good)).is_none());
+        assert!(
+            open_reads
+                .check(&Method::POST, &headers(&good.replace("Bearer", "bearer")))
+                .is_none()
+        );
+
+        let token = Token::load_or_create(dir.path()).unwrap();
+        let closed_reads = Guard::new(token, true, dir.path());
+        assert!(matches!(
+            closed_reads.check(&Method::GET, &none),
+            Some(Refusal::Missing)
+        ));
+        assert!(closed_reads.check(&Method::GET, &headers(&good)).is_none());
+    }
+
+    #[test]
+    fn only_the_whole_token_matches() {
+        let token = Token::parse(&"ab".repeat(32)).unwrap();
+        assert!(token.matches(&"ab".repeat(32)));
+        assert!(!token.matches(&"ab".repeat(31)));
+        assert!(!token.matches(&format!("{}ac", "ab".repeat(31))));
+        assert!(!token.matches(""));
+        assert!(Token::parse("abc").is_none());
+        assert!(Token::parse(&"zz".repeat(32)).is_none());
+    }
+}
