@@ -50,7 +50,6 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/runs/{id}/events", get(events))
-        .merge(crate::dashboard::router())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -60,6 +59,8 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         })
         .with_state(state)
         .layer(middleware::from_fn_with_state(guard, auth::require))
+        // The dashboard's files hold no data, so they are outside the guard.
+        .merge(crate::dashboard::router())
 }
 
 /// An error answer.
