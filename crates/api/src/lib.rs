@@ -26,9 +26,9 @@ mod version;
 
 pub use event::{Command, Event, Phase, RunEvent, Share, SmokeResult};
 pub use format::{format_bp, format_ms};
-pub use run::{Outcome, Role, RunKind, RunRecord};
+pub use run::{MeasurementRecord, Outcome, Role, RunKind, RunRecord};
 pub use status::{
-    ActiveStatus, BackendStatus, ConfigCheck, DeployRequest, ErrorBody, RollbackRequest,
-    RunStarted, Status, Steered, TrafficTotals,
+    ActiveStatus, AppInfo, BackendStatus, ConfigCheck, DeployRequest, ErrorBody, ReceiptFile,
+    RollbackRequest, RunStarted, Status, Steered, TrafficTotals,
 };
 pub use version::{VERSION_RULE, valid_version};

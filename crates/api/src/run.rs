@@ -108,3 +108,15 @@ pub struct RunRecord {
     /// Why it ended the way it did, in words.
     pub reason: Option<String>,
 }
+
+/// One analysis window, judged: as stored, and as `GET /api/v1/runs/{id}/measurements`
+/// lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementRecord {
+    pub at_ms: i64,
+    /// The canary step, rolling batch or blue-green phase (0-based) the window
+    /// was measured in.
+    pub step: usize,
+    pub weight_bp: u16,
+    pub report: cutover_analysis::WindowReport,
+}

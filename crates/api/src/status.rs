@@ -122,3 +122,25 @@ pub struct ConfigCheck {
     /// The sections the next run will use differently from the last one.
     pub changes: Vec<String>,
 }
+
+/// `GET /api/v1/apps`: an app the daemon serves, with its live and previous versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub app: String,
+    /// The version that serves when no run is in progress.
+    pub live: Option<String>,
+    /// The versions promoted before it, newest first, without repeats: where
+    /// `cutover rollback` goes.
+    pub previous: Vec<String>,
+    pub active_run: Option<ActiveStatus>,
+}
+
+/// One of a run's receipt files, as `GET /api/v1/runs/{id}/receipts` lists them;
+/// `GET /api/v1/runs/{id}/receipts/{name}` serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptFile {
+    pub name: String,
+    /// What it is served as (`text/markdown; charset=utf-8`, `application/json`, ...).
+    pub content_type: String,
+    pub bytes: u64,
+}

@@ -1,34 +1,28 @@
 //! The HTTP API under `/api/v1`. Bodies are JSON; errors are
 //! `{"error": "...", "code": "..."}` with a 4xx status that says whose fault it was.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Body;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
-use cutover_api::{
-    DeployRequest, ErrorBody, RollbackRequest, RunEvent, Status, Steered, TrafficTotals,
-};
+use cutover_api::{DeployRequest, ErrorBody, RollbackRequest, Status, Steered, TrafficTotals};
 use cutover_engine::events::error_chain;
-use cutover_engine::{Engine, EngineError, RunConfig, receipts};
+use cutover_engine::{Engine, EngineError, RunConfig};
 use cutover_store::StoreError;
-use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use crate::auth::{self, Guard};
 use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
 use crate::traffic::ProxyTraffic;
+use crate::{runs, streams};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -36,6 +30,10 @@ pub(crate) struct AppState {
     pub traffic: Arc<ProxyTraffic>,
     pub info: DaemonInfo,
     pub config: Arc<ConfigSource>,
+    /// Where each run's receipts are, `<runs_dir>/<run-id>/`.
+    pub runs_dir: PathBuf,
+    /// Turns true when the daemon stops: endless streams end then.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// The API; every request passes `guard` first.
@@ -47,9 +45,14 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         .route("/api/v1/abort", post(abort))
         .route("/api/v1/rollback", post(rollback))
         .route("/api/v1/config", get(config_check))
-        .route("/api/v1/runs", get(runs))
-        .route("/api/v1/runs/{id}", get(run))
-        .route("/api/v1/runs/{id}/events", get(events))
+        .route("/api/v1/apps", get(runs::apps))
+        .route("/api/v1/runs", get(runs::runs))
+        .route("/api/v1/runs/{id}", get(runs::run))
+        .route("/api/v1/runs/{id}/measurements", get(runs::measurements))
+        .route("/api/v1/runs/{id}/receipts", get(runs::receipts))
+        .route("/api/v1/runs/{id}/receipts/{name}", get(runs::receipt))
+        .route("/api/v1/runs/{id}/events", get(streams::run_events))
+        .route("/api/v1/events", get(streams::all_events))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -208,17 +211,16 @@ fn source_of<'e, E: std::error::Error + 'static>(
     None
 }
 
-/// The path of the field a deserializing error is about. A missing or unknown
-/// field is reported at the object holding it; serde then names it, in backticks,
-/// in its fixed `missing field `x`` and `unknown field `x`` messages.
+/// The path of the field a deserializing error is about. A missing field is
+/// reported at the object that lacks it; serde then names it, in backticks, in its
+/// fixed `missing field `x`` message.
 fn field_at_fault(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let at = error.path().to_string();
     let message = error.inner().to_string();
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
+    let missing = message
+        .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
-    match (at.as_str(), named) {
+    match (at.as_str(), missing) {
         (".", Some(name)) => name.to_owned(),
         (_, Some(name)) => format!("{at}.{name}"),
         _ => at,
@@ -294,148 +296,4 @@ async fn rollback(
 /// next run could use it, and what would change.
 async fn config_check(State(s): State<AppState>) -> Json<cutover_api::ConfigCheck> {
     Json(s.config.check(&s.engine.config()))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RunsQuery {
-    limit: Option<usize>,
-}
-
-async fn runs(
-    State(s): State<AppState>,
-    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<cutover_api::RunRecord>>, ApiError> {
-    let Query(q) = query.map_err(|r| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("{}; valid: ?limit=N", r.body_text()),
-        )
-    })?;
-    let runs = s
-        .engine
-        .store()
-        .runs(&s.info.app, q.limit.unwrap_or(20).min(1000))?;
-    Ok(Json(runs))
-}
-
-async fn run(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<receipts::RunReceipt>, ApiError> {
-    let store = s.engine.store();
-    let receipt = receipts::RunReceipt {
-        run: store.run(&id)?,
-        events: store.events(&id)?,
-        config: store
-            .run_config(&id)?
-            .as_deref()
-            .and_then(cutover_engine::recorded_config_text),
-        measurements: store.measurements(&id)?,
-        files: Vec::new(),
-    };
-    Ok(Json(receipt))
-}
-
-/// The run's events as JSON lines: the ones already recorded, then live ones, until
-/// the final one, and then the response ends.
-async fn events(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    // Subscribe before reading the store, so nothing falls in between.
-    let live = s.engine.subscribe();
-    s.engine.store().run(&id)?;
-    let stream = RunEvents {
-        engine: s.engine.clone(),
-        run_id: id,
-        live,
-        pending: VecDeque::new(),
-        last_seq: 0,
-        done: false,
-    };
-    let body = futures_util::stream::unfold(stream, |mut stream| async move {
-        let event = stream.next().await?;
-        Some((line(event), stream))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(body),
-    )
-        .into_response())
-}
-
-/// One run's events in order, each once: the store is the source of truth, the
-/// broadcast only says when to look again.
-struct RunEvents {
-    engine: Engine,
-    run_id: String,
-    live: broadcast::Receiver<RunEvent>,
-    pending: VecDeque<RunEvent>,
-    last_seq: i64,
-    done: bool,
-}
-
-impl RunEvents {
-    async fn next(&mut self) -> Option<RunEvent> {
-        if self.last_seq == 0 && !self.done {
-            self.refill().await;
-        }
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(event) = self.pending.pop_front() {
-                if event.seq <= self.last_seq {
-                    continue;
-                }
-                self.last_seq = event.seq;
-                self.done = event.is_final();
-                return Some(event);
-            }
-            match self.live.recv().await {
-                Ok(event) if event.run_id != self.run_id || event.seq <= self.last_seq => {}
-                Ok(event) if event.seq == self.last_seq + 1 => self.pending.push_back(event),
-                // A gap: events were recorded that this receiver has not seen. The
-                // store has them (an event not in the store, the final one of a run
-                // whose store failed, comes after all of them).
-                Ok(event) => {
-                    self.refill().await;
-                    self.pending.push_back(event);
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => self.refill().await,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    /// Queues the recorded events after the last one delivered, then the run's
-    /// final event if the store could not record it (the store marks the final
-    /// event with the run's outcome, recorded in the same transaction). A store that
-    /// fails to answer is asked again a few times before the stream goes on
-    /// without what it holds.
-    async fn refill(&mut self) {
-        let store = self.engine.store();
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=4 {
-            match store.events_after(&self.run_id, self.last_seq) {
-                Ok(records) => {
-                    self.pending.extend(records);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(run = %self.run_id, attempt, error = %e, "could not read the run's events");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
-        }
-        if let Some(last) = self.engine.unrecorded_final(&self.run_id) {
-            self.pending.push_back(last);
-        }
-    }
-}
-
-fn line(e: RunEvent) -> Result<Bytes, Infallible> {
-    let mut json = serde_json::to_vec(&e).unwrap_or_default();
-    json.push(b'\n');
-    Ok(Bytes::from(json))
 }

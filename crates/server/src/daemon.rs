@@ -360,6 +360,8 @@ impl Daemon {
                 traffic: traffic.clone(),
                 info: info.clone(),
                 config: config_source,
+                runs_dir: state_dir.join("runs"),
+                stopping: stop_api.subscribe(),
             },
             guard,
         );

@@ -17,6 +17,8 @@ pub mod auth;
 pub mod config;
 mod daemon;
 mod dashboard;
+mod runs;
+mod streams;
 pub mod traffic;
 
 pub use api::ApiError;

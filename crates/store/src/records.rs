@@ -1,9 +1,6 @@
 //! The records the store keeps, as plain data.
 
-use cutover_analysis::WindowReport;
-use serde::{Deserialize, Serialize};
-
-pub use cutover_api::{Outcome, RunKind, RunRecord};
+pub use cutover_api::{MeasurementRecord, Outcome, RunKind, RunRecord};
 
 /// A run as it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,15 +16,4 @@ pub struct NewRun {
     /// The config file's text as the run read it, kept with the run so its
     /// receipts say what was used.
     pub config: String,
-}
-
-/// One analysis window, judged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MeasurementRecord {
-    pub at_ms: i64,
-    /// The canary step, rolling batch or blue-green phase (0-based) the window
-    /// was measured in.
-    pub step: usize,
-    pub weight_bp: u16,
-    pub report: WindowReport,
 }

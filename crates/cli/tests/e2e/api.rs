@@ -113,3 +113,170 @@ async fn a_daemon_refuses_to_listen_beyond_loopback_with_open_reads() {
     assert!(out.stderr.contains("loopback"), "{}", out.stderr);
     assert!(!env.state_dir().join("daemon.json").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_body_field_gets_422_naming_it_and_changes_nothing() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    let post = |path: &str, body: &str| {
+        env.api(Method::POST, path)
+            .bearer_auth(env.token())
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+    };
+    for (path, body, field, code) in [
+        (
+            "/api/v1/deploy",
+            r#"{"version": 2}"#,
+            "version",
+            "invalid_field",
+        ),
+        ("/api/v1/deploy", r#"{}"#, "version", "invalid_field"),
+        (
+            "/api/v1/deploy",
+            r#"{"version": "v1", "force": true}"#,
+            "force",
+            "invalid_field",
+        ),
+        (
+            "/api/v1/deploy",
+            r#"{"version": "v 1"}"#,
+            "version",
+            "invalid_version",
+        ),
+        (
+            "/api/v1/rollback",
+            r#"{"to": ["v1"]}"#,
+            "to",
+            "invalid_field",
+        ),
+        (
+            "/api/v1/rollback",
+            r#"{"to": "../v1"}"#,
+            "to",
+            "invalid_field",
+        ),
+    ] {
+        let (status, _, refusal) = answer(post(path, body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {refusal}"
+        );
+        assert_eq!(refusal["code"], code, "{body}: {refusal}");
+        assert_eq!(refusal["field"], field, "{body}: {refusal}");
+        let message = refusal["error"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{message}");
+    }
+    let (status, _, refusal) = answer(post("/api/v1/deploy", "{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refusal}");
+    assert_eq!(refusal["code"], "bad_body");
+    let (_, _, runs) = answer(env.api(Method::GET, "/api/v1/runs")).await;
+    assert_eq!(runs, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_its_runs_measurements_and_receipts() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    env.deploy("v2").await.code(0);
+    load.stop().await;
+
+    let apps = env.api_get("/api/v1/apps").await;
+    assert_eq!(
+        apps,
+        json!([{"app": "e2e", "live": "v2", "previous": ["v1"], "active_run": null}])
+    );
+    let runs = env.api_get("/api/v1/runs").await;
+    let id = runs[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(runs[0]["version"], "v2");
+
+    let measurements = env
+        .api_get(&format!("/api/v1/runs/{id}/measurements"))
+        .await;
+    let windows = measurements.as_array().unwrap();
+    assert!(!windows.is_empty(), "{measurements}");
+    assert!(
+        windows
+            .iter()
+            .all(|m| m["report"].is_object() && m["at_ms"].is_i64())
+    );
+    let detail = env.api_get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(detail["measurements"], measurements);
+
+    // Receipts are written as the run ends.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let receipts = loop {
+        let receipts = env.api_get(&format!("/api/v1/runs/{id}/receipts")).await;
+        if receipts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "run.json")
+        {
+            break receipts;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{receipts}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let names: Vec<&str> = receipts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "deployment-log.md",
+        "canary-analysis.md",
+        "config.yaml",
+        "run.json",
+    ] {
+        assert!(names.contains(&name), "{receipts}");
+    }
+    for (name, content_type) in [
+        ("deployment-log.md", "text/markdown; charset=utf-8"),
+        ("run.json", "application/json"),
+        ("config.yaml", "application/yaml"),
+    ] {
+        let listed = receipts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap();
+        assert_eq!(listed["content_type"], content_type);
+        let response = env
+            .api(Method::GET, &format!("/api/v1/runs/{id}/receipts/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{name}");
+        assert_eq!(response.headers()["content-type"], content_type);
+        let body = response.bytes().await.unwrap();
+        assert_eq!(Some(body.len() as u64), listed["bytes"].as_u64(), "{name}");
+        let on_disk = std::fs::read(env.state_dir().join("runs").join(&id).join(name)).unwrap();
+        assert_eq!(body, on_disk, "{name}");
+    }
+
+    // Only names in the list; nothing outside the run's folder.
+    for path in [
+        format!("/api/v1/runs/{id}/receipts/..%2F..%2Fcutover.db"),
+        format!("/api/v1/runs/{id}/receipts/..%2F..%2Ftoken"),
+        format!("/api/v1/runs/{id}/receipts/nothing.md"),
+    ] {
+        let (status, _, body) = answer(env.api(Method::GET, &path)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["code"], "no_such_receipt", "{path}");
+    }
+    for path in [
+        "/api/v1/runs/..%2F..%2F/receipts/token",
+        "/api/v1/runs/no-such-run/receipts",
+        "/api/v1/runs/no-such-run/measurements",
+    ] {
+        let (status, _, body) = answer(env.api(Method::GET, path)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["code"], "no_such_run", "{path}");
+    }
+}

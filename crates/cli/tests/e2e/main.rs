@@ -10,5 +10,6 @@ mod config;
 mod dashboard;
 mod judge;
 mod restart;
+mod sse;
 mod strategies;
 mod support;
