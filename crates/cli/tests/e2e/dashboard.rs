@@ -208,19 +208,18 @@ impl Browser {
     }
 
     /// The text of the first element matching `css`, or "" if there is none yet.
+    /// Read in the page in one step: the page redraws parts of itself every second.
     async fn text(&self, css: &str) -> String {
-        match self.client.find(Locator::Css(css)).await {
-            Ok(element) => element.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';";
+        let text = self.client.execute(script, vec![json!(css)]).await.unwrap();
+        text.as_str().unwrap_or_default().to_owned()
     }
 
     /// How many elements match `css` now.
     async fn count(&self, css: &str) -> usize {
-        self.client
-            .find_all(Locator::Css(css))
-            .await
-            .map_or(0, |all| all.len())
+        let script = "return document.querySelectorAll(arguments[0]).length;";
+        let n = self.client.execute(script, vec![json!(css)]).await.unwrap();
+        n.as_u64().unwrap_or_default() as usize
     }
 
     /// Waits until `ok` holds for the text of `css`.
@@ -324,7 +323,16 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let (env, load, deploying) = Env::canary_paused_at_half().await;
+    // Three steps, the second waiting for a person; v2 a little slower than v1, so
+    // the charts have a difference to show.
+    let mut env = Env::new(Faults::new("v2:latency-ms=15")).with_steps(
+        "[{weight: 10%, pause: 1s}, {weight: 50%, pause: until-promoted}, {weight: 100%, pause: 1s}]",
+    );
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let deploying = env.deploy_in_background("v2");
+    env.wait_for_weight("50%").await;
     browser.client.goto(&env.api_url("/")).await.unwrap();
 
     // The run, live: its heading, the step it waits in, the weight.
@@ -334,10 +342,16 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
     browser
         .wait_for_text(
             ".stage.current .stage-name",
-            "step 1 as the current stage",
-            |t| t == "Step 1",
+            "step 2 as the current stage",
+            |t| t == "Step 2",
         )
         .await;
+    let passed = browser.text(".stage.done:nth-child(2)").await;
+    assert!(
+        passed.starts_with("Step 1\n10%"),
+        "step 1 is not shown done: {passed:?}"
+    );
+    assert_eq!(browser.text(".stage.upcoming .stage-name").await, "Step 3");
     browser
         .wait_for_text("#split-canary", "v2 at 50%", |t| t.contains("50%"))
         .await;
@@ -356,9 +370,9 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
     let windows = browser.count("#windows .window").await;
     assert!(windows > 0, "no analysis window listed");
     if let Some(path) = screenshot_path() {
-        // A picture worth showing: a dozen windows on the charts.
+        // A picture worth showing: a few seconds of windows on the charts.
         browser
-            .wait_for_more("#chart-rate circle.dot.canary", 11, "fewer than 12 windows")
+            .wait_for_more("#chart-rate circle.dot.canary", 15, "fewer than 16 windows")
             .await;
         let png = browser.client.screenshot().await.unwrap();
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

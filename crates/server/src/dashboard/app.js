@@ -211,7 +211,7 @@ function renderServing() {
         h("span", { class: "detail", text: `${b.ready_instances}/${b.instances} instance${b.instances === 1 ? "" : "s"} ready` +
           (t ? ` · ${t.requests} requests, ${t.errors_5xx} 5xx` : "") }),
         b.first_problem ? h("span", { class: "problem", text: b.first_problem }) : null,
-        b.describe.length ? h("span", { class: "detail mono", text: b.describe.join(" · ") }) : null));
+        b.describe.length ? h("span", { class: "instances mono" }, b.describe.map((d) => h("span", { text: d }))) : null));
   }
 }
 
