@@ -64,7 +64,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         })?;
     eprintln!(
-        "cutover: serving {} on http://{} (API http://{}); stop with Ctrl-C",
+        "cutover: serving {} on http://{}; dashboard and API on http://{}/; stop with Ctrl-C",
         daemon.engine().config().config.app,
         daemon.proxy_addr(),
         daemon.api_addr()

@@ -71,7 +71,6 @@ function notice(kind, text) {
   noticeTimer = setTimeout(() => (el.hidden = true), 8000);
 }
 
-
 function previousVersion() {
   const stable = state.status && state.status.stable;
   const promoted = state.runs.filter((r) => r.outcome === "promoted" && r.version !== stable);
@@ -136,7 +135,6 @@ async function act(name) {
     notice("bad", `${action.verb}: ${err.message}`);
   }
 }
-
 
 async function refreshStatus() {
   clearTimeout(state.statusTimer);
@@ -249,7 +247,6 @@ function renderControls() {
   $("reject").hidden = !approval;
 }
 
-
 function pin(id) {
   location.hash = id ? `run=${encodeURIComponent(id)}` : "";
 }
@@ -299,8 +296,12 @@ async function show(id) {
     for (const e of detail.events) addEvent(run, e);
     renderRun();
     renderHistory();
-    if (run.final) loadReceipts(run);
-    else follow(run);
+    if (run.final) {
+      loadReceipts(run);
+    } else {
+      $("receipt-body").append(h("p", { class: "empty-note", text: "Receipts are written when the run ends." }));
+      follow(run);
+    }
   } catch (err) {
     if (state.run === run) notice("bad", `run ${id}: ${err.message}`);
   }
@@ -370,7 +371,6 @@ function scheduleRender() {
   });
 }
 
-
 function renderRun() {
   const run = state.run;
   if (!run) return;
@@ -428,7 +428,10 @@ function stagesOf(run) {
     stage.leftAt = phases[i + 1] ? phases[i + 1].at_ms : null;
   }
   const current = phases.length ? stages.findIndex((st) => st.key === keyOf(phases[phases.length - 1].phase)) : 0;
-  stages.forEach((st, i) => (st.status = i < current ? "done" : i === current ? "current" : "upcoming"));
+  // Stages before the current one were passed, or skipped (a promote skips the
+  // remaining steps).
+  const passed = (st) => (st.enteredAt != null ? "done" : "skipped");
+  stages.forEach((st, i) => (st.status = i < current ? passed(st) : i === current ? "current" : "upcoming"));
   const end = stages[stages.length - 1];
   const last = phases.length ? phases[phases.length - 1].phase.stage : null;
   if (run.final) {
@@ -462,6 +465,7 @@ function renderPipeline(run) {
       detail = detail ? `${detail} · ${spent}` : spent;
     }
     if (st.key === "end" && run.final) detail = clock(run.final.at_ms);
+    if (st.status === "skipped") detail = "skipped";
     const cls = ["stage", st.status, st.tone].filter(Boolean).join(" ");
     list.append(h("li", { class: cls, title: st.message || null, "aria-current": st.status === "current" ? "step" : null },
       h("span", { class: "stage-name", text: st.name }),
@@ -483,7 +487,6 @@ function renderSplit(run) {
   $("legend-stable").textContent = `stable (${from})`;
   $("legend-canary").textContent = `canary (${to})`;
 }
-
 
 function renderLists(run) {
   const windows = $("windows");
@@ -546,8 +549,8 @@ function metricTable(metrics) {
       h("tbody", {}, metrics.map((m) => h("tr", {}, columns.map((c) => cell(c, m[c])))))));
 }
 
-
-async function loadReceipts(run) {
+// The run's receipts, once its daemon has written them (just after its final event).
+async function loadReceipts(run, attempt = 1) {
   const tabs = clear($("receipt-tabs"));
   const body = clear($("receipt-body"));
   try {
@@ -555,6 +558,10 @@ async function loadReceipts(run) {
     if (state.run !== run) return;
     const names = receiptNames(listed);
     if (!names.length) {
+      if (attempt < 5) {
+        setTimeout(() => state.run === run && loadReceipts(run, attempt + 1), 500 * attempt);
+        return;
+      }
       body.append(h("p", { class: "empty-note", text: "This run has no receipts." }));
       return;
     }
@@ -590,7 +597,6 @@ async function openReceipt(run, name) {
     body.append(h("p", { class: "empty-note", text: `${name} could not be read: ${err.message}` }));
   }
 }
-
 
 function start() {
   renderTokenButton();
