@@ -9,6 +9,7 @@ use crate::{Outcome, Role};
 
 /// Where a run is. Persisted with the run and shown by `cutover status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum Phase {
     /// Recorded, nothing started yet.
@@ -33,6 +34,24 @@ pub enum Phase {
     RollingBack,
     /// The run has its outcome.
     Finished,
+}
+
+impl Phase {
+    /// The stable tag, as in the JSON (`step`, `awaiting_promotion`, ...).
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Starting => "starting",
+            Phase::Step { .. } => "step",
+            Phase::Preview => "preview",
+            Phase::AwaitingPromotion => "awaiting_promotion",
+            Phase::PostPromotion => "post_promotion",
+            Phase::Batch { .. } => "batch",
+            Phase::Promoting => "promoting",
+            Phase::RollingBack => "rolling_back",
+            Phase::Finished => "finished",
+        }
+    }
 }
 
 impl std::fmt::Display for Phase {
@@ -60,6 +79,7 @@ impl std::fmt::Display for Phase {
 
 /// One version's share of the traffic after a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Share {
     pub version: String,
     pub role: Role,
@@ -71,6 +91,7 @@ pub struct Share {
 
 /// A request a person (or a program) made of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     Promote,
@@ -79,6 +100,7 @@ pub enum Command {
 
 /// One smoke check against a version before it gets production traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SmokeResult {
     /// `GET /healthz`.
     pub check: String,
@@ -93,6 +115,7 @@ pub struct SmokeResult {
 /// What happened, typed. The `kind` tag is stable; new kinds may be added, and a
 /// reader that does not know one gets [`Event::Other`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// The run entered a phase.
@@ -127,6 +150,7 @@ pub enum Event {
         /// Whether the baseline's numbers came from an earlier window (it served too
         /// little in this one).
         carried_over: bool,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         report: WindowReport,
     },
     /// Smoke checks ran against a version before it got production traffic.
@@ -181,6 +205,7 @@ impl Event {
 
 /// One event of one run, as stored and streamed (one JSON object per line).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunEvent {
     pub run_id: String,
     /// Position in the run's timeline, from 1.
@@ -230,6 +255,20 @@ mod tests {
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["kind"], "phase");
         assert_eq!(json["phase"]["stage"], "step");
+        for phase in [
+            Phase::Pending,
+            Phase::Step {
+                step: 1,
+                of: 2,
+                weight_bp: 1,
+            },
+            Phase::AwaitingPromotion,
+            Phase::Batch { batch: 1, of: 2 },
+            Phase::RollingBack,
+        ] {
+            let json = serde_json::to_value(&phase).unwrap();
+            assert_eq!(json["stage"], phase.stage());
+        }
         assert_eq!(json["phase"]["weight_bp"], 5000);
         let back: RunEvent = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);

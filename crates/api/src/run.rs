@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     /// The app's first version: start, health-check, serve.
@@ -32,6 +33,7 @@ impl RunKind {
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The new version serves all traffic.
@@ -59,6 +61,7 @@ impl Outcome {
 /// The part a version plays. Two backends of one version are told apart by their
 /// role (the stable version and its fresh baseline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The version that serves when no run is in progress.
@@ -93,6 +96,7 @@ impl std::fmt::Display for Role {
 
 /// A run as stored and as the API lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunRecord {
     pub id: String,
     pub app: String,
@@ -112,11 +116,13 @@ pub struct RunRecord {
 /// One analysis window, judged: as stored, and as `GET /api/v1/runs/{id}/measurements`
 /// lists them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeasurementRecord {
     pub at_ms: i64,
     /// The canary step, rolling batch or blue-green phase (0-based) the window
     /// was measured in.
     pub step: usize,
     pub weight_bp: u16,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub report: cutover_analysis::WindowReport,
 }

@@ -8,6 +8,7 @@ use crate::{Phase, Role, RunKind};
 
 /// `POST /api/v1/deploy`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     pub version: String,
@@ -15,6 +16,7 @@ pub struct DeployRequest {
 
 /// `POST /api/v1/rollback`; an empty body means "the previous promoted version".
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The promoted version to go back to.
@@ -24,6 +26,7 @@ pub struct RollbackRequest {
 
 /// The answer to a request that started a run (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunStarted {
     pub run_id: String,
     pub version: String,
@@ -32,17 +35,20 @@ pub struct RunStarted {
     /// goes back from).
     pub from: Option<String>,
     /// Where the run's receipts will be once it ends.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub receipts: PathBuf,
 }
 
 /// The answer to `promote` and `abort`: the run they were passed to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Steered {
     pub run_id: String,
 }
 
 /// Every 4xx answer: what was wrong in words, and a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
     /// `busy`, `already_serving`, `no_active_run`, `too_late`, `invalid_version`,
@@ -56,6 +62,7 @@ pub struct ErrorBody {
 
 /// `GET /api/v1/status`: the app as it is now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     pub app: String,
     /// The proxy's address, where clients send their requests.
@@ -76,6 +83,7 @@ pub struct Status {
 
 /// One version in one role, as it serves now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendStatus {
     pub version: String,
     pub role: Role,
@@ -94,6 +102,7 @@ pub struct BackendStatus {
 
 /// The run in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActiveStatus {
     pub run_id: String,
     pub version: String,
@@ -102,6 +111,7 @@ pub struct ActiveStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrafficTotals {
     pub version: String,
     pub requests: u64,
@@ -111,7 +121,9 @@ pub struct TrafficTotals {
 /// `GET /api/v1/config`: the config file as it is now, against what the daemon
 /// runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigCheck {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: PathBuf,
     /// The next run can use the file as it is.
     pub usable: bool,
@@ -125,6 +137,7 @@ pub struct ConfigCheck {
 
 /// `GET /api/v1/apps`: an app the daemon serves, with its live and previous versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppInfo {
     pub app: String,
     /// The version that serves when no run is in progress.
@@ -138,6 +151,7 @@ pub struct AppInfo {
 /// One of a run's receipt files, as `GET /api/v1/runs/{id}/receipts` lists them;
 /// `GET /api/v1/runs/{id}/receipts/{name}` serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReceiptFile {
     pub name: String,
     /// What it is served as (`text/markdown; charset=utf-8`, `application/json`, ...).

@@ -45,6 +45,8 @@ pub struct VersionStats {
     requests: AtomicU64,
     errors: AtomicU64,
     in_flight: Gauge,
+    /// Responses per status class since creation: 1xx, 2xx, 3xx, 4xx, 5xx.
+    classes: [AtomicU64; 5],
     /// Whether a [`crate::Backend`] was ever built over these stats.
     routed: AtomicBool,
     shards: [Mutex<Shard>; SHARDS],
@@ -130,6 +132,29 @@ impl Snapshot {
         self.errors
     }
 
+    /// Latencies recorded up to this snapshot (one per request).
+    pub fn latency_count(&self) -> u64 {
+        self.latency.len()
+    }
+
+    /// Latencies recorded up to this snapshot that were at most `bound`, within the
+    /// histogram's precision: a cumulative bucket of a latency histogram.
+    pub fn latency_at_most(&self, bound: Duration) -> u64 {
+        let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+        self.latency.count_between(0, micros)
+    }
+
+    /// Every latency recorded up to this snapshot, added up (each within the
+    /// histogram's precision).
+    pub fn latency_sum(&self) -> Duration {
+        let micros = self
+            .latency
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() * v.count_at_value())
+            .sum();
+        Duration::from_micros(micros)
+    }
+
     /// What happened between `earlier` and `self`: the requests, the errors and the
     /// p50/p95/p99 of the latencies recorded in between (`None` quantiles when
     /// nothing was).
@@ -198,6 +223,7 @@ impl VersionStats {
         Arc::new(VersionStats {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            classes: Default::default(),
             in_flight: Gauge::default(),
             routed: AtomicBool::new(false),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
@@ -217,6 +243,12 @@ impl VersionStats {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if is_error {
             self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(class) = usize::from(status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.classes.get(i))
+        {
+            class.fetch_add(1, Ordering::Relaxed);
         }
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
@@ -272,6 +304,12 @@ impl VersionStats {
             self.requests.load(Ordering::Relaxed),
             self.errors.load(Ordering::Relaxed),
         )
+    }
+
+    /// Responses since creation by the class of their status: 1xx, 2xx, 3xx, 4xx
+    /// and 5xx (a body that fails later keeps the class of its status).
+    pub fn status_classes(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.classes[i].load(Ordering::Relaxed))
     }
 
     /// Requests to this version whose response has not finished yet (body included).
@@ -404,6 +442,30 @@ mod tests {
         about(s.p95, 95 * MS);
         about(s.p99, 99 * MS);
         assert_eq!(stats.totals(), (100, 1));
+    }
+
+    #[test]
+    fn responses_by_status_class_and_latency_buckets() {
+        let stats = VersionStats::new();
+        record_uniform(&stats);
+        stats.record(101, MS);
+        stats.record(302, MS);
+        stats.record(99, MS);
+        assert_eq!(stats.status_classes(), [1, 98, 1, 1, 1]);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.latency_count(), 103);
+        // 1..=100 ms plus three at 1 ms; buckets within the histogram's 1%.
+        assert_eq!(snapshot.latency_at_most(Duration::ZERO), 0);
+        assert_eq!(snapshot.latency_at_most(10 * MS), 13);
+        assert_eq!(snapshot.latency_at_most(50 * MS), 53);
+        assert_eq!(snapshot.latency_at_most(Duration::from_secs(3600)), 103);
+        let sum = snapshot.latency_sum().as_secs_f64();
+        let exact = (5050.0 + 3.0) / 1000.0;
+        assert!(
+            (sum - exact).abs() <= exact * 0.01,
+            "{sum} is not about {exact}"
+        );
+        assert_eq!(Snapshot::empty().latency_sum(), Duration::ZERO);
     }
 
     #[test]

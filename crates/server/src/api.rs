@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::auth::{self, Guard};
 use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
+use crate::metrics::{self, StepDurations};
 use crate::traffic::ProxyTraffic;
 use crate::{runs, streams};
 
@@ -32,6 +33,8 @@ pub(crate) struct AppState {
     pub config: Arc<ConfigSource>,
     /// Where each run's receipts are, `<runs_dir>/<run-id>/`.
     pub runs_dir: PathBuf,
+    /// How long runs spent in each stage, for `/metrics`.
+    pub steps: Arc<StepDurations>,
     /// Turns true when the daemon stops: endless streams end then.
     pub stopping: watch::Receiver<bool>,
 }
@@ -53,6 +56,8 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         .route("/api/v1/runs/{id}/receipts/{name}", get(runs::receipt))
         .route("/api/v1/runs/{id}/events", get(streams::run_events))
         .route("/api/v1/events", get(streams::all_events))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -150,7 +155,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
-async fn status(State(s): State<AppState>) -> Json<Status> {
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/status", tag = "app",
+        responses((status = 200, description = "what serves now, and the run in progress", body = cutover_api::Status))
+    )
+)]
+pub(crate) async fn status(State(s): State<AppState>) -> Json<Status> {
     let app = s.engine.status().await;
     let traffic = s
         .traffic
@@ -239,7 +251,21 @@ fn run_config(s: &AppState) -> Result<RunConfig, ApiError> {
     })
 }
 
-async fn deploy(
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/deploy", tag = "runs", security(("token" = [])),
+        request_body = cutover_api::DeployRequest,
+        responses(
+            (status = 202, description = "the run started", body = cutover_api::RunStarted),
+            (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`busy` or `already_serving`", body = cutover_api::ErrorBody),
+            (status = 422, description = "`invalid_field`, `invalid_version`, `invalid_config` or `restart_needed`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn deploy(
     State(s): State<AppState>,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -252,19 +278,55 @@ async fn deploy(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-async fn promote(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/promote", tag = "runs", security(("token" = [])),
+        responses(
+            (status = 200, description = "passed to the run in progress", body = cutover_api::Steered),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`no_active_run` or `too_late`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn promote(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
     Ok(Json(Steered {
         run_id: s.engine.promote()?,
     }))
 }
 
-async fn abort(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/abort", tag = "runs", security(("token" = [])),
+        responses(
+            (status = 200, description = "passed to the run in progress", body = cutover_api::Steered),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`no_active_run` or `too_late`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn abort(State(s): State<AppState>) -> Result<Json<Steered>, ApiError> {
     Ok(Json(Steered {
         run_id: s.engine.abort("a person (cutover abort)")?,
     }))
 }
 
-async fn rollback(
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/rollback", tag = "runs", security(("token" = [])),
+        request_body(content = cutover_api::RollbackRequest, description = "optional: no body rolls back to the previous promoted version"),
+        responses(
+            (status = 202, description = "the rollback started", body = cutover_api::RunStarted),
+            (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 409, description = "`busy`, `nothing_to_roll_back` or `never_promoted`", body = cutover_api::ErrorBody),
+            (status = 422, description = "`invalid_field`, `invalid_config` or `restart_needed`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn rollback(
     State(s): State<AppState>,
     body: Result<Json<RollbackRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -292,8 +354,33 @@ async fn rollback(
     ))
 }
 
+/// The API's OpenAPI 3 document, as committed (a test checks it against the one
+/// generated from the API types).
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/openapi.json", tag = "app",
+        responses((status = 200, description = "this document", content_type = "application/json", body = Object))
+    )
+)]
+pub(crate) async fn openapi_json() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 /// What the config file says now, against what the daemon runs with: whether the
 /// next run could use it, and what would change.
-async fn config_check(State(s): State<AppState>) -> Json<cutover_api::ConfigCheck> {
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/config", tag = "app",
+        responses((status = 200, description = "the config file against the latest run's", body = cutover_api::ConfigCheck))
+    )
+)]
+pub(crate) async fn config_check(State(s): State<AppState>) -> Json<cutover_api::ConfigCheck> {
     Json(s.config.check(&s.engine.config()))
 }

@@ -20,6 +20,8 @@ use tracing::{info, warn};
 use crate::api;
 use crate::auth::{Guard, Token, TokenError};
 use crate::config::{ConfigSource, preview_listen, proxy_options};
+use crate::metrics::StepDurations;
+use crate::streams::AllEvents;
 use crate::traffic::ProxyTraffic;
 
 /// Why the daemon could not start. Nothing is left running when it fails.
@@ -354,6 +356,12 @@ impl Daemon {
             return Err(ServeError::Info { path, source });
         }
         let (stop_api, mut stopped) = watch::channel(false);
+        let steps = Arc::new(StepDurations::default());
+        steps.clone().collect(AllEvents::new(
+            engine.clone(),
+            info.app.clone(),
+            stop_api.subscribe(),
+        ));
         let router = api::router(
             api::AppState {
                 engine: engine.clone(),
@@ -361,6 +369,7 @@ impl Daemon {
                 info: info.clone(),
                 config: config_source,
                 runs_dir: state_dir.join("runs"),
+                steps,
                 stopping: stop_api.subscribe(),
             },
             guard,

@@ -17,6 +17,10 @@ pub mod auth;
 pub mod config;
 mod daemon;
 mod dashboard;
+mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
+mod prometheus;
 mod runs;
 mod streams;
 pub mod traffic;

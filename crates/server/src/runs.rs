@@ -19,6 +19,13 @@ const PREVIOUS_VERSIONS: usize = 20;
 
 /// `GET /api/v1/apps`: the daemon's app (it serves one), with its live and
 /// previous versions and the run in progress.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/apps", tag = "app",
+        responses((status = 200, description = "the daemon's app with its live and previous versions", body = [cutover_api::AppInfo]))
+    )
+)]
 pub(crate) async fn apps(State(s): State<AppState>) -> Result<Json<Vec<AppInfo>>, ApiError> {
     let status = s.engine.status().await;
     let mut previous = s
@@ -42,6 +49,17 @@ pub(crate) struct RunsQuery {
 }
 
 /// `GET /api/v1/runs?limit=N`: past runs, newest first.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/runs", tag = "runs",
+        params(("limit" = Option<usize>, Query, description = "how many (default 20, at most 1000)")),
+        responses(
+            (status = 200, description = "past runs, newest first", body = [cutover_api::RunRecord]),
+            (status = 400, description = "`bad_query`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
 pub(crate) async fn runs(
     State(s): State<AppState>,
     query: Result<Query<RunsQuery>, QueryRejection>,
@@ -61,6 +79,17 @@ pub(crate) async fn runs(
 }
 
 /// `GET /api/v1/runs/{id}`: the run's record, events, measurements and config.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/runs/{id}", tag = "runs",
+        params(("id" = String, Path, description = "the run's id")),
+        responses(
+            (status = 200, description = "the run: `run` (a RunRecord), `events`, `measurements`, `config` and receipt `files`", body = Object),
+            (status = 404, description = "`no_such_run`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
 pub(crate) async fn run(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -83,6 +112,17 @@ pub(crate) async fn run(
 }
 
 /// `GET /api/v1/runs/{id}/measurements`: the run's analysis windows, oldest first.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/runs/{id}/measurements", tag = "runs",
+        params(("id" = String, Path, description = "the run's id")),
+        responses(
+            (status = 200, description = "its analysis windows, oldest first", body = [cutover_api::MeasurementRecord]),
+            (status = 404, description = "`no_such_run`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
 pub(crate) async fn measurements(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -93,6 +133,17 @@ pub(crate) async fn measurements(
 }
 
 /// `GET /api/v1/runs/{id}/receipts`: the run's receipt files (none until it ends).
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/runs/{id}/receipts", tag = "runs",
+        params(("id" = String, Path, description = "the run's id")),
+        responses(
+            (status = 200, description = "its receipt files (none until it ends)", body = [cutover_api::ReceiptFile]),
+            (status = 404, description = "`no_such_run`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
 pub(crate) async fn receipts(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -104,6 +155,20 @@ pub(crate) async fn receipts(
 
 /// `GET /api/v1/runs/{id}/receipts/{name}`: one receipt file, as its type. Only a
 /// name in the run's list is served, so no path leads out of the run's folder.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/runs/{id}/receipts/{name}", tag = "runs",
+        params(
+            ("id" = String, Path, description = "the run's id"),
+            ("name" = String, Path, description = "a name from its list of receipts"),
+        ),
+        responses(
+            (status = 200, description = "the file, as its content type (Markdown, JSON, YAML)", body = String),
+            (status = 404, description = "`no_such_run` or `no_such_receipt`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
 pub(crate) async fn receipt(
     State(s): State<AppState>,
     Path((id, name)): Path<(String, String)>,

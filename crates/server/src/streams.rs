@@ -69,6 +69,22 @@ fn bad_last_event_id(id: &str, expected: &str) -> ApiError {
 /// `GET /api/v1/runs/{id}/events`: the run's events, the ones already recorded and
 /// then live ones, until its final one; then the response ends. JSON lines, or
 /// server-sent events (`id: <seq>`, `event: <kind>`) for `Accept: text/event-stream`.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/runs/{id}/events", tag = "events",
+        params(
+            ("id" = String, Path, description = "the run's id"),
+            ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq"),
+            ("last_event_id" = Option<i64>, Query, description = "the same, for a client that cannot send the header"),
+        ),
+        responses(
+            (status = 200, description = "the run's events, recorded then live, until its final one: JSON lines, or server-sent events (`id: <seq>`, `event: <kind>`, `data: <RunEvent>`) with `Accept: text/event-stream`", content((cutover_api::RunEvent = "application/x-ndjson"), (cutover_api::RunEvent = "text/event-stream"))),
+            (status = 400, description = "`bad_last_event_id`", body = cutover_api::ErrorBody),
+            (status = 404, description = "`no_such_run`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
 pub(crate) async fn run_events(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -104,6 +120,21 @@ pub(crate) async fn run_events(
 /// `GET /api/v1/events`: every run's events as server-sent events (`id:
 /// <run_id>:<seq>`), from the start of the run in progress (or, resumed, from just
 /// after the event named), until the daemon stops.
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        get, path = "/api/v1/events", tag = "events",
+        params(
+            ("Last-Event-ID" = Option<String>, Header, description = "resume after this event, `<run_id>:<seq>`"),
+            ("last_event_id" = Option<String>, Query, description = "the same, for a client that cannot send the header"),
+        ),
+        responses(
+            (status = 200, description = "every run's events as server-sent events (`id: <run_id>:<seq>`, `event: <kind>`, `data: <RunEvent>`), from the start of the run in progress, until the daemon stops", content_type = "text/event-stream", body = cutover_api::RunEvent),
+            (status = 400, description = "`bad_last_event_id`", body = cutover_api::ErrorBody),
+            (status = 404, description = "`no_such_run`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
 pub(crate) async fn all_events(
     State(s): State<AppState>,
     Query(query): Query<Resume>,
@@ -129,14 +160,10 @@ pub(crate) async fn all_events(
         },
     };
     let events = AllEvents {
-        engine: s.engine.clone(),
-        app: s.info.app.clone(),
         live,
-        stopping: s.stopping.clone(),
-        pending: VecDeque::new(),
         seen,
         since_ms,
-        caught_up: false,
+        ..AllEvents::new(s.engine.clone(), s.info.app.clone(), s.stopping.clone())
     };
     let stream = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.next().await?;
@@ -287,7 +314,7 @@ impl RunEvents {
 
 /// Every run's events: each run's in order and each once, runs in the order they
 /// started (one app runs one run at a time).
-struct AllEvents {
+pub(crate) struct AllEvents {
     engine: Engine,
     app: String,
     live: broadcast::Receiver<RunEvent>,
@@ -301,7 +328,22 @@ struct AllEvents {
 }
 
 impl AllEvents {
-    async fn next(&mut self) -> Option<RunEvent> {
+    /// From now on (and the runs that start from now), until `stopping` turns true.
+    pub(crate) fn new(engine: Engine, app: String, stopping: watch::Receiver<bool>) -> AllEvents {
+        AllEvents {
+            live: engine.subscribe(),
+            engine,
+            app,
+            stopping,
+            pending: VecDeque::new(),
+            seen: HashMap::new(),
+            since_ms: now_ms(),
+            caught_up: false,
+        }
+    }
+
+    /// The next event, or `None` once the daemon stops.
+    pub(crate) async fn next(&mut self) -> Option<RunEvent> {
         if !self.caught_up {
             self.caught_up = true;
             self.catch_up().await;

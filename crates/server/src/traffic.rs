@@ -59,6 +59,27 @@ impl ProxyTraffic {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The stats of every version and role the proxy ever routed to, sorted.
+    pub fn stats(&self) -> Vec<(String, Role, Arc<VersionStats>)> {
+        let mut out: Vec<_> = (self.state().stats.iter())
+            .map(|((version, role), stats)| (version.clone(), *role, stats.clone()))
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
+    /// Every instance in the current routes, with its version and role, sorted.
+    pub fn routed_instances(&self) -> Vec<(String, Role, SocketAddr)> {
+        let state = self.state();
+        let mut out: Vec<_> = (state.backends.iter())
+            .flat_map(|((version, role), backend)| {
+                (backend.endpoints().iter()).map(|e| (version.clone(), *role, e.addr()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Requests and failed responses per version (all roles) since the daemon started.
     pub fn totals(&self) -> Vec<(String, u64, u64)> {
         let mut per_version: HashMap<String, (u64, u64)> = HashMap::new();

@@ -79,12 +79,24 @@ async fn a_change_without_the_right_token_is_refused_and_changes_nothing() {
 async fn with_read_auth_reads_need_the_token_too_and_the_cli_sends_it() {
     let mut env = Env::new(Faults::none()).with_sections("api:\n  read_auth: true\n");
     env.serve().await;
-    for path in ["/api/v1/status", "/api/v1/runs", "/api/v1/config"] {
+    for path in [
+        "/api/v1/status",
+        "/api/v1/runs",
+        "/api/v1/config",
+        "/api/v1/apps",
+        "/api/v1/events",
+        "/metrics",
+    ] {
         let (status, challenge, body) = answer(env.api(Method::GET, path)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
         assert!(challenge.is_some(), "{path}");
-        let (status, _, _) = answer(env.api(Method::GET, path).bearer_auth(env.token())).await;
-        assert_eq!(status, StatusCode::OK, "{path}");
+        let response = env
+            .api(Method::GET, path)
+            .bearer_auth(env.token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
     // The CLI finds the token in the state directory, or takes CUTOVER_TOKEN.
     env.deploy("v1").await.code(0);
@@ -184,6 +196,11 @@ async fn the_app_its_runs_measurements_and_receipts() {
     env.deploy("v2").await.code(0);
     load.stop().await;
 
+    let served = env.api_get("/api/v1/openapi.json").await;
+    let committed: Value =
+        serde_json::from_str(include_str!("../../../../docs/openapi.json")).unwrap();
+    assert_eq!(served, committed);
+
     let apps = env.api_get("/api/v1/apps").await;
     assert_eq!(
         apps,
@@ -279,4 +296,144 @@ async fn the_app_its_runs_measurements_and_receipts() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         assert_eq!(body["code"], "no_such_run", "{path}");
     }
+}
+
+/// The value of the one sample of `text` whose line starts with `series`.
+fn sample(text: &str, series: &str) -> f64 {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .collect();
+    assert_eq!(lines.len(), 1, "{series} in:\n{text}");
+    lines[0].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_in_prometheus_text_format_pass_promtool() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    env.deploy("v2").await.code(0);
+    let tally = load.stop().await;
+
+    let response = env.api(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    let app = r#"app="e2e""#;
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"cutover_runs_total{{{app},kind="canary",outcome="promoted"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"cutover_runs_total{{{app},kind="initial",outcome="promoted"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(
+                r#"cutover_run_duration_seconds_count{{{app},kind="canary",outcome="promoted"}}"#
+            )
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"cutover_weight_ratio{{{app},version="v2",role="stable"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"cutover_instances{{{app},version="v2",role="stable",state="ready"}}"#)
+        ),
+        2.0
+    );
+    let ready = text
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                r#"cutover_instance_ready{{{app},version="v2",role="stable",instance="127.0.0.1:"#
+            ))
+        })
+        .count();
+    assert_eq!(ready, 2, "{text}");
+    assert!(
+        sample(
+            &text,
+            &format!(r#"cutover_step_duration_seconds_count{{{app},stage="step"}}"#)
+        ) >= 2.0
+    );
+    // Every request of the load went through the proxy and is counted there.
+    let canary_2xx = sample(
+        &text,
+        &format!(r#"cutover_proxy_requests_total{{{app},version="v2",role="canary",class="2xx"}}"#),
+    );
+    assert!(canary_2xx > 0.0, "{text}");
+    let served: u64 = tally.values().map(|t| t.0).sum();
+    let counted: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("cutover_proxy_requests_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(counted >= served as f64, "{counted} < {served}");
+    let count = sample(
+        &text,
+        &format!(r#"cutover_proxy_latency_seconds_count{{{app},version="v2",role="canary"}}"#),
+    );
+    let inf = sample(
+        &text,
+        &format!(
+            r#"cutover_proxy_latency_seconds_bucket{{{app},version="v2",role="canary",le="+Inf"}}"#
+        ),
+    );
+    assert_eq!(count, inf);
+    assert!(count >= canary_2xx);
+
+    check_with_promtool(&text).await;
+}
+
+/// `promtool check metrics` on the exposition, if promtool is installed (Debian's
+/// `prometheus` package; `.ci/run` installs it).
+async fn check_with_promtool(text: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: promtool check metrics (promtool not found: {e}); \
+                 install it with `apt-get install prometheus`"
+            );
+            return;
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- the metrics\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
