@@ -324,10 +324,13 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
         return;
     };
     // Three steps, the second waiting for a person; v2 a little slower than v1, so
-    // the charts have a difference to show.
-    let mut env = Env::new(Faults::new("v2:latency-ms=15")).with_steps(
-        "[{weight: 10%, pause: 1s}, {weight: 50%, pause: until-promoted}, {weight: 100%, pause: 1s}]",
-    );
+    // the charts have a difference to show. The config, shown as a receipt, carries
+    // markup that must stay text.
+    let mut env = Env::new(Faults::new("v2:latency-ms=15"))
+        .with_steps(
+            "[{weight: 10%, pause: 1s}, {weight: 50%, pause: until-promoted}, {weight: 100%, pause: 1s}]",
+        )
+        .with_sections("# <b id=\"injected\">markup</b> stays text\n");
     env.serve().await;
     env.deploy("v1").await.code(0);
     let load = env.load();
@@ -419,6 +422,23 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
             t.contains("e2e v2")
         })
         .await;
+    assert!(
+        browser.count("#receipt-body table td").await > 0,
+        "no table rendered"
+    );
+    browser
+        .click("#receipt-tabs button[data-name=\"config.yaml\"]")
+        .await;
+    browser
+        .wait_for_text("#receipt-body pre", "the config as text", |t| {
+            t.contains("# <b id=\"injected\">markup</b> stays text")
+        })
+        .await;
+    assert_eq!(
+        browser.count("#injected").await,
+        0,
+        "receipt text became markup"
+    );
     load.stop().await;
     browser.client.close().await.unwrap();
 }
