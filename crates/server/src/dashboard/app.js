@@ -21,6 +21,8 @@ const state = {
   run: null,
   statusTimer: null,
   statusSoon: null,
+  // What the history table shows now.
+  historyKey: null,
 };
 
 function pill(cls, text) {
@@ -213,15 +215,21 @@ function renderServing() {
   }
 }
 
+// Redrawn only when something in it changed, so a row with focus keeps it.
 function renderHistory() {
+  const key = JSON.stringify([state.runs, state.run && state.run.id]);
+  if (key === state.historyKey) return;
+  state.historyKey = key;
   const body = clear($("history-rows"));
   if (!state.runs.length) {
     body.append(h("tr", {}, h("td", { colspan: 7, class: "muted", text: "No runs yet." })));
     return;
   }
   for (const r of state.runs) {
-    const took = r.finished_at_ms ? duration(r.finished_at_ms - r.started_at_ms) : duration(Date.now() - r.started_at_ms);
-    const row = h("tr", { "data-run": r.id, class: state.run && state.run.id === r.id ? "selected" : null, onclick: () => pin(r.id) },
+    const took = r.finished_at_ms ? duration(r.finished_at_ms - r.started_at_ms) : "running";
+    const open = () => pin(r.id);
+    const row = h("tr", { "data-run": r.id, class: state.run && state.run.id === r.id ? "selected" : null, tabindex: 0,
+      onclick: open, onkeydown: (e) => e.key === "Enter" && open() },
       h("td", { class: "mono", text: dateTime(r.started_at_ms) }),
       h("td", { text: KIND_WORDS[r.kind] || r.kind }),
       h("td", { class: "mono", text: r.version }),
