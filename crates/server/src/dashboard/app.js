@@ -393,6 +393,8 @@ function renderRun() {
     sub.append(outcomePill(run.final ? run.final.outcome : null), " ",
       `run ${r.id} · started ${dateTime(startedAt)} · ${duration((endedAt || Date.now()) - startedAt)}`);
   }
+  // A first deploy and a rollback move all traffic at once and judge nothing.
+  $("run").classList.toggle("unjudged", !!r && (r.kind === "initial" || r.kind === "rollback"));
   renderPipeline(run);
   renderSplit(run);
   renderCharts(run);

@@ -50,7 +50,7 @@ function chart(figure, points, field, frame, { floor, tick, label }) {
   svg.append(s("text", { class: "tick", x: left, y: height - 4 }, "0s"));
   svg.append(s("text", { class: "tick", x: width - right, y: height - 4, "text-anchor": "end" }, "+" + duration(frame.end - frame.start)));
   if (!points.length) {
-    svg.append(s("text", { class: "empty", x: left + plotW / 2, y: top + plotH / 2, "text-anchor": "middle" }, "no analysis windows yet"));
+    svg.append(s("text", { class: "empty", x: left + plotW / 2, y: top + plotH / 2, "text-anchor": "middle" }, "no analysis windows"));
   }
   for (const role of ["stable", "canary"]) {
     const pts = points.filter((p) => p[field][role] != null).map((p) => ({ at: p.at, v: p[field][role] }));
