@@ -132,29 +132,6 @@ impl Snapshot {
         self.errors
     }
 
-    /// Latencies recorded up to this snapshot (one per request).
-    pub fn latency_count(&self) -> u64 {
-        self.latency.len()
-    }
-
-    /// Latencies recorded up to this snapshot that were at most `bound`, within the
-    /// histogram's precision: a cumulative bucket of a latency histogram.
-    pub fn latency_at_most(&self, bound: Duration) -> u64 {
-        let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
-        self.latency.count_between(0, micros)
-    }
-
-    /// Every latency recorded up to this snapshot, added up (each within the
-    /// histogram's precision).
-    pub fn latency_sum(&self) -> Duration {
-        let micros = self
-            .latency
-            .iter_recorded()
-            .map(|v| v.value_iterated_to() * v.count_at_value())
-            .sum();
-        Duration::from_micros(micros)
-    }
-
     /// What happened between `earlier` and `self`: the requests, the errors and the
     /// p50/p95/p99 of the latencies recorded in between (`None` quantiles when
     /// nothing was).
@@ -214,6 +191,32 @@ impl fmt::Debug for Snapshot {
             .field("requests", &self.requests)
             .field("errors", &self.errors)
             .finish_non_exhaustive()
+    }
+}
+
+/// The latency histogram, for a histogram of its own (Prometheus' buckets).
+impl Snapshot {
+    /// Latencies recorded up to this snapshot (one per request).
+    pub fn latency_count(&self) -> u64 {
+        self.latency.len()
+    }
+
+    /// Latencies recorded up to this snapshot that were at most `bound`, within the
+    /// histogram's precision: a cumulative bucket of a latency histogram.
+    pub fn latency_at_most(&self, bound: Duration) -> u64 {
+        let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+        self.latency.count_between(0, micros)
+    }
+
+    /// Every latency recorded up to this snapshot, added up (each within the
+    /// histogram's precision).
+    pub fn latency_sum(&self) -> Duration {
+        let micros = self
+            .latency
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() * v.count_at_value())
+            .sum();
+        Duration::from_micros(micros)
     }
 }
 
@@ -445,30 +448,6 @@ mod tests {
     }
 
     #[test]
-    fn responses_by_status_class_and_latency_buckets() {
-        let stats = VersionStats::new();
-        record_uniform(&stats);
-        stats.record(101, MS);
-        stats.record(302, MS);
-        stats.record(99, MS);
-        assert_eq!(stats.status_classes(), [1, 98, 1, 1, 1]);
-        let snapshot = stats.snapshot();
-        assert_eq!(snapshot.latency_count(), 103);
-        // 1..=100 ms plus three at 1 ms; buckets within the histogram's 1%.
-        assert_eq!(snapshot.latency_at_most(Duration::ZERO), 0);
-        assert_eq!(snapshot.latency_at_most(10 * MS), 13);
-        assert_eq!(snapshot.latency_at_most(50 * MS), 53);
-        assert_eq!(snapshot.latency_at_most(Duration::from_secs(3600)), 103);
-        let sum = snapshot.latency_sum().as_secs_f64();
-        let exact = (5050.0 + 3.0) / 1000.0;
-        assert!(
-            (sum - exact).abs() <= exact * 0.01,
-            "{sum} is not about {exact}"
-        );
-        assert_eq!(Snapshot::empty().latency_sum(), Duration::ZERO);
-    }
-
-    #[test]
     fn consecutive_windows_do_not_overlap() {
         let stats = VersionStats::new();
         let start = stats.snapshot();
@@ -685,5 +664,29 @@ mod tests {
         drop(b);
         assert!(waiter.await.unwrap());
         assert_eq!(stats.in_flight(), 0);
+    }
+
+    #[test]
+    fn responses_by_status_class_and_latency_buckets() {
+        let stats = VersionStats::new();
+        record_uniform(&stats);
+        stats.record(101, MS);
+        stats.record(302, MS);
+        stats.record(99, MS);
+        assert_eq!(stats.status_classes(), [1, 98, 1, 1, 1]);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.latency_count(), 103);
+        // 1..=100 ms plus three at 1 ms; buckets within the histogram's 1%.
+        assert_eq!(snapshot.latency_at_most(Duration::ZERO), 0);
+        assert_eq!(snapshot.latency_at_most(10 * MS), 13);
+        assert_eq!(snapshot.latency_at_most(50 * MS), 53);
+        assert_eq!(snapshot.latency_at_most(Duration::from_secs(3600)), 103);
+        let sum = snapshot.latency_sum().as_secs_f64();
+        let exact = (5050.0 + 3.0) / 1000.0;
+        assert!(
+            (sum - exact).abs() <= exact * 0.01,
+            "{sum} is not about {exact}"
+        );
+        assert_eq!(Snapshot::empty().latency_sum(), Duration::ZERO);
     }
 }

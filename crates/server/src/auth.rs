@@ -80,6 +80,7 @@ impl Token {
                 Ok(token)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                warn_if_readable_by_others(&path);
                 let text = std::fs::read_to_string(&path).map_err(file_error)?;
                 Token::parse(text.trim()).ok_or(TokenError::Malformed { path })
             }
@@ -107,6 +108,22 @@ impl Token {
     /// much of it matches.
     fn matches(&self, presented: &str) -> bool {
         self.hex.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+/// A token file others may read (copied, or its mode changed) is still used, but
+/// whoever runs the daemon should know.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the API token file can be read by other users; `chmod 600` it, or delete it \
+             and restart the daemon for a new token"
+        );
     }
 }
 

@@ -16,8 +16,9 @@ use crate::api::{ApiError, AppState};
 use crate::prometheus::{CONTENT_TYPE, Exposition, Histogram, Kind};
 use crate::streams::AllEvents;
 
-/// The most recent runs `cutover_runs_total` and the run durations count.
-const RUNS_COUNTED: usize = 10_000;
+/// Every run, for `cutover_runs_total` and the run durations: a counter must never
+/// go down, so none is left out (the store's limit is an SQL integer).
+const EVERY_RUN: usize = i64::MAX as usize;
 
 /// Bounds of the run and step duration buckets, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
@@ -120,7 +121,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
 
 /// Finished runs by kind and outcome, and how long they took.
 fn runs(out: &mut Exposition, s: &AppState, app: &str) -> Result<(), ApiError> {
-    let runs = s.engine.store().runs(app, RUNS_COUNTED)?;
+    let runs = s.engine.store().runs(app, EVERY_RUN)?;
     let mut outcomes: BTreeMap<(&str, &str), (u64, Histogram)> = BTreeMap::new();
     for run in &runs {
         let (Some(outcome), Some(finished)) = (run.outcome, run.finished_at_ms) else {
@@ -199,13 +200,15 @@ async fn backends(out: &mut Exposition, s: &AppState, app: &str) {
         "1 for each instance that is healthy and in the proxy's routes, by address \
          (instances not ready are counted in cutover_instances{state=\"not_ready\"}).",
     );
-    for (version, role, instance) in s.traffic.routed_instances() {
-        let instance = instance.to_string();
+    // `address`, not `instance`: Prometheus gives every scraped series an
+    // `instance` label of its own (the daemon's address).
+    for (version, role, address) in s.traffic.routed_instances() {
+        let address = address.to_string();
         let labels = [
             ("app", app),
             ("version", &version),
             ("role", role.as_str()),
-            ("instance", &instance),
+            ("address", &address),
         ];
         out.sample("cutover_instance_ready", &labels, 1.0);
     }

@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -48,6 +49,16 @@ fn last_event_id(headers: &HeaderMap, query: Resume) -> Option<String> {
         .map(|v| v.trim().to_owned())
         .or(query.last_event_id)
         .filter(|id| !id.is_empty())
+}
+
+fn resume_query(query: Result<Query<Resume>, QueryRejection>) -> Result<Resume, ApiError> {
+    query.map(|Query(q)| q).map_err(|r| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{}; valid: ?last_event_id=ID", r.body_text()),
+        )
+    })
 }
 
 fn wants_sse(headers: &HeaderMap) -> bool {
@@ -88,10 +99,10 @@ fn bad_last_event_id(id: &str, expected: &str) -> ApiError {
 pub(crate) async fn run_events(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<Resume>,
+    query: Result<Query<Resume>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let after = match last_event_id(&headers, query) {
+    let after = match last_event_id(&headers, resume_query(query)?) {
         Some(last) => last
             .parse::<i64>()
             .map_err(|_| bad_last_event_id(&last, "the `id` of one of its events, like `7`"))?,
@@ -137,13 +148,14 @@ pub(crate) async fn run_events(
 )]
 pub(crate) async fn all_events(
     State(s): State<AppState>,
-    Query(query): Query<Resume>,
+    query: Result<Query<Resume>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let live = s.engine.subscribe();
+    let query = resume_query(query)?;
+    // Subscribes before the store is read, so nothing falls in between.
+    let mut events = AllEvents::new(s.engine.clone(), s.info.app.clone(), s.stopping.clone());
     let store = s.engine.store();
-    let mut seen = HashMap::new();
-    let since_ms = match last_event_id(&headers, query) {
+    events.since_ms = match last_event_id(&headers, query) {
         Some(last) => {
             let expected = "`<run_id>:<seq>`, the `id` of one of its events";
             let (run_id, seq) = last
@@ -151,19 +163,13 @@ pub(crate) async fn all_events(
                 .and_then(|(run, seq)| Some((run, seq.parse::<i64>().ok()?)))
                 .ok_or_else(|| bad_last_event_id(&last, expected))?;
             let run = store.run(run_id)?;
-            seen.insert(run.id, seq);
+            events.seen.insert(run.id, seq);
             run.started_at_ms
         }
         None => match s.engine.status().await.active_run {
             Some(active) => store.run(&active.run_id)?.started_at_ms,
             None => now_ms(),
         },
-    };
-    let events = AllEvents {
-        live,
-        seen,
-        since_ms,
-        ..AllEvents::new(s.engine.clone(), s.info.app.clone(), s.stopping.clone())
     };
     let stream = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.next().await?;

@@ -366,7 +366,7 @@ async fn metrics_in_prometheus_text_format_pass_promtool() {
         .lines()
         .filter(|l| {
             l.starts_with(&format!(
-                r#"cutover_instance_ready{{{app},version="v2",role="stable",instance="127.0.0.1:"#
+                r#"cutover_instance_ready{{{app},version="v2",role="stable",address="127.0.0.1:"#
             ))
         })
         .count();

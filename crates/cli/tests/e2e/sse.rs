@@ -217,4 +217,16 @@ async fn the_stream_of_every_run_tells_of_a_new_run_and_resumes_after_last_event
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::NOT_FOUND);
+    for (query, code) in [
+        ("?since=1", "bad_query"),
+        ("?last_event_id=7", "bad_last_event_id"),
+    ] {
+        let bad = sse(&env, &format!("/api/v1/events{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = bad.json().await.unwrap();
+        assert_eq!(body["code"], code, "{query}");
+    }
 }
