@@ -416,6 +416,11 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
             |t| t.contains("promoted"),
         )
         .await;
+    // The app: v2 live now, v1 before it.
+    browser
+        .wait_for_text(".live-version", "v2 live", |t| t.starts_with("v2"))
+        .await;
+    assert_eq!(browser.text(".previous").await, "before: v1");
     // Its receipts, rendered: the deployment log's title as a heading.
     browser
         .wait_for_text("#receipt-body h1", "the deployment log", |t| {

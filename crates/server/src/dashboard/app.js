@@ -14,6 +14,8 @@ const RECONNECT_MAX_MS = 10000;
 
 const state = {
   status: null,
+  // The app: its live version and the ones promoted before it.
+  app: null,
   runs: [],
   // The run named in the address (`#run=ID`), or null to follow the live one.
   pinned: null,
@@ -74,9 +76,7 @@ function notice(kind, text) {
 }
 
 function previousVersion() {
-  const stable = state.status && state.status.stable;
-  const promoted = state.runs.filter((r) => r.outcome === "promoted" && r.version !== stable);
-  return promoted.length ? promoted[0].version : null;
+  return state.app && state.app.previous.length ? state.app.previous[0] : null;
 }
 
 function actions() {
@@ -141,8 +141,13 @@ async function act(name) {
 async function refreshStatus() {
   clearTimeout(state.statusTimer);
   try {
-    const [status, runs] = await Promise.all([getJson("/api/v1/status"), getJson("/api/v1/runs?limit=50")]);
+    const [status, apps, runs] = await Promise.all([
+      getJson("/api/v1/status"),
+      getJson("/api/v1/apps"),
+      getJson("/api/v1/runs?limit=50"),
+    ]);
     state.status = status;
+    state.app = apps.find((a) => a.app === status.app) || null;
     state.runs = runs;
     setLive("live", "live");
     renderServing();
@@ -176,25 +181,19 @@ function renderServing() {
   document.title = `${status.app} · cutover`;
   $("proxy-address").textContent = `proxy http://${status.proxy}`;
   const versions = clear($("versions"));
-  if (status.stable) {
-    const promotedRun = state.runs.find((r) => r.version === status.stable && r.outcome === "promoted");
-    versions.append(h("span", { class: "live-version" }, status.stable, h("small", { text: "live" })));
+  const live = state.app ? state.app.live : status.stable;
+  if (live) {
+    const promotedRun = state.runs.find((r) => r.version === live && r.outcome === "promoted");
+    versions.append(h("span", { class: "live-version" }, live, h("small", { text: "live" })));
     if (promotedRun && promotedRun.finished_at_ms) {
       versions.append(h("span", { class: "muted", text: `since ${dateTime(promotedRun.finished_at_ms)}` }));
     }
   } else {
     versions.append(h("span", { class: "muted", text: "Nothing serves yet: deploy a first version with `cutover deploy v1`." }));
   }
-  const seen = new Set([status.stable]);
-  const before = [];
-  for (const r of state.runs) {
-    if (r.outcome === "promoted" && !seen.has(r.version)) {
-      seen.add(r.version);
-      before.push(r.version);
-    }
-  }
+  const before = state.app ? state.app.previous : [];
   if (before.length) {
-    const list = before.slice(0, 5).flatMap((v, i) => [i ? " · " : "", h("span", { class: "mono", text: v })]);
+    const list = before.flatMap((v, i) => [i ? " · " : "", h("span", { class: "mono", text: v })]);
     versions.append(h("span", { class: "previous" }, "before: ", list));
   }
 
@@ -566,7 +565,7 @@ async function loadReceipts(run, attempt = 1) {
   try {
     const listed = await getJson(`/api/v1/runs/${encodeURIComponent(run.id)}/receipts`);
     if (state.run !== run) return;
-    const names = receiptNames(listed);
+    const names = listed.map((file) => file.name);
     if (!names.length) {
       if (attempt < 5) {
         setTimeout(() => state.run === run && loadReceipts(run, attempt + 1), 500 * attempt);
@@ -584,12 +583,6 @@ async function loadReceipts(run, attempt = 1) {
   } catch (err) {
     body.append(h("p", { class: "empty-note", text: `Receipts could not be read: ${err.message}` }));
   }
-}
-
-// The receipts listing's file names, whether it lists names or objects with one.
-function receiptNames(listed) {
-  const items = Array.isArray(listed) ? listed : listed.files || listed.receipts || [];
-  return items.map((f) => (typeof f === "string" ? f : f.name)).filter(Boolean);
 }
 
 async function openReceipt(run, name) {
