@@ -334,9 +334,13 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
     env.serve().await;
     env.deploy("v1").await.code(0);
     let load = env.load();
+    // The page is open before the canary starts: it picks the new run up by itself.
+    browser.client.goto(&env.api_url("/")).await.unwrap();
+    browser
+        .wait_for_text("#run-title", "the first deploy", |t| t == "v1")
+        .await;
     let deploying = env.deploy_in_background("v2");
     env.wait_for_weight("50%").await;
-    browser.client.goto(&env.api_url("/")).await.unwrap();
 
     // The run, live: its heading, the step it waits in, the weight.
     browser

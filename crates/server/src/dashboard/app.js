@@ -328,7 +328,7 @@ async function follow(run) {
         if (["phase", "traffic", "healthy", "unhealthy", "outcome"].includes(event.kind)) refreshStatusSoon();
         wait = 500;
       });
-    } catch (err) {
+    } catch {
       if (run.abort.signal.aborted) return;
       setLive("down", "reconnecting");
     }
@@ -339,6 +339,27 @@ async function follow(run) {
   if (run.final && state.run === run) {
     refreshStatus();
     loadReceipts(run);
+  }
+}
+
+// Every run's events, only to hear at once of a run other than the one on screen
+// (a new one starting): the status is asked again, and the new run shown.
+async function watchAllRuns() {
+  let lastId = null;
+  let wait = 500;
+  for (;;) {
+    try {
+      await readEventStream("/api/v1/events", lastId, null, (message) => {
+        lastId = message.id;
+        const event = JSON.parse(message.data);
+        if (!state.run || event.run_id !== state.run.id) refreshStatusSoon();
+        wait = 500;
+      });
+    } catch {
+      // The daemon went away or restarted; the status poll says so.
+    }
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    wait = Math.min(wait * 2, RECONNECT_MAX_MS);
   }
 }
 
@@ -618,6 +639,7 @@ function start() {
   window.addEventListener("hashchange", readHash);
   readHash();
   refreshStatus();
+  watchAllRuns();
   // Elapsed times move on while a run is in progress.
   setInterval(() => {
     if (state.run && !state.run.final) renderRun();
