@@ -149,11 +149,23 @@ async fn the_dashboard_is_served_whole_with_a_strict_content_security_policy() {
 }
 
 /// chromedriver on a port the OS picks, and a session of headless Chromium with a
-/// fresh profile.
+/// fresh profile. Both run in a process group of their own, which is killed when
+/// this is dropped: a failing test leaves no browser behind.
 struct Browser {
     client: Client,
-    _driver: Child,
+    driver: Child,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(group) = self.driver.id() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 impl Browser {
@@ -172,6 +184,7 @@ impl Browser {
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -202,7 +215,7 @@ impl Browser {
             .expect("chromedriver started no Chromium session");
         Some(Browser {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         })
     }
@@ -449,5 +462,5 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
         "receipt text became markup"
     );
     load.stop().await;
-    browser.client.close().await.unwrap();
+    browser.client.clone().close().await.unwrap();
 }
