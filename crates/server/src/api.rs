@@ -1,5 +1,8 @@
-//! The HTTP API under `/api/v1`. Bodies are JSON; errors are
-//! `{"error": "...", "code": "..."}` with a 4xx status that says whose fault it was.
+//! The HTTP API under `/api/v1`, and `/metrics`. Bodies are JSON; errors are
+//! `{"error": "...", "code": "..."}` (with `field` when a body's field is at fault)
+//! with a 4xx status that says whose fault it was. Every request passes the
+//! `auth` guard first; the app's runs are in `runs`, their event
+//! streams in `streams`, the metrics in `metrics`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,7 +65,7 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; see /api/v1/status",
+                "no such endpoint; see /api/v1/openapi.json for every one",
             )
         })
         .with_state(state)
