@@ -30,8 +30,10 @@ pub enum Command {
     Abort(ClientArgs),
     /// Go back to the previously promoted version (or `--to` one), fast and without analysis.
     Rollback(RollbackArgs),
+    /// Follow a rollout (the one in progress, or RUN) to its end, as `deploy` does.
+    Watch(WatchArgs),
     /// Show what serves now and any rollout in progress.
-    Status(ClientArgs),
+    Status(StatusArgs),
     /// List past runs, newest first.
     History(HistoryArgs),
     /// Judge a canary's samples against a baseline's, offline (Mann-Whitney U).
@@ -42,6 +44,31 @@ pub enum Command {
     Init(InitArgs),
     /// A small HTTP service for demos and tests.
     SampleApp(SampleAppArgs),
+    /// Print a shell completion script: `source <(cutover completions bash)`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `cutover man > cutover.1`.
+    Man,
+}
+
+impl Cli {
+    /// Whether the command was asked for JSON (`--json`), so its errors are JSON too.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Demo(a) => a.json,
+            Command::Serve(a) => a.config.json,
+            Command::Deploy(a) => a.follow.client.config.json,
+            Command::Promote(a) | Command::Abort(a) => a.config.json,
+            Command::Rollback(a) => a.follow.client.config.json,
+            Command::Watch(a) => a.client.config.json,
+            Command::Status(a) => a.client.config.json,
+            Command::History(a) => a.client.config.json,
+            Command::Judge(a) => a.json,
+            Command::Validate(a) => a.json,
+            Command::Init(_) | Command::SampleApp(_) | Command::Completions(_) | Command::Man => {
+                false
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +198,31 @@ pub enum DirectionArg {
     HigherIsBad,
     LowerIsBad,
     Either,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The run to follow (default: the one in progress); a finished run is replayed.
+    pub run: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Keep going: redraw the status whenever it changes (with --json, one object
+    /// per change), until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

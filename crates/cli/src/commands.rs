@@ -3,18 +3,19 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::CommandFactory;
 use cutover_api::{
-    DeployRequest, Outcome, RollbackRequest, RunKind, RunRecord, RunStarted, Status, Steered,
-    format_bp, format_ms,
+    DeployRequest, RollbackRequest, RunKind, RunRecord, RunStarted, Status, Steered, format_bp,
+    format_ms,
 };
 use serde_json::{Value, json};
 
 use crate::args::{
     ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs, RollbackArgs,
-    ServeArgs,
+    ServeArgs, StatusArgs,
 };
 use crate::client::{Client, Refused};
-use crate::follow::{self, Style};
+use crate::follow;
 use crate::{demo, exit, faults, sample_app};
 
 pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
@@ -25,11 +26,23 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
         Command::Promote(args) => control(args, "promote").await,
         Command::Abort(args) => control(args, "abort").await,
         Command::Rollback(args) => rollback(args).await,
+        Command::Watch(args) => crate::watch::run(args).await,
         Command::Status(args) => status(args).await,
         Command::History(args) => history(args).await,
         Command::Judge(args) => crate::judge::run(args),
         Command::Validate(args) => validate(args).await,
         Command::Init(args) => init(args),
+        Command::Completions(args) => {
+            let mut command = crate::args::Cli::command();
+            clap_complete::generate(args.shell, &mut command, "cutover", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(crate::args::Cli::command())
+                .render(&mut std::io::stdout())
+                .context("could not write the manual page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::SampleApp(mut args) => {
             if let Ok(spec) = std::env::var(faults::VAR) {
                 faults::apply(&mut args, &spec)?;
@@ -51,7 +64,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         })?;
     eprintln!(
-        "cutover: serving {} on http://{} (API http://{}); stop with Ctrl-C",
+        "cutover: serving {} on http://{}; dashboard and API on http://{}/; stop with Ctrl-C",
         daemon.engine().config().config.app,
         daemon.proxy_addr(),
         daemon.api_addr()
@@ -158,10 +171,8 @@ async fn finish(
     let json = args.client.config.json;
     if !json {
         println!(
-            "run {} ({} of {})",
-            started.run_id,
-            started.kind.as_str(),
-            started.version
+            "{}",
+            follow::heading(&started.run_id, started.kind, &started.version)
         );
     }
     if args.no_wait {
@@ -170,13 +181,7 @@ async fn finish(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let end = follow::follow(client, &started.run_id, Style::pick(json)).await?;
-    let outcome: Outcome = end.outcome.context("the final event carries no outcome")?;
-    if !json {
-        println!("{}", end.message);
-        println!("receipts: {}", started.receipts.display());
-    }
-    Ok(ExitCode::from(exit::for_outcome(outcome)))
+    follow::to_outcome(client, &started.run_id, json, Some(&started.receipts)).await
 }
 
 async fn control(args: ClientArgs, verb: &str) -> anyhow::Result<ExitCode> {
@@ -190,17 +195,31 @@ async fn control(args: ClientArgs, verb: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::locate(&args)?;
-    let status: Status = client.get("/api/v1/status").await?;
-    if args.config.json {
-        println!("{}", serde_json::to_string(&status)?);
-        return Ok(ExitCode::SUCCESS);
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::locate(&args.client)?;
+    if args.watch {
+        return crate::watch::status(&client, args.client.config.json).await;
     }
-    println!("app      {}", status.app);
-    println!("proxy    http://{}", status.proxy);
+    let status: Status = client.get("/api/v1/status").await?;
+    if args.client.config.json {
+        println!("{}", serde_json::to_string(&status)?);
+    } else {
+        print!("{}", status_text(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The status for people, one line per backend, rollout and version's traffic.
+pub fn status_text(status: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!("app      {}", status.app));
+    line(format!("proxy    http://{}", status.proxy));
     if status.backends.is_empty() {
-        println!("stable   none serving");
+        line("stable   none serving".into());
     }
     for b in &status.backends {
         let release = if b.release == b.version {
@@ -208,7 +227,7 @@ async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!(" ({})", b.release)
         };
-        println!(
+        line(format!(
             "{:<8} {}{release}: {} of traffic, {}/{} instance(s) ready{}",
             b.role.as_str(),
             b.version,
@@ -218,25 +237,25 @@ async fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
             b.first_problem
                 .as_ref()
                 .map_or(String::new(), |p| format!("; first problem: {p}"))
-        );
+        ));
     }
     match &status.active_run {
-        Some(run) => println!(
+        Some(run) => line(format!(
             "rollout  {} ({} of {}): {}",
             run.run_id,
             run.kind.as_str(),
             run.version,
             run.phase
-        ),
-        None => println!("rollout  none in progress"),
+        )),
+        None => line("rollout  none in progress".into()),
     }
     for t in &status.traffic {
-        println!(
+        line(format!(
             "traffic  {}: {} requests, {} 5xx since the daemon started",
             t.version, t.requests, t.errors_5xx
-        );
+        ));
     }
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {

@@ -120,7 +120,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let daemon = start_daemon(&exe, &config_path, &dir).await?;
     let info = wait_for_daemon(&dir.join(".cutover"), &daemon).await?;
     say(&format!(
-        "== daemon up: proxy http://{}  API http://{}",
+        "== daemon up: proxy http://{}  dashboard and API http://{}/",
         info.proxy, info.api
     ));
     let client = Client::new(&info.api.to_string(), Some(&dir.join(".cutover")))?;

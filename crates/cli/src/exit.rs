@@ -58,8 +58,8 @@ pub fn for_outcome(outcome: Outcome) -> u8 {
 }
 
 /// The exit code for an error that reached `main`.
-pub fn code_for(err: &anyhow::Error) -> ExitCode {
-    let code = if let Some(exit) = err.downcast_ref::<Exit>() {
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    if let Some(exit) = err.downcast_ref::<Exit>() {
         exit.code
     } else if let Some(refused) = err.downcast_ref::<crate::client::Refused>() {
         refused.exit_code()
@@ -67,6 +67,63 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         USAGE
     } else {
         INTERNAL
-    };
-    ExitCode::from(code)
+    }
+}
+
+/// The stable machine code of an error: the daemon's own when it refused
+/// (`busy`, `no_active_run`, `unauthorized`, ...), else one that names its kind.
+pub fn error_code(err: &anyhow::Error) -> String {
+    if let Some(refused) = err.downcast_ref::<crate::client::Refused>()
+        && !refused.code.is_empty()
+    {
+        return refused.code.clone();
+    }
+    if err.downcast_ref::<cutover_spec::ConfigError>().is_some() {
+        return "invalid_config".into();
+    }
+    let unreachable = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_connect)
+    });
+    if unreachable {
+        return "unreachable".into();
+    }
+    match code_for(err) {
+        USAGE => "usage",
+        ROLLED_BACK => "rolled_back",
+        BLOCKED => "blocked",
+        ABORTED => "aborted",
+        _ => "internal",
+    }
+    .into()
+}
+
+/// Says what went wrong, and returns the exit code: the error chain on stderr, or
+/// with `--json` one `{"error": ..., "code": ...}` object on stdout.
+pub fn report(err: &anyhow::Error, json: bool) -> ExitCode {
+    if json {
+        println!("{}", error_json(&format!("{err:#}"), &error_code(err)));
+    } else {
+        eprintln!("error: {err:#}");
+    }
+    ExitCode::from(code_for(err))
+}
+
+/// A command line clap could not parse: its message and usage, or with `--json`
+/// anywhere in it, the JSON error (exit 2 either way). Help and `--version` are
+/// printed as they are, exit 0.
+pub fn bad_arguments(err: &clap::Error, json: bool) -> ExitCode {
+    if json && err.use_stderr() {
+        let text = err.render().to_string();
+        let message = text.trim().trim_start_matches("error: ");
+        println!("{}", error_json(message, "usage"));
+        return ExitCode::from(USAGE);
+    }
+    let _ = err.print();
+    ExitCode::from(if err.use_stderr() { USAGE } else { PROMOTED })
+}
+
+fn error_json(message: &str, code: &str) -> String {
+    serde_json::json!({ "error": message, "code": code }).to_string()
 }

@@ -2,15 +2,18 @@
 //! JSON lines with `--json`.
 
 use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use cutover_analysis::Verdict;
-use cutover_api::{Event, RunEvent, format_bp};
+use cutover_api::{Event, RunEvent, RunKind, format_bp};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::Client;
+use crate::exit;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,30 @@ impl Style {
             Style::Plain
         }
     }
+}
+
+/// The line that names a run before its progress: `run ID (canary of v2)`.
+pub fn heading(run_id: &str, kind: RunKind, version: &str) -> String {
+    format!("run {run_id} ({} of {version})", kind.as_str())
+}
+
+/// Follows a run to its end, says how it ended and where its receipts are (unless
+/// `json`), and returns the exit code of its outcome: what `deploy` and `watch` do.
+pub async fn to_outcome(
+    client: &Client,
+    run_id: &str,
+    json: bool,
+    receipts: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let end = follow(client, run_id, Style::pick(json)).await?;
+    let outcome = end.outcome.context("the final event carries no outcome")?;
+    if !json {
+        println!("{}", end.message);
+        if let Some(receipts) = receipts {
+            println!("receipts: {}", receipts.display());
+        }
+    }
+    Ok(ExitCode::from(exit::for_outcome(outcome)))
 }
 
 /// Streams the run's events until the final one and returns it.

@@ -12,20 +12,26 @@ mod judge;
 mod load;
 mod rejudge;
 mod sample_app;
+mod watch;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = args::Cli::parse();
+    let args = match args::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            let json = std::env::args_os().any(|a| a == "--json");
+            return exit::bad_arguments(&err, json);
+        }
+    };
+    let json = args.json();
     init_tracing(&args);
     match run(args) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            exit::code_for(&err)
-        }
+        Err(err) => exit::report(&err, json),
     }
 }
 
@@ -47,6 +53,13 @@ fn init_tracing(args: &args::Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>):
+/// logs written to a file stay plain.
+fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -70,6 +70,8 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         })
         .with_state(state)
         .layer(middleware::from_fn_with_state(guard, auth::require))
+        // The dashboard's files hold no data, so they are outside the guard.
+        .merge(crate::dashboard::router())
 }
 
 /// An error answer.

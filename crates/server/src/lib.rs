@@ -1,5 +1,5 @@
 //! The daemon (`cutover serve`): it owns the proxy, the platform, the store and the
-//! engine of one app, and serves the HTTP API the CLI talks to.
+//! engine of one app, and serves the HTTP API the CLI talks to and the web dashboard.
 //!
 //! This is the only crate that knows every concrete part; the engine sees them
 //! through its traits (see [`traffic::ProxyTraffic`]).
@@ -16,6 +16,7 @@ mod api;
 pub mod auth;
 pub mod config;
 mod daemon;
+mod dashboard;
 mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;

@@ -5,7 +5,9 @@
 
 mod api;
 mod canary;
+mod cli;
 mod config;
+mod dashboard;
 mod judge;
 mod restart;
 mod sse;

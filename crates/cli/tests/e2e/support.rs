@@ -229,12 +229,18 @@ analysis:
     }
 
     pub fn deploy_in_background(&self, version: &str) -> JoinHandle<Output> {
-        let cmd = self.command(&["deploy", version]);
+        self.cutover_in_background(&["deploy", version])
+    }
+
+    /// Starts `cutover ARGS`; the handle gives what it said once it ends.
+    pub fn cutover_in_background(&self, args: &[&str]) -> JoinHandle<Output> {
+        let cmd = self.command(args);
+        let what = args.join(" ");
         tokio::spawn(async move {
             let mut cmd = cmd;
             let out = tokio::time::timeout(DEADLINE, cmd.output())
                 .await
-                .expect("deploy timed out")
+                .unwrap_or_else(|_| panic!("`cutover {what}` timed out"))
                 .unwrap();
             Output {
                 status: out.status,
@@ -242,6 +248,21 @@ analysis:
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             }
         })
+    }
+
+    /// Starts `cutover ARGS` with its stdout piped, for a test to read as it goes
+    /// (the process is killed when the handle is dropped).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The URL of `path` on the daemon's API listener, where the dashboard is too.
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api.expect("serve() first"))
     }
 
     /// Starts `cutover serve` and waits until it has written its address.
