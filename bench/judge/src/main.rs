@@ -1,6 +1,6 @@
 //! `bench/judge`: how fast a bad canary is rolled back and how often a healthy one
-//! is, by cutover's sequential tests against a Flagger-like and a Kayenta-like
-//! policy, on simulated traffic. A simulation, not a test: it prints Markdown
+//! is, by cutover's default judge (as the engine runs it) against a Flagger-like
+//! and a Kayenta-like policy, on simulated traffic. A simulation, not a test: it prints Markdown
 //! (see `bench/judge.sh` and bench/README.md).
 //!
 //!   cutover-judge-bench [--quick]
@@ -11,9 +11,8 @@ mod policies;
 mod report;
 mod traffic;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cutover_analysis::latency_test::LatencyTest;
 use cutover_spec::AnalysisSpec;
 use policies::{FlaggerPolicy, Judgement, KayentaPolicy, cutover_policy};
 use report::{Outcome, Row};
@@ -129,7 +128,6 @@ fn main() {
                 family,
                 case: case.name,
                 healthy: c == 0,
-                slower: case.slowdown > 1.0,
                 outcomes,
             });
         }
@@ -141,21 +139,18 @@ fn main() {
     );
 }
 
-/// The settings chosen for the engine's defaults: its default `analysis`
-/// config (sequential tests on errors and on requests slower than the
-/// baseline's p95, alpha 1% shared between them; the error-rate limit of 5% per
-/// window) with `failure_limit: 2`, since one window past a limit, looked at in
-/// every window, is by itself close to a 1% false-rollback chance over 10
-/// minutes. The step's Mann-Whitney comparison is left out: it decides only at a
-/// step's end, and computing it after every window (as the engine does, to show
-/// it) would take most of the run time here.
+/// The engine's default `analysis` config: the error-rate limit of 5% per
+/// window with `failure_limit: 2`, the sequential tests on errors and on
+/// requests slower than the baseline's p95 (alpha 1% shared between them), and
+/// the Mann-Whitney comparison of each step's latencies, decided at its end.
 pub fn judge_spec() -> AnalysisSpec {
-    AnalysisSpec {
-        failure_limit: 2,
-        comparison: None,
-        ..AnalysisSpec::default()
-    }
+    AnalysisSpec::default()
 }
+
+/// How long each of cutover's steps lasts: the default `pause` of a canary
+/// step. The canary stays at [`CANARY_SHARE`] for the whole horizon, so the
+/// run is that many steps at the same weight, each ending with its comparison.
+pub const STEP_PAUSE: Duration = cutover_spec::defaults::STEP_PAUSE;
 
 /// The alpha of each sequential test: the spec's, shared by the tests in use.
 pub fn alpha_per_test(spec: &AnalysisSpec) -> f64 {
@@ -178,14 +173,10 @@ fn simulate(seed: u64, canary: &Behaviour, baseline: &Behaviour) -> Outcome {
     // Kayenta's own baseline cluster, with a traffic share equal to the canary's.
     let mut kayenta_rng = fastrand::Rng::with_seed(!seed);
 
-    let spec = judge_spec();
-    let quantile = spec
-        .sequential
-        .and_then(|seq| seq.latency_quantile)
-        .map_or(0.95, |q| q.fraction());
-    let mut latency_test =
-        LatencyTest::at_quantile(quantile, alpha_per_test(&spec)).expect("the spec's values");
-    let mut cutover = cutover_policy(spec);
+    let mut cutover = cutover_policy(judge_spec(), STEP_PAUSE);
+    // The same judge with the whole horizon as one step: the comparison decided
+    // once, at its end.
+    let mut one_step = cutover_policy(judge_spec(), Duration::from_secs_f64(HORIZON_SECS));
     let mut flagger = FlaggerPolicy::new((FLAGGER_INTERVAL_SECS / window_secs).round() as usize);
     let mut kayenta = KayentaPolicy::new((KAYENTA_INTERVAL_SECS / window_secs).round() as usize);
     let mut outcome = Outcome::default();
@@ -193,21 +184,15 @@ fn simulate(seed: u64, canary: &Behaviour, baseline: &Behaviour) -> Outcome {
     for w in 1..=windows {
         let end = w as f64 * window_secs;
         let (c, b) = split_window(&mut rng, requests, CANARY_SHARE, canary, baseline);
-        if outcome.cutover.is_none() || outcome.slow_requests.is_none() {
+        if outcome.cutover.is_none() {
             let judged = cutover.observe(&c, &b);
-            if outcome.cutover.is_none() {
-                outcome.cutover = judged.roll_back.map(|m| (end, m));
-            }
+            outcome.cutover = judged.roll_back.map(|m| (end, m));
             if outcome.first_limit_failure.is_none() && judged.limit_failed {
                 outcome.first_limit_failure = Some(end);
             }
-            if outcome.slow_requests.is_none() && judged.slow_requests_rejected {
-                outcome.slow_requests = Some(end);
-            }
         }
-        if outcome.latency_test.is_none() && latency_test.observe(&c.latency, &b.latency).rejected()
-        {
-            outcome.latency_test = Some(end);
+        if outcome.one_step.is_none() {
+            outcome.one_step = one_step.observe(&c, &b).roll_back.map(|m| (end, m));
         }
         if outcome.flagger.is_none() {
             outcome.flagger = flagger.observe(&c).map(|m| (end, m));
@@ -227,8 +212,7 @@ fn simulate(seed: u64, canary: &Behaviour, baseline: &Behaviour) -> Outcome {
             }
         }
         if outcome.cutover.is_some()
-            && outcome.slow_requests.is_some()
-            && outcome.latency_test.is_some()
+            && outcome.one_step.is_some()
             && outcome.flagger.is_some()
             && kayenta_done
         {

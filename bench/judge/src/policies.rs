@@ -1,12 +1,15 @@
 //! The three ways of judging a canary compared here, each fed one window at a
-//! time: cutover's sequential tests, a Flagger-like policy of fixed limits checked
-//! once per interval, and a Kayenta-like Mann-Whitney judgement at the end of an
-//! interval.
+//! time: cutover's judge as the engine runs it, a Flagger-like policy of fixed
+//! limits checked once per interval, and a Kayenta-like Mann-Whitney judgement at
+//! the end of an interval.
+
+use std::time::Duration;
 
 use cutover_analysis::comparison::{Direction, MetricSpec, MetricVerdict, Tolerance, compare};
 use cutover_analysis::policy::{JudgeState, judge_window};
-use cutover_analysis::{Test, Verdict};
-use cutover_spec::AnalysisSpec;
+use cutover_analysis::{Test, Verdict, WindowReport};
+use cutover_engine::judging::{self, Next, Tally};
+use cutover_spec::{AnalysisSpec, Pause};
 
 use crate::traffic::VersionWindow;
 
@@ -17,6 +20,10 @@ pub enum Metric {
     Latency,
     /// One of cutover's per-window limits (the error rate's, by default).
     Limit,
+    /// cutover's Mann-Whitney comparison of a step's latencies, at its end.
+    Comparison,
+    /// cutover's analysis, inconclusive too many windows in a row.
+    Inconclusive,
 }
 
 /// In words, for the results.
@@ -26,27 +33,40 @@ impl std::fmt::Display for Metric {
             Metric::ErrorRate => "error rate",
             Metric::Latency => "latency",
             Metric::Limit => "limit",
+            Metric::Comparison => "step comparison",
+            Metric::Inconclusive => "inconclusive",
         })
     }
 }
 
-/// cutover's judge as the engine runs it ([`cutover_analysis::policy`]): after
-/// every window, the limits and the sequential tests of `spec`. A sequential
-/// test's rejection rolls back at once (its false alarms are bounded over the
-/// whole run); a window failing a limit counts towards `failure_limit`, and
-/// reaching it rolls back.
+/// cutover's judge as the engine runs it: after every window,
+/// [`judge_window`] (the limits, the sequential tests, the step's comparison
+/// so far), then the engine's own decision on the report,
+/// [`judging::after_window`]: a sequential test's rejection rolls back at once,
+/// a window failing a limit counts towards `failure_limit`, and once the step's
+/// pause is over, a passing window ends the step if the step's comparison
+/// passes too (and rolls back if it fails). A new step, at the same weight,
+/// starts the comparison over and keeps the sequential tests and the counts, as
+/// the engine's `RunState::analyse` does.
 pub struct CutoverPolicy {
     spec: AnalysisSpec,
     state: JudgeState,
-    limit_failures: u32,
+    tally: Tally,
+    step_pause: Duration,
+    window: Duration,
+    in_step: Duration,
 }
 
-/// The engine's judge with `spec`.
-pub fn cutover_policy(spec: AnalysisSpec) -> CutoverPolicy {
+/// The engine's judge with `spec`, in steps lasting `step_pause`.
+pub fn cutover_policy(spec: AnalysisSpec, step_pause: Duration) -> CutoverPolicy {
+    let window = spec.interval;
     CutoverPolicy {
         spec,
         state: JudgeState::default(),
-        limit_failures: 0,
+        tally: Tally::default(),
+        step_pause,
+        window,
+        in_step: Duration::ZERO,
     }
 }
 
@@ -56,9 +76,6 @@ pub struct Judged {
     pub roll_back: Option<Metric>,
     /// Whether a limit failed in this window.
     pub limit_failed: bool,
-    /// Whether the slow-request test has rejected (for the comparison of the
-    /// latency tests).
-    pub slow_requests_rejected: bool,
 }
 
 impl CutoverPolicy {
@@ -71,34 +88,46 @@ impl CutoverPolicy {
             true,
             &canary.sample(),
         );
-        let failed = |test: Test| {
-            report
-                .of(test)
-                .filter(|m| m.verdict == Verdict::Fail)
-                .map(|m| m.metric.as_str())
-                .collect::<Vec<_>>()
-        };
-        let sequential = failed(Test::Sequential);
-        let limits = failed(Test::Limit);
-        if !limits.is_empty() {
-            self.limit_failures += 1;
-        }
-        let roll_back = if let Some(&metric) = sequential.first() {
-            Some(if metric == "error_rate" {
-                Metric::ErrorRate
-            } else {
-                Metric::Latency
-            })
-        } else if self.limit_failures >= self.spec.failure_limit {
-            Some(Metric::Limit)
-        } else {
-            None
+        self.in_step += self.window;
+        let next = judging::after_window(
+            &mut self.tally,
+            &self.spec,
+            Pause::For(self.step_pause),
+            self.in_step,
+            &report,
+        );
+        let roll_back = match next {
+            Next::Stay => None,
+            Next::StepDone => {
+                self.state.next_step();
+                self.in_step = Duration::ZERO;
+                None
+            }
+            Next::RollBack(_) => Some(cause(&report)),
         };
         Judged {
             roll_back,
-            limit_failed: !limits.is_empty(),
-            slow_requests_rejected: sequential.contains(&"slow_requests"),
+            limit_failed: report.of(Test::Limit).any(|m| m.verdict == Verdict::Fail),
         }
+    }
+}
+
+/// Why `after_window` rolled back on `report`, read in its order: a sequential
+/// rejection, a failed window (a limit), the step's comparison failing or
+/// missing its data.
+fn cause(report: &WindowReport) -> Metric {
+    let failed = |test: Test| {
+        report
+            .of(test)
+            .find(|m| m.verdict == Verdict::Fail)
+            .map(|m| m.metric.as_str())
+    };
+    match failed(Test::Sequential) {
+        Some("error_rate") => Metric::ErrorRate,
+        Some(_) => Metric::Latency,
+        None if report.verdict == Verdict::Fail => Metric::Limit,
+        None if failed(Test::MannWhitney).is_some() => Metric::Comparison,
+        None => Metric::Inconclusive,
     }
 }
 

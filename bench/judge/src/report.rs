@@ -9,7 +9,8 @@ use cutover_spec::AnalysisSpec;
 use crate::policies::Metric;
 use crate::traffic::{Behaviour, Latency, Sampler, window};
 use crate::{
-    BASE_ERROR_RATE, CANARY_SHARE, FLAGGER_INTERVAL_SECS, HORIZON_SECS, KAYENTA_INTERVAL_SECS, RATE,
+    BASE_ERROR_RATE, CANARY_SHARE, FLAGGER_INTERVAL_SECS, HORIZON_SECS, KAYENTA_INTERVAL_SECS,
+    RATE, STEP_PAUSE,
 };
 
 /// When each policy rolled one canary back, and why; `None`: never, within the
@@ -17,12 +18,10 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
     pub cutover: Option<(f64, Metric)>,
+    /// cutover with the whole horizon as one step.
+    pub one_step: Option<(f64, Metric)>,
     /// When a window first failed a limit.
     pub first_limit_failure: Option<f64>,
-    /// When the engine's slow-request test rejected (whatever rolled back first).
-    pub slow_requests: Option<f64>,
-    /// When `latency_test::LatencyTest` alone, on the same windows, rejected.
-    pub latency_test: Option<f64>,
     pub flagger: Option<(f64, Metric)>,
     pub kayenta: Option<(f64, Metric)>,
 }
@@ -32,8 +31,6 @@ pub struct Row {
     pub family: &'static str,
     pub case: &'static str,
     pub healthy: bool,
-    /// The canary is slower (rather than failing more).
-    pub slower: bool,
     pub outcomes: Vec<Outcome>,
 }
 
@@ -92,7 +89,6 @@ pub fn markdown(
     setup(&mut out, families, spec);
     healthy(&mut out, rows);
     bad(&mut out, rows);
-    latency_tests(&mut out, rows);
     let _ = writeln!(
         out,
         "Simulated {} canaries in {:.1} s.\n",
@@ -168,7 +164,11 @@ fn setup(out: &mut String, families: &[(&str, Latency)], spec: &AnalysisSpec) {
 fn describe_spec(spec: &AnalysisSpec) -> String {
     let mut parts = Vec::new();
     if let Some(max) = spec.metrics.error_rate.and_then(|r| r.max) {
-        parts.push(format!("the limit error rate <= {max} per window"));
+        parts.push(format!(
+            "the limit error rate <= {max} per window, a window past it counting towards \
+             `failure_limit: {}`",
+            spec.failure_limit
+        ));
     }
     if let Some(seq) = spec.sequential {
         let alpha = crate::alpha_per_test(spec);
@@ -182,19 +182,36 @@ fn describe_spec(spec: &AnalysisSpec) -> String {
             ));
         }
     }
+    if let Some(cmp) = spec.comparison {
+        parts.push(format!(
+            "the Mann-Whitney comparison of the step's latencies (one-sided at {} confidence, \
+             failing past a median {} higher, at least {} requests a side)",
+            cmp.confidence, cmp.tolerance, cmp.min_samples
+        ));
+    }
+    let steps = (HORIZON_SECS / STEP_PAUSE.as_secs_f64()).round();
     format!(
-        "the engine's judge (`policy::judge_window`, through `cutover_policy` in \
-         `bench/judge/src/policies.rs`) after every window, with `judge_spec()` of \
-         `bench/judge/src/main.rs` (the default `analysis` config but `failure_limit: 2`, the \
-         settings proposed as the defaults): {}; a sequential test's rejection rolls back at once, a window past a limit counts \
-         towards `failure_limit: {}`. A healthy canary is \
-         rolled back by the sequential tests with probability at most `sequential.alpha` = {} over \
-         the whole run, however many windows it lasts. The step's Mann-Whitney comparison is left \
-         out: it decides only at a step's end.",
-        parts.join(", "),
-        spec.failure_limit,
+        "the engine's default judge, as the engine runs it: after every window \
+         `policy::judge_window` with `AnalysisSpec::default()`, then the engine's own decision \
+         on the report, `judging::after_window` (through `cutover_policy` in \
+         `bench/judge/src/policies.rs`). The config: {}. A sequential test's rejection rolls \
+         back at once (a healthy canary is rolled back by them with probability at most \
+         `sequential.alpha` = {} over the whole run, however many windows it lasts). The \
+         comparison decides only at a step's end, as in the engine: the canary is held at \
+         {:.0}% for {HORIZON_SECS:.0} s as {steps:.0} steps in a row of the default step pause, \
+         {:.0} s (the length of the default first step, 10% for 30 s); each ends with the first \
+         passing window once its pause is over, where the step's comparison (of that step's \
+         requests only) rolls back if it fails; the next step starts the comparison over and \
+         keeps the sequential tests and the failure count, as the engine's next step at the \
+         same weight does. Each step's comparison is a fixed-sample test with its own \
+         chance of a false rollback, and these add up over the {steps:.0} steps (a default \
+         rollout has one step at 10%, then one at 50% and one at 100%). A canary not rolled \
+         back within {HORIZON_SECS:.0} s is promoted.",
+        parts.join("; "),
         spec.sequential
-            .map_or("-".to_string(), |s| s.alpha.to_string())
+            .map_or("-".to_string(), |s| s.alpha.to_string()),
+        CANARY_SHARE * 100.0,
+        STEP_PAUSE.as_secs_f64(),
     )
 }
 
@@ -218,35 +235,24 @@ fn describe(latency: Latency) -> String {
 fn healthy(out: &mut String, rows: &[Row]) {
     let _ = writeln!(
         out,
-        "## (a) Healthy canaries (drawn from the baseline's distributions): share falsely rolled back\n"
+        "## (a) Healthy canaries (drawn from the baseline's distributions): share falsely rolled back\n\n\
+         With what rolled them back. Two more columns for cutover: the same judge with the \
+         whole {HORIZON_SECS:.0} s as one step (the comparison decided once, at its end), and \
+         with `failure_limit: 1` (rolled back at the first window past a limit, or earlier by \
+         what rolled it back anyway).\n"
     );
     let _ = writeln!(
         out,
-        "| family | cutover | Flagger-like | Kayenta-like | cutover with `failure_limit: 1` |\n\
-         |---|---|---|---|---|"
+        "| family | cutover | Flagger-like | Kayenta-like | cutover, one {HORIZON_SECS:.0} s step \
+         | cutover with `failure_limit: 1` |\n|---|---|---|---|---|---|"
     );
+    let one_step: Pick = |o| o.one_step;
     for row in rows.iter().filter(|r| r.healthy) {
         let mut cells: Vec<String> = POLICIES
             .iter()
-            .map(|&(_, pick)| {
-                let fired: Vec<Metric> = row
-                    .outcomes
-                    .iter()
-                    .filter_map(|o| pick(o).map(|(_, m)| m))
-                    .collect();
-                let detail = if fired.is_empty() {
-                    String::new()
-                } else {
-                    let of: Vec<String> = [Metric::ErrorRate, Metric::Latency, Metric::Limit]
-                        .iter()
-                        .map(|&m| (m, fired.iter().filter(|&&f| f == m).count()))
-                        .filter(|&(_, n)| n > 0)
-                        .map(|(m, n)| format!("{n} {m}"))
-                        .collect();
-                    format!(" ({})", of.join(", "))
-                };
-                format!("{}{detail}", share(fired.len(), row.outcomes.len()))
-            })
+            .map(|&(_, pick)| pick)
+            .chain([one_step])
+            .map(|pick| rolled_back(row, pick))
             .collect();
         let at_first_limit = row
             .outcomes
@@ -257,6 +263,33 @@ fn healthy(out: &mut String, rows: &[Row]) {
         let _ = writeln!(out, "| {} | {} |", row.family, cells.join(" | "));
     }
     let _ = writeln!(out);
+}
+
+/// The share of a row's canaries `pick` rolled back, and by what.
+fn rolled_back(row: &Row, pick: Pick) -> String {
+    let fired: Vec<Metric> = row
+        .outcomes
+        .iter()
+        .filter_map(|o| pick(o).map(|(_, m)| m))
+        .collect();
+    let of: Vec<String> = [
+        Metric::ErrorRate,
+        Metric::Latency,
+        Metric::Limit,
+        Metric::Comparison,
+        Metric::Inconclusive,
+    ]
+    .iter()
+    .map(|&m| (m, fired.iter().filter(|&&f| f == m).count()))
+    .filter(|&(_, n)| n > 0)
+    .map(|(m, n)| format!("{n} {m}"))
+    .collect();
+    let detail = if of.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", of.join(", "))
+    };
+    format!("{}{detail}", share(fired.len(), row.outcomes.len()))
 }
 
 fn bad(out: &mut String, rows: &[Row]) {
@@ -300,55 +333,6 @@ fn bad(out: &mut String, rows: &[Row]) {
             cells.join(" | "),
             ratio(medians[1], medians[0]),
             ratio(medians[2], medians[0])
-        );
-    }
-    let _ = writeln!(out);
-}
-
-fn latency_tests(out: &mut String, rows: &[Row]) {
-    let _ = writeln!(
-        out,
-        "## (d) Two sequential latency tests on the same windows\n\n\
-         `slow_requests` is the engine's (threshold fixed once, from the first baseline window \
-         with enough requests, the quantile's bucket counted as slow); `LatencyTest` is \
-         `latency_test::LatencyTest` (threshold from all the baseline's windows before, the first \
-         window's pooled; counted above the quantile's bucket), each alone at the same alpha. \
-         Healthy: share that rejected within {HORIZON_SECS:.0} s; latency cases: median / p95 / \
-         never.\n"
-    );
-    let _ = writeln!(
-        out,
-        "| family | canary | `slow_requests` | `LatencyTest` |\n|---|---|---|---|"
-    );
-    let picks: [fn(&Outcome) -> Option<f64>; 2] = [|o| o.slow_requests, |o| o.latency_test];
-    for row in rows.iter().filter(|r| r.healthy || r.slower) {
-        let cells: Vec<String> = picks
-            .iter()
-            .map(|pick| {
-                let t: Vec<f64> = row
-                    .outcomes
-                    .iter()
-                    .map(|o| pick(o).unwrap_or(f64::INFINITY))
-                    .collect();
-                let never = t.iter().filter(|t| !t.is_finite()).count();
-                if row.healthy {
-                    share(t.len() - never, t.len())
-                } else {
-                    format!(
-                        "{} / {} / {:.0}%",
-                        secs(quantile(&t, 0.5)),
-                        secs(quantile(&t, 0.95)),
-                        100.0 * never as f64 / t.len() as f64
-                    )
-                }
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} |",
-            row.family,
-            row.case,
-            cells.join(" | ")
         );
     }
     let _ = writeln!(out);

@@ -32,7 +32,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::mann_whitney::{Alternative, MannWhitney, MannWhitneyError, Method, mann_whitney};
+use crate::histogram::Histogram;
+use crate::mann_whitney::{
+    Alternative, MannWhitney, MannWhitneyError, Method, mann_whitney, mann_whitney_histograms,
+};
 
 /// Which way a metric gets worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -280,13 +283,62 @@ pub fn compare(
     canary: &[f64],
     baseline: &[f64],
 ) -> Result<MetricComparison, ComparisonError> {
+    judge_metric(spec, canary.len(), baseline.len(), |alternative| {
+        mann_whitney(canary, baseline, alternative, Method::Auto)
+    })
+}
+
+/// Judges the canary's latencies against the baseline's, from their histograms
+/// (in milliseconds, each value at its bucket's midpoint).
+///
+/// The same [`MetricComparison`] as [`compare`] on the two
+/// [`Histogram::expand_ms`], to the bit, but computed bucket by bucket
+/// ([`mann_whitney_histograms`]): what the engine's judge runs after every
+/// window on the step's requests, however many there are.
+///
+/// # Errors
+/// A spec out of range.
+///
+/// ```
+/// use cutover_analysis::Histogram;
+/// use cutover_analysis::comparison::{compare, compare_histograms, Direction, MetricSpec, MetricVerdict};
+///
+/// let (mut baseline, mut canary) = (Histogram::new(), Histogram::new());
+/// for ms in 20..60 {
+///     baseline.record(ms * 1000, 20);
+///     canary.record(ms * 1300, 20); // 30% slower
+/// }
+/// let spec = MetricSpec::new("latency_ms", Direction::HigherIsBad);
+/// let judged = compare_histograms(&spec, &canary, &baseline).unwrap();
+/// assert_eq!(judged.verdict, MetricVerdict::High);
+/// assert_eq!(judged, compare(&spec, &canary.expand_ms(), &baseline.expand_ms()).unwrap());
+/// ```
+pub fn compare_histograms(
+    spec: &MetricSpec,
+    canary: &Histogram,
+    baseline: &Histogram,
+) -> Result<MetricComparison, ComparisonError> {
+    let size = |h: &Histogram| usize::try_from(h.count()).unwrap_or(usize::MAX);
+    judge_metric(spec, size(canary), size(baseline), |alternative| {
+        mann_whitney_histograms(canary, baseline, alternative, Method::Auto)
+    })
+}
+
+/// The verdict on samples of `n_canary` and `n_baseline` values, `test` run for
+/// the direction's alternative once both have the minimum.
+fn judge_metric(
+    spec: &MetricSpec,
+    n_canary: usize,
+    n_baseline: usize,
+    test: impl FnOnce(Alternative) -> Result<MannWhitney, MannWhitneyError>,
+) -> Result<MetricComparison, ComparisonError> {
     spec.validate()?;
     let alpha = 1.0 - spec.confidence;
     let mut result = MetricComparison {
         metric: spec.name.clone(),
         verdict: MetricVerdict::NoData,
-        n_canary: canary.len(),
-        n_baseline: baseline.len(),
+        n_canary,
+        n_baseline,
         test: None,
         alpha,
         effect: None,
@@ -295,15 +347,13 @@ pub fn compare(
         critical: spec.critical,
     };
     let min = spec.min_samples.max(1);
-    if canary.len() < min || baseline.len() < min {
+    if n_canary < min || n_baseline < min {
         return Ok(result);
     }
-    let test = mann_whitney(canary, baseline, spec.direction.alternative(), Method::Auto).map_err(
-        |source| ComparisonError::Sample {
-            metric: spec.name.clone(),
-            source,
-        },
-    )?;
+    let test = test(spec.direction.alternative()).map_err(|source| ComparisonError::Sample {
+        metric: spec.name.clone(),
+        source,
+    })?;
     let effect = spec.tolerance.effect(&test);
     let (max, min) = spec.tolerance.bounds();
     let significant = test.p_value < alpha;

@@ -11,7 +11,7 @@
 //! The engine builds them from the proxy's hdrhistograms (or another source's
 //! buckets); the tests here and the statistics read them through
 //! [`Histogram::quantile`], [`Histogram::count_from`] and
-//! [`Histogram::values`].
+//! [`Histogram::values`] (or [`Histogram::values_ms`]).
 
 use std::time::Duration;
 
@@ -166,12 +166,20 @@ impl Histogram {
             .map(|&(bucket, count)| (representative(bucket), count))
     }
 
+    /// Each non-empty bucket's midpoint in milliseconds and count, ascending: what
+    /// the rank tests read ([`crate::mann_whitney::mann_whitney_histograms`]).
+    pub fn values_ms(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.values()
+            .map(|(micros, count)| (micros / 1000.0, count))
+    }
+
     /// Every value as its bucket's midpoint in milliseconds, ascending, repeated
-    /// by its count: a sample for the rank tests.
+    /// by its count: a sample for the slice form of the rank tests, one `f64` per
+    /// value (the histogram form reads [`Histogram::values_ms`] instead).
     pub fn expand_ms(&self) -> Vec<f64> {
         let mut out = Vec::with_capacity(usize::try_from(self.count()).unwrap_or(0));
-        for (micros, count) in self.values() {
-            out.extend(std::iter::repeat_n(micros / 1000.0, count as usize));
+        for (ms, count) in self.values_ms() {
+            out.extend(std::iter::repeat_n(ms, count as usize));
         }
         out
     }

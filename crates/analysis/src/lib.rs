@@ -8,7 +8,7 @@
 //! Beside the fixed limits, the statistics that compare a canary with a baseline:
 //! - [`mann_whitney`]: the Mann-Whitney U test of two samples, exact or normal, with
 //!   its effect sizes (Hodges-Lehmann shift, ratio of medians, probability of
-//!   superiority).
+//!   superiority), on slices of numbers or bucket by bucket on two [`Histogram`]s.
 //! - [`comparison`]: a Kayenta-style verdict per metric (pass, high, low, no data)
 //!   from that test and an effect-size tolerance, and a weighted score over metrics
 //!   in which critical ones fail the canary on their own.

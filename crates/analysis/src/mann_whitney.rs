@@ -16,9 +16,18 @@
 //! of one half. Both follow `scipy.stats.mannwhitneyu` (statistic, p-values and
 //! conventions), against which the tests check them.
 //!
-//! Pure: the samples are slices of finite `f64`, the result is numbers.
+//! The samples are slices of finite `f64` ([`mann_whitney`]) or latency
+//! histograms ([`mann_whitney_histograms`]). Both are ranked the same way, as
+//! runs of equal values merged in ascending order: a histogram's bucket is one
+//! such run, every value at its midpoint, so the test of two histograms is the
+//! test of their expansions, computed bucket by bucket (O(buckets) rather than
+//! O(N log N), with no allocation per request).
+//!
+//! Pure: the result is numbers.
 
 use serde::{Deserialize, Serialize};
+
+use crate::histogram::Histogram;
 
 /// Which departure from "same distribution" the p-value measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,10 +208,70 @@ pub fn mann_whitney(
 ) -> Result<MannWhitney, MannWhitneyError> {
     check(canary, Side::Canary)?;
     check(baseline, Side::Baseline)?;
-    let (n1, n2) = (canary.len(), baseline.len());
+    test_runs(&runs(canary), &runs(baseline), alternative, method)
+}
+
+/// The same test on two latency histograms, in milliseconds: every value counted
+/// at its bucket's midpoint ([`Histogram::values_ms`]), so the values of one
+/// bucket tie, on either side.
+///
+/// It gives exactly what [`mann_whitney`] gives on the two
+/// [`Histogram::expand_ms`] (the same `U`, tie term, p-value and effect, to the
+/// bit, for every method), computed bucket by bucket: time and memory in the
+/// number of buckets, not of requests. So small samples are judged as slices
+/// are: [`Method::Auto`] is exact when both sides have at most [`EXACT_MAX_N`]
+/// values and no two values share a bucket, and normal otherwise.
+///
+/// # Errors
+/// An empty histogram; for [`Method::Exact`], ties or samples too large to count.
+///
+/// ```
+/// use cutover_analysis::Histogram;
+/// use cutover_analysis::mann_whitney::{mann_whitney, mann_whitney_histograms, Alternative, Method};
+///
+/// let (mut baseline, mut canary) = (Histogram::new(), Histogram::new());
+/// baseline.record(20_000, 900); // 900 requests of 20 ms
+/// baseline.record(40_000, 100);
+/// canary.record(20_000, 80);
+/// canary.record(40_000, 20);
+/// let t = mann_whitney_histograms(&canary, &baseline, Alternative::Greater, Method::Auto).unwrap();
+/// let slices = mann_whitney(&canary.expand_ms(), &baseline.expand_ms(), Alternative::Greater, Method::Auto);
+/// assert_eq!(Ok(t), slices);
+/// assert_eq!(t.u, 80.0 * 900.0 * 0.5 + 20.0 * 900.0 + 20.0 * 100.0 * 0.5);
+/// ```
+pub fn mann_whitney_histograms(
+    canary: &Histogram,
+    baseline: &Histogram,
+    alternative: Alternative,
+    method: Method,
+) -> Result<MannWhitney, MannWhitneyError> {
+    let runs = |h: &Histogram, side| {
+        let runs: Vec<(f64, u64)> = h.values_ms().collect();
+        if runs.is_empty() {
+            Err(MannWhitneyError::Empty(side))
+        } else {
+            Ok(runs)
+        }
+    };
+    let canary = runs(canary, Side::Canary)?;
+    let baseline = runs(baseline, Side::Baseline)?;
+    test_runs(&canary, &baseline, alternative, method)
+}
+
+/// The test of two non-empty samples given as runs ([`runs`]).
+fn test_runs(
+    canary: &[(f64, u64)],
+    baseline: &[(f64, u64)],
+    alternative: Alternative,
+    method: Method,
+) -> Result<MannWhitney, MannWhitneyError> {
+    let (n1, n2) = (size(canary), size(baseline));
     let ranks = Ranks::of(canary, baseline);
-    let u = ranks.canary_sum - (n1 * (n1 + 1)) as f64 / 2.0;
-    let u_baseline = (n1 * n2) as f64 - u;
+    // In u128: the products of two counts do not overflow.
+    let pairs = u128::from(n1) * u128::from(n2);
+    let u = ranks.canary_sum - (u128::from(n1) * u128::from(n1 + 1)) as f64 / 2.0;
+    let u_baseline = pairs as f64 - u;
+    let (n1, n2) = (as_usize(n1), as_usize(n2));
 
     let exact = match method {
         Method::Asymptotic => false,
@@ -244,7 +313,7 @@ pub fn mann_whitney(
         distribution,
         z,
         p_value: (tail * factor).clamp(0.0, 1.0),
-        effect: effect(canary, baseline, u),
+        effect: effect::of(canary, baseline, u),
     })
 }
 
@@ -262,6 +331,32 @@ fn check(sample: &[f64], side: Side) -> Result<(), MannWhitneyError> {
     }
 }
 
+/// A sample sorted, as `(value, count)` runs, ascending, one per distinct value
+/// bit for bit (0.0 and -0.0 apart: they rank as ties, but differ as the
+/// Hodges-Lehmann shift's differences).
+fn runs(sample: &[f64]) -> Vec<(f64, u64)> {
+    let mut sorted = sample.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut runs: Vec<(f64, u64)> = Vec::new();
+    for v in sorted {
+        match runs.last_mut() {
+            Some((last, count)) if last.to_bits() == v.to_bits() => *count += 1,
+            _ => runs.push((v, 1)),
+        }
+    }
+    runs
+}
+
+/// Values in a sample of runs.
+fn size(runs: &[(f64, u64)]) -> u64 {
+    runs.iter().map(|&(_, count)| count).sum()
+}
+
+/// A count as a size: `usize` holds any `u64` on the 64-bit targets cutover runs on.
+fn as_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 /// The pooled ranking: the canary's rank sum and the ties.
 struct Ranks {
     canary_sum: f64,
@@ -272,37 +367,39 @@ struct Ranks {
 }
 
 impl Ranks {
-    fn of(canary: &[f64], baseline: &[f64]) -> Ranks {
-        let mut pooled: Vec<(f64, bool)> = canary
-            .iter()
-            .map(|&v| (v, true))
-            .chain(baseline.iter().map(|&v| (v, false)))
-            .collect();
-        pooled.sort_by(|a, b| a.0.total_cmp(&b.0));
+    /// Merges the two samples' runs in ascending order; each group of equal
+    /// values, from either side, shares the mean of the ranks it spans.
+    fn of(canary: &[(f64, u64)], baseline: &[(f64, u64)]) -> Ranks {
         let mut ranks = Ranks {
             canary_sum: 0.0,
             tie_term: 0.0,
             tied: 0,
         };
-        let mut start = 0;
-        while start < pooled.len() {
-            // `==` rather than `total_cmp`, so that 0.0 and -0.0 tie.
-            let end = start
-                + pooled[start..]
-                    .iter()
-                    .take_while(|p| p.0 == pooled[start].0)
-                    .count();
-            let t = end - start;
-            // Ranks start at 1: the group holds ranks start+1 ..= end.
-            let mid_rank = (start + 1 + end) as f64 / 2.0;
-            let in_canary = pooled[start..end].iter().filter(|p| p.1).count();
+        let (mut c, mut b) = (canary.iter().peekable(), baseline.iter().peekable());
+        // Values ranked before the current group.
+        let mut below: u64 = 0;
+        while let Some(value) = match (c.peek(), b.peek()) {
+            (Some(x), Some(y)) => Some(x.0.min(y.0)),
+            (Some(x), None) | (None, Some(x)) => Some(x.0),
+            (None, None) => None,
+        } {
+            // `==` rather than bits, so that 0.0 and -0.0 tie.
+            let in_canary: u64 = std::iter::from_fn(|| c.next_if(|r| r.0 == value))
+                .map(|r| r.1)
+                .sum();
+            let in_baseline: u64 = std::iter::from_fn(|| b.next_if(|r| r.0 == value))
+                .map(|r| r.1)
+                .sum();
+            let t = in_canary + in_baseline;
+            // Ranks start at 1: the group holds ranks below+1 ..= below+t.
+            let mid_rank = (below + 1 + below + t) as f64 / 2.0;
             ranks.canary_sum += mid_rank * in_canary as f64;
             if t > 1 {
+                ranks.tied += as_usize(t);
                 let t = t as f64;
                 ranks.tie_term += t * t * t - t;
-                ranks.tied += end - start;
             }
-            start = end;
+            below += t;
         }
         ranks
     }
@@ -335,7 +432,7 @@ impl ExactCounts {
     /// more than [`EXACT_MAX_PAIRS`] points.
     fn new(m: usize, n: usize) -> Option<ExactCounts> {
         let (m, n) = (m.min(n), m.max(n));
-        if m * n > EXACT_MAX_PAIRS {
+        if m.checked_mul(n).is_none_or(|pairs| pairs > EXACT_MAX_PAIRS) {
             return None;
         }
         let total = binomial(m + n, m)?;
@@ -436,86 +533,8 @@ fn erfc_continued_fraction(x: f64) -> f64 {
     (-x * x).exp() / std::f64::consts::PI.sqrt() / f
 }
 
-fn effect(canary: &[f64], baseline: &[f64], u: f64) -> Effect {
-    let mut c = canary.to_vec();
-    let mut b = baseline.to_vec();
-    c.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    let median_canary = median_sorted(&c);
-    let median_baseline = median_sorted(&b);
-    Effect {
-        median_canary,
-        median_baseline,
-        median_ratio: (median_baseline != 0.0).then(|| median_canary / median_baseline),
-        hodges_lehmann: hodges_lehmann(&c, &b),
-        probability_of_superiority: u / (c.len() * b.len()) as f64,
-    }
-}
-
-/// The median of a sorted, non-empty slice.
-pub(crate) fn median_sorted(v: &[f64]) -> f64 {
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// The median of all `c[i] - b[j]`, both slices sorted, without forming the
-/// `n1 n2` differences: each order statistic is found by bisecting on the bits of
-/// the threshold, counting the differences at or below it in linear time.
-fn hodges_lehmann(c: &[f64], b: &[f64]) -> f64 {
-    let pairs = c.len() * b.len();
-    let upper = kth_difference(c, b, pairs / 2 + 1);
-    if pairs % 2 == 1 {
-        upper
-    } else {
-        (kth_difference(c, b, pairs / 2) + upper) / 2.0
-    }
-}
-
-/// The `k`-th smallest (1-based) of the differences `c[i] - b[j]` as computed in
-/// `f64`: the least threshold with at least `k` differences at or below it.
-fn kth_difference(c: &[f64], b: &[f64], k: usize) -> f64 {
-    let at_or_below = |d: f64| -> usize {
-        // For each c[i] ascending, the b[j] with c[i] - b[j] <= d are a suffix of b
-        // that only shrinks.
-        let mut j = 0;
-        let mut count = 0;
-        for &ci in c {
-            while j < b.len() && ci - b[j] > d {
-                j += 1;
-            }
-            count += b.len() - j;
-        }
-        count
-    };
-    let mut lo = ordered_key(c[0] - b[b.len() - 1]); // the smallest difference
-    let mut hi = ordered_key(c[c.len() - 1] - b[0]); // the largest
-    // Invariant: fewer than k at or below `lo - 1`, at least k at or below `hi`.
-    while lo < hi {
-        let mid = (i128::from(lo) + i128::from(hi)).div_euclid(2) as i64;
-        if at_or_below(from_ordered_key(mid)) >= k {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    from_ordered_key(lo)
-}
-
-/// Maps finite floats to integers in the same order, so bisection on the integer
-/// takes at most 64 steps whatever the range.
-fn ordered_key(x: f64) -> i64 {
-    let bits = x.to_bits() as i64;
-    if bits < 0 { i64::MIN - bits } else { bits }
-}
-
-fn from_ordered_key(k: i64) -> f64 {
-    let bits = if k < 0 { i64::MIN - k } else { k };
-    f64::from_bits(bits as u64)
-}
+#[path = "mann_whitney/effect.rs"]
+mod effect;
 
 #[cfg(test)]
 #[path = "mann_whitney/tests.rs"]

@@ -20,9 +20,11 @@
 //!   goes within seconds of the evidence, and a subtly bad one within minutes.
 //! - **A fixed-sample comparison** of the step so far ([`crate::comparison`]): the
 //!   Mann-Whitney U test of the canary's latencies against the baseline's, with
-//!   Kayenta's effect-size tolerance. Reported after every window so the evidence
-//!   can be watched, but decided only at the step's end, once (a fixed-sample
-//!   test looked at repeatedly loses its error rate).
+//!   Kayenta's effect-size tolerance, ranked bucket by bucket from the step's
+//!   histograms ([`crate::comparison::compare_histograms`]), so that it costs the
+//!   same however many requests the step has. Reported after every window so the
+//!   evidence can be watched, but decided only at the step's end, once (a
+//!   fixed-sample test looked at repeatedly loses its error rate).
 //!
 //! Only windows with a fresh baseline (measured in the same window) feed the
 //! tests and the comparison: a carried-over baseline (the stable version at 100%
@@ -34,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use cutover_spec::{AnalysisSpec, ComparisonSpec, SequentialSpec};
 
-use crate::comparison::{Direction, MetricSpec, MetricVerdict, Tolerance, compare};
+use crate::comparison::{Direction, MetricSpec, MetricVerdict, Tolerance, compare_histograms};
 use crate::histogram::Histogram;
 use crate::latency_test::LatencyTest;
 use crate::rate_test::{Counts, RateEvidence, RateTest};
@@ -198,9 +200,9 @@ fn comparison(cmp: &ComparisonSpec, state: &JudgeState) -> MetricResult {
         critical: true,
         ..MetricSpec::new("latency", Direction::HigherIsBad)
     };
-    let Ok(judged) = compare(&spec, &state.step_canary.expand_ms(), &baseline.expand_ms()) else {
-        // Only an invalid spec fails here (histogram values are finite, both
-        // sides have values), and the config's checks keep those out.
+    let Ok(judged) = compare_histograms(&spec, &state.step_canary, baseline) else {
+        // Only an invalid spec fails here (both sides have values), and the
+        // config's checks keep those out.
         result.verdict = Verdict::Inconclusive;
         result.why = Some(Why::NoData);
         return result;

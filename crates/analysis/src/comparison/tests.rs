@@ -1,3 +1,5 @@
+use proptest::prelude::*;
+
 use super::*;
 
 /// A deterministic, skewed latency-like sample around `median` ms.
@@ -237,6 +239,74 @@ fn invalid_specs_and_samples_are_errors_naming_the_metric() {
         )
         .is_err()
     );
+}
+
+/// A histogram of `n` latencies around `median` ms ([`latencies`]).
+fn histogram(n: usize, median: f64, seed: u64) -> Histogram {
+    let mut h = Histogram::new();
+    for ms in latencies(n, median, seed) {
+        h.record((ms * 1000.0) as u64, 1);
+    }
+    h
+}
+
+fn any_spec() -> impl Strategy<Value = MetricSpec> {
+    let direction = prop_oneof![
+        Just(Direction::HigherIsBad),
+        Just(Direction::LowerIsBad),
+        Just(Direction::Either)
+    ];
+    let tolerance = prop_oneof![
+        (0.0f64..0.3, 0.0f64..0.3)
+            .prop_map(|(increase, decrease)| Tolerance::Ratio { increase, decrease }),
+        (0.0f64..5.0, 0.0f64..5.0)
+            .prop_map(|(increase, decrease)| Tolerance::Absolute { increase, decrease }),
+    ];
+    (direction, tolerance, 0.8f64..0.999, 0usize..60).prop_map(
+        |(direction, tolerance, confidence, min_samples)| MetricSpec {
+            confidence,
+            tolerance,
+            min_samples,
+            ..MetricSpec::new("latency_ms", direction)
+        },
+    )
+}
+
+proptest! {
+    #[test]
+    fn histograms_are_judged_exactly_as_their_expansions(
+        spec in any_spec(),
+        n_canary in 0usize..400,
+        n_baseline in 0usize..400,
+        slowdown in 0.8f64..1.4,
+        seed in any::<u64>(),
+    ) {
+        let canary = histogram(n_canary, 50.0 * slowdown, seed);
+        let baseline = histogram(n_baseline, 50.0, seed ^ 1);
+        let by_bucket = compare_histograms(&spec, &canary, &baseline).unwrap();
+        let by_value = compare(&spec, &canary.expand_ms(), &baseline.expand_ms()).unwrap();
+        prop_assert_eq!(by_bucket, by_value);
+    }
+}
+
+#[test]
+fn a_slower_histogram_is_high_and_an_empty_one_no_data() {
+    let spec = MetricSpec {
+        tolerance: Tolerance::Ratio {
+            increase: 0.1,
+            decrease: 0.0,
+        },
+        ..spec(Direction::HigherIsBad)
+    };
+    let baseline = histogram(2000, 50.0, 21);
+    let slower = histogram(200, 65.0, 22);
+    let r = compare_histograms(&spec, &slower, &baseline).unwrap();
+    assert_eq!(r.verdict, MetricVerdict::High);
+    assert_eq!((r.n_canary, r.n_baseline), (200, 2000));
+    assert!(r.effect.unwrap() > 1.2, "{r:?}");
+    let r = compare_histograms(&spec, &Histogram::new(), &baseline).unwrap();
+    assert_eq!(r.verdict, MetricVerdict::NoData);
+    assert_eq!(r.test, None);
 }
 
 /// A judged metric with the given verdict, for scoring.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::histogram::{bucket_of, representative};
 use proptest::prelude::*;
 
 mod reference;
@@ -202,7 +203,7 @@ fn hodges_lehmann_is_the_median_of_all_differences() {
         .flat_map(|x| b.iter().map(move |y| x - y))
         .collect();
     all.sort_by(f64::total_cmp);
-    let want = median_sorted(&all);
+    let want = (all[5] + all[6]) / 2.0; // the middle two of 12
     let t = mann_whitney(&c, &b, Alternative::TwoSided, Method::Auto).unwrap();
     assert_eq!(t.effect.hodges_lehmann, want);
 }
@@ -281,5 +282,131 @@ proptest! {
         let e = mann_whitney(&c, &b, Alternative::TwoSided, Method::Exact).unwrap();
         let a = mann_whitney(&c, &b, Alternative::TwoSided, Method::Asymptotic).unwrap();
         prop_assert!((e.p_value - a.p_value).abs() < 0.02, "{} vs {}", e.p_value, a.p_value);
+    }
+}
+
+/// A latency histogram: a few buckets with many requests each (ties within and
+/// across the two sides), or a spread of single requests (sometimes none tied).
+fn histogram() -> impl Strategy<Value = Histogram> {
+    let of = |pairs: Vec<(u64, u64)>| {
+        let mut h = Histogram::new();
+        pairs
+            .into_iter()
+            .for_each(|(micros, n)| h.record(micros, n));
+        h
+    };
+    prop_oneof![
+        prop::collection::vec((0u64..300_000, 1u64..60), 1..25).prop_map(of),
+        prop::collection::vec((10_000u64..12_000, 1u64..400), 1..6).prop_map(of),
+        prop::collection::vec((0u64..5_000_000, Just(1u64)), 1..25).prop_map(of),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn histograms_rank_exactly_as_their_expansions(
+        c in histogram(), b in histogram(), alt in alternative()
+    ) {
+        let (ce, be) = (c.expand_ms(), b.expand_ms());
+        for method in [Method::Asymptotic, Method::Auto, Method::Exact] {
+            let by_bucket = mann_whitney_histograms(&c, &b, alt, method);
+            let by_value = mann_whitney(&ce, &be, alt, method);
+            if let (Ok(h), Ok(s)) = (&by_bucket, &by_value) {
+                prop_assert_eq!(h.u, s.u, "U, {:?}", method);
+                prop_assert_eq!(h.tie_term, s.tie_term, "tie term, {:?}", method);
+                prop_assert_eq!(h.p_value, s.p_value, "p, {:?}", method);
+            }
+            // And everything else, the effect and the errors included.
+            prop_assert_eq!(by_bucket, by_value, "{:?}", method);
+        }
+    }
+}
+
+/// One request at each of these latencies (µs), or `n` of each.
+fn recorded(micros: &[u64], n: u64) -> Histogram {
+    let mut h = Histogram::new();
+    micros.iter().for_each(|&us| h.record(us, n));
+    h
+}
+
+#[test]
+fn tiny_histograms_are_judged_exactly_like_slices() {
+    // Five requests each, in ten distinct buckets, the canary's all slower: one
+    // arrangement in C(10, 5), where the normal approximation says 0.6%.
+    let canary = recorded(&[150_000, 160_000, 170_000, 180_000, 190_000], 1);
+    let baseline = recorded(&[100_000, 110_000, 120_000, 130_000, 140_000], 1);
+    let slices = |method| {
+        mann_whitney(
+            &canary.expand_ms(),
+            &baseline.expand_ms(),
+            Alternative::Greater,
+            method,
+        )
+    };
+    let auto =
+        mann_whitney_histograms(&canary, &baseline, Alternative::Greater, Method::Auto).unwrap();
+    assert_eq!(Ok(auto), slices(Method::Auto));
+    assert_eq!(auto.distribution, Distribution::Exact);
+    assert!((auto.p_value - 1.0 / 252.0).abs() < 1e-15, "{auto:?}");
+    let normal =
+        mann_whitney_histograms(&canary, &baseline, Alternative::Greater, Method::Asymptotic)
+            .unwrap();
+    assert_eq!(Ok(normal), slices(Method::Asymptotic));
+    assert!(
+        normal.p_value > 1.5 * auto.p_value,
+        "{} vs {}",
+        normal.p_value,
+        auto.p_value
+    );
+
+    // Two requests in one bucket tie: no exact distribution, on either form.
+    let tied = recorded(&[100_000, 110_000, 120_000, 130_000, 150_000], 1);
+    let t = mann_whitney_histograms(&canary, &tied, Alternative::Greater, Method::Auto).unwrap();
+    assert_eq!(t.distribution, Distribution::Normal);
+    assert_eq!(t.tie_term, 6.0);
+    assert_eq!(
+        mann_whitney_histograms(&canary, &tied, Alternative::Greater, Method::Exact),
+        Err(MannWhitneyError::ExactWithTies { tied: 2 })
+    );
+}
+
+#[test]
+fn counts_far_beyond_memory_are_ranked_by_bucket() {
+    // Ten billion requests: as slices they would take 80 GB.
+    let baseline = recorded(&[20_000, 30_000], 4_000_000_000);
+    let canary = recorded(&[30_000, 40_000], 1_000_000_000);
+    let t =
+        mann_whitney_histograms(&canary, &baseline, Alternative::Greater, Method::Auto).unwrap();
+    let (n1, n2) = (2e9, 8e9);
+    // Each canary request at 30 ms beats the 4e9 at 20 ms and ties the 4e9 at
+    // 30 ms (one half each); each at 40 ms beats all 8e9.
+    assert!(
+        close(t.u, 1e9 * (4e9 + 2e9) + 1e9 * 8e9, 1e-12, 0.0),
+        "{t:?}"
+    );
+    assert!(close(t.u + t.u_baseline, n1 * n2, 1e-12, 0.0), "{t:?}");
+    assert_eq!(t.n_canary, 2_000_000_000);
+    // Every bucket is a group of ties: 4e9 at 20 ms, 5e9 at 30 ms, 1e9 at 40 ms.
+    let ties: f64 = [4e9f64, 5e9, 1e9].iter().map(|t| t.powi(3) - t).sum();
+    assert!(close(t.tie_term, ties, 1e-12, 0.0), "{t:?}");
+    assert!(t.p_value < 1e-300, "{t:?}");
+    let ms = |us: u64| representative(bucket_of(us)) / 1000.0;
+    assert_eq!(t.effect.median_canary, (ms(30_000) + ms(40_000)) / 2.0);
+    assert_eq!(t.effect.median_baseline, (ms(20_000) + ms(30_000)) / 2.0);
+    // Of the 1.6e19 differences, a quarter each are 0, 30-20, 40-30 and 40-20 ms:
+    // the middle two are the largest 30-20 and the smallest 40-30.
+    let hl = ((ms(30_000) - ms(20_000)) + (ms(40_000) - ms(30_000))) / 2.0;
+    assert_eq!(t.effect.hodges_lehmann, hl);
+}
+
+#[test]
+fn an_empty_histogram_is_an_error_naming_the_side() {
+    let some = recorded(&[1000], 3);
+    let none = Histogram::new();
+    for (c, b, side) in [(&none, &some, Side::Canary), (&some, &none, Side::Baseline)] {
+        assert_eq!(
+            mann_whitney_histograms(c, b, Alternative::Greater, Method::Auto),
+            Err(MannWhitneyError::Empty(side))
+        );
     }
 }
