@@ -19,10 +19,10 @@
 //!   A rejection rolls the canary back at once: that is how a clearly bad canary
 //!   goes within seconds of the evidence, and a subtly bad one within minutes.
 //! - **A fixed-sample comparison** of the step so far ([`crate::comparison`]): the
-//!   Mann-Whitney U test of the canary's latencies against the baseline's, with
-//!   Kayenta's effect-size tolerance, ranked bucket by bucket from the step's
-//!   histograms ([`crate::comparison::compare_histograms`]), so that it costs the
-//!   same however many requests the step has. Reported after every window so the
+//!   Mann-Whitney U test of whether the canary's latencies are higher than the
+//!   baseline's *plus the tolerance* (see `comparison` below), ranked bucket by
+//!   bucket from the step's histograms ([`crate::comparison::compare_histograms`]),
+//!   so that it costs the same however many requests the step has. Reported after every window so the
 //!   evidence can be watched, but decided only at the step's end, once (a
 //!   fixed-sample test looked at repeatedly loses its error rate).
 //!
@@ -177,43 +177,55 @@ fn rate_result(metric: &str, e: RateEvidence, threshold_ms: Option<f64>) -> Metr
 }
 
 /// The step's latencies, canary against baseline, both measured in the step.
+///
+/// The question is not "is the canary slower at all" (with thousands of requests
+/// a 2% shift is significant, and a 30 s step's median is noisy by a few %) but
+/// "is it significantly slower than the baseline *plus the tolerance*": the
+/// canary's latencies divided by `1 + tolerance` must still be higher than the
+/// baseline's, one-sided at `confidence`. This is the tolerance tested, rather
+/// than the point estimate held against it, as Kayenta holds its confidence
+/// interval of the shift against the allowed shift: a canary exactly at the
+/// tolerance fails with chance `1 - confidence` at most, a healthy one far less,
+/// however many steps there are of it.
 fn comparison(cmp: &ComparisonSpec, state: &JudgeState) -> MetricResult {
     let min = usize::try_from(cmp.min_samples).unwrap_or(usize::MAX);
     let enough = |h: &Histogram| h.count() >= cmp.min_samples;
-    let baseline = &state.step_baseline;
+    let (canary, baseline) = (&state.step_canary, &state.step_baseline);
+    let allowed = 1.0 + cmp.tolerance.fraction();
     let mut result = MetricResult {
-        limit: Some(1.0 + cmp.tolerance.fraction()),
+        limit: Some(allowed),
         ..MetricResult::of("latency", Test::MannWhitney, Unit::Millis)
     };
-    if !enough(&state.step_canary) || !enough(baseline) {
+    if !enough(canary) || !enough(baseline) {
         result.verdict = Verdict::Inconclusive;
         result.why = Some(Why::NoData);
         return result;
     }
     let spec = MetricSpec {
         confidence: cmp.confidence.fraction(),
-        tolerance: Tolerance::Ratio {
-            increase: cmp.tolerance.fraction(),
-            decrease: 0.0,
-        },
+        tolerance: Tolerance::NONE,
         min_samples: min,
         critical: true,
         ..MetricSpec::new("latency", Direction::HigherIsBad)
     };
-    let Ok(judged) = compare_histograms(&spec, &state.step_canary, baseline) else {
+    let Ok(judged) = compare_histograms(&spec, &canary.scaled(1.0 / allowed), baseline) else {
         // Only an invalid spec fails here (both sides have values), and the
         // config's checks keep those out.
         result.verdict = Verdict::Inconclusive;
         result.why = Some(Why::NoData);
         return result;
     };
+    let median = |h: &Histogram| h.quantile(0.5).map(|d| d.as_secs_f64() * 1000.0);
+    result.canary = median(canary);
+    result.baseline = median(baseline);
+    result.effect = match (result.canary, result.baseline) {
+        (Some(c), Some(b)) if b > 0.0 => Some(c / b),
+        _ => None,
+    };
     if let Some(test) = &judged.test {
-        result.canary = Some(test.effect.median_canary);
-        result.baseline = Some(test.effect.median_baseline);
         result.statistic = Some(test.u);
         result.p_value = Some(test.p_value);
     }
-    result.effect = judged.effect;
     (result.verdict, result.why) = match judged.verdict {
         MetricVerdict::Pass => (Verdict::Pass, None),
         MetricVerdict::NoData => (Verdict::Inconclusive, Some(Why::NoData)),

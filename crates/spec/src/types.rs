@@ -365,8 +365,8 @@ impl Default for ComparisonSpec {
 pub struct ComparisonSpec {
     /// A difference is significant when its p-value is below `1 - confidence`.
     pub confidence: Percent,
-    /// How much higher the canary's median latency may be before a significant
-    /// difference fails the step (0.1: 10%).
+    /// How much slower the canary may be: the step fails when its latencies are
+    /// significantly higher than the baseline's times `1 + tolerance` (0.1: 10%).
     pub tolerance: Percent,
     /// Requests needed on each side to compare; fewer leaves the step undecided.
     pub min_samples: u64,

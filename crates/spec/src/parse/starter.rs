@@ -132,8 +132,8 @@ analysis:
     errors: true
     latency_quantile: 95%
   # At the end of each step, the step's latencies are compared by the Mann-Whitney
-  # U test, and the step fails if the canary's are higher with this confidence and
-  # its median is more than `tolerance` above the baseline's. `false` turns it off.
+  # U test: the step fails if the canary's are higher than the baseline's plus
+  # `tolerance`, with this confidence. `false` turns it off.
   comparison:
     confidence: 99%
     tolerance: 10%
