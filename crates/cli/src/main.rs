@@ -18,6 +18,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let args = match args::Cli::try_parse() {
@@ -49,13 +51,27 @@ fn init_tracing(args: &args::Cli) {
         args::Command::Serve(_) => "info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    // `CUTOVER_LOG=debug` or `CUTOVER_LOG=info,cutover_proxy=trace`: a level, and
+    // levels by module (no span or field filters, which would cost a regex engine
+    // in every build); one that does not parse is said and ignored.
+    let given = std::env::var("CUTOVER_LOG").ok();
+    let fallback = || default.parse::<Targets>().expect("a level is a valid filter");
+    let (filter, refused) = match given.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(e)) => (fallback(), Some(e)),
+        None => (fallback(), None),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(colour(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .init();
+    if let (Some(text), Some(e)) = (&given, refused) {
+        tracing::warn!("CUTOVER_LOG={text:?} is not a log filter ({e}); logging at {default}");
+    }
 }
 
 /// Colour only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>):
