@@ -184,9 +184,10 @@ fn describe_spec(spec: &AnalysisSpec) -> String {
     }
     if let Some(cmp) = spec.comparison {
         parts.push(format!(
-            "the Mann-Whitney comparison of the step's latencies (one-sided at {} confidence, \
-             failing past a median {} higher, at least {} requests a side)",
-            cmp.confidence, cmp.tolerance, cmp.min_samples
+            "the Mann-Whitney comparison of the step's latencies (failing when the canary's \
+             latencies over 1 + {} are still higher than the baseline's, one-sided at {} \
+             confidence, at least {} requests a side)",
+            cmp.tolerance, cmp.confidence, cmp.min_samples
         ));
     }
     let steps = (HORIZON_SECS / STEP_PAUSE.as_secs_f64()).round();
