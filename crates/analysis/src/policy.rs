@@ -51,7 +51,8 @@ pub struct JudgeState {
     pub errors: Option<RateTest>,
     /// The slow-request test, once started.
     pub slow: Option<LatencyTest>,
-    /// The canary's latencies in the current step.
+    /// The canary's latencies in the current step, in the windows with a fresh
+    /// baseline.
     pub step_canary: Histogram,
     /// The fresh baseline's latencies in the current step.
     pub step_baseline: Histogram,
@@ -78,11 +79,12 @@ pub fn judge_window(
     let mut report = judge(&spec.metrics, spec.min_requests, baseline, canary);
     // A baseline that served nothing is not a measurement, however recent.
     let fresh = fresh && baseline.requests > 0;
-    state.step_canary.merge(&canary.latency);
     if fresh {
         if let Some(seq) = &spec.sequential {
             sequential(seq, state, baseline, canary, &mut report.metrics);
         }
+        // Both sides of the comparison from the same windows only.
+        state.step_canary.merge(&canary.latency);
         state.step_baseline.merge(&baseline.latency);
     } else if let Some(seq) = &spec.sequential {
         report.metrics.extend(standing(seq, state));

@@ -55,7 +55,11 @@ fn init_tracing(args: &args::Cli) {
     // levels by module (no span or field filters, which would cost a regex engine
     // in every build); one that does not parse is said and ignored.
     let given = std::env::var("CUTOVER_LOG").ok();
-    let fallback = || default.parse::<Targets>().expect("a level is a valid filter");
+    let fallback = || {
+        default
+            .parse::<Targets>()
+            .expect("a level is a valid filter")
+    };
     let (filter, refused) = match given.as_deref().map(str::parse::<Targets>) {
         Some(Ok(filter)) => (filter, None),
         Some(Err(e)) => (fallback(), Some(e)),

@@ -155,8 +155,8 @@ fn check(ctx: &Ctx) -> Vec<String> {
 ///
 /// A step that sends the canary no traffic of its own but mirrors some (`weight:
 /// 0%`, `mirror: 20%`) judges the canary's answers to the copies ([`Role::Shadow`])
-/// against the stable's to the originals: a version judged before it serves a
-/// single client.
+/// against the stable's answers in the same windows (all of them, not only the
+/// originals of the copies): a version judged before it serves a single client.
 fn enter_step(ctx: &Ctx, spec: &CanarySpec, state: &mut RunState, i: u32) -> Vec<Action> {
     let step = spec.steps[i as usize];
     let bp = u32::from(step.weight.basis_points());

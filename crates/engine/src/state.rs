@@ -174,14 +174,22 @@ impl RunState {
     /// Judges `canary` from now on, window after window afresh, against the stable
     /// version in `baseline`'s role (`None`: on absolute limits only). The baseline
     /// carried from earlier windows is kept, and so are the judge's sequential
-    /// tests when the targets stay the same (a new step of the same canary).
+    /// tests when the versions stay the same (a new step of the same canary).
     pub fn analyse(&mut self, canary: Target, baseline: Option<Role>) -> &mut Analysis {
         let previous = self.analysis.take();
         let baseline =
             baseline.and_then(|role| self.stable.as_ref().map(|s| Target::new(&s.version, role)));
         let judge = previous
             .as_ref()
-            .filter(|a| a.canary == canary && a.baseline == baseline)
+            .filter(|a| {
+                // The same versions (whatever their roles: a shadow step, then a
+                // canary step) are the same question, "is the new version worse
+                // than the old", so the tests' evidence carries on; starting
+                // them afresh would spend their alpha twice.
+                let version = |t: &Target| t.version.clone();
+                a.canary.version == canary.version
+                    && a.baseline.as_ref().map(version) == baseline.as_ref().map(version)
+            })
             .map(|a| {
                 let mut judge = a.judge.clone();
                 judge.next_step();

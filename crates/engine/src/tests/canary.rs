@@ -532,3 +532,36 @@ async fn a_shadow_that_errors_is_rolled_back_before_the_canary_serves_anyone() {
     // Copies count as routing: v2 was drained of them before it stopped.
     h.fake.assert_routed_away_before_stop("v2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_sequential_tests_go_on_from_a_shadow_step_to_the_canary_steps() {
+    let h = Harness::new(&canary_shadowed_first().replace("max: 1%", "max: 10%"));
+    h.deploy("v1").await;
+    // Some evidence against v2 from its copies, not enough to reject; then none.
+    h.fake.erroring("v2", Role::Shadow, 0.02);
+    h.fake.erroring("v2", Role::Canary, 0.005);
+    h.fake.erroring("v1", Role::Stable, 0.005);
+    let end = h.deploy("v2").await;
+    assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
+    let p_values: Vec<(usize, f64)> = h
+        .store
+        .measurements(&end.run_id)
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            let test = m.report.metrics.iter().find(|r| {
+                r.test == cutover_analysis::Test::Sequential && r.metric == "error_rate"
+            })?;
+            Some((m.step, test.p_value?))
+        })
+        .collect();
+    assert!(p_values.iter().any(|(step, _)| *step == 0), "{p_values:?}");
+    assert!(p_values.iter().any(|(step, _)| *step == 1), "{p_values:?}");
+    // The shadow's evidence is the canary's too: one test, whose p-value never
+    // goes back up when the copies give way to real traffic.
+    assert!(p_values.last().unwrap().1 < 0.5, "{p_values:?}");
+    assert!(
+        p_values.windows(2).all(|w| w[1].1 <= w[0].1),
+        "{p_values:?}"
+    );
+}
