@@ -2,6 +2,13 @@
 
 use crate::support::{Env, Faults};
 
+/// Writes `text` to `name` in the config's folder; its path.
+fn beside_config(env: &Env, name: &str, text: &str) -> String {
+    let path = env.config.with_file_name(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
 /// `n` values: 1, 2, ... n, each times `scale`.
 fn samples(n: usize, scale: f64) -> String {
     (1..=n).map(|i| format!("{}\n", i as f64 * scale)).collect()
@@ -10,12 +17,7 @@ fn samples(n: usize, scale: f64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judge_passes_the_same_fails_the_worse_and_refuses_bad_input() {
     let env = Env::new(Faults::none());
-    let dir = env.config.parent().unwrap().to_owned();
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let write = |name: &str, text: &str| beside_config(&env, name, text);
     let base = write("base.txt", &samples(200, 1.0));
     let same = write("same.txt", &samples(200, 1.0));
     // JSON lines, 30% slower.
@@ -88,12 +90,7 @@ fn shuffled(scale: f64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judge_sequential_feeds_the_values_in_order_and_says_where_it_rejected() {
     let env = Env::new(Faults::none());
-    let dir = env.config.parent().unwrap().to_owned();
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let write = |name: &str, text: &str| beside_config(&env, name, text);
     let base = write("base.txt", &shuffled(1.0));
     let same = write("same.txt", &shuffled(1.0));
     let slow = write("slow.txt", &shuffled(1.5));

@@ -426,6 +426,21 @@ async fn a_canary_under_the_limit_but_worse_than_stable_is_caught_by_the_sequent
     );
 }
 
+/// Each window's step and the sequential error test's p-value in it.
+fn error_test_p_values(h: &Harness, run_id: &str) -> Vec<(usize, f64)> {
+    h.store
+        .measurements(run_id)
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            let test = m.report.metrics.iter().find(|r| {
+                r.test == cutover_analysis::Test::Sequential && r.metric == "error_rate"
+            })?;
+            Some((m.step, test.p_value?))
+        })
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_sequential_tests_go_on_from_step_to_step() {
     let h = Harness::new(CANARY);
@@ -435,16 +450,7 @@ async fn the_sequential_tests_go_on_from_step_to_step() {
     h.fake.erroring("v1", Role::Stable, 0.005);
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
-    let measurements = h.store.measurements(&end.run_id).unwrap();
-    let p_values: Vec<(usize, f64)> = measurements
-        .iter()
-        .filter_map(|m| {
-            let test = m.report.metrics.iter().find(|r| {
-                r.test == cutover_analysis::Test::Sequential && r.metric == "error_rate"
-            })?;
-            Some((m.step, test.p_value?))
-        })
-        .collect();
+    let p_values = error_test_p_values(&h, &end.run_id);
     let steps: HashSet<usize> = p_values.iter().map(|(step, _)| *step).collect();
     assert_eq!(steps.len(), 3, "{p_values:?}");
     // One test for the whole run: its anytime-valid p-value never goes back up at
@@ -543,18 +549,7 @@ async fn the_sequential_tests_go_on_from_a_shadow_step_to_the_canary_steps() {
     h.fake.erroring("v1", Role::Stable, 0.005);
     let end = h.deploy("v2").await;
     assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
-    let p_values: Vec<(usize, f64)> = h
-        .store
-        .measurements(&end.run_id)
-        .unwrap()
-        .iter()
-        .filter_map(|m| {
-            let test = m.report.metrics.iter().find(|r| {
-                r.test == cutover_analysis::Test::Sequential && r.metric == "error_rate"
-            })?;
-            Some((m.step, test.p_value?))
-        })
-        .collect();
+    let p_values = error_test_p_values(&h, &end.run_id);
     assert!(p_values.iter().any(|(step, _)| *step == 0), "{p_values:?}");
     assert!(p_values.iter().any(|(step, _)| *step == 1), "{p_values:?}");
     // The shadow's evidence is the canary's too: one test, whose p-value never
