@@ -104,19 +104,6 @@ function actions() {
       verb: "Roll back",
       danger: true,
     },
-    approve: {
-      path: active ? `/api/v1/runs/${encodeURIComponent(active.run_id)}/approve` : "",
-      title: `Approve ${version}?`,
-      text: "Your approval is recorded with the run, and the rollout goes on once enough people approve.",
-      verb: "Approve",
-    },
-    reject: {
-      path: active ? `/api/v1/runs/${encodeURIComponent(active.run_id)}/reject` : "",
-      title: `Reject ${version}?`,
-      text: "One rejection ends the run; the stable version keeps serving.",
-      verb: "Reject",
-      danger: true,
-    },
   };
 }
 
@@ -249,9 +236,6 @@ function renderControls() {
   $("abort").disabled = !steerable;
   const switchBack = active && active.kind === "blue_green" && stage === "post_promotion";
   $("rollback").disabled = !(state.status && state.status.stable) || (active && !switchBack);
-  const approval = shown && stage === "awaiting_approval";
-  $("approve").hidden = !approval;
-  $("reject").hidden = !approval;
 }
 
 function pin(id) {
@@ -629,7 +613,7 @@ function start() {
     forgetToken();
     $("token-input").value = "";
   });
-  for (const name of ["promote", "abort", "rollback", "approve", "reject"]) {
+  for (const name of ["promote", "abort", "rollback"]) {
     $(name).addEventListener("click", () => act(name));
   }
   $("run-back").querySelector("a").addEventListener("click", (e) => {
