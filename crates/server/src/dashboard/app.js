@@ -357,18 +357,22 @@ function addEvent(run, e) {
 }
 
 // One analysis window as chart values. The request rate is the window's requests
-// over the time since the window before it (or the step's start).
+// over the time since the window before it (or the step's start). A baseline carried
+// over from an earlier window was not measured now, so none of its values is plotted.
 function pointOf(run, e) {
   const { stable, canary, verdict } = e.report;
+  const carried = e.carried_over || e.report.against === "carried_baseline";
   const seconds = run.mark == null ? null : Math.max((e.at_ms - run.mark) / 1000, 0.001);
-  const perSecond = (sample, carried) => (seconds == null || carried ? null : sample.requests / seconds);
+  const perSecond = (sample) => (seconds == null ? null : sample.requests / seconds);
   const errorShare = (sample) => (sample.requests ? sample.errors / sample.requests : null);
+  const p95 = (sample) => sample.p95 ?? null;
+  const stableOrNull = (value) => (carried ? null : value(stable));
   return {
     at: e.at_ms,
     verdict,
-    rate: { stable: perSecond(stable, e.carried_over), canary: perSecond(canary, false) },
-    errors: { stable: errorShare(stable), canary: errorShare(canary) },
-    p95: { stable: stable.p95 ?? null, canary: canary.p95 ?? null },
+    rate: { stable: stableOrNull(perSecond), canary: perSecond(canary) },
+    errors: { stable: stableOrNull(errorShare), canary: errorShare(canary) },
+    p95: { stable: stableOrNull(p95), canary: p95(canary) },
   };
 }
 
