@@ -11,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 /// Only this origin, no inline script or style, no frames, no forms posting elsewhere.
+/// Images may also be `blob:` URLs: the chart receipts, fetched with the token and
+/// shown through `<img>`, where an SVG runs no script.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
+     style-src 'self'; img-src 'self' blob:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
 /// One embedded file, where it is served and as what.

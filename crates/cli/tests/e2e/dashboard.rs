@@ -86,6 +86,8 @@ async fn the_dashboard_is_served_whole_with_a_strict_content_security_policy() {
     assert!(policy.contains("default-src 'none'"), "{policy}");
     assert!(policy.contains("script-src 'self'"), "{policy}");
     assert!(policy.contains("connect-src 'self'"), "{policy}");
+    // Chart receipts are shown from blob: URLs, through <img> only.
+    assert!(policy.contains("img-src 'self' blob:;"), "{policy}");
     assert!(!policy.contains("unsafe"), "{policy}");
     assert!(
         !policy.contains("http"),
@@ -146,6 +148,12 @@ async fn the_dashboard_is_served_whole_with_a_strict_content_security_policy() {
             file.path
         );
     }
+}
+
+/// Nowhere on the page is SVG source shown as text.
+async fn assert_no_svg_source(browser: &Browser) {
+    let page = browser.text("body").await;
+    assert!(!page.contains("<svg"), "SVG source shown as text: {page}");
 }
 
 /// chromedriver on a port the OS picks, and a session of headless Chromium with a
@@ -246,6 +254,25 @@ impl Browser {
             assert!(
                 Instant::now() < deadline,
                 "the page never showed {what}; `{css}` says {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the first `<img>` matching `css` has loaded a picture; returns its
+    /// `src`.
+    async fn wait_for_image(&self, css: &str, what: &str) -> String {
+        let script = "const e = document.querySelector(arguments[0]); \
+                      return e && e.complete && e.naturalWidth > 0 ? e.src : '';";
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let src = self.client.execute(script, vec![json!(css)]).await.unwrap();
+            if let Some(src) = src.as_str().filter(|s| !s.is_empty()) {
+                return src.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what} as a loaded `{css}`"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -461,6 +488,29 @@ async fn the_dashboard_shows_a_canary_live_and_its_promote_button_finishes_it() 
         0,
         "receipt text became markup"
     );
+    // The chart receipt: a picture from a blob: URL (fetched with the token), never
+    // its SVG source as text; the analysis receipt shows the same picture.
+    browser
+        .click("#receipt-tabs button[data-name=\"canary-analysis.svg\"]")
+        .await;
+    let src = browser
+        .wait_for_image("#receipt-body img", "the chart receipt")
+        .await;
+    assert!(src.starts_with("blob:"), "the chart's src: {src}");
+    assert_no_svg_source(&browser).await;
+    browser
+        .click("#receipt-tabs button[data-name=\"canary-analysis.md\"]")
+        .await;
+    let src = browser
+        .wait_for_image("#receipt-body img", "the chart in the analysis receipt")
+        .await;
+    assert!(src.starts_with("blob:"), "the embedded chart's src: {src}");
+    let analysis = browser.text("#receipt-body").await;
+    assert!(
+        !analysis.contains("](canary-analysis.svg)"),
+        "the image's Markdown shown as text: {analysis}"
+    );
+    assert_no_svg_source(&browser).await;
     load.stop().await;
     browser.client.clone().close().await.unwrap();
 }

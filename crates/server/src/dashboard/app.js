@@ -104,19 +104,6 @@ function actions() {
       verb: "Roll back",
       danger: true,
     },
-    approve: {
-      path: active ? `/api/v1/runs/${encodeURIComponent(active.run_id)}/approve` : "",
-      title: `Approve ${version}?`,
-      text: "Your approval is recorded with the run, and the rollout goes on once enough people approve.",
-      verb: "Approve",
-    },
-    reject: {
-      path: active ? `/api/v1/runs/${encodeURIComponent(active.run_id)}/reject` : "",
-      title: `Reject ${version}?`,
-      text: "One rejection ends the run; the stable version keeps serving.",
-      verb: "Reject",
-      danger: true,
-    },
   };
 }
 
@@ -249,9 +236,6 @@ function renderControls() {
   $("abort").disabled = !steerable;
   const switchBack = active && active.kind === "blue_green" && stage === "post_promotion";
   $("rollback").disabled = !(state.status && state.status.stable) || (active && !switchBack);
-  const approval = shown && stage === "awaiting_approval";
-  $("approve").hidden = !approval;
-  $("reject").hidden = !approval;
 }
 
 function pin(id) {
@@ -294,7 +278,7 @@ async function show(id) {
   clear($("events"));
   clear($("windows"));
   clear($("receipt-tabs"));
-  clear($("receipt-body"));
+  clearReceiptBody();
   renderRun();
   try {
     const detail = await getJson(`/api/v1/runs/${encodeURIComponent(id)}`);
@@ -373,18 +357,22 @@ function addEvent(run, e) {
 }
 
 // One analysis window as chart values. The request rate is the window's requests
-// over the time since the window before it (or the step's start).
+// over the time since the window before it (or the step's start). A baseline carried
+// over from an earlier window was not measured now, so none of its values is plotted.
 function pointOf(run, e) {
   const { stable, canary, verdict } = e.report;
+  const carried = e.carried_over || e.report.against === "carried_baseline";
   const seconds = run.mark == null ? null : Math.max((e.at_ms - run.mark) / 1000, 0.001);
-  const perSecond = (sample, carried) => (seconds == null || carried ? null : sample.requests / seconds);
+  const perSecond = (sample) => (seconds == null ? null : sample.requests / seconds);
   const errorShare = (sample) => (sample.requests ? sample.errors / sample.requests : null);
+  const p95 = (sample) => sample.p95 ?? null;
+  const stableOrNull = (value) => (carried ? null : value(stable));
   return {
     at: e.at_ms,
     verdict,
-    rate: { stable: perSecond(stable, e.carried_over), canary: perSecond(canary, false) },
-    errors: { stable: errorShare(stable), canary: errorShare(canary) },
-    p95: { stable: stable.p95 ?? null, canary: canary.p95 ?? null },
+    rate: { stable: stableOrNull(perSecond), canary: perSecond(canary) },
+    errors: { stable: stableOrNull(errorShare), canary: errorShare(canary) },
+    p95: { stable: stableOrNull(p95), canary: p95(canary) },
   };
 }
 
@@ -582,7 +570,7 @@ function metricTable(metrics) {
 // The run's receipts, once its daemon has written them (just after its final event).
 async function loadReceipts(run, attempt = 1) {
   const tabs = clear($("receipt-tabs"));
-  const body = clear($("receipt-body"));
+  const body = clearReceiptBody();
   try {
     const listed = await getJson(`/api/v1/runs/${encodeURIComponent(run.id)}/receipts`);
     if (state.run !== run) return;
@@ -598,28 +586,70 @@ async function loadReceipts(run, attempt = 1) {
     const first = names.includes("deployment-log.md") ? "deployment-log.md" : names[0];
     for (const name of names) {
       tabs.append(h("button", { type: "button", role: "tab", "aria-selected": name === first ? "true" : "false", "data-name": name,
-        onclick: () => openReceipt(run, name), text: name }));
+        onclick: () => openReceipt(run, name, names), text: name }));
     }
-    openReceipt(run, first);
+    openReceipt(run, first, names);
   } catch (err) {
     body.append(h("p", { class: "empty-note", text: `Receipts could not be read: ${err.message}` }));
   }
 }
 
-async function openReceipt(run, name) {
+// One receipt: Markdown rendered, a chart (`.svg`) as an image, anything else as text.
+// `names` are all the run's receipts, the ones a Markdown image may show.
+async function openReceipt(run, name, names) {
   for (const tab of $("receipt-tabs").children) tab.setAttribute("aria-selected", tab.dataset.name === name ? "true" : "false");
-  const body = clear($("receipt-body"));
+  const body = clearReceiptBody();
+  if (isChart(name)) {
+    body.append(receiptImage(run, name, name));
+    return;
+  }
   try {
-    const res = await request(`/api/v1/runs/${encodeURIComponent(run.id)}/receipts/${encodeURIComponent(name)}`, {
-      headers: { Accept: "text/markdown, text/plain, application/json" },
-    });
-    if (!res.ok) throw await failure(res);
+    const res = await fetchReceipt(run, name, "text/markdown, text/plain, application/json");
     const text = await res.text();
     if (state.run !== run) return;
-    body.append(name.endsWith(".md") ? markdown(text) : h("pre", {}, h("code", { text })));
+    const image = (target, alt) => (isChart(target) && names.includes(target) ? receiptImage(run, target, alt) : null);
+    body.append(name.endsWith(".md") ? markdown(text, image) : h("pre", {}, h("code", { text })));
   } catch (err) {
     body.append(h("p", { class: "empty-note", text: `${name} could not be read: ${err.message}` }));
   }
+}
+
+const isChart = (name) => name.endsWith(".svg");
+
+async function fetchReceipt(run, name, accept) {
+  const res = await request(`/api/v1/runs/${encodeURIComponent(run.id)}/receipts/${encodeURIComponent(name)}`, {
+    headers: { Accept: accept },
+  });
+  if (!res.ok) throw await failure(res);
+  return res;
+}
+
+// The object URLs of the receipt images on screen, revoked when they are replaced.
+let receiptUrls = [];
+
+function clearReceiptBody() {
+  for (const url of receiptUrls) URL.revokeObjectURL(url);
+  receiptUrls = [];
+  return clear($("receipt-body"));
+}
+
+// A chart receipt as an <img>: fetched with the token like the other receipts (the
+// daemon serves it as text), shown from a blob: URL as SVG. An SVG in an <img> runs
+// no script.
+function receiptImage(run, name, alt) {
+  const img = h("img", { class: "receipt-image", alt });
+  fetchReceipt(run, name, "image/svg+xml, text/plain")
+    .then((res) => res.blob())
+    .then((blob) => {
+      if (state.run !== run || !img.isConnected) return;
+      const url = URL.createObjectURL(new Blob([blob], { type: "image/svg+xml" }));
+      receiptUrls.push(url);
+      img.src = url;
+    })
+    .catch((err) => {
+      img.alt = `${alt} could not be read: ${err.message}`;
+    });
+  return img;
 }
 
 function start() {
@@ -629,7 +659,7 @@ function start() {
     forgetToken();
     $("token-input").value = "";
   });
-  for (const name of ["promote", "abort", "rollback", "approve", "reject"]) {
+  for (const name of ["promote", "abort", "rollback"]) {
     $(name).addEventListener("click", () => act(name));
   }
   $("run-back").querySelector("a").addEventListener("click", (e) => {
