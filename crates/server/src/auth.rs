@@ -1,7 +1,9 @@
 //! Who may use the API: the daemon's token, made on its first start and kept in
 //! `<state_dir>/token` (mode 0600), and the rule that every request that changes
 //! something carries it as `Authorization: Bearer <token>`. Reads are open unless
-//! `api.read_auth` says they need it too.
+//! `api.read_auth` says they need it too. An open read must name a loopback host
+//! (`Host: 127.0.0.1:port`, `[::1]`, `localhost`): a web page whose name an
+//! attacker rebinds to 127.0.0.1 sends its own name, and is refused.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -152,11 +154,14 @@ impl Guard {
 
     /// `None` if the request may go on, else why not.
     fn check(&self, method: &Method, headers: &HeaderMap) -> Option<Refusal> {
-        if !self.needs_token(method) {
+        let presented = bearer(headers);
+        if presented.is_some_and(|p| self.token.matches(p)) {
             return None;
         }
-        match bearer(headers) {
-            Some(presented) if self.token.matches(presented) => None,
+        if !self.needs_token(method) {
+            return (!names_loopback(headers)).then_some(Refusal::Host);
+        }
+        match presented {
             Some(_) => Some(Refusal::Wrong),
             None => Some(Refusal::Missing),
         }
@@ -177,6 +182,7 @@ impl Guard {
                 "the token does not match the daemon's".to_owned(),
                 r#"Bearer realm="cutover", error="invalid_token""#,
             ),
+            Refusal::Host => return refuse_host(),
         };
         let message = format!(
             "{problem}: send `Authorization: Bearer <token>` with the token in {} \
@@ -196,6 +202,50 @@ impl Guard {
 enum Refusal {
     Missing,
     Wrong,
+    /// A read without the token names a host that is not loopback.
+    Host,
+}
+
+/// 421 for a read without the token that names a host other than loopback.
+fn refuse_host() -> Response {
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "host_not_allowed",
+        "a request without the daemon's token must name a loopback host in `Host`: \
+         127.0.0.1 (or any 127.x.x.x), [::1] or localhost, with or without a port; \
+         send `Authorization: Bearer <token>` to use another name",
+    )
+    .into_response()
+}
+
+/// Whether the `Host` header names this machine by loopback: an IP literal in
+/// 127.0.0.0/8 or `[::1]`, or `localhost`, with or without a port. A missing or
+/// unreadable header does not.
+fn names_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, "")) => inside,
+            Some((inside, port)) if port.strip_prefix(':').is_some_and(is_port) => inside,
+            _ => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `text` is a port number.
+fn is_port(text: &str) -> bool {
+    text.parse::<u16>().is_ok()
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
@@ -258,7 +308,7 @@ mod tests {
         let token = Token::load_or_create(dir.path()).unwrap();
         let good = format!("Bearer {}", token.hex);
         let open_reads = Guard::new(token, false, dir.path());
-        let none = HeaderMap::new();
+        let none = with_host(HeaderMap::new(), "127.0.0.1:1");
         assert!(open_reads.check(&Method::GET, &none).is_none());
         assert!(matches!(
             open_reads.check(&Method::POST, &none),
@@ -287,6 +337,54 @@ mod tests {
             Some(Refusal::Missing)
         ));
         assert!(closed_reads.check(&Method::GET, &headers(&good)).is_none());
+    }
+
+    fn with_host(mut h: HeaderMap, host: &str) -> HeaderMap {
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        h
+    }
+
+    #[test]
+    fn reads_without_the_token_must_name_a_loopback_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = Token::load_or_create(dir.path()).unwrap();
+        let good = format!("Bearer {}", token.hex);
+        let guard = Guard::new(token, false, dir.path());
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:8080",
+            "localhost",
+            "LocalHost:80",
+        ] {
+            let h = with_host(HeaderMap::new(), host);
+            assert!(guard.check(&Method::GET, &h).is_none(), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:80",
+            "[::2]:80",
+            "localhost:notaport",
+            "[::1]x",
+        ] {
+            let h = with_host(HeaderMap::new(), host);
+            assert!(
+                matches!(guard.check(&Method::GET, &h), Some(Refusal::Host)),
+                "{host}"
+            );
+            let with_token = with_host(headers(&good), host);
+            assert!(guard.check(&Method::GET, &with_token).is_none(), "{host}");
+            assert!(guard.check(&Method::POST, &with_token).is_none(), "{host}");
+        }
+        assert!(matches!(
+            guard.check(&Method::GET, &HeaderMap::new()),
+            Some(Refusal::Host)
+        ));
     }
 
     #[test]

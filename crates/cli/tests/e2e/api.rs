@@ -117,6 +117,32 @@ async fn with_read_auth_reads_need_the_token_too_and_the_cli_sends_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_read_naming_another_host_is_refused_as_dns_rebinding() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    let rebound = || {
+        env.api(Method::GET, "/api/v1/runs")
+            .header("host", "evil.example:80")
+    };
+    let (status, _, body) = answer(rebound()).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert_eq!(body["code"], "host_not_allowed");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("127.0.0.1") && message.contains("localhost"),
+        "{message}"
+    );
+    let (status, _, body) = answer(rebound().bearer_auth(env.token())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = answer(
+        env.api(Method::GET, "/api/v1/runs")
+            .header("host", "localhost"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_refuses_to_listen_beyond_loopback_with_open_reads() {
     let env = Env::new(Faults::none());
     let out = env.cutover(&["serve", "--api-listen", "0.0.0.0:0"]).await;
