@@ -24,6 +24,9 @@ const TOKEN_BYTES: usize = 32;
 /// The file name of the token in the state directory.
 pub const TOKEN_FILE: &str = "token";
 
+/// Where a new token is written before it is renamed to [`TOKEN_FILE`].
+const TOKEN_PARTIAL_FILE: &str = "token.tmp";
+
 /// Why the token could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -57,36 +60,37 @@ impl Token {
     }
 
     /// The token in `state_dir`, made on the first call: random bytes from the OS,
-    /// written to a file created with mode 0600 (never readable by others, not
-    /// even for a moment).
+    /// written to `token.tmp` created with mode 0600 (never readable by others,
+    /// not even for a moment), synced, then renamed to `token`, so a crash leaves
+    /// either no token or a whole one. A `token.tmp` left by a crash is removed.
     ///
     /// # Errors
     /// See [`TokenError`].
     pub fn load_or_create(state_dir: &Path) -> Result<Token, TokenError> {
         let path = Token::path(state_dir);
-        let file_error = |source| TokenError::File {
-            path: path.clone(),
-            source,
+        let file_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| TokenError::File { path, source }
         };
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path);
-        match created {
-            Ok(mut file) => {
-                let token = Token::random()?;
-                file.write_all(token.hex.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(file_error)?;
-                Ok(token)
+        let partial = state_dir.join(TOKEN_PARTIAL_FILE);
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(file_error(&partial)(e));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            _ => {}
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
                 warn_if_readable_by_others(&path);
-                let text = std::fs::read_to_string(&path).map_err(file_error)?;
                 Token::parse(text.trim()).ok_or(TokenError::Malformed { path })
             }
-            Err(e) => Err(file_error(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let token = Token::random()?;
+                write_whole(&partial, token.hex.as_bytes()).map_err(file_error(&partial))?;
+                std::fs::rename(&partial, &path).map_err(file_error(&path))?;
+                Ok(token)
+            }
+            Err(e) => Err(file_error(&path)(e)),
         }
     }
 
@@ -111,6 +115,17 @@ impl Token {
     fn matches(&self, presented: &str) -> bool {
         self.hex.as_bytes().ct_eq(presented.as_bytes()).into()
     }
+}
+
+/// Writes `bytes` to a new file at `path` (mode 0600) and syncs it to disk.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A token file others may read (copied, or its mode changed) is still used, but
@@ -291,6 +306,18 @@ mod tests {
         assert_eq!(again.hex, made.hex);
         let other = tempfile::tempdir().unwrap();
         assert_ne!(Token::load_or_create(other.path()).unwrap().hex, made.hex);
+    }
+
+    #[test]
+    fn a_token_half_written_by_a_crash_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // A crash after creating the new token's file, before writing it.
+        std::fs::write(dir.path().join(TOKEN_PARTIAL_FILE), "").unwrap();
+        let made = Token::load_or_create(dir.path()).unwrap();
+        assert!(!dir.path().join(TOKEN_PARTIAL_FILE).exists());
+        let file = std::fs::metadata(Token::path(dir.path())).unwrap();
+        assert_eq!(file.permissions().mode() & 0o777, 0o600);
+        assert_eq!(Token::load_or_create(dir.path()).unwrap().hex, made.hex);
     }
 
     #[test]
