@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -39,6 +40,9 @@ pub(crate) struct StepDurations {
     inner: Mutex<Steps>,
 }
 
+/// How long the step durations wait for a store that did not answer.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct Steps {
     /// Per run, the stage it is in and since when (ms).
@@ -47,11 +51,19 @@ struct Steps {
 }
 
 impl StepDurations {
-    /// Follows every run's events until the daemon stops.
+    /// Follows every run's events until the daemon stops (past a store that did
+    /// not answer: the events then resume from the store).
     pub(crate) fn collect(self: Arc<Self>, mut events: AllEvents) -> JoinHandle<()> {
         tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                self.observe(&event);
+            loop {
+                while let Some(event) = events.next().await {
+                    self.observe(&event);
+                }
+                if events.ended() {
+                    break;
+                }
+                // The store did not answer: a moment for it before catching up.
+                tokio::time::sleep(STORE_RETRY).await;
             }
         })
     }
