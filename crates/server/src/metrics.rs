@@ -128,6 +128,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
     s.steps.write(&mut out, app);
     backends(&mut out, &s, app).await;
     proxy(&mut out, &s, app);
+    mirrors(&mut out, &s, app);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out.finish()).into_response())
 }
 
@@ -223,6 +224,31 @@ async fn backends(out: &mut Exposition, s: &AppState, app: &str) {
             ("address", &address),
         ];
         out.sample("cutover_instance_ready", &labels, 1.0);
+    }
+}
+
+/// What the mirrors did per version they copied to: copies sent, and skipped.
+fn mirrors(out: &mut Exposition, s: &AppState, app: &str) {
+    out.family(
+        "cutover_mirror_requests_total",
+        Kind::Counter,
+        "Requests picked to be copied to a version (mirrored), by result: mirrored \
+         (sent), skipped_full (as many copies in flight as allowed, or the instance \
+         full) or skipped_too_large (a body over the limit), since the daemon started.",
+    );
+    for (version, counts) in s.traffic.mirror_counts() {
+        for (result, count) in [
+            ("mirrored", counts.mirrored),
+            ("skipped_full", counts.skipped_full),
+            ("skipped_too_large", counts.skipped_too_large),
+        ] {
+            let labels = [
+                ("app", app),
+                ("version", version.as_str()),
+                ("result", result),
+            ];
+            out.sample("cutover_mirror_requests_total", &labels, count as f64);
+        }
     }
 }
 

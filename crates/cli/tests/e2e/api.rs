@@ -484,6 +484,30 @@ async fn metrics_in_prometheus_text_format_pass_promtool() {
     check_with_promtool(&text).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_copies_a_mirror_sent_and_pass_promtool() {
+    let mut env = Env::new(Faults::none())
+        .with_steps("[{weight: 0%, mirror: 100%, pause: 2s}, {weight: 100%, pause: 1s}]");
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    env.deploy("v2").await.code(0);
+    let tally = load.stop().await;
+    assert!(tally.get("v1").is_some_and(|n| n.0 > 0), "{tally:?}");
+
+    let response = env.api(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    // The mirror is gone with its step; what it did is still counted.
+    let series = |result: &str| {
+        format!(r#"cutover_mirror_requests_total{{app="e2e",version="v2",result="{result}"}}"#)
+    };
+    assert!(sample(&text, &series("mirrored")) > 0.0, "{text}");
+    assert_eq!(sample(&text, &series("skipped_too_large")), 0.0, "{text}");
+    sample(&text, &series("skipped_full"));
+    check_with_promtool(&text).await;
+}
+
 /// `promtool check metrics` on the exposition, if promtool is installed (Debian's
 /// `prometheus` package; `.ci/run` installs it).
 async fn check_with_promtool(text: &str) {
