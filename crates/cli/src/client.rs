@@ -1,5 +1,6 @@
 //! The CLI's side of the daemon's HTTP API. Every request carries the daemon's
-//! token, from `CUTOVER_TOKEN` or the state directory's `token` file.
+//! token, from `CUTOVER_TOKEN` or the state directory's `token` file (with `--api`,
+//! the file only when the local daemon listens at that very address).
 
 use std::path::{Path, PathBuf};
 
@@ -30,8 +31,9 @@ struct Credentials {
 }
 
 impl Credentials {
-    /// `CUTOVER_TOKEN` if set, else the token file of `state_dir`, if there is one.
-    fn find(state_dir: Option<&Path>) -> Credentials {
+    /// `CUTOVER_TOKEN` if set, else the token file of `state_dir`, if there is one;
+    /// `Err` says why no token file is used.
+    fn find(state_dir: Result<&Path, &str>) -> Credentials {
         if let Ok(token) = std::env::var(TOKEN_VAR)
             && !token.trim().is_empty()
         {
@@ -40,13 +42,14 @@ impl Credentials {
                 source: TOKEN_VAR.to_owned(),
             };
         }
-        let Some(path) = state_dir.map(cutover_server::auth::Token::path) else {
-            return Credentials {
-                token: None,
-                source: format!(
-                    "none: {TOKEN_VAR} is not set and no config says where the state directory is"
-                ),
-            };
+        let path = match state_dir {
+            Ok(dir) => cutover_server::auth::Token::path(dir),
+            Err(why) => {
+                return Credentials {
+                    token: None,
+                    source: format!("none: {TOKEN_VAR} is not set and {why}"),
+                };
+            }
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Credentials {
@@ -74,7 +77,11 @@ impl Credentials {
 impl Client {
     /// A client of the daemon whose API is at `api`, with the token from
     /// `CUTOVER_TOKEN` or else from `state_dir`'s token file.
-    pub fn new(api: &str, state_dir: Option<&Path>) -> anyhow::Result<Client> {
+    pub fn new(api: &str, state_dir: &Path) -> anyhow::Result<Client> {
+        Client::with_credentials(api, Credentials::find(Ok(state_dir)))
+    }
+
+    fn with_credentials(api: &str, token: Credentials) -> anyhow::Result<Client> {
         let base = if api.starts_with("http://") {
             api.to_owned()
         } else {
@@ -87,7 +94,7 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             http,
-            token: Credentials::find(state_dir),
+            token,
         })
     }
 
@@ -97,11 +104,11 @@ impl Client {
     /// Exit code 2 when the config is invalid; 1 when no daemon runs.
     pub fn locate(args: &ClientArgs) -> anyhow::Result<Client> {
         if let Some(api) = &args.api {
-            // A config, if there is one, says where the token file is.
-            let state_dir: Option<PathBuf> = cutover_spec::load(&args.config.file)
-                .ok()
-                .map(|c| c.state_dir);
-            return Client::new(api, state_dir.as_deref());
+            let state_dir = local_state_dir_serving(api, &args.config.file);
+            return Client::with_credentials(
+                api,
+                Credentials::find(state_dir.as_deref().map_err(String::as_str)),
+            );
         }
         let config = cutover_spec::load(&args.config.file)?;
         let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(|| {
@@ -115,7 +122,7 @@ impl Client {
                 ),
             )
         })?;
-        Client::new(&info.api.to_string(), Some(&config.state_dir))
+        Client::new(&info.api.to_string(), &config.state_dir)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -255,5 +262,27 @@ async fn api_error(response: reqwest::Response) -> Refused {
         code: body.code,
         message: body.error,
         status,
+    }
+}
+
+/// The state directory of the config in `config_file` if its daemon (by its
+/// `daemon.json`) listens at `api`: only then is its token file meant for `api`;
+/// any other host gets no token but `CUTOVER_TOKEN`, never the local one over http.
+fn local_state_dir_serving(api: &str, config_file: &Path) -> Result<PathBuf, String> {
+    let elsewhere =
+        || format!("--api {api} is not the address of the local daemon (its daemon.json)");
+    let config = cutover_spec::load(config_file).map_err(|_| elsewhere())?;
+    let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(elsewhere)?;
+    let named = api
+        .strip_prefix("http://")
+        .unwrap_or(api)
+        .trim_end_matches('/');
+    let same = named
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|addr| addr == info.api);
+    if same {
+        Ok(config.state_dir)
+    } else {
+        Err(elsewhere())
     }
 }

@@ -292,7 +292,7 @@ async fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         Ok(config) => {
             // Against a running daemon: what its next run would take up.
             let check = match cutover_server::DaemonInfo::read(&config.state_dir) {
-                Some(info) => Client::new(&info.api.to_string(), Some(&config.state_dir))?
+                Some(info) => Client::new(&info.api.to_string(), &config.state_dir)?
                     .get::<cutover_api::ConfigCheck>("/api/v1/config")
                     .await
                     .ok(),

@@ -123,7 +123,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "== daemon up: proxy http://{}  dashboard and API http://{}/",
         info.proxy, info.api
     ));
-    let client = Client::new(&info.api.to_string(), Some(&dir.join(".cutover")))?;
+    let client = Client::new(&info.api.to_string(), &dir.join(".cutover"))?;
     let style = Style::pick(args.json);
 
     say("\n== 1. first deploy: v1 (start, health-check, serve)");

@@ -159,7 +159,7 @@ impl Mirror {
     /// the live request's body must feed it (`None` when nothing is copied or the
     /// request has no body). `per_instance` is the proxy's limit of requests in
     /// flight per instance; `timeout` limits the copy's wait for its answer's
-    /// headers, and then for its body.
+    /// headers, and then for each frame of its body (read and dropped as it comes).
     pub(crate) fn copy(
         &self,
         req: &Request<Incoming>,
@@ -231,10 +231,12 @@ impl Mirror {
             match tokio::time::timeout(timeout, client.request(request)).await {
                 Ok(Ok(response)) => {
                     in_flight.record(response.status().as_u16(), started.elapsed());
-                    let body = tokio::time::timeout(timeout, response.into_body().collect());
-                    if !matches!(body.await, Ok(Ok(_))) {
-                        tracing::debug!("mirrored response body failed");
-                        in_flight.body_failed();
+                    match drain(response.into_body(), timeout).await {
+                        Ok(bytes) => tracing::debug!(bytes, "mirrored response body read"),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "mirrored response body failed");
+                            in_flight.body_failed();
+                        }
                     }
                 }
                 Ok(Err(e)) => {
@@ -249,6 +251,23 @@ impl Mirror {
         };
         tokio::spawn(task.instrument(span));
         body_copy
+    }
+}
+
+/// Reads a shadow's response body to its end, dropping each frame as it comes
+/// (none is kept): the bytes read, or why it failed. Like a live request body,
+/// it fails when it sends nothing for `stall`, however long it takes in all.
+async fn drain(mut body: Incoming, stall: Duration) -> Result<u64, String> {
+    let mut bytes = 0u64;
+    loop {
+        match tokio::time::timeout(stall, body.frame()).await {
+            Err(_) => return Err(format!("it sent nothing for {stall:?}")),
+            Ok(None) => return Ok(bytes),
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(frame))) => {
+                bytes += frame.data_ref().map_or(0, |data| data.len() as u64);
+            }
+        }
     }
 }
 

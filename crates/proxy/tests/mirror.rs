@@ -7,8 +7,10 @@
 
 mod common;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -18,7 +20,10 @@ use hyper::body::Incoming;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use common::{PATIENCE, backend, bind, client, gated, get, named, next, send, text, upstream, url};
+use common::{
+    PATIENCE, backend, bind, client, gated, get, named, next, response_timeout, send, text,
+    upstream, url,
+};
 use cutover_proxy::{Backend, Mirror, MirrorCounts, Proxy, Routes, VersionStats};
 
 /// What a shadow upstream received: the method and the body.
@@ -306,6 +311,60 @@ async fn a_failing_shadow_counts_against_itself_never_the_stable_or_the_client()
         "the shadow's errors"
     );
     assert_eq!(v1.stats.totals(), (10, 0), "the stable's own answers");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_shadows_large_slow_streamed_answer_is_read_to_its_end_and_measured() -> Result<()> {
+    // 64 chunks of 1 MiB, one every 20 ms: far more than any buffer, and longer in
+    // all than the response timeout, while no chunk takes that long.
+    const CHUNKS: usize = 64;
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shadow = {
+        let finished = Arc::clone(&finished);
+        upstream(move |_req| {
+            let finished = Arc::clone(&finished);
+            async move {
+                let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+                tokio::spawn(async move {
+                    let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+                    for _ in 0..CHUNKS {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        if tx.send_data(chunk.clone()).await.is_err() {
+                            return;
+                        }
+                    }
+                    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                Response::new(body.boxed_unsync())
+            }
+        })
+        .await?
+    };
+    let proxy = Proxy::bind(
+        "127.0.0.1:0".parse()?,
+        response_timeout(Duration::from_millis(500)),
+    )
+    .await?;
+    let v1 = backend("v1", &[named("one").await?]);
+    let v2 = Backend::new("v2", vec![shadow], VersionStats::new()).role("shadow");
+    let mirror = Mirror::new("stable", v2, 10_000);
+    let mut routes = Routes::stable_only(v1);
+    routes.mirror = Some(mirror.clone());
+    proxy.set_routes(routes);
+
+    assert_eq!(get(&client(), &proxy, &[]).await?.body, "one");
+    let stats = &mirror.target().stats;
+    until("the shadow's answer was never read to its end", || {
+        stats.in_flight() == 0 && mirror.in_flight() == 0 && stats.totals().0 == 1
+    })
+    .await?;
+    assert!(
+        finished.load(std::sync::atomic::Ordering::SeqCst),
+        "the shadow's body was cut short"
+    );
+    assert_eq!(stats.totals(), (1, 0), "the shadow's answer is a success");
     proxy.shutdown().await;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Who may use the API: the daemon's token, made on its first start and kept in
 //! `<state_dir>/token` (mode 0600), and the rule that every request that changes
 //! something carries it as `Authorization: Bearer <token>`. Reads are open unless
-//! `api.read_auth` says they need it too.
+//! `api.read_auth` says they need it too. An open read must name a loopback host
+//! (`Host: 127.0.0.1:port`, `[::1]`, `localhost`): a web page whose name an
+//! attacker rebinds to 127.0.0.1 sends its own name, and is refused.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -21,6 +23,9 @@ const TOKEN_BYTES: usize = 32;
 
 /// The file name of the token in the state directory.
 pub const TOKEN_FILE: &str = "token";
+
+/// Where a new token is written before it is renamed to [`TOKEN_FILE`].
+const TOKEN_PARTIAL_FILE: &str = "token.tmp";
 
 /// Why the token could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -55,36 +60,37 @@ impl Token {
     }
 
     /// The token in `state_dir`, made on the first call: random bytes from the OS,
-    /// written to a file created with mode 0600 (never readable by others, not
-    /// even for a moment).
+    /// written to `token.tmp` created with mode 0600 (never readable by others,
+    /// not even for a moment), synced, then renamed to `token`, so a crash leaves
+    /// either no token or a whole one. A `token.tmp` left by a crash is removed.
     ///
     /// # Errors
     /// See [`TokenError`].
     pub fn load_or_create(state_dir: &Path) -> Result<Token, TokenError> {
         let path = Token::path(state_dir);
-        let file_error = |source| TokenError::File {
-            path: path.clone(),
-            source,
+        let file_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| TokenError::File { path, source }
         };
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path);
-        match created {
-            Ok(mut file) => {
-                let token = Token::random()?;
-                file.write_all(token.hex.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(file_error)?;
-                Ok(token)
+        let partial = state_dir.join(TOKEN_PARTIAL_FILE);
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(file_error(&partial)(e));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            _ => {}
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
                 warn_if_readable_by_others(&path);
-                let text = std::fs::read_to_string(&path).map_err(file_error)?;
                 Token::parse(text.trim()).ok_or(TokenError::Malformed { path })
             }
-            Err(e) => Err(file_error(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let token = Token::random()?;
+                write_whole(&partial, token.hex.as_bytes()).map_err(file_error(&partial))?;
+                std::fs::rename(&partial, &path).map_err(file_error(&path))?;
+                Ok(token)
+            }
+            Err(e) => Err(file_error(&path)(e)),
         }
     }
 
@@ -109,6 +115,17 @@ impl Token {
     fn matches(&self, presented: &str) -> bool {
         self.hex.as_bytes().ct_eq(presented.as_bytes()).into()
     }
+}
+
+/// Writes `bytes` to a new file at `path` (mode 0600) and syncs it to disk.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A token file others may read (copied, or its mode changed) is still used, but
@@ -152,11 +169,14 @@ impl Guard {
 
     /// `None` if the request may go on, else why not.
     fn check(&self, method: &Method, headers: &HeaderMap) -> Option<Refusal> {
-        if !self.needs_token(method) {
+        let presented = bearer(headers);
+        if presented.is_some_and(|p| self.token.matches(p)) {
             return None;
         }
-        match bearer(headers) {
-            Some(presented) if self.token.matches(presented) => None,
+        if !self.needs_token(method) {
+            return (!names_loopback(headers)).then_some(Refusal::Host);
+        }
+        match presented {
             Some(_) => Some(Refusal::Wrong),
             None => Some(Refusal::Missing),
         }
@@ -177,6 +197,7 @@ impl Guard {
                 "the token does not match the daemon's".to_owned(),
                 r#"Bearer realm="cutover", error="invalid_token""#,
             ),
+            Refusal::Host => return refuse_host(),
         };
         let message = format!(
             "{problem}: send `Authorization: Bearer <token>` with the token in {} \
@@ -196,6 +217,50 @@ impl Guard {
 enum Refusal {
     Missing,
     Wrong,
+    /// A read without the token names a host that is not loopback.
+    Host,
+}
+
+/// 421 for a read without the token that names a host other than loopback.
+fn refuse_host() -> Response {
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "host_not_allowed",
+        "a request without the daemon's token must name a loopback host in `Host`: \
+         127.0.0.1 (or any 127.x.x.x), [::1] or localhost, with or without a port; \
+         send `Authorization: Bearer <token>` to use another name",
+    )
+    .into_response()
+}
+
+/// Whether the `Host` header names this machine by loopback: an IP literal in
+/// 127.0.0.0/8 or `[::1]`, or `localhost`, with or without a port. A missing or
+/// unreadable header does not.
+fn names_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, "")) => inside,
+            Some((inside, port)) if port.strip_prefix(':').is_some_and(is_port) => inside,
+            _ => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `text` is a port number.
+fn is_port(text: &str) -> bool {
+    text.parse::<u16>().is_ok()
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
@@ -244,6 +309,18 @@ mod tests {
     }
 
     #[test]
+    fn a_token_half_written_by_a_crash_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // A crash after creating the new token's file, before writing it.
+        std::fs::write(dir.path().join(TOKEN_PARTIAL_FILE), "").unwrap();
+        let made = Token::load_or_create(dir.path()).unwrap();
+        assert!(!dir.path().join(TOKEN_PARTIAL_FILE).exists());
+        let file = std::fs::metadata(Token::path(dir.path())).unwrap();
+        assert_eq!(file.permissions().mode() & 0o777, 0o600);
+        assert_eq!(Token::load_or_create(dir.path()).unwrap().hex, made.hex);
+    }
+
+    #[test]
     fn a_token_file_that_holds_no_token_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(Token::path(dir.path()), "not a token\n").unwrap();
@@ -258,7 +335,7 @@ mod tests {
         let token = Token::load_or_create(dir.path()).unwrap();
         let good = format!("Bearer {}", token.hex);
         let open_reads = Guard::new(token, false, dir.path());
-        let none = HeaderMap::new();
+        let none = with_host(HeaderMap::new(), "127.0.0.1:1");
         assert!(open_reads.check(&Method::GET, &none).is_none());
         assert!(matches!(
             open_reads.check(&Method::POST, &none),
@@ -287,6 +364,54 @@ mod tests {
             Some(Refusal::Missing)
         ));
         assert!(closed_reads.check(&Method::GET, &headers(&good)).is_none());
+    }
+
+    fn with_host(mut h: HeaderMap, host: &str) -> HeaderMap {
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        h
+    }
+
+    #[test]
+    fn reads_without_the_token_must_name_a_loopback_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = Token::load_or_create(dir.path()).unwrap();
+        let good = format!("Bearer {}", token.hex);
+        let guard = Guard::new(token, false, dir.path());
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:8080",
+            "localhost",
+            "LocalHost:80",
+        ] {
+            let h = with_host(HeaderMap::new(), host);
+            assert!(guard.check(&Method::GET, &h).is_none(), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:80",
+            "[::2]:80",
+            "localhost:notaport",
+            "[::1]x",
+        ] {
+            let h = with_host(HeaderMap::new(), host);
+            assert!(
+                matches!(guard.check(&Method::GET, &h), Some(Refusal::Host)),
+                "{host}"
+            );
+            let with_token = with_host(headers(&good), host);
+            assert!(guard.check(&Method::GET, &with_token).is_none(), "{host}");
+            assert!(guard.check(&Method::POST, &with_token).is_none(), "{host}");
+        }
+        assert!(matches!(
+            guard.check(&Method::GET, &HeaderMap::new()),
+            Some(Refusal::Host)
+        ));
     }
 
     #[test]

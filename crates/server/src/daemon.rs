@@ -301,7 +301,7 @@ impl Daemon {
         let listener = match TcpListener::bind(api).await {
             Ok(l) => l,
             Err(source) => {
-                proxy.shutdown().await;
+                shut_down_proxies(&traffic).await;
                 stop_unadopted(&*platform).await;
                 return Err(ServeError::Api { addr: api, source });
             }
@@ -309,7 +309,7 @@ impl Daemon {
         let api_addr = match listener.local_addr() {
             Ok(addr) => addr,
             Err(source) => {
-                proxy.shutdown().await;
+                shut_down_proxies(&traffic).await;
                 stop_unadopted(&*platform).await;
                 return Err(ServeError::Api { addr: api, source });
             }
@@ -329,10 +329,7 @@ impl Daemon {
             // What recovery did not get to adopt is stopped all the same.
             stop_unadopted(&*platform).await;
             engine.stop_serving().await;
-            proxy.shutdown().await;
-            if let Some(preview) = traffic.preview() {
-                preview.shutdown().await;
-            }
+            shut_down_proxies(&traffic).await;
             return Err(e.into());
         }
         // Routes restored: clients are answered from here on.
@@ -352,7 +349,7 @@ impl Daemon {
             // A resumed run stops first, so it starts nothing after this.
             engine.shutdown().await;
             engine.stop_serving().await;
-            proxy.shutdown().await;
+            shut_down_proxies(&traffic).await;
             return Err(ServeError::Info { path, source });
         }
         let (stop_api, mut stopped) = watch::channel(false);
@@ -461,6 +458,15 @@ impl Daemon {
         cutover_platform::kill_all_children();
         let _ = std::fs::remove_file(DaemonInfo::path(&self.state_dir));
         info!("daemon stopped");
+    }
+}
+
+/// Stops the proxy and blue-green's preview proxy, if there is one, when the
+/// daemon gives up starting.
+async fn shut_down_proxies(traffic: &ProxyTraffic) {
+    traffic.proxy().shutdown().await;
+    if let Some(preview) = traffic.preview() {
+        preview.shutdown().await;
     }
 }
 

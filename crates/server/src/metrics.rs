@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -39,6 +40,9 @@ pub(crate) struct StepDurations {
     inner: Mutex<Steps>,
 }
 
+/// How long the step durations wait for a store that did not answer.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct Steps {
     /// Per run, the stage it is in and since when (ms).
@@ -47,11 +51,19 @@ struct Steps {
 }
 
 impl StepDurations {
-    /// Follows every run's events until the daemon stops.
+    /// Follows every run's events until the daemon stops (past a store that did
+    /// not answer: the events then resume from the store).
     pub(crate) fn collect(self: Arc<Self>, mut events: AllEvents) -> JoinHandle<()> {
         tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                self.observe(&event);
+            loop {
+                while let Some(event) = events.next().await {
+                    self.observe(&event);
+                }
+                if events.ended() {
+                    break;
+                }
+                // The store did not answer: a moment for it before catching up.
+                tokio::time::sleep(STORE_RETRY).await;
             }
         })
     }
@@ -116,6 +128,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
     s.steps.write(&mut out, app);
     backends(&mut out, &s, app).await;
     proxy(&mut out, &s, app);
+    mirrors(&mut out, &s, app);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out.finish()).into_response())
 }
 
@@ -211,6 +224,31 @@ async fn backends(out: &mut Exposition, s: &AppState, app: &str) {
             ("address", &address),
         ];
         out.sample("cutover_instance_ready", &labels, 1.0);
+    }
+}
+
+/// What the mirrors did per version they copied to: copies sent, and skipped.
+fn mirrors(out: &mut Exposition, s: &AppState, app: &str) {
+    out.family(
+        "cutover_mirror_requests_total",
+        Kind::Counter,
+        "Requests picked to be copied to a version (mirrored), by result: mirrored \
+         (sent), skipped_full (as many copies in flight as allowed, or the instance \
+         full) or skipped_too_large (a body over the limit), since the daemon started.",
+    );
+    for (version, counts) in s.traffic.mirror_counts() {
+        for (result, count) in [
+            ("mirrored", counts.mirrored),
+            ("skipped_full", counts.skipped_full),
+            ("skipped_too_large", counts.skipped_too_large),
+        ] {
+            let labels = [
+                ("app", app),
+                ("version", version.as_str()),
+                ("result", result),
+            ];
+            out.sample("cutover_mirror_requests_total", &labels, count as f64);
+        }
     }
 }
 

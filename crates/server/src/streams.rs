@@ -111,7 +111,7 @@ pub(crate) async fn run_events(
     // Subscribe before reading the store, so nothing falls in between.
     let live = s.engine.subscribe();
     s.engine.store().run(&id)?;
-    let events = RunEvents::new(s.engine.clone(), id, live, after);
+    let events = RunEvents::new(s.engine.clone(), id, live, after, s.stopping.clone());
     let stream = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.next().await?;
         Some((event, events))
@@ -211,15 +211,16 @@ fn now_ms() -> i64 {
 /// The events of `run_id` after `after`, from the store, a few tries if it fails
 /// to answer, then the run's final event if the store could not record it (the
 /// store marks the final event with the run's outcome, recorded in the same
-/// transaction).
-async fn recorded_after(engine: &Engine, run_id: &str, after: i64) -> Vec<RunEvent> {
+/// transaction). `None` if the store did not answer: a stream then ends rather
+/// than skip what it holds, and its client resumes with `Last-Event-ID`.
+async fn recorded_after(engine: &Engine, run_id: &str, after: i64) -> Option<Vec<RunEvent>> {
     let store = engine.store();
     let mut delay = Duration::from_millis(50);
-    let mut out = Vec::new();
+    let mut out = None;
     for attempt in 1..=4 {
         match store.events_after(run_id, after) {
             Ok(records) => {
-                out = records;
+                out = Some(records);
                 break;
             }
             Err(e) => {
@@ -229,10 +230,11 @@ async fn recorded_after(engine: &Engine, run_id: &str, after: i64) -> Vec<RunEve
             }
         }
     }
+    let mut out = out?;
     if let Some(last) = engine.unrecorded_final(run_id) {
         out.push(last);
     }
-    out
+    Some(out)
 }
 
 /// One run's events in order, each once.
@@ -240,6 +242,7 @@ struct RunEvents {
     engine: Engine,
     run_id: String,
     live: broadcast::Receiver<RunEvent>,
+    stopping: watch::Receiver<bool>,
     pending: VecDeque<RunEvent>,
     last_seq: i64,
     /// The recorded events have been read once.
@@ -253,11 +256,13 @@ impl RunEvents {
         run_id: String,
         live: broadcast::Receiver<RunEvent>,
         after: i64,
+        stopping: watch::Receiver<bool>,
     ) -> RunEvents {
         RunEvents {
             engine,
             run_id,
             live,
+            stopping,
             pending: VecDeque::new(),
             last_seq: after,
             primed: false,
@@ -268,7 +273,7 @@ impl RunEvents {
     async fn next(&mut self) -> Option<RunEvent> {
         if !self.primed {
             self.primed = true;
-            self.refill().await;
+            self.refill().await?;
             // Resumed after its final event: nothing more will come.
             if self.pending.is_empty() && self.finished() {
                 self.done = true;
@@ -279,33 +284,51 @@ impl RunEvents {
                 return None;
             }
             if let Some(event) = self.pending.pop_front() {
-                if event.seq <= self.last_seq {
+                if event.seq <= self.last_seq && !self.ends_beyond(&event) {
                     continue;
                 }
-                self.last_seq = event.seq;
+                self.last_seq = self.last_seq.max(event.seq);
                 self.done = event.is_final();
                 return Some(event);
             }
-            match self.live.recv().await {
-                Ok(event) if event.run_id != self.run_id || event.seq <= self.last_seq => {}
+            let received = tokio::select! {
+                received = self.live.recv() => received,
+                _ = self.stopping.wait_for(|stopping| *stopping) => return None,
+            };
+            match received {
+                Ok(event) if event.run_id != self.run_id => {}
+                Ok(event) if event.seq <= self.last_seq => {
+                    if self.ends_beyond(&event) {
+                        self.pending.push_back(event);
+                    }
+                }
                 Ok(event) if event.seq == self.last_seq + 1 => self.pending.push_back(event),
                 // A gap: events were recorded that this receiver has not seen. The
                 // store has them (an event not in the store, the final one of a run
                 // whose store failed, comes after all of them).
                 Ok(event) => {
-                    self.refill().await;
+                    self.refill().await?;
                     self.pending.push_back(event);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => self.refill().await,
+                Err(broadcast::error::RecvError::Lagged(_)) => self.refill().await?,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 
-    /// Queues the recorded events after the last one delivered.
-    async fn refill(&mut self) {
-        let records = recorded_after(&self.engine, &self.run_id, self.last_seq).await;
+    /// Whether `event` is the run's final one and comes before the seq the client
+    /// resumed after, which the run never reached: it ends the stream all the
+    /// same (a client that had the final event resumes after its very seq).
+    fn ends_beyond(&self, event: &RunEvent) -> bool {
+        event.is_final() && event.seq < self.last_seq
+    }
+
+    /// Queues the recorded events after the last one delivered; `None` (the
+    /// stream ends) if the store did not answer.
+    async fn refill(&mut self) -> Option<()> {
+        let records = recorded_after(&self.engine, &self.run_id, self.last_seq).await?;
         self.pending.extend(records);
+        Some(())
     }
 
     fn finished(&self) -> bool {
@@ -331,6 +354,8 @@ pub(crate) struct AllEvents {
     /// Runs that started at or after this are caught up on from the store.
     since_ms: i64,
     caught_up: bool,
+    /// The engine's events channel closed.
+    closed: bool,
 }
 
 impl AllEvents {
@@ -345,14 +370,18 @@ impl AllEvents {
             seen: HashMap::new(),
             since_ms: now_ms(),
             caught_up: false,
+            closed: false,
         }
     }
 
-    /// The next event, or `None` once the daemon stops.
+    /// The next event, or `None` once the daemon stops or the store does not
+    /// answer (see [`AllEvents::ended`]).
     pub(crate) async fn next(&mut self) -> Option<RunEvent> {
         if !self.caught_up {
             self.caught_up = true;
-            self.catch_up().await;
+            if self.catch_up().await.is_none() {
+                return self.end_for_store();
+            }
         }
         loop {
             if let Some(event) = self.pending.pop_front() {
@@ -371,25 +400,50 @@ impl AllEvents {
                 Ok(event) => {
                     let last = self.seen.get(&event.run_id).copied().unwrap_or(0);
                     if event.seq > last + 1 {
-                        let missed = recorded_after(&self.engine, &event.run_id, last).await;
+                        let Some(missed) = recorded_after(&self.engine, &event.run_id, last).await
+                        else {
+                            return self.end_for_store();
+                        };
                         self.pending.extend(missed);
                     }
                     self.pending.push_back(event);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if self.catch_up().await.is_none() {
+                        return self.end_for_store();
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.closed = true;
+                    return None;
+                }
             }
         }
     }
 
+    /// Ends the stream because the store did not answer; called again, `next`
+    /// catches up from the store first, so nothing is skipped.
+    fn end_for_store(&mut self) -> Option<RunEvent> {
+        self.caught_up = false;
+        self.pending.clear();
+        None
+    }
+
+    /// Whether the stream is over for good: the daemon stops, or its engine is
+    /// gone (not a store that did not answer, after which `next` goes on).
+    pub(crate) fn ended(&self) -> bool {
+        self.closed || *self.stopping.borrow()
+    }
+
     /// Queues what the store holds of the runs since `since_ms`, oldest run first,
-    /// after what was delivered of each.
-    async fn catch_up(&mut self) {
+    /// after what was delivered of each; `None` (the stream ends) if the store did
+    /// not answer for one of them.
+    async fn catch_up(&mut self) -> Option<()> {
         let runs = match self.engine.store().runs(&self.app, CATCH_UP_RUNS) {
             Ok(runs) => runs,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the runs to catch up on");
-                return;
+                return None;
             }
         };
         for run in runs.iter().rev() {
@@ -397,8 +451,9 @@ impl AllEvents {
                 continue;
             }
             let after = self.seen.get(&run.id).copied().unwrap_or(0);
-            let events = recorded_after(&self.engine, &run.id, after).await;
+            let events = recorded_after(&self.engine, &run.id, after).await?;
             self.pending.extend(events);
         }
+        Some(())
     }
 }

@@ -11,7 +11,7 @@ use cutover_analysis::Sample;
 use cutover_api::SmokeResult;
 use cutover_engine::traffic::{self, MetricsCursor, MetricsSource, Prober, Role, Split, Traffic};
 use cutover_proxy::{
-    Backend, Endpoint, Mirror, Proxy, Routes, Snapshot, VERSION_HEADER, VersionStats,
+    Backend, Endpoint, Mirror, MirrorCounts, Proxy, Routes, Snapshot, VERSION_HEADER, VersionStats,
 };
 use cutover_spec::SmokeCheck;
 
@@ -40,6 +40,9 @@ struct State {
     /// The mirror last applied, per version it copies to: its bound on copies in
     /// flight and its counts carry over route changes.
     mirrors: HashMap<String, Mirror>,
+    /// What the mirrors taken out of the split did, per version, so the counts
+    /// since the daemon started never go back when a mirror is made anew.
+    retired_mirrors: HashMap<String, MirrorCounts>,
 }
 
 impl ProxyTraffic {
@@ -85,6 +88,22 @@ impl ProxyTraffic {
         out
     }
 
+    /// What the mirrors did per version they copied to, since the daemon started,
+    /// sorted by version.
+    pub fn mirror_counts(&self) -> Vec<(String, MirrorCounts)> {
+        let state = self.state();
+        let mut per_version = state.retired_mirrors.clone();
+        for (version, mirror) in &state.mirrors {
+            add_counts(
+                per_version.entry(version.clone()).or_default(),
+                mirror.counts(),
+            );
+        }
+        let mut out: Vec<_> = per_version.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Requests and failed responses per version (all roles but the shadow's
     /// mirrored copies, which no client sent) since the daemon started.
     pub fn totals(&self) -> Vec<(String, u64, u64)> {
@@ -107,6 +126,12 @@ impl ProxyTraffic {
         out.sort();
         out
     }
+}
+
+fn add_counts(total: &mut MirrorCounts, more: MirrorCounts) {
+    total.mirrored += more.mirrored;
+    total.skipped_full += more.skipped_full;
+    total.skipped_too_large += more.skipped_too_large;
 }
 
 impl State {
@@ -209,9 +234,21 @@ impl Traffic for ProxyTraffic {
             shadow == Some((version.as_str(), *role))
                 || (split.backends.iter()).any(|b| b.version == *version && b.role == *role)
         });
-        state
-            .mirrors
-            .retain(|version, _| split.mirror.as_ref().is_some_and(|m| m.version == *version));
+        let State {
+            mirrors,
+            retired_mirrors,
+            ..
+        } = &mut *state;
+        mirrors.retain(|version, mirror| {
+            let kept = split.mirror.as_ref().is_some_and(|m| m.version == *version);
+            if !kept {
+                add_counts(
+                    retired_mirrors.entry(version.clone()).or_default(),
+                    mirror.counts(),
+                );
+            }
+            kept
+        });
         // Under the lock, so two applies cannot overtake each other.
         if let Some(preview) = &self.preview {
             let previews = routes

@@ -117,6 +117,84 @@ async fn with_read_auth_reads_need_the_token_too_and_the_cli_sends_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_read_naming_another_host_is_refused_as_dns_rebinding() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    let rebound = || {
+        env.api(Method::GET, "/api/v1/runs")
+            .header("host", "evil.example:80")
+    };
+    let (status, _, body) = answer(rebound()).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert_eq!(body["code"], "host_not_allowed");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("127.0.0.1") && message.contains("localhost"),
+        "{message}"
+    );
+    let (status, _, body) = answer(rebound().bearer_auth(env.token())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = answer(
+        env.api(Method::GET, "/api/v1/runs")
+            .header("host", "localhost"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The head of the first request a listener on loopback is sent, answered with
+/// a 503 so the CLI ends.
+async fn first_request_head(listener: tokio::net::TcpListener) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the CLI closed the connection mid-request");
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let body = r#"{"error":"not a daemon","code":"internal"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(answer.as_bytes()).await.unwrap();
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_naming_another_host_the_cli_sends_only_cutover_token() {
+    let mut env = Env::new(Faults::none());
+    env.serve().await;
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = elsewhere.local_addr().unwrap().to_string();
+    let seen = tokio::spawn(first_request_head(elsewhere));
+    env.cutover(&["status", "--api", &address]).await;
+    let head = seen.await.unwrap();
+    assert!(!head.contains("authorization"), "{head}");
+
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = elsewhere.local_addr().unwrap().to_string();
+    let seen = tokio::spawn(first_request_head(elsewhere));
+    env.cutover_with(
+        &["status", "--api", &address],
+        &[("CUTOVER_TOKEN", "given")],
+    )
+    .await;
+    let head = seen.await.unwrap();
+    assert!(head.contains("authorization: bearer given"), "{head}");
+
+    // The local daemon's own address still gets its token file: a change goes
+    // past the guard (to "nothing to promote", not 401).
+    let local = env.api_url("");
+    let out = env.cutover(&["promote", "--api", &local]).await;
+    out.code(2);
+    assert!(!out.stderr.contains("token"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_refuses_to_listen_beyond_loopback_with_open_reads() {
     let env = Env::new(Faults::none());
     let out = env.cutover(&["serve", "--api-listen", "0.0.0.0:0"]).await;
@@ -403,6 +481,30 @@ async fn metrics_in_prometheus_text_format_pass_promtool() {
     assert_eq!(count, inf);
     assert!(count >= canary_2xx);
 
+    check_with_promtool(&text).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_copies_a_mirror_sent_and_pass_promtool() {
+    let mut env = Env::new(Faults::none())
+        .with_steps("[{weight: 0%, mirror: 100%, pause: 2s}, {weight: 100%, pause: 1s}]");
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    env.deploy("v2").await.code(0);
+    let tally = load.stop().await;
+    assert!(tally.get("v1").is_some_and(|n| n.0 > 0), "{tally:?}");
+
+    let response = env.api(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    // The mirror is gone with its step; what it did is still counted.
+    let series = |result: &str| {
+        format!(r#"cutover_mirror_requests_total{{app="e2e",version="v2",result="{result}"}}"#)
+    };
+    assert!(sample(&text, &series("mirrored")) > 0.0, "{text}");
+    assert_eq!(sample(&text, &series("skipped_too_large")), 0.0, "{text}");
+    sample(&text, &series("skipped_full"));
     check_with_promtool(&text).await;
 }
 

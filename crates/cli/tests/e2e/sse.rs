@@ -108,6 +108,23 @@ async fn a_runs_events_as_sse_resume_after_last_event_id_without_gaps_or_repeats
         let request = sse(&env, &path).header("last-event-id", "2");
         tokio::spawn(read_to_end(request))
     };
+    // Resumed after a seq the run never reached: its final event still ends it.
+    let beyond = {
+        // Answered (so subscribed to the live events) before the run goes on.
+        let response = sse(&env, &path)
+            .header("last-event-id", "1000000")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        tokio::spawn(async move {
+            let text = tokio::time::timeout(DEADLINE, response.text())
+                .await
+                .expect("a stream resumed beyond every seq did not end with its run")
+                .unwrap();
+            parse(&text)
+        })
+    };
     env.cutover(&["promote"]).await.code(0);
     waiting.await.unwrap().code(0);
     load.stop().await;
@@ -124,6 +141,7 @@ async fn a_runs_events_as_sse_resume_after_last_event_id_without_gaps_or_repeats
     }
     assert_eq!(all.last().unwrap().data["outcome"], "promoted");
     assert_eq!(live, all[2..]);
+    assert_eq!(beyond.await.unwrap(), all[n as usize - 1..]);
 
     // Resumed: exactly what came after; after the final event, nothing, and the end.
     let resumed = read_to_end(sse(&env, &path).header("last-event-id", "3")).await;
