@@ -582,11 +582,21 @@ fn handles_are_send_and_sync() {
     check_stats::<Arc<VersionStats>>();
 }
 
-/// A raw HTTP/1.1 upstream: for each connection, reads the request head, writes
-/// `head` (status line and headers, promising 1000 bytes) and 10 bytes of body,
-/// then waits for the test's go before dropping the connection mid-body.
-async fn breaks_mid_body(
-    status_line: &'static str,
+/// How [`mid_body`]'s upstream ends a connection it answered part of.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// A clean close (FIN), short of the promised body.
+    Close,
+    /// A reset (RST, by a zero linger).
+    Reset,
+}
+
+/// A raw TCP upstream: for each connection, reads the request head, writes
+/// `answer` (a head and part of the body it promises), then, at the test's go
+/// (the receiver gets one gate per connection), ends the connection so.
+async fn mid_body(
+    answer: String,
+    ending: Ending,
 ) -> Result<(SocketAddr, mpsc::UnboundedReceiver<oneshot::Sender<()>>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -594,7 +604,7 @@ async fn breaks_mid_body(
     let (gates_tx, gates) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let gates_tx = gates_tx.clone();
+            let (gates_tx, answer) = (gates_tx.clone(), answer.clone());
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -604,16 +614,16 @@ async fn breaks_mid_body(
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let response = format!(
-                    "{status_line}\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n0123456789"
-                );
-                if stream.write_all(response.as_bytes()).await.is_err() {
+                if stream.write_all(answer.as_bytes()).await.is_err() {
                     return;
                 }
                 let (go_tx, go) = oneshot::channel();
                 let _ = gates_tx.send(go_tx);
                 let _ = go.await;
-                // Dropping the stream closes the connection 990 bytes short.
+                if let Ending::Reset = ending {
+                    let _ = stream.set_zero_linger();
+                }
+                // Dropping the stream ends the connection.
             });
         }
     });
@@ -624,7 +634,11 @@ async fn breaks_mid_body(
 /// mid-body: the client's body fails, and the version's window shows 1 request
 /// and 1 error.
 async fn request_breaking_mid_body(status_line: &'static str, status: StatusCode) -> Result<()> {
-    let (addr, mut gates) = breaks_mid_body(status_line).await?;
+    let answer = format!(
+        "{status_line}\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n0123456789"
+    );
+    // Closed 990 bytes short.
+    let (addr, mut gates) = mid_body(answer, Ending::Close).await?;
     let (proxy, v1) = proxy_to_v1(&[addr]).await?;
     let before = v1.stats.snapshot();
 
@@ -666,49 +680,11 @@ async fn a_5xx_failing_mid_body_is_counted_as_one_error() -> Result<()> {
     .await
 }
 
-/// A raw TCP upstream that answers each request with `head` and `first` (part of
-/// the body it promises), then, at the test's go, resets the connection (RST,
-/// not a clean close).
-async fn resets_mid_body(
-    head: &'static str,
-    first: &'static str,
-) -> Result<(SocketAddr, mpsc::UnboundedReceiver<oneshot::Sender<()>>)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (gates_tx, gates) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let gates_tx = gates_tx.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = format!("{head}\r\n\r\n{first}");
-                if stream.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-                let (go_tx, go) = oneshot::channel();
-                let _ = gates_tx.send(go_tx);
-                let _ = go.await;
-                // Closing with a zero linger sends a reset.
-                let _ = stream.set_zero_linger();
-            });
-        }
-    });
-    Ok((addr, gates))
-}
-
 /// A raw client's request through the proxy to an upstream that resets mid-body:
 /// everything the client got before the proxy closed the connection, and v1.
 async fn reset_mid_body(head: &'static str, first: &'static str) -> Result<(String, Backend)> {
     use tokio::io::AsyncReadExt;
-    let (addr, mut gates) = resets_mid_body(head, first).await?;
+    let (addr, mut gates) = mid_body(format!("{head}\r\n\r\n{first}"), Ending::Reset).await?;
     let (proxy, v1) = proxy_to_v1(&[addr]).await?;
     let mut stream = raw_request(&proxy, b"GET /reset HTTP/1.1\r\nhost: a\r\n\r\n").await?;
     let go = next(&mut gates, "upstream got no request").await?;
