@@ -16,8 +16,11 @@
 //! assert_eq!(canary.steps.len(), 3);
 //! ```
 
+mod approval;
 mod parse;
 mod types;
+
+pub use approval::*;
 
 pub use parse::{ConfigError, Diagnostic, STARTER, load, parse};
 pub use types::*;

@@ -22,6 +22,10 @@ pub struct Config {
     pub analysis: AnalysisSpec,
     pub proxy: ProxySpec,
     pub api: ApiSpec,
+    /// Who must approve a deploy before traffic moves; `None`: nobody.
+    pub approvals: Option<crate::ApprovalsSpec>,
+    /// When deploys may move traffic; `None`: at any time.
+    pub windows: Option<crate::WindowsSpec>,
 }
 
 /// Who may use the daemon's HTTP API (`api:`; every field optional). Requests that
@@ -586,6 +590,9 @@ pub mod defaults {
         ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
     /// `status` of a smoke check that does not say.
     pub const SMOKE_STATUS: u16 = 200;
+
+    /// `approvals.timeout`: how long a run waits for its quorum.
+    pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
     /// The statuses a smoke check may expect.
     pub const SMOKE_STATUSES: RangeInclusive<u16> = 100..=599;
 

@@ -16,7 +16,8 @@
 //! - `rolling`: `strategy.rolling`;
 //! - `analysis`: `analysis` and its metric rules;
 //! - `proxy`: `proxy`, the built-in proxy's limits;
-//! - `api`: `api`, who may read the daemon's HTTP API.
+//! - `api`: `api`, who may read the daemon's HTTP API;
+//! - `approval`: `approvals` (the quorum a deploy waits for) and `windows`.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -28,6 +29,7 @@
 
 mod analysis;
 mod api;
+mod approval;
 mod blue_green;
 mod fields;
 mod platform;
@@ -58,6 +60,8 @@ const TOP: &[&str] = &[
     "analysis",
     "proxy",
     "api",
+    "approvals",
+    "windows",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -81,6 +85,11 @@ const HOMES: &[(&str, &[&str])] = &[
     ("a latency metric", analysis::LATENCY),
     ("`proxy`", proxy::PROXY),
     ("`api`", api::API),
+    ("`approvals`", approval::APPROVALS),
+    ("`approvals.hotfix`", approval::QUORUM),
+    ("`windows`", approval::WINDOWS),
+    ("each of `windows.allow`", approval::WINDOW),
+    ("each of `windows.freezes`", approval::FREEZE),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -184,6 +193,8 @@ impl Checker<'_> {
             Some(e) => self.api(e),
             None => Some(ApiSpec::default()),
         };
+        let approvals = self.optional(&f, "approvals", None, |c, e| c.approvals(e).map(Some));
+        let windows = self.optional(&f, "windows", None, |c, e| c.windows(e).map(Some));
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -208,6 +219,8 @@ impl Checker<'_> {
             analysis: analysis?,
             proxy: proxy?,
             api: api?,
+            approvals: approvals?,
+            windows: windows?,
         })
     }
 

@@ -86,6 +86,8 @@ fn minimal_config_gets_every_default() {
             read_auth: false,
             allow_remote_open_reads: false,
         },
+        approvals: None,
+        windows: None,
     };
     assert_eq!(c, expected);
     assert_eq!(c.api, ApiSpec::default());
@@ -208,6 +210,19 @@ proxy:
 api:
   read_auth: true
   allow_remote_open_reads: true
+approvals:
+  required: 2
+  from: [alice, bob, carol@example.com]
+  timeout: 8h
+  hotfix: { from: [dana] }
+windows:
+  timezone: Europe/Berlin
+  allow:
+    - { days: [mon-thu], hours: "09:00-17:00" }
+    - { days: fri-mon, hours: "22:00-02:00" }
+  freezes:
+    - { from: 2026-12-20, until: 2027-01-04, reason: year-end freeze }
+    - { from: "2026-11-27 18:00", until: 2026-11-28T06:00, reason: sale }
 "#;
     let c = parse(src, "deploy/cutover.yaml").unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
@@ -322,6 +337,46 @@ api:
             read_auth: true,
             allow_remote_open_reads: true,
         },
+        approvals: Some(ApprovalsSpec {
+            standard: Quorum {
+                required: 2,
+                from: ["alice", "bob", "carol@example.com"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            hotfix: Quorum {
+                required: 1,
+                from: vec!["dana".into()],
+            },
+            timeout: secs(8 * 3600),
+        }),
+        windows: Some(WindowsSpec {
+            timezone: "Europe/Berlin".into(),
+            allow: vec![
+                DeployWindow {
+                    days: 0b1111,
+                    from_minute: 9 * 60,
+                    until_minute: 17 * 60,
+                },
+                DeployWindow {
+                    days: 0b111_0001,
+                    from_minute: 22 * 60,
+                    until_minute: 2 * 60,
+                },
+            ],
+            freezes: vec![
+                Freeze {
+                    from: jiff::civil::date(2026, 12, 20).at(0, 0, 0, 0),
+                    until: jiff::civil::date(2027, 1, 5).at(0, 0, 0, 0),
+                    reason: "year-end freeze".into(),
+                },
+                Freeze {
+                    from: jiff::civil::date(2026, 11, 27).at(18, 0, 0, 0),
+                    until: jiff::civil::date(2026, 11, 28).at(6, 0, 0, 0),
+                    reason: "sale".into(),
+                },
+            ],
+        }),
     };
     assert_eq!(c, expected);
     assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);

@@ -10,6 +10,7 @@
 //! - `api`: who may read the daemon's API.
 
 mod api;
+mod approval;
 mod diagnostics;
 mod format;
 mod proxy;
@@ -19,6 +20,7 @@ mod values;
 use std::time::Duration;
 
 use super::*;
+use crate::approval::*;
 use crate::types::*;
 
 const MINIMAL: &str = r#"app: shop
