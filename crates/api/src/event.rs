@@ -15,6 +15,10 @@ pub enum Phase {
     /// Recorded, nothing started yet.
     #[default]
     Pending,
+    /// A scheduled deploy waits for its time (ms since the Unix epoch).
+    Scheduled { at_ms: i64 },
+    /// Waiting for people: `approved` of the `required` approvals so far.
+    AwaitingApproval { approved: u32, required: u32 },
     /// The new version is starting, waiting for its health checks.
     Starting,
     /// A canary step (1-based) at a weight, analysing.
@@ -41,6 +45,8 @@ impl Phase {
     pub fn stage(&self) -> &'static str {
         match self {
             Phase::Pending => "pending",
+            Phase::Scheduled { .. } => "scheduled",
+            Phase::AwaitingApproval { .. } => "awaiting_approval",
             Phase::Starting => "starting",
             Phase::Step { .. } => "step",
             Phase::Preview => "preview",
@@ -58,6 +64,12 @@ impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Phase::Pending => f.write_str("pending"),
+            Phase::Scheduled { at_ms } => {
+                write!(f, "scheduled for {}", crate::format::format_ms(*at_ms))
+            }
+            Phase::AwaitingApproval { approved, required } => {
+                write!(f, "awaiting approval ({approved}/{required})")
+            }
             Phase::Starting => f.write_str("starting"),
             Phase::Step {
                 step,
@@ -172,6 +184,25 @@ pub enum Event {
     Stopped { release: String, instances: u32 },
     /// Worth a person's attention, but not a change of course.
     Warning,
+    /// A stage of the run's pipeline began or ended (`index` of `of`, from 1).
+    Stage {
+        stage: crate::Stage,
+        status: crate::StageStatus,
+        index: u32,
+        of: u32,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        summary: String,
+    },
+    /// A person approved or rejected the run.
+    Approval {
+        by: String,
+        verdict: crate::Verdict,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// Approvals so far, and how many are needed.
+        approved: u32,
+        required: u32,
+    },
     /// The run's last event; the outcome itself is on [`RunEvent::outcome`].
     Outcome { reason: String },
     /// A kind this reader does not know (written by a newer cutover, or an older
@@ -196,6 +227,8 @@ impl Event {
             Event::RollingBack { .. } => "rolling_back",
             Event::Drained { .. } => "drained",
             Event::Stopped { .. } => "stopped",
+            Event::Stage { .. } => "stage",
+            Event::Approval { .. } => "approval",
             Event::Warning => "warning",
             Event::Outcome { .. } => "outcome",
             Event::Other => "other",

@@ -20,12 +20,16 @@
 
 mod event;
 mod format;
+mod pipeline;
 mod run;
 mod status;
 mod version;
 
 pub use event::{Command, Event, Phase, RunEvent, Share, SmokeResult};
 pub use format::{format_bp, format_ms};
+pub use pipeline::{
+    ApprovalRecord, ApprovalRequest, DeployType, Stage, StageRecord, StageStatus, Verdict,
+};
 pub use run::{MeasurementRecord, Outcome, Role, RunKind, RunRecord};
 pub use status::{
     ActiveStatus, AppInfo, BackendStatus, ConfigCheck, DeployRequest, ErrorBody, ReceiptFile,

@@ -42,6 +42,9 @@ pub enum Outcome {
     RolledBack,
     /// A person aborted it, or the daemon stopped while it ran; the old one serves.
     Aborted,
+    /// Stopped before any traffic moved: a gate failed, an approval was refused,
+    /// or the deployment window is closed. The old version serves as before.
+    Blocked,
     /// cutover itself failed (the store could not record a transition); traffic was
     /// returned to the old version as a precaution.
     Failed,
@@ -53,6 +56,7 @@ impl Outcome {
             Outcome::Promoted => "promoted",
             Outcome::RolledBack => "rolled_back",
             Outcome::Aborted => "aborted",
+            Outcome::Blocked => "blocked",
             Outcome::Failed => "failed",
         }
     }

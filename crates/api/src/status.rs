@@ -12,6 +12,29 @@ use crate::{Phase, Role, RunKind};
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     pub version: String,
+    /// `standard` (the default), `hotfix` or `scheduled` (which needs `at`).
+    #[serde(default, rename = "type")]
+    pub deploy_type: crate::DeployType,
+    /// When a scheduled deploy starts: an RFC 3339 time with its offset
+    /// (`2026-12-02T18:00:00Z`). Only with `type: scheduled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Deploy outside the configured windows, or in a freeze, for this reason
+    /// (recorded with the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_window: Option<String>,
+}
+
+impl DeployRequest {
+    /// A standard deploy of `version`, now.
+    pub fn standard(version: &str) -> DeployRequest {
+        DeployRequest {
+            version: version.to_owned(),
+            deploy_type: crate::DeployType::Standard,
+            at: None,
+            override_window: None,
+        }
+    }
 }
 
 /// `POST /api/v1/rollback`; an empty body means "the previous promoted version".

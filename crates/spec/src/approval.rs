@@ -18,12 +18,9 @@ pub struct ApprovalsSpec {
 }
 
 impl ApprovalsSpec {
-    /// The quorum a deploy of `kind` needs.
-    pub fn quorum(&self, kind: DeployType) -> &Quorum {
-        match kind {
-            DeployType::Hotfix => &self.hotfix,
-            DeployType::Standard | DeployType::Scheduled => &self.standard,
-        }
+    /// The quorum a deploy needs: the hotfix one, or the standard one.
+    pub fn quorum(&self, hotfix: bool) -> &Quorum {
+        if hotfix { &self.hotfix } else { &self.standard }
     }
 }
 
@@ -34,35 +31,6 @@ pub struct Quorum {
     pub required: u32,
     /// The names that may approve or reject; any other is refused. Never empty.
     pub from: Vec<String>,
-}
-
-/// What kind of deploy a person asked for (`cutover deploy --type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeployType {
-    /// The whole pipeline as configured.
-    #[default]
-    Standard,
-    /// An urgent fix: needs the hotfix quorum (`approvals.hotfix`).
-    Hotfix,
-    /// Waits until a given time (`--at`), then runs as a standard deploy.
-    Scheduled,
-}
-
-impl DeployType {
-    pub const ALL: [(&'static str, DeployType); 3] = [
-        ("standard", DeployType::Standard),
-        ("hotfix", DeployType::Hotfix),
-        ("scheduled", DeployType::Scheduled),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeployType::Standard => "standard",
-            DeployType::Hotfix => "hotfix",
-            DeployType::Scheduled => "scheduled",
-        }
-    }
 }
 
 /// `windows:`: when deploys may move traffic, in one named time zone. Outside

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use cutover_api::{Event, Phase, RunEvent};
+use cutover_api::{ApprovalRecord, Event, Phase, RunEvent, Verdict};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -30,6 +30,13 @@ pub enum StoreError {
     /// No run has this id.
     #[error("no run with id {0}")]
     NoSuchRun(String),
+    /// This person already decided on this run.
+    #[error("{by} already decided on run {run_id} ({verdict})")]
+    AlreadyDecided {
+        run_id: String,
+        by: String,
+        verdict: &'static str,
+    },
 }
 
 /// The store: one SQLite connection, serialised by a mutex. Every call is one short
@@ -80,6 +87,17 @@ ALTER TABLE runs ADD COLUMN config TEXT;
 CREATE TABLE serving (
     app   TEXT PRIMARY KEY,
     state TEXT NOT NULL
+);
+"#,
+    // People's decisions on runs waiting for approval: one per person per run.
+    r#"
+CREATE TABLE approvals (
+    run_id  TEXT NOT NULL REFERENCES runs (id),
+    by      TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL,
+    comment TEXT,
+    PRIMARY KEY (run_id, by)
 );
 "#,
 ];
@@ -364,6 +382,53 @@ impl Store {
         self.events_after(run_id, 0)
     }
 
+    /// Records a person's decision on a run; each person decides once per run.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyDecided`] when `a.by` already decided on this run
+    /// (nothing is changed).
+    pub fn add_approval(&self, run_id: &str, a: &ApprovalRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let earlier: Option<String> = tx
+            .query_row(
+                "SELECT verdict FROM approvals WHERE run_id = ?1 AND by = ?2",
+                params![run_id, a.by],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(verdict) = earlier {
+            return Err(StoreError::AlreadyDecided {
+                run_id: run_id.to_owned(),
+                by: a.by.clone(),
+                verdict: decode_verdict(&verdict).as_str(),
+            });
+        }
+        tx.execute(
+            "INSERT INTO approvals (run_id, by, verdict, at_ms, comment) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run_id, a.by, a.verdict.as_str(), a.at_ms, a.comment],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The decisions on a run, oldest first.
+    pub fn approvals(&self, run_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT by, verdict, at_ms, comment FROM approvals WHERE run_id = ?1 ORDER BY at_ms, rowid",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok(ApprovalRecord {
+                by: r.get(0)?,
+                verdict: decode_verdict(&r.get::<_, String>(1)?),
+                at_ms: r.get(2)?,
+                comment: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn measurements(&self, run_id: &str) -> Result<Vec<MeasurementRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
@@ -442,11 +507,20 @@ fn decode_event(kind: &str, data: Option<&str>) -> Event {
     serde_json::from_str(&json).unwrap_or(Event::Other)
 }
 
+fn decode_verdict(v: &str) -> Verdict {
+    if v == "approve" {
+        Verdict::Approve
+    } else {
+        Verdict::Reject
+    }
+}
+
 fn decode_outcome(o: &str) -> Outcome {
     match o {
         "promoted" => Outcome::Promoted,
         "aborted" => Outcome::Aborted,
         "failed" => Outcome::Failed,
+        "blocked" => Outcome::Blocked,
         _ => Outcome::RolledBack,
     }
 }
@@ -516,6 +590,43 @@ mod tests {
 
     fn warning() -> Event {
         Event::Warning
+    }
+
+    #[test]
+    fn each_person_decides_once_per_run_and_decisions_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cutover.db");
+        let approve = |by: &str, at_ms| ApprovalRecord {
+            by: by.into(),
+            verdict: Verdict::Approve,
+            at_ms,
+            comment: None,
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            store.insert_run(&run("r1", "v2")).unwrap();
+            store.insert_run(&run("r2", "v3")).unwrap();
+            store.add_approval("r1", &approve("bob", 20)).unwrap();
+            store.add_approval("r1", &approve("alice", 10)).unwrap();
+            // The same person on another run is another decision.
+            store.add_approval("r2", &approve("alice", 30)).unwrap();
+            let again = ApprovalRecord {
+                verdict: Verdict::Reject,
+                comment: Some("changed my mind".into()),
+                ..approve("alice", 40)
+            };
+            match store.add_approval("r1", &again) {
+                Err(StoreError::AlreadyDecided { by, verdict, .. }) => {
+                    assert_eq!((by.as_str(), verdict), ("alice", "approve"));
+                }
+                other => panic!("expected AlreadyDecided, got {other:?}"),
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let names: Vec<String> = store.approvals("r1").unwrap().into_iter().map(|a| a.by).collect();
+        assert_eq!(names, ["alice", "bob"], "oldest first, the refused one not kept");
+        assert_eq!(store.approvals("r2").unwrap().len(), 1);
+        assert!(store.approvals("nope").unwrap().is_empty());
     }
 
     #[test]

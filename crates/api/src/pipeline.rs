@@ -1,0 +1,172 @@
+//! The stages around a rollout, as records: which stages a run has, how each went,
+//! and the approvals people gave.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of deploy a person asked for (`cutover deploy --type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeployType {
+    /// The whole pipeline as configured.
+    #[default]
+    Standard,
+    /// An urgent fix: it needs the hotfix quorum (`approvals.hotfix`).
+    Hotfix,
+    /// Waits until a given time (`--at`), then goes on as a standard deploy.
+    Scheduled,
+}
+
+impl DeployType {
+    /// Every type with the word the CLI and API spell it with.
+    pub const ALL: [(&'static str, DeployType); 3] = [
+        ("standard", DeployType::Standard),
+        ("hotfix", DeployType::Hotfix),
+        ("scheduled", DeployType::Scheduled),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployType::Standard => "standard",
+            DeployType::Hotfix => "hotfix",
+            DeployType::Scheduled => "scheduled",
+        }
+    }
+}
+
+/// A stage of a run's pipeline. The stable tag is its `snake_case` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Waiting for the time a scheduled deploy was asked for.
+    Schedule,
+    /// Whether a deployment window is open and no freeze holds.
+    Window,
+    /// Waiting for the approvals quorum.
+    Approval,
+    /// The rollout itself: traffic moves by the strategy, the new version is judged.
+    Deploy,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Schedule => "schedule",
+            Stage::Window => "window",
+            Stage::Approval => "approval",
+            Stage::Deploy => "deploy",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a stage is, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Not begun.
+    #[default]
+    Pending,
+    /// Under way (or waiting: for a time, for people).
+    Running,
+    Passed,
+    /// It stopped the run.
+    Failed,
+    /// Not run, because an earlier stage stopped the run (or a person overrode it).
+    Skipped,
+}
+
+impl StageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Pending => "pending",
+            StageStatus::Running => "running",
+            StageStatus::Passed => "passed",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+        }
+    }
+
+    /// Passed, failed or skipped: nothing more will happen to it.
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            StageStatus::Passed | StageStatus::Failed | StageStatus::Skipped
+        )
+    }
+}
+
+/// One stage of a run as recorded: its verdict and the evidence for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StageRecord {
+    pub stage: Stage,
+    pub status: StageStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    /// The verdict in words, with its evidence (`2 of 2 approvals: alice, bob`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+}
+
+impl StageRecord {
+    pub fn pending(stage: Stage) -> StageRecord {
+        StageRecord {
+            stage,
+            status: StageStatus::Pending,
+            started_at_ms: None,
+            finished_at_ms: None,
+            summary: String::new(),
+        }
+    }
+}
+
+/// A person's word on a run waiting for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approve,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// `POST /api/v1/runs/{id}/approve` and `/reject`: who decides, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// One of the names in the config's `approvals.from`.
+    pub by: String,
+    /// Why; required to reject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// One decision on a run, as stored: who, when, what and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalRecord {
+    pub by: String,
+    pub verdict: Verdict,
+    pub at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
