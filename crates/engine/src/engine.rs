@@ -6,14 +6,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cutover_api::{ActiveStatus, BackendStatus, Phase, RunKind, RunStarted};
+use cutover_api::{
+    ActiveStatus, ApprovalRecord, BackendStatus, Phase, RunKind, RunStarted, Verdict,
+};
 use cutover_spec::Config;
 use cutover_store::{NewRun, Outcome, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tracing::info;
 
 use crate::events::now_ms;
+use crate::pipeline::{DeployOptions, Pipeline};
 use crate::platform::{Platform, ReleaseSpec};
 use crate::releases::Owned;
 use crate::routing::Routing;
@@ -60,9 +63,54 @@ pub enum EngineError {
     /// strategy, ended like any internal failure (traffic back to stable).
     #[error("the run stopped making progress in phase `{phase}`")]
     Stuck { phase: String },
+    /// `approve` or `reject` for a run that is not the one in progress.
+    #[error("run {run_id} is not in progress{active}", active = match active {
+        Some(a) => format!("; the run in progress is {a}"),
+        None => "; no run is".to_owned(),
+    })]
+    NotActive {
+        run_id: String,
+        active: Option<String>,
+    },
+    /// `approve` or `reject` for a run that is not waiting for approval.
+    #[error("run {run_id} is not waiting for approval (it is {phase})")]
+    NotAwaitingApproval { run_id: String, phase: String },
+    /// `approve` or `reject` by a name the run's config does not list.
+    #[error("{by} may not decide on this run: the approvers are {from}")]
+    NotAnApprover { by: String, from: String },
+    /// A rejection needs a reason, for the record.
+    #[error("a rejection needs a comment saying why (`--comment \"...\"`)")]
+    RejectionWithoutReason,
+    /// This person already decided on this run.
+    #[error("{by} already decided on run {run_id} ({verdict})")]
+    AlreadyDecided {
+        run_id: String,
+        by: String,
+        verdict: &'static str,
+    },
+    /// A scheduled deploy's time, or the lack of one, does not fit its type.
+    #[error("{0}")]
+    InvalidSchedule(String),
     /// The store could not record the transition, so it was not made.
     #[error("could not record the run in the store")]
-    Store(#[from] StoreError),
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> EngineError {
+        match e {
+            StoreError::AlreadyDecided {
+                run_id,
+                by,
+                verdict,
+            } => EngineError::AlreadyDecided {
+                run_id,
+                by,
+                verdict,
+            },
+            e => EngineError::Store(e),
+        }
+    }
 }
 
 /// A request to a running rollout.
@@ -198,7 +246,10 @@ pub(crate) struct Active {
 
 pub(crate) struct ActiveRun {
     pub(crate) run: NewRun,
+    pub(crate) config: Arc<RunConfig>,
     pub(crate) control: mpsc::UnboundedSender<Control>,
+    /// Told when someone approves or rejects the run (the decision is in the store).
+    pub(crate) decided: Arc<Notify>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,14 +315,87 @@ impl Engine {
     /// # Errors
     /// [`EngineError::Busy`] while another run is active, and the other variants for
     /// requests that cannot be honoured. Nothing is started when it fails.
-    pub fn deploy(&self, version: &str, config: RunConfig) -> Result<RunStarted, EngineError> {
+    pub fn deploy(
+        &self,
+        version: &str,
+        options: DeployOptions,
+        config: RunConfig,
+    ) -> Result<RunStarted, EngineError> {
         validate_version(version)?;
-        self.start_run(config, |stable, _| {
+        validate_schedule(&options)?;
+        self.start_run(config, options, |stable, _| {
             if stable == Some(version) {
                 return Err(EngineError::AlreadyServing(version.to_owned()));
             }
             Ok((version.to_owned(), None))
         })
+    }
+
+    /// Records `by`'s decision on run `run_id`, which must be the run in progress
+    /// and waiting for approval, and wakes the run to count it.
+    ///
+    /// # Errors
+    /// When the run is not in progress or not waiting for approval, `by` is not
+    /// one of its approvers, a rejection has no comment, or `by` already decided.
+    /// Nothing is recorded then.
+    pub fn decide(
+        &self,
+        run_id: &str,
+        verdict: Verdict,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let active = lock(&self.inner.active);
+        let a = active
+            .run
+            .as_ref()
+            .filter(|a| a.run.id == run_id)
+            .ok_or_else(|| EngineError::NotActive {
+                run_id: run_id.to_owned(),
+                active: active.run.as_ref().map(|a| a.run.id.clone()),
+            })?;
+        let record = self.inner.store.run(run_id)?;
+        let Phase::AwaitingApproval { .. } = record.phase else {
+            return Err(EngineError::NotAwaitingApproval {
+                run_id: run_id.to_owned(),
+                phase: record.phase.to_string(),
+            });
+        };
+        let state: Option<RunState> = self.inner.store.state(run_id)?;
+        let hotfix = state
+            .is_some_and(|s| s.pipeline.options.deploy_type == cutover_api::DeployType::Hotfix);
+        let quorum = a
+            .config
+            .config
+            .approvals
+            .as_ref()
+            .map(|spec| spec.quorum(hotfix).clone())
+            .unwrap_or(cutover_spec::Quorum {
+                required: 0,
+                from: Vec::new(),
+            });
+        if !quorum.from.iter().any(|name| name == by) {
+            return Err(EngineError::NotAnApprover {
+                by: by.to_owned(),
+                from: quorum.from.join(", "),
+            });
+        }
+        let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+        if verdict == Verdict::Reject && comment.is_none() {
+            return Err(EngineError::RejectionWithoutReason);
+        }
+        self.inner.store.add_approval(
+            run_id,
+            &ApprovalRecord {
+                by: by.to_owned(),
+                verdict,
+                at_ms: now_ms(),
+                comment: comment.map(str::to_owned),
+            },
+        )?;
+        info!(run = %run_id, by, verdict = verdict.as_str(), "approval decision recorded");
+        a.decided.notify_one();
+        Ok(())
     }
 
     /// Goes back to a previous promoted version (`to`, or the one before the
@@ -288,7 +412,7 @@ impl Engine {
             return Ok(started);
         }
         let app = config.config.app.clone();
-        self.start_run(config, |stable, store| {
+        self.start_run(config, DeployOptions::default(), |stable, store| {
             let runs = store.runs(&app, ROLLBACK_HISTORY)?;
             let promoted = promoted_newest_first(&runs);
             let target = match to {
@@ -371,6 +495,7 @@ impl Engine {
     fn start_run(
         &self,
         config: RunConfig,
+        options: DeployOptions,
         plan: impl FnOnce(Option<&str>, &Store) -> Result<(String, Option<RunKind>), EngineError>,
     ) -> Result<RunStarted, EngineError> {
         let mut active = lock(&self.inner.active);
@@ -409,7 +534,8 @@ impl Engine {
         self.inner.store.insert_run(&run)?;
         let platform = self.inner.platforms.platform(&config.config);
         let switch = matches!(kind, RunKind::Initial | RunKind::Rollback);
-        let state = RunState::new(stable, strategy::plan(&config.config, switch));
+        let pipeline = Pipeline::plan(&config.config, kind, options);
+        let state = RunState::new(stable, strategy::plan(&config.config, switch), pipeline);
         let config = Arc::new(config);
         *lock(&self.inner.current) = (config.clone(), platform.clone());
         info!(app = %run.app, run = %run.id, version = %run.version, kind = run.kind.as_str(), "run started");
@@ -444,13 +570,28 @@ impl Engine {
         first: Observation,
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let decided = Arc::new(Notify::new());
         debug_assert!(active.run.is_none(), "one run at a time");
         active.run = Some(ActiveRun {
             run: run.clone(),
+            config: config.clone(),
             control: tx,
+            decided: decided.clone(),
         });
         self.inner.idle.send_replace(false);
-        let runner = Runner::new(self.inner.clone(), run, config, platform, rx, state, saved);
+        let control = crate::run::Steering {
+            control: rx,
+            decided,
+        };
+        let runner = Runner::new(
+            self.inner.clone(),
+            run,
+            config,
+            platform,
+            control,
+            state,
+            saved,
+        );
         tokio::spawn(self.inner.clone().supervise(runner, first));
     }
 
@@ -591,6 +732,21 @@ fn previous_version(runs: &[cutover_store::RunRecord], stable: Option<&str>) -> 
         }
     }
     None
+}
+
+/// A scheduled deploy has a time, and only a scheduled one.
+fn validate_schedule(options: &DeployOptions) -> Result<(), EngineError> {
+    let scheduled = options.deploy_type == cutover_api::DeployType::Scheduled;
+    match (scheduled, options.at_ms) {
+        (true, None) => Err(EngineError::InvalidSchedule(
+            "a scheduled deploy needs the time it begins (`--at 2026-12-02T18:00:00Z`)".into(),
+        )),
+        (false, Some(_)) => Err(EngineError::InvalidSchedule(format!(
+            "a time to begin (`--at`) is only for `--type scheduled`, not `{}`",
+            options.deploy_type.as_str()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn validate_version(version: &str) -> Result<(), EngineError> {

@@ -16,7 +16,7 @@
 //! ```no_run
 //! # async fn f(engine: cutover_engine::Engine) -> Result<(), cutover_engine::EngineError> {
 //! let config = engine.config();
-//! let started = engine.deploy("v2", (*config).clone())?;
+//! let started = engine.deploy("v2", Default::default(), (*config).clone())?;
 //! let mut events = engine.subscribe();
 //! while let Ok(event) = events.recv().await {
 //!     if event.run_id == started.run_id && event.is_final() {
@@ -32,6 +32,7 @@ mod chart;
 mod engine;
 pub mod events;
 pub mod judging;
+pub mod pipeline;
 pub mod platform;
 pub mod receipts;
 mod recovery;
@@ -43,6 +44,7 @@ pub mod state;
 pub mod strategy;
 mod supervise;
 pub mod traffic;
+pub mod windows;
 
 pub use engine::{
     AppStatus, Control, Engine, EngineError, EngineParts, PlatformFactory, RunConfig, STOP_GRACE,

@@ -12,6 +12,11 @@ use serde::Serialize;
 
 use crate::chart;
 use crate::events::{format_bp, format_ms};
+use crate::state::RunState;
+
+mod decision;
+
+pub use decision::DecisionRecord;
 
 /// Why receipts could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,10 @@ pub struct RunReceipt {
     /// The config file the run used, as it read it.
     pub config: Option<String>,
     pub measurements: Vec<MeasurementRecord>,
+    /// Each stage's verdict and evidence, and the final decision.
+    pub decision: DecisionRecord,
+    /// Who approved or rejected the run, when and why.
+    pub approvals: Vec<cutover_api::ApprovalRecord>,
     /// The receipt files written beside run.json.
     pub files: Vec<String>,
 }
@@ -54,6 +63,14 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
     let config = crate::engine::RunConfig::recorded(&recorded);
     let events = store.events(run_id)?;
     let measurements = store.measurements(run_id)?;
+    let approvals = store.approvals(run_id)?;
+    // A state another version of cutover wrote reads as no pipeline.
+    let pipeline = store
+        .state::<RunState>(run_id)
+        .ok()
+        .flatten()
+        .map(|s| s.pipeline)
+        .unwrap_or_default();
     let dir = runs_dir.join(run_id);
     let io = |path: &Path, source| ReceiptError::Write {
         path: path.to_owned(),
@@ -85,6 +102,21 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
             rollback_log(&run, &events, &measurements),
         ));
     }
+    let approval_stage = pipeline
+        .stages
+        .iter()
+        .find(|s| s.stage == cutover_api::Stage::Approval);
+    if approval_stage.is_some() || !approvals.is_empty() {
+        files.push((
+            "approval.md",
+            decision::approval(&run, approval_stage, &approvals),
+        ));
+    }
+    let record = DecisionRecord::new(&run, &pipeline);
+    let mut evidence: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+    evidence.push("run.json");
+    let decision_md = decision::deployment_decision(&run, &record, &evidence);
+    files.push(("deployment-decision.md", decision_md));
     for (name, text) in &files {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| io(&path, e))?;
@@ -94,6 +126,8 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
         events,
         config: config.map(|c| c.text),
         measurements,
+        decision: record,
+        approvals,
         files: files.iter().map(|(n, _)| (*n).to_owned()).collect(),
     };
     let path = dir.join("run.json");
@@ -106,6 +140,7 @@ fn outcome_words(run: &RunRecord) -> &'static str {
         Some(Outcome::Promoted) => "promoted",
         Some(Outcome::RolledBack) => "rolled back",
         Some(Outcome::Aborted) => "aborted",
+        Some(Outcome::Blocked) => "blocked before any traffic moved",
         Some(Outcome::Failed) => "failed (internal error)",
         None => "in progress",
     }

@@ -640,7 +640,11 @@ mod resume_tests {
             version: "v2",
             instances: 2,
         };
-        let mut state = RunState::new(Some(spec("v1", 0)), Plan::Rolling(State::default()));
+        let mut state = RunState::new(
+            Some(spec("v1", 0)),
+            Plan::Rolling(State::default()),
+            Default::default(),
+        );
         state.releases.push(spec("v2", 2));
         strategy::commit(&mut state, vec!["v2".into()], "all replaced".into());
         let _ = strategy::promote(&mut state, "v2");

@@ -4,13 +4,15 @@
 //! analysis windows, smoke checks and recording are here, shared by every
 //! strategy; the decisions are in the strategies' files.
 
+mod stages;
+
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use cutover_analysis::{Against, Sample, Test, WindowReport, absolute_limits, judge, policy};
 use cutover_api::{Event, Outcome, SmokeResult};
 use cutover_store::{MeasurementRecord, NewRun};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, Interval};
 
 use crate::engine::{Control, EngineError, Inner, RunConfig};
@@ -21,6 +23,12 @@ use crate::state::{Decision, RunState, Target};
 use crate::strategy::{self, Action, Ctx, Observation, Window};
 use crate::traffic::MetricsCursor;
 
+/// How people reach a run: requests for the rollout, and word of approval decisions.
+pub(crate) struct Steering {
+    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    pub(crate) decided: Arc<Notify>,
+}
+
 /// One run being carried out.
 pub(crate) struct Runner {
     inner: Arc<Inner>,
@@ -28,6 +36,8 @@ pub(crate) struct Runner {
     config: Arc<RunConfig>,
     platform: Arc<dyn Platform>,
     control: mpsc::UnboundedReceiver<Control>,
+    /// Told when someone approves or rejects the run.
+    decided: Arc<Notify>,
     state: RunState,
     /// What the store holds, to write only what changed.
     saved: Option<RunState>,
@@ -56,7 +66,7 @@ impl Runner {
         run: NewRun,
         config: Arc<RunConfig>,
         platform: Arc<dyn Platform>,
-        control: mpsc::UnboundedReceiver<Control>,
+        steering: Steering,
         state: RunState,
         saved: bool,
     ) -> Runner {
@@ -73,7 +83,8 @@ impl Runner {
             run,
             config,
             platform,
-            control,
+            control: steering.control,
+            decided: steering.decided,
             state,
             live: None,
             since_start,
@@ -81,8 +92,20 @@ impl Runner {
         }
     }
 
-    /// Carries the run out, from `first` on, to its decision.
+    /// Carries the run out, from `first` on, to its decision: the stages before
+    /// the rollout, then the rollout.
     pub(crate) async fn drive(mut self, first: Observation) -> Result<Decision, EngineError> {
+        let first = match self.prepare(first).await? {
+            stages::Prepared::Go(first) => first,
+            stages::Prepared::Ended(decision) => return Ok(decision),
+        };
+        let decision = self.roll_out(first).await?;
+        self.conclude(&decision)?;
+        Ok(decision)
+    }
+
+    /// The rollout: the strategy, from `first` on, to its decision.
+    async fn roll_out(&mut self, first: Observation) -> Result<Decision, EngineError> {
         let mut queue = VecDeque::new();
         self.feed(first, &mut queue)?;
         loop {

@@ -137,10 +137,17 @@ pub struct RunState {
     pub promote_requested: bool,
     /// Set once the run has decided how it ends; the rest is carrying it out.
     pub decision: Option<Decision>,
+    /// The stages around the rollout and how each went.
+    #[serde(default)]
+    pub pipeline: crate::pipeline::Pipeline,
 }
 
 impl RunState {
-    pub fn new(stable: Option<ReleaseSpec>, plan: Plan) -> RunState {
+    pub fn new(
+        stable: Option<ReleaseSpec>,
+        plan: Plan,
+        pipeline: crate::pipeline::Pipeline,
+    ) -> RunState {
         let routes = stable
             .iter()
             .map(|s| Route::new(s, Role::Stable, Weight::Fixed(10_000)))
@@ -155,6 +162,7 @@ impl RunState {
             plan,
             promote_requested: false,
             decision: None,
+            pipeline,
         }
     }
 

@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn rolling_back_keeps_only_the_stable_route_and_retires_the_run_s_releases() {
-        let mut state = RunState::new(Some(spec("v1")), Plan::Switch);
+        let mut state = RunState::new(Some(spec("v1")), Plan::Switch, Default::default());
         state.releases.push(spec("v2"));
         state
             .routes
@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn promoting_routes_everything_to_the_new_release_then_retires_the_rest() {
-        let mut state = RunState::new(Some(spec("v1")), Plan::Switch);
+        let mut state = RunState::new(Some(spec("v1")), Plan::Switch, Default::default());
         state.releases.push(spec("v2"));
         state.releases.push(spec("v1+baseline"));
         commit(&mut state, vec!["v2".into()], "passed".into());

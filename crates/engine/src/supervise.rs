@@ -53,6 +53,7 @@ impl Inner {
             Outcome::Promoted => format!("{} is live: {reason}", run.version),
             Outcome::RolledBack => format!("{} rolled back: {reason}", run.version),
             Outcome::Aborted => format!("{} aborted: {reason}", run.version),
+            Outcome::Blocked => format!("{} blocked: {reason}", run.version),
             Outcome::Failed => format!("{} failed: {reason}", run.version),
         };
         let at = now_ms();

@@ -16,6 +16,7 @@
 mod blue_green;
 mod canary;
 mod fake;
+mod pipeline;
 mod recovery;
 mod rolling;
 mod runs;
@@ -337,7 +338,7 @@ impl Harness {
 
     /// Deploys `version` and follows the run.
     pub(super) fn start(&self, version: &str) -> Following {
-        self.follow(|e, config| e.deploy(version, config))
+        self.follow(|e, config| e.deploy(version, Default::default(), config))
     }
 
     /// Deploys and waits for the run's final event.

@@ -25,8 +25,11 @@ async fn first_deploy_starts_and_serves_without_a_canary() {
 async fn a_second_deploy_is_refused_while_one_runs() {
     let h = Harness::new(CANARY);
     h.deploy("v1").await;
-    let first = h.engine.deploy("v2", h.config.clone()).unwrap();
-    match h.engine.deploy("v3", h.config.clone()) {
+    let first = h
+        .engine
+        .deploy("v2", Default::default(), h.config.clone())
+        .unwrap();
+    match h.engine.deploy("v3", Default::default(), h.config.clone()) {
         Err(EngineError::Busy { run_id, version }) => {
             assert_eq!(run_id, first.run_id);
             assert_eq!(version, "v2");
@@ -44,7 +47,7 @@ async fn bad_version_names_are_refused_before_anything_starts() {
     for bad in ["../etc", "", "v1+baseline"] {
         assert!(
             matches!(
-                h.engine.deploy(bad, h.config.clone()),
+                h.engine.deploy(bad, Default::default(), h.config.clone()),
                 Err(EngineError::InvalidVersion(_))
             ),
             "{bad:?}"
@@ -53,7 +56,7 @@ async fn bad_version_names_are_refused_before_anything_starts() {
     assert!(h.fake.log().is_empty(), "{:?}", h.fake.log());
     h.deploy("v1").await;
     assert!(matches!(
-        h.engine.deploy("v1", h.config.clone()),
+        h.engine.deploy("v1", Default::default(), h.config.clone()),
         Err(EngineError::AlreadyServing(_))
     ));
 }
@@ -127,7 +130,7 @@ async fn shutdown_aborts_the_run_refuses_new_ones_and_stop_serving_stops_everyth
     let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Aborted), "{}", end.message);
     assert!(matches!(
-        h.engine.deploy("v3", h.config.clone()),
+        h.engine.deploy("v3", Default::default(), h.config.clone()),
         Err(EngineError::ShuttingDown)
     ));
     // Stable still serves until told to stop.

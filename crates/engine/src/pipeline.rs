@@ -1,0 +1,140 @@
+//! The stages around the rollout, as data: which a run has, in order, and how each
+//! went. A run's pipeline is planned when it starts (from its config and what the
+//! person asked for), kept in its state, and so resumed stage by stage after a
+//! daemon restart; the executor runs the stages (`stages.rs`).
+//!
+//! Before the rollout (nothing runs yet, no traffic moves): `schedule` waits for a
+//! scheduled deploy's time, `window` checks the deployment windows and freezes,
+//! `approval` waits for the quorum. Then `deploy`, the strategy's rollout.
+
+use cutover_api::{DeployType, RunKind, Stage, StageRecord, StageStatus};
+use cutover_spec::Config;
+use serde::{Deserialize, Serialize};
+
+/// What the person who started the run asked for, beyond the version.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeployOptions {
+    pub deploy_type: DeployType,
+    /// When a scheduled deploy begins, in ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+    /// Deploy outside the windows or in a freeze, for this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_window: Option<String>,
+}
+
+/// A run's stages, in the order they run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub options: DeployOptions,
+    /// Empty for a run recorded before pipelines: only its rollout, under way.
+    pub stages: Vec<StageRecord>,
+    /// Approval decisions already announced as events (they are in the store).
+    #[serde(default)]
+    pub announced: u32,
+}
+
+impl Pipeline {
+    /// The stages a run of `kind` goes through with `config`. A rollback is fast
+    /// by design: it goes straight to its rollout.
+    pub fn plan(config: &Config, kind: RunKind, options: DeployOptions) -> Pipeline {
+        let mut stages = Vec::new();
+        if kind != RunKind::Rollback {
+            if options.at_ms.is_some() {
+                stages.push(Stage::Schedule);
+            }
+            if config.windows.is_some() {
+                stages.push(Stage::Window);
+            }
+            if config.approvals.is_some() {
+                stages.push(Stage::Approval);
+            }
+        }
+        stages.push(Stage::Deploy);
+        Pipeline {
+            options,
+            stages: stages.into_iter().map(StageRecord::pending).collect(),
+            announced: 0,
+        }
+    }
+
+    /// The first stage not done yet, with its position (0-based).
+    pub fn current(&self) -> Option<(usize, &StageRecord)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !s.status.is_done())
+    }
+
+    pub fn get_mut(&mut self, stage: Stage) -> Option<&mut StageRecord> {
+        self.stages.iter_mut().find(|s| s.stage == stage)
+    }
+
+    /// Whether the rollout has begun (or the run predates pipelines, so it has).
+    pub fn deploying(&self) -> bool {
+        self.stages
+            .iter()
+            .find(|s| s.stage == Stage::Deploy)
+            .is_none_or(|s| s.status != StageStatus::Pending)
+    }
+
+    /// Marks every stage not done as skipped: the run ended before them.
+    pub fn skip_rest(&mut self) {
+        for s in self.stages.iter_mut().filter(|s| !s.status.is_done()) {
+            if s.status == StageStatus::Pending {
+                s.status = StageStatus::Skipped;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let yaml =
+            format!("app: shop\nplatform:\n  local:\n    command: [x, \"${{PORT}}\"]\n{extra}");
+        cutover_spec::parse(&yaml, "cutover.yaml").unwrap()
+    }
+
+    fn stages(p: &Pipeline) -> Vec<Stage> {
+        p.stages.iter().map(|s| s.stage).collect()
+    }
+
+    #[test]
+    fn stages_follow_the_config_and_the_request() {
+        let plain = Pipeline::plan(&config(""), RunKind::Canary, DeployOptions::default());
+        assert_eq!(stages(&plain), [Stage::Deploy]);
+        assert!(!plain.deploying());
+
+        let full = config(
+            "approvals: { from: [alice] }\nwindows: { timezone: UTC, allow: [{ hours: \"09:00-17:00\" }] }\n",
+        );
+        let scheduled = DeployOptions {
+            deploy_type: DeployType::Scheduled,
+            at_ms: Some(1),
+            override_window: None,
+        };
+        let p = Pipeline::plan(&full, RunKind::Canary, scheduled.clone());
+        assert_eq!(
+            stages(&p),
+            [
+                Stage::Schedule,
+                Stage::Window,
+                Stage::Approval,
+                Stage::Deploy
+            ]
+        );
+        assert_eq!(p.current().map(|(i, _)| i), Some(0));
+        // A rollback goes back at once, whatever is configured.
+        let back = Pipeline::plan(&full, RunKind::Rollback, scheduled);
+        assert_eq!(stages(&back), [Stage::Deploy]);
+    }
+
+    #[test]
+    fn a_run_recorded_before_pipelines_is_already_deploying() {
+        assert!(Pipeline::default().deploying());
+        assert!(Pipeline::default().current().is_none());
+    }
+}

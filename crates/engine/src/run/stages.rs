@@ -1,0 +1,403 @@
+//! The stages before the rollout, carried out: waiting for a scheduled time,
+//! checking the deployment windows, waiting for the approvals quorum. Each stage's
+//! start and end are written to the run's state before anything follows from them,
+//! so a restarted daemon resumes the stage it was in (a wait for approval that
+//! lasts a day goes on where it was, its timeout counted from when it began).
+//!
+//! Nothing runs and no traffic moves before the `deploy` stage: a stage that stops
+//! the run leaves the app exactly as it was.
+
+use std::time::Duration;
+
+use cutover_api::{ApprovalRecord, DeployType, Event, Outcome, Phase, Stage, StageStatus, Verdict};
+use tokio::time::Instant;
+
+use super::Runner;
+use crate::engine::{Control, EngineError};
+use crate::events::now_ms;
+use crate::state::Decision;
+use crate::strategy::Observation;
+use crate::windows::{self, WindowCheck};
+
+/// How the stages before the rollout went.
+pub(super) enum Prepared {
+    /// On to the rollout, starting with this observation.
+    Go(Observation),
+    /// The run ended before the rollout: nothing was started.
+    Ended(Decision),
+}
+
+/// How one stage ended.
+enum StageEnd {
+    Passed(String),
+    /// The run ends here, with this decision; the summary is the stage's.
+    Stopped {
+        summary: String,
+        decision: Decision,
+    },
+}
+
+impl StageEnd {
+    fn stop(outcome: Outcome, summary: String) -> StageEnd {
+        StageEnd::Stopped {
+            decision: Decision {
+                outcome,
+                reason: summary.clone(),
+            },
+            summary,
+        }
+    }
+}
+
+impl Runner {
+    /// Runs the stages before the rollout that are not done yet, in order, then
+    /// marks the rollout begun. `first` is what the strategy hears first if the
+    /// rollout had begun already (a resumed run); otherwise it begins afresh.
+    pub(super) async fn prepare(&mut self, first: Observation) -> Result<Prepared, EngineError> {
+        if self.state.pipeline.deploying() {
+            return Ok(Prepared::Go(first));
+        }
+        while let Some((_, record)) = self.state.pipeline.current() {
+            let stage = record.stage;
+            if stage == Stage::Deploy {
+                break;
+            }
+            self.begin_stage(stage)?;
+            let end = match stage {
+                Stage::Schedule => self.wait_for_schedule().await?,
+                Stage::Window => self.check_window(),
+                Stage::Approval => self.wait_for_approval().await?,
+                Stage::Deploy => unreachable!("the loop stops before the rollout"),
+            };
+            if let Some(decision) = self.end_stage(stage, end)? {
+                return Ok(Prepared::Ended(decision));
+            }
+        }
+        self.begin_stage(Stage::Deploy)?;
+        if let Some(end) = self.window_closed_meanwhile()
+            && let Some(decision) = self.end_stage(Stage::Deploy, end)?
+        {
+            return Ok(Prepared::Ended(decision));
+        }
+        Ok(Prepared::Go(Observation::Begin))
+    }
+
+    /// Records that the rollout ended with `decision` (its stage's verdict).
+    pub(super) fn conclude(&mut self, decision: &Decision) -> Result<(), EngineError> {
+        let Some(record) = self.state.pipeline.get_mut(Stage::Deploy) else {
+            return Ok(());
+        };
+        if record.status.is_done() {
+            return Ok(());
+        }
+        record.status = if decision.outcome == Outcome::Promoted {
+            StageStatus::Passed
+        } else {
+            StageStatus::Failed
+        };
+        record.finished_at_ms = Some(now_ms());
+        record.summary = format!("{}: {}", decision.outcome.as_str(), decision.reason);
+        let status = record.status;
+        let summary = record.summary.clone();
+        self.persist()?;
+        self.stage_event(Stage::Deploy, status, summary)
+    }
+
+    fn begin_stage(&mut self, stage: Stage) -> Result<(), EngineError> {
+        let Some(record) = self.state.pipeline.get_mut(stage) else {
+            return Ok(());
+        };
+        if record.status == StageStatus::Running {
+            // Resumed after a restart: the stage goes on from when it began.
+            return Ok(());
+        }
+        record.status = StageStatus::Running;
+        record.started_at_ms = Some(now_ms());
+        self.persist()?;
+        self.stage_event(stage, StageStatus::Running, String::new())
+    }
+
+    /// Records how `stage` ended; when it stopped the run, ends the run (nothing
+    /// started, the app as it was) and returns the decision.
+    fn end_stage(&mut self, stage: Stage, end: StageEnd) -> Result<Option<Decision>, EngineError> {
+        let (status, summary, decision) = match end {
+            StageEnd::Passed(summary) => (StageStatus::Passed, summary, None),
+            StageEnd::Stopped { summary, decision } => {
+                (StageStatus::Failed, summary, Some(decision))
+            }
+        };
+        if let Some(record) = self.state.pipeline.get_mut(stage) {
+            record.status = status;
+            record.finished_at_ms = Some(now_ms());
+            record.summary = summary.clone();
+        }
+        if let Some(decision) = &decision {
+            self.state.pipeline.skip_rest();
+            self.state.decision = Some(decision.clone());
+            self.state.phase = Phase::Finished;
+        }
+        self.persist()?;
+        self.stage_event(stage, status, summary)?;
+        Ok(decision)
+    }
+
+    fn stage_event(
+        &self,
+        stage: Stage,
+        status: StageStatus,
+        summary: String,
+    ) -> Result<(), EngineError> {
+        let stages = &self.state.pipeline.stages;
+        let index = stages.iter().position(|s| s.stage == stage).unwrap_or(0) as u32 + 1;
+        let of = stages.len() as u32;
+        let message = match (status, summary.is_empty()) {
+            (_, true) => format!("[{index}/{of}] {stage}: {}", status.as_str()),
+            (_, false) => format!("[{index}/{of}] {stage} {}: {summary}", status.as_str()),
+        };
+        self.emit(
+            Event::Stage {
+                stage,
+                status,
+                index,
+                of,
+                summary,
+            },
+            &message,
+        )
+    }
+
+    fn enter_phase(&mut self, phase: Phase, message: &str) -> Result<(), EngineError> {
+        if self.state.phase == phase {
+            return Ok(());
+        }
+        self.state.phase = phase.clone();
+        self.persist()?;
+        self.emit(Event::Phase { phase }, message)
+    }
+
+    /// Waits for a person's word while the run waits for something else, up to
+    /// `deadline`: `Ok(true)` at the deadline, `Ok(false)` when someone decided on
+    /// an approval, `Err(decision)` when the run was aborted.
+    async fn wait(&mut self, deadline: Instant, waiting: &str) -> Result<bool, Decision> {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Ok(true),
+                () = self.decided.notified() => return Ok(false),
+                command = self.control.recv() => match command {
+                    Some(Control::Promote) => {
+                        // Nothing to skip to yet; said, not silently dropped.
+                        let message = format!(
+                            "`cutover promote` does nothing while the run is {waiting}; the rollout has not begun"
+                        );
+                        let _ = self.emit(Event::Warning, &message);
+                    }
+                    Some(Control::Abort { by }) => {
+                        return Err(Decision {
+                            outcome: Outcome::Aborted,
+                            reason: format!("aborted by {by} while {waiting}; nothing was started"),
+                        });
+                    }
+                    None => {
+                        return Err(Decision {
+                            outcome: Outcome::Aborted,
+                            reason: format!("the engine went away while {waiting}"),
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    async fn wait_for_schedule(&mut self) -> Result<StageEnd, EngineError> {
+        let at_ms = self.state.pipeline.options.at_ms.unwrap_or_else(now_ms);
+        let left = Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
+        let deadline = Instant::now() + left;
+        let at = cutover_api::format_ms(at_ms);
+        self.enter_phase(
+            Phase::Scheduled { at_ms },
+            &format!("scheduled: the rollout begins at {at}"),
+        )?;
+        loop {
+            match self.wait(deadline, &format!("scheduled for {at}")).await {
+                Ok(true) => return Ok(StageEnd::Passed(format!("began at its time, {at}"))),
+                Ok(false) => continue,
+                Err(decision) => {
+                    return Ok(StageEnd::Stopped {
+                        summary: decision.reason.clone(),
+                        decision,
+                    });
+                }
+            }
+        }
+    }
+
+    fn check_window(&mut self) -> StageEnd {
+        let Some(spec) = &self.config.config.windows else {
+            return StageEnd::Passed("no deployment windows configured".into());
+        };
+        let override_reason = self.state.pipeline.options.override_window.clone();
+        match (
+            windows::check(spec, jiff::Timestamp::now()),
+            override_reason,
+        ) {
+            (WindowCheck::Open(why), _) => StageEnd::Passed(why),
+            (WindowCheck::Closed { why, .. }, Some(reason)) => {
+                StageEnd::Passed(format!("{why}; overridden: {reason}"))
+            }
+            (WindowCheck::Closed { why, opens }, None) => {
+                let next = opens.map_or_else(String::new, |at| format!("; it next opens {at}"));
+                StageEnd::stop(
+                    Outcome::Blocked,
+                    format!(
+                        "{why}{next}; to deploy anyway, `cutover deploy --override-window --reason \"...\"`"
+                    ),
+                )
+            }
+        }
+    }
+
+    /// The window checked again as the rollout begins, when the run waited for
+    /// approval after it passed the window without an override.
+    fn window_closed_meanwhile(&self) -> Option<StageEnd> {
+        let spec = self.config.config.windows.as_ref()?;
+        let waited = self
+            .state
+            .pipeline
+            .stages
+            .iter()
+            .any(|s| s.stage == Stage::Approval && s.status == StageStatus::Passed);
+        if !waited || self.state.pipeline.options.override_window.is_some() {
+            return None;
+        }
+        match windows::check(spec, jiff::Timestamp::now()) {
+            WindowCheck::Open(_) => None,
+            WindowCheck::Closed { why, opens } => {
+                let next = opens.map_or_else(String::new, |at| format!("; it next opens {at}"));
+                Some(StageEnd::stop(
+                    Outcome::Blocked,
+                    format!(
+                        "the deployment window closed while the run waited for approval: {why}{next}; \
+                         nothing was started"
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn wait_for_approval(&mut self) -> Result<StageEnd, EngineError> {
+        let Some(spec) = self.config.config.approvals.clone() else {
+            return Ok(StageEnd::Passed("no approvals configured".into()));
+        };
+        let hotfix = self.state.pipeline.options.deploy_type == DeployType::Hotfix;
+        let quorum = spec.quorum(hotfix).clone();
+        let began = self
+            .state
+            .pipeline
+            .get_mut(Stage::Approval)
+            .and_then(|s| s.started_at_ms)
+            .unwrap_or_else(now_ms);
+        let deadline_ms = began.saturating_add(spec.timeout.as_millis() as i64);
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()).max(0) as u64);
+        let deadline = Instant::now() + left;
+        let required = quorum.required;
+        let kind = if hotfix { "hotfix " } else { "" };
+        loop {
+            let decisions: Vec<ApprovalRecord> = self
+                .inner
+                .store
+                .approvals(&self.run.id)?
+                .into_iter()
+                .filter(|d| quorum.from.contains(&d.by))
+                .collect();
+            self.announce(&decisions, required)?;
+            if let Some(no) = decisions.iter().find(|d| d.verdict == Verdict::Reject) {
+                let why = no.comment.as_deref().unwrap_or("no reason given");
+                return Ok(StageEnd::stop(
+                    Outcome::Blocked,
+                    format!("rejected by {}: {why}; nothing was started", no.by),
+                ));
+            }
+            let approved: Vec<&str> = decisions.iter().map(|d| d.by.as_str()).collect();
+            if approved.len() as u32 >= required {
+                return Ok(StageEnd::Passed(format!(
+                    "approved by {} ({} of {required} required, {kind}quorum from {})",
+                    approved.join(", "),
+                    approved.len(),
+                    quorum.from.join(", ")
+                )));
+            }
+            let phase = Phase::AwaitingApproval {
+                approved: approved.len() as u32,
+                required,
+            };
+            self.enter_phase(
+                phase,
+                &format!(
+                    "waiting for {} more {kind}approval(s) from {} (`cutover approve --as NAME`); \
+                     times out at {}",
+                    required - approved.len() as u32,
+                    quorum.from.join(", "),
+                    cutover_api::format_ms(deadline_ms)
+                ),
+            )?;
+            match self.wait(deadline, "waiting for approval").await {
+                Ok(true) => {
+                    let so_far = if approved.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        approved.join(", ")
+                    };
+                    return Ok(StageEnd::stop(
+                        Outcome::Aborted,
+                        format!(
+                            "timed out after {} waiting for approval: {} of {required} approvals ({so_far}); \
+                             nothing was started",
+                            humantime::format_duration(spec.timeout),
+                            approved.len()
+                        ),
+                    ));
+                }
+                Ok(false) => continue,
+                Err(decision) => {
+                    return Ok(StageEnd::Stopped {
+                        summary: decision.reason.clone(),
+                        decision,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Emits an event for each decision not announced yet.
+    fn announce(&mut self, decisions: &[ApprovalRecord], required: u32) -> Result<(), EngineError> {
+        let from = self.state.pipeline.announced as usize;
+        for (i, d) in decisions.iter().enumerate().skip(from) {
+            let approved = decisions[..=i]
+                .iter()
+                .filter(|d| d.verdict == Verdict::Approve)
+                .count() as u32;
+            let comment = d
+                .comment
+                .as_deref()
+                .map_or_else(String::new, |c| format!(": {c}"));
+            let message = match d.verdict {
+                Verdict::Approve => {
+                    format!("approved by {} ({approved}/{required}){comment}", d.by)
+                }
+                Verdict::Reject => format!("rejected by {}{comment}", d.by),
+            };
+            self.emit(
+                Event::Approval {
+                    by: d.by.clone(),
+                    verdict: d.verdict,
+                    comment: d.comment.clone(),
+                    approved,
+                    required,
+                },
+                &message,
+            )?;
+            self.state.pipeline.announced = i as u32 + 1;
+        }
+        self.persist()
+    }
+}
