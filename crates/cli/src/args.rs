@@ -22,8 +22,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the daemon: proxy, engine and API for the app in cutover.yaml.
     Serve(ServeArgs),
-    /// Roll out a version and follow it to the end (exit 0 promoted, 3 rolled back, 5 aborted).
+    /// Roll out a version through the configured pipeline and follow it to the end
+    /// (exit 0 promoted, 3 rolled back, 4 blocked, 5 aborted or timed out).
     Deploy(DeployArgs),
+    /// Approve a run waiting for approval (the one in progress, or RUN).
+    Approve(DecideArgs),
+    /// Reject a run waiting for approval: it ends, blocked, before anything starts.
+    Reject(DecideArgs),
     /// Skip the remaining canary steps and promote now.
     Promote(ClientArgs),
     /// Stop the running rollout and send all traffic back to stable.
@@ -58,6 +63,7 @@ impl Cli {
             Command::Serve(a) => a.config.json,
             Command::Deploy(a) => a.follow.client.config.json,
             Command::Promote(a) | Command::Abort(a) => a.config.json,
+            Command::Approve(a) | Command::Reject(a) => a.client.config.json,
             Command::Rollback(a) => a.follow.client.config.json,
             Command::Watch(a) => a.client.config.json,
             Command::Status(a) => a.client.config.json,
@@ -117,8 +123,44 @@ pub struct FollowArgs {
 pub struct DeployArgs {
     /// The version to roll out; replaces ${VERSION} in the command.
     pub version: String,
+    /// The kind of deploy: `hotfix` needs the hotfix approvals quorum; `scheduled`
+    /// waits for `--at`.
+    #[arg(long = "type", value_enum, default_value_t = DeployKind::Standard)]
+    pub deploy_type: DeployKind,
+    /// When a scheduled deploy begins: an RFC 3339 time (`2026-12-02T18:00:00Z`)
+    /// or a delay from now (`+30m`, `+2h`). Implies `--type scheduled`.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Deploy outside the configured deployment windows, or in a freeze; needs `--reason`.
+    #[arg(long, requires = "reason")]
+    pub override_window: bool,
+    /// Why the windows are overridden (recorded with the run).
+    #[arg(long, requires = "override_window", value_name = "TEXT")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub follow: FollowArgs,
+}
+
+/// `--type` of `cutover deploy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployKind {
+    Standard,
+    Hotfix,
+    Scheduled,
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The run (default: the one in progress).
+    pub run: Option<String>,
+    /// Who decides: one of the names in the config's `approvals.from`.
+    #[arg(long = "as", value_name = "NAME")]
+    pub by: String,
+    /// Why (required to reject).
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]

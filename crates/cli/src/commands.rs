@@ -5,14 +5,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::CommandFactory;
 use cutover_api::{
-    DeployRequest, RollbackRequest, RunKind, RunRecord, RunStarted, Status, Steered, format_bp,
-    format_ms,
+    ApprovalRequest, DeployRequest, DeployType, RollbackRequest, RunKind, RunRecord, RunStarted,
+    Status, Steered, Verdict, format_bp, format_ms,
 };
 use serde_json::{Value, json};
 
 use crate::args::{
-    ClientArgs, Command, ConfigArgs, DeployArgs, FollowArgs, HistoryArgs, InitArgs, RollbackArgs,
-    ServeArgs, StatusArgs,
+    ClientArgs, Command, ConfigArgs, DecideArgs, DeployArgs, DeployKind, FollowArgs, HistoryArgs,
+    InitArgs, RollbackArgs, ServeArgs, StatusArgs,
 };
 use crate::client::{Client, Refused};
 use crate::follow;
@@ -25,6 +25,8 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => deploy(args).await,
         Command::Promote(args) => control(args, "promote").await,
         Command::Abort(args) => control(args, "abort").await,
+        Command::Approve(args) => decide(args, Verdict::Approve).await,
+        Command::Reject(args) => decide(args, Verdict::Reject).await,
         Command::Rollback(args) => rollback(args).await,
         Command::Watch(args) => crate::watch::run(args).await,
         Command::Status(args) => status(args).await,
@@ -102,15 +104,9 @@ fn check_version(argument: &str, version: &str) -> anyhow::Result<()> {
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     check_version("VERSION", &args.version)?;
+    let request = deploy_request(&args)?;
     let client = Client::locate(&args.follow.client)?;
-    let started = client
-        .post::<RunStarted>(
-            "/api/v1/deploy",
-            &DeployRequest {
-                version: args.version.clone(),
-            },
-        )
-        .await;
+    let started = client.post::<RunStarted>("/api/v1/deploy", &request).await;
     let started = match started {
         Ok(s) => s,
         // Deploying what already serves changes nothing and is what a re-run CI job
@@ -132,6 +128,107 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e),
     };
     finish(&client, started, &args.follow).await
+}
+
+/// What `deploy` asks the daemon for: the type, the time and the override checked
+/// here, so a mistake is a usage error before the daemon is asked.
+fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
+    let deploy_type = match (args.deploy_type, &args.at) {
+        (DeployKind::Scheduled, None) => {
+            return Err(exit::usage(
+                "`--type scheduled` needs `--at TIME` (like `--at 2026-12-02T18:00:00Z` or `--at +30m`)",
+            ));
+        }
+        (DeployKind::Hotfix, Some(_)) => {
+            return Err(exit::usage(
+                "a hotfix goes now: `--at` is for `--type scheduled`",
+            ));
+        }
+        (DeployKind::Hotfix, None) => DeployType::Hotfix,
+        (DeployKind::Standard, None) => DeployType::Standard,
+        (_, Some(_)) => DeployType::Scheduled,
+    };
+    let at = args.at.as_deref().map(absolute_time).transpose()?;
+    let override_window = if args.override_window {
+        match args.reason.as_deref().map(str::trim) {
+            Some(reason) if !reason.is_empty() => Some(reason.to_owned()),
+            _ => {
+                return Err(exit::usage(
+                    "`--override-window` needs a `--reason` that says why",
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    Ok(DeployRequest {
+        version: args.version.clone(),
+        deploy_type,
+        at,
+        override_window,
+    })
+}
+
+/// `--at`: an RFC 3339 time as given, or `+30m` from now, as an RFC 3339 time.
+fn absolute_time(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    if let Some(delay) = text.strip_prefix('+') {
+        let delay = humantime::parse_duration(delay.trim()).map_err(|e| {
+            exit::usage(format!(
+                "`--at {text}`: `{delay}` is not a delay like `30m` or `2h`: {e}"
+            ))
+        })?;
+        let at = std::time::SystemTime::now() + delay;
+        return Ok(humantime::format_rfc3339_seconds(at).to_string());
+    }
+    match text.parse::<jiff::Timestamp>() {
+        Ok(at) if at > jiff::Timestamp::now() => Ok(at.to_string()),
+        Ok(at) => Err(exit::usage(format!("`--at {text}` is in the past ({at})"))),
+        Err(e) => Err(exit::usage(format!(
+            "`--at {text}` is not a time: use RFC 3339 with an offset (`2026-12-02T18:00:00Z`, \
+             `2026-12-02T19:00:00+01:00`) or a delay from now (`+30m`): {e}"
+        ))),
+    }
+}
+
+/// `approve` and `reject`: the run in progress, unless one is named.
+async fn decide(args: DecideArgs, verdict: Verdict) -> anyhow::Result<ExitCode> {
+    let client = Client::locate(&args.client)?;
+    let run_id = match args.run {
+        Some(run) => run,
+        None => {
+            let status: Status = client.get("/api/v1/status").await?;
+            match status.active_run {
+                Some(active) => active.run_id,
+                None => {
+                    return Err(exit::with_code(
+                        exit::USAGE,
+                        "no run is in progress, so there is nothing to decide on",
+                    ));
+                }
+            }
+        }
+    };
+    let body = ApprovalRequest {
+        by: args.by,
+        comment: args.comment,
+    };
+    let answer: Steered = client
+        .post(
+            &format!("/api/v1/runs/{run_id}/{}", verdict.as_str()),
+            &body,
+        )
+        .await?;
+    if args.client.config.json {
+        println!("{}", serde_json::to_string(&answer)?);
+    } else {
+        let done = match verdict {
+            Verdict::Approve => "approved",
+            Verdict::Reject => "rejected",
+        };
+        println!("{done} run {} as {}", answer.run_id, body.by);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {

@@ -223,12 +223,7 @@ async fn deploy(
     style: Style,
 ) -> anyhow::Result<(RunStarted, Outcome)> {
     let started: RunStarted = client
-        .post(
-            "/api/v1/deploy",
-            &DeployRequest {
-                version: version.to_owned(),
-            },
-        )
+        .post("/api/v1/deploy", &DeployRequest::standard(version))
         .await?;
     let end = follow::follow(client, &started.run_id, style).await?;
     if style != Style::Json {

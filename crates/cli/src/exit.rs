@@ -12,7 +12,8 @@ pub const INTERNAL: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Rolled back: the old version serves.
 pub const ROLLED_BACK: u8 = 3;
-/// Blocked before any traffic moved (another rollout is in progress).
+/// Blocked before any traffic moved: a gate failed, an approval was refused, the
+/// deployment window is closed, or another rollout is in progress.
 pub const BLOCKED: u8 = 4;
 /// Aborted by a person, or timed out waiting.
 pub const ABORTED: u8 = 5;
@@ -53,6 +54,7 @@ pub fn for_outcome(outcome: Outcome) -> u8 {
         Outcome::Promoted => PROMOTED,
         Outcome::RolledBack => ROLLED_BACK,
         Outcome::Aborted => ABORTED,
+        Outcome::Blocked => BLOCKED,
         Outcome::Failed => INTERNAL,
     }
 }

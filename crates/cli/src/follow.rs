@@ -69,7 +69,7 @@ pub async fn follow(client: &Client, run_id: &str, style: Style) -> anyhow::Resu
         let bar = ProgressBar::new(100);
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] new version {bar:30} {pos:>3}%  {wide_msg}",
+                "{spinner} [{elapsed_precise}] {prefix}new version {bar:30} {pos:>3}%  {wide_msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -85,6 +85,13 @@ pub async fn follow(client: &Client, run_id: &str, style: Style) -> anyhow::Resu
             (_, Some(bar)) => {
                 if let Some(bp) = event.weight_bp {
                     bar.set_position(u64::from(bp / 100));
+                }
+                if let Event::Stage {
+                    stage, index, of, ..
+                } = &event.event
+                {
+                    // The stage and its place in the whole pipeline.
+                    bar.set_prefix(format!("stage {index}/{of} {stage} · "));
                 }
                 bar.set_message(event.message.clone());
                 // Passing windows only update the bar.

@@ -80,7 +80,7 @@ impl Pipeline {
 
     /// Marks every stage not done as skipped: the run ended before them.
     pub fn skip_rest(&mut self) {
-        for s in self.stages.iter_mut().filter(|s| !s.status.is_done()) {
+        for s in self.stages.iter_mut() {
             if s.status == StageStatus::Pending {
                 s.status = StageStatus::Skipped;
             }

@@ -52,6 +52,37 @@ pub struct RunReceipt {
     pub files: Vec<String>,
 }
 
+impl RunReceipt {
+    /// What the store holds of the run, with `files` as the receipts beside it.
+    pub fn read(store: &Store, run_id: &str, files: Vec<String>) -> Result<RunReceipt, StoreError> {
+        let run = store.run(run_id)?;
+        let decision = DecisionRecord::new(&run, &pipeline_of(store, run_id));
+        Ok(RunReceipt {
+            events: store.events(run_id)?,
+            config: store
+                .run_config(run_id)?
+                .as_deref()
+                .and_then(crate::engine::recorded_config_text),
+            measurements: store.measurements(run_id)?,
+            decision,
+            approvals: store.approvals(run_id)?,
+            files,
+            run,
+        })
+    }
+}
+
+/// The run's pipeline as its state records it; a state another version of
+/// cutover wrote reads as none.
+fn pipeline_of(store: &Store, run_id: &str) -> crate::pipeline::Pipeline {
+    store
+        .state::<RunState>(run_id)
+        .ok()
+        .flatten()
+        .map(|s| s.pipeline)
+        .unwrap_or_default()
+}
+
 /// Writes the run's receipts and returns their folder.
 ///
 /// # Guarantees
@@ -64,13 +95,7 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
     let events = store.events(run_id)?;
     let measurements = store.measurements(run_id)?;
     let approvals = store.approvals(run_id)?;
-    // A state another version of cutover wrote reads as no pipeline.
-    let pipeline = store
-        .state::<RunState>(run_id)
-        .ok()
-        .flatten()
-        .map(|s| s.pipeline)
-        .unwrap_or_default();
+    let pipeline = pipeline_of(store, run_id);
     let dir = runs_dir.join(run_id);
     let io = |path: &Path, source| ReceiptError::Write {
         path: path.to_owned(),

@@ -9,14 +9,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cutover_api::{DeployRequest, ErrorBody, RollbackRequest, Status, Steered, TrafficTotals};
+use cutover_api::{
+    ApprovalRequest, DeployRequest, ErrorBody, RollbackRequest, Status, Steered, TrafficTotals,
+    Verdict,
+};
 use cutover_engine::events::error_chain;
+use cutover_engine::pipeline::DeployOptions;
 use cutover_engine::{Engine, EngineError, RunConfig};
 use cutover_store::StoreError;
 use tokio::sync::watch;
@@ -58,6 +62,8 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         .route("/api/v1/runs/{id}/receipts", get(runs::receipts))
         .route("/api/v1/runs/{id}/receipts/{name}", get(runs::receipt))
         .route("/api/v1/runs/{id}/events", get(streams::run_events))
+        .route("/api/v1/runs/{id}/approve", post(approve))
+        .route("/api/v1/runs/{id}/reject", post(reject))
         .route("/api/v1/events", get(streams::all_events))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::metrics))
@@ -130,14 +136,31 @@ impl From<EngineError> for ApiError {
             EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             EngineError::NothingToRollBack => (StatusCode::CONFLICT, "nothing_to_roll_back"),
             EngineError::NeverPromoted { .. } => (StatusCode::CONFLICT, "never_promoted"),
+            EngineError::NotActive { .. } => (StatusCode::CONFLICT, "not_active"),
+            EngineError::NotAwaitingApproval { .. } => {
+                (StatusCode::CONFLICT, "not_awaiting_approval")
+            }
+            EngineError::NotAnApprover { .. } => (StatusCode::FORBIDDEN, "not_an_approver"),
+            EngineError::RejectionWithoutReason => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+            }
+            EngineError::AlreadyDecided { .. } => (StatusCode::CONFLICT, "already_decided"),
+            EngineError::InvalidSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
             EngineError::Stuck { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        let message = match &e {
-            EngineError::InvalidVersion(_) => format!("field `version`: {e}"),
-            _ => error_chain(&e),
+        let field = match &e {
+            EngineError::InvalidVersion(_) => Some("version"),
+            EngineError::RejectionWithoutReason => Some("comment"),
+            EngineError::InvalidSchedule(_) => Some("at"),
+            EngineError::NotAnApprover { .. } => Some("by"),
+            _ => None,
         };
-        let field = matches!(e, EngineError::InvalidVersion(_)).then(|| "version".to_owned());
+        let message = match field {
+            Some(field) => format!("field `{field}`: {e}"),
+            None => error_chain(&e),
+        };
+        let field = field.map(str::to_owned);
         ApiError {
             field,
             ..ApiError::new(status, code, message)
@@ -276,9 +299,99 @@ pub(crate) async fn deploy(
     if !cutover_api::valid_version(&req.version) {
         return Err(EngineError::InvalidVersion(req.version).into());
     }
+    let at_ms = req.at.as_deref().map(parse_time).transpose()?;
+    let override_window = match req.override_window {
+        Some(reason) if reason.trim().is_empty() => {
+            return Err(ApiError::invalid_field(
+                "override_window",
+                "overriding the deployment windows needs a reason, for the record",
+            ));
+        }
+        other => other.map(|r| r.trim().to_owned()),
+    };
+    let options = DeployOptions {
+        deploy_type: req.deploy_type,
+        at_ms,
+        override_window,
+    };
     let config = run_config(&s)?;
-    let started = s.engine.deploy(&req.version, config)?;
+    let started = s.engine.deploy(&req.version, options, config)?;
     Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// An RFC 3339 time with its offset, as ms since the Unix epoch.
+fn parse_time(text: &str) -> Result<i64, ApiError> {
+    let at: jiff::Timestamp = text.trim().parse().map_err(|e| {
+        ApiError::invalid_field(
+            "at",
+            format!(
+                "`{text}` is not an RFC 3339 time with an offset, like `2026-12-02T18:00:00Z` or \
+                 `2026-12-02T19:00:00+01:00`: {e}"
+            ),
+        )
+    })?;
+    Ok(at.as_millisecond())
+}
+
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/runs/{id}/approve", tag = "runs", security(("token" = [])),
+        params(("id" = String, Path, description = "the run waiting for approval")),
+        request_body = cutover_api::ApprovalRequest,
+        responses(
+            (status = 200, description = "recorded; the run counts it", body = cutover_api::Steered),
+            (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 403, description = "`not_an_approver`: the name is not in `approvals.from`", body = cutover_api::ErrorBody),
+            (status = 409, description = "`not_active`, `not_awaiting_approval` or `already_decided`", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn approve(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ApprovalRequest>, JsonRejection>,
+) -> Result<Json<Steered>, ApiError> {
+    decide(&s, &id, Verdict::Approve, body)
+}
+
+#[cfg_attr(
+    feature = "openapi",
+    utoipa::path(
+        post, path = "/api/v1/runs/{id}/reject", tag = "runs", security(("token" = [])),
+        params(("id" = String, Path, description = "the run waiting for approval")),
+        request_body = cutover_api::ApprovalRequest,
+        responses(
+            (status = 200, description = "recorded; the run ends, blocked", body = cutover_api::Steered),
+            (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
+            (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 403, description = "`not_an_approver`: the name is not in `approvals.from`", body = cutover_api::ErrorBody),
+            (status = 409, description = "`not_active`, `not_awaiting_approval` or `already_decided`", body = cutover_api::ErrorBody),
+            (status = 422, description = "`invalid_field`: no `comment` saying why", body = cutover_api::ErrorBody),
+        )
+    )
+)]
+pub(crate) async fn reject(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ApprovalRequest>, JsonRejection>,
+) -> Result<Json<Steered>, ApiError> {
+    decide(&s, &id, Verdict::Reject, body)
+}
+
+fn decide(
+    s: &AppState,
+    id: &str,
+    verdict: Verdict,
+    body: Result<Json<ApprovalRequest>, JsonRejection>,
+) -> Result<Json<Steered>, ApiError> {
+    let Json(req) = body.map_err(|r| bad_body(&r, r#"{"by": "alice", "comment": "why"}"#))?;
+    s.engine
+        .decide(id, verdict, req.by.trim(), req.comment.as_deref())?;
+    Ok(Json(Steered {
+        run_id: id.to_owned(),
+    }))
 }
 
 #[cfg_attr(

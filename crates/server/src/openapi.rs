@@ -25,6 +25,8 @@ use crate::{api, metrics, runs, streams};
         api::promote,
         api::abort,
         api::rollback,
+        api::approve,
+        api::reject,
         api::config_check,
         api::openapi_json,
         runs::apps,

@@ -85,7 +85,7 @@ pub(crate) async fn runs(
         get, path = "/api/v1/runs/{id}", tag = "runs",
         params(("id" = String, Path, description = "the run's id")),
         responses(
-            (status = 200, description = "the run: `run` (a RunRecord), `events`, `measurements`, `config` and receipt `files`", body = Object),
+            (status = 200, description = "the run: `run` (a RunRecord), `events`, `measurements`, `config`, the `decision` record stage by stage, `approvals` and receipt `files`", body = Object),
             (status = 404, description = "`no_such_run`", body = cutover_api::ErrorBody),
         )
     )
@@ -94,21 +94,15 @@ pub(crate) async fn run(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<receipts::RunReceipt>, ApiError> {
-    let store = s.engine.store();
-    let receipt = receipts::RunReceipt {
-        run: store.run(&id)?,
-        events: store.events(&id)?,
-        config: store
-            .run_config(&id)?
-            .as_deref()
-            .and_then(cutover_engine::recorded_config_text),
-        measurements: store.measurements(&id)?,
-        files: receipt_files(&s.runs_dir.join(&id))
-            .into_iter()
-            .map(|f| f.name)
-            .collect(),
-    };
-    Ok(Json(receipt))
+    let files = receipt_files(&s.runs_dir.join(&id))
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    Ok(Json(receipts::RunReceipt::read(
+        s.engine.store(),
+        &id,
+        files,
+    )?))
 }
 
 /// `GET /api/v1/runs/{id}/measurements`: the run's analysis windows, oldest first.

@@ -623,8 +623,17 @@ mod tests {
             }
         }
         let store = Store::open(&path).unwrap();
-        let names: Vec<String> = store.approvals("r1").unwrap().into_iter().map(|a| a.by).collect();
-        assert_eq!(names, ["alice", "bob"], "oldest first, the refused one not kept");
+        let names: Vec<String> = store
+            .approvals("r1")
+            .unwrap()
+            .into_iter()
+            .map(|a| a.by)
+            .collect();
+        assert_eq!(
+            names,
+            ["alice", "bob"],
+            "oldest first, the refused one not kept"
+        );
         assert_eq!(store.approvals("r2").unwrap().len(), 1);
         assert!(store.approvals("nope").unwrap().is_empty());
     }

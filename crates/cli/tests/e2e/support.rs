@@ -144,6 +144,13 @@ impl Env {
         self.write_config();
     }
 
+    /// Rewrites the extra top-level sections while the daemon runs: the next run
+    /// uses them.
+    pub fn change_sections(&mut self, yaml: &str) {
+        self.extra = yaml.to_owned();
+        self.write_config();
+    }
+
     fn write_config(&self) {
         let yaml = format!(
             r#"app: e2e

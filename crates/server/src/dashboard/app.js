@@ -6,7 +6,7 @@
 import { ApiError, askToken, failure, forgetToken, getJson, readEventStream, renderTokenButton, request } from "./api.js";
 import { renderCharts } from "./chart.js";
 import { $, clear, h } from "./dom.js";
-import { KIND_WORDS, OUTCOME_WORDS, clock, dateTime, duration, millis, number, pct } from "./format.js";
+import { KIND_WORDS, OUTCOME_WORDS, STAGE_NAMES, clock, dateTime, duration, millis, number, pct } from "./format.js";
 import { markdown } from "./markdown.js";
 
 const STATUS_EVERY_MS = 2000;
@@ -414,7 +414,18 @@ function renderRun() {
 function stagesOf(run) {
   const kind = run.record ? run.record.kind : null;
   const phases = run.events.filter((e) => e.kind === "phase");
-  const stages = [{ key: "starting", name: "Start" }];
+  // The pipeline's stages before the rollout (schedule, window, approval), as
+  // their own events say.
+  const before = [];
+  for (const e of run.events.filter((e) => e.kind === "stage" && e.stage !== "deploy")) {
+    let st = before.find((b) => b.key === e.stage);
+    if (!st) before.push((st = { key: e.stage, name: STAGE_NAMES[e.stage] || e.stage, pipeline: true }));
+    if (e.status === "running" && st.enteredAt == null) st.enteredAt = e.at_ms;
+    if (e.status !== "running") st.leftAt = e.at_ms;
+    st.stageStatus = e.status;
+    st.message = e.message;
+  }
+  const stages = [...before, { key: "starting", name: "Start" }];
   const counted = phases.map((e) => e.phase).find((p) => p.of);
   if (kind === "canary" || kind === "rolling") {
     const word = kind === "canary" ? "Step" : "Batch";
@@ -430,6 +441,8 @@ function stagesOf(run) {
   const keyOf = (p) => {
     switch (p.stage) {
       case "pending": case "starting": return "starting";
+      case "scheduled": return "schedule";
+      case "awaiting_approval": return "approval";
       case "step": return `step:${p.step}`;
       case "batch": return `batch:${p.batch}`;
       case "preview": case "awaiting_promotion": case "post_promotion": return p.stage;
@@ -450,12 +463,16 @@ function stagesOf(run) {
   // remaining steps).
   const passed = (st) => (st.enteredAt != null ? "done" : "skipped");
   stages.forEach((st, i) => (st.status = i < current ? passed(st) : i === current ? "current" : "upcoming"));
+  for (const st of stages.filter((st) => st.pipeline)) {
+    st.status = { running: "current", passed: "done", failed: "done", skipped: "skipped" }[st.stageStatus] || st.status;
+    if (st.stageStatus === "failed") st.tone = "bad";
+  }
   const end = stages[stages.length - 1];
   const last = phases.length ? phases[phases.length - 1].phase.stage : null;
   if (run.final) {
     end.status = "done";
     end.name = (OUTCOME_WORDS[run.final.outcome] || run.final.outcome).replace(/^./, (c) => c.toUpperCase());
-    end.tone = run.final.outcome === "promoted" ? "good" : run.final.outcome === "aborted" ? "warn" : "bad";
+    end.tone = run.final.outcome === "promoted" ? "good" : ["aborted", "blocked"].includes(run.final.outcome) ? "warn" : "bad";
     end.enteredAt = end.enteredAt ?? run.final.at_ms;
     end.leftAt = run.final.at_ms;
     if (end.tone !== "good") {

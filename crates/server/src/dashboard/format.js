@@ -49,5 +49,8 @@ export function millis(v) {
   return v == null ? "—" : (v < 10 ? v.toFixed(1) : String(Math.round(v))) + "ms";
 }
 
-export const OUTCOME_WORDS = { promoted: "promoted", rolled_back: "rolled back", aborted: "aborted", failed: "failed" };
+export const OUTCOME_WORDS = { promoted: "promoted", rolled_back: "rolled back", aborted: "aborted", blocked: "blocked", failed: "failed" };
+
+// The pipeline's stages before the rollout, for people.
+export const STAGE_NAMES = { schedule: "Scheduled", window: "Window", approval: "Approval" };
 export const KIND_WORDS = { initial: "first deploy", canary: "canary", blue_green: "blue-green", rolling: "rolling update", rollback: "rollback" };
