@@ -167,4 +167,21 @@ api:
   # Let an API listening beyond loopback keep its reads open (else it refuses to start
   # without `read_auth: true`).
   allow_remote_open_reads: false
+
+# Optional: people who must approve a deploy before anything starts (`cutover approve
+# --as NAME`; `cutover reject --as NAME --comment "..."` blocks it).
+# approvals:
+#   required: 2                 # distinct approvals, at most the number in `from`
+#   from: [alice, bob, carol]   # who may decide; anyone else is refused
+#   timeout: 24h                # no quorum by then: the run is aborted
+#   hotfix: { required: 1, from: [oncall] }   # for `cutover deploy --type hotfix`
+
+# Optional: when deploys may move traffic, in a named time zone; outside, a deploy is
+# refused unless `--override-window --reason "..."`.
+# windows:
+#   timezone: Europe/Berlin
+#   allow:
+#     - { days: [mon-thu], hours: "09:00-17:00" }
+#   freezes:
+#     - { from: 2026-12-20, until: 2027-01-04, reason: year-end freeze }
 "#;
