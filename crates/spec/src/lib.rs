@@ -16,6 +16,8 @@
 //! assert_eq!(canary.steps.len(), 3);
 //! ```
 
+mod hooks;
+mod notifications;
 mod parse;
 mod types;
 

@@ -16,7 +16,9 @@
 //! - `rolling`: `strategy.rolling`;
 //! - `analysis`: `analysis` and its metric rules;
 //! - `proxy`: `proxy`, the built-in proxy's limits;
-//! - `api`: `api`, who may read the daemon's HTTP API.
+//! - `api`: `api`, who may read the daemon's HTTP API;
+//! - `hooks`: `hooks` and `migrations`, the commands run around a rollout;
+//! - `notifications`: `notifications`, its webhooks and GitHub deployments.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -30,6 +32,8 @@ mod analysis;
 mod api;
 mod blue_green;
 mod fields;
+mod hooks;
+mod notifications;
 mod platform;
 mod proxy;
 mod rolling;
@@ -41,7 +45,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
 use crate::types::{
-    AnalysisSpec, ApiSpec, Config, HealthCheck, PlatformSpec, ProxySpec, StrategySpec, defaults,
+    AnalysisSpec, ApiSpec, Config, HealthCheck, HooksSpec, NotificationsSpec, PlatformSpec,
+    ProxySpec, StrategySpec, defaults,
 };
 
 // The suggestion rule is also unit-tested on its own.
@@ -58,6 +63,9 @@ const TOP: &[&str] = &[
     "analysis",
     "proxy",
     "api",
+    "hooks",
+    "migrations",
+    "notifications",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -81,6 +89,12 @@ const HOMES: &[(&str, &[&str])] = &[
     ("a latency metric", analysis::LATENCY),
     ("`proxy`", proxy::PROXY),
     ("`api`", api::API),
+    ("`hooks`", hooks::HOOKS),
+    ("`migrations`", hooks::MIGRATIONS),
+    ("`migrations.validate`", hooks::VALIDATE),
+    ("`notifications`", notifications::NOTIFICATIONS),
+    ("each of `notifications.webhooks`", notifications::WEBHOOK),
+    ("`notifications.github`", notifications::GITHUB),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -184,6 +198,18 @@ impl Checker<'_> {
             Some(e) => self.api(e),
             None => Some(ApiSpec::default()),
         };
+        let hooks = match f.get("hooks") {
+            Some(e) => self.hooks(e),
+            None => Some(HooksSpec::default()),
+        };
+        let migrations = match f.get("migrations") {
+            Some(e) => self.migrations(e).map(Some),
+            None => Some(None),
+        };
+        let notifications = match f.get("notifications") {
+            Some(e) => self.notifications(e),
+            None => Some(NotificationsSpec::default()),
+        };
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -208,6 +234,9 @@ impl Checker<'_> {
             analysis: analysis?,
             proxy: proxy?,
             api: api?,
+            hooks: hooks?,
+            migrations: migrations?,
+            notifications: notifications?,
         })
     }
 

@@ -86,6 +86,9 @@ fn minimal_config_gets_every_default() {
             read_auth: false,
             allow_remote_open_reads: false,
         },
+        hooks: HooksSpec::default(),
+        migrations: None,
+        notifications: NotificationsSpec::default(),
     };
     assert_eq!(c, expected);
     assert_eq!(c.api, ApiSpec::default());
@@ -322,6 +325,9 @@ api:
             read_auth: true,
             allow_remote_open_reads: true,
         },
+        hooks: HooksSpec::default(),
+        migrations: None,
+        notifications: NotificationsSpec::default(),
     };
     assert_eq!(c, expected);
     assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);
