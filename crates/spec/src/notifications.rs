@@ -40,8 +40,12 @@ pub enum WebhookFormat {
     Slack,
 }
 
-/// What happened in a run that a webhook may be told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// What happened in a run that a webhook may be told; serialized as its
+/// [`as_str`](NotificationKind::as_str) name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     RunStarted,
     StageFinished,
