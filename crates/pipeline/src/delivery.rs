@@ -621,6 +621,21 @@ fn finish_job(records: &Records, index: usize, result: Result<(), String>) {
 mod tests {
     use super::*;
 
+    /// `cutover_spec::defaults::HTTPS_SUPPORTED` says what this client can do; if a
+    /// TLS stack is added, this fails until the switch is turned.
+    #[tokio::test]
+    async fn the_spec_knows_whether_this_client_speaks_tls() {
+        // Nothing listens on port 1: with TLS this would be "connection refused".
+        let err = http_client()
+            .post("https://127.0.0.1:1/")
+            .send()
+            .await
+            .expect_err("no server there");
+        let chain = error_chain(&err);
+        let no_tls = chain.contains("scheme is not http");
+        assert_eq!(no_tls, !cutover_spec::defaults::HTTPS_SUPPORTED, "{chain}");
+    }
+
     #[test]
     fn a_webhooks_path_is_never_shown() {
         assert_eq!(
