@@ -4,9 +4,7 @@
 //! [`Notifier::notify`] only queues (it never waits, and never fails); each webhook
 //! and the GitHub client have a queue and a task of their own, which send in the
 //! order queued (so a receiver sees a run's events in order) and retry a failed
-//! attempt with exponential backoff, within a bounded number of attempts and a
-//! bounded total time ([`DeliveryPolicy`]). A connection error, a timeout, 408, 429
-//! and 5xx are retried; any other answer is final. Every attempt is recorded, and
+//! attempt as [`DeliveryPolicy`] says (see `retry`). Every attempt is recorded, and
 //! [`Notifier::finish`] returns the record for `notifications.md`.
 
 use std::collections::BTreeMap;
@@ -22,41 +20,13 @@ use tokio::time::Instant;
 
 use crate::github::{DeploymentState, GitHub, state_for};
 use crate::notify::Notification;
+use crate::retry::{Attempt, DeliveryPolicy, Failure, with_retries};
 use crate::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 
 /// Sent with every request.
 pub(crate) const USER_AGENT: &str = concat!("cutover/", env!("CARGO_PKG_VERSION"));
 /// Notifications queued per target before more are dropped (and recorded so).
 const QUEUE: usize = 64;
-
-/// How hard a notification is tried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeliveryPolicy {
-    /// Attempts per request, the first included (at least 1).
-    pub attempts: u32,
-    /// The wait after the first failed attempt; it doubles after each next one.
-    pub first_backoff: Duration,
-    /// The longest wait between attempts.
-    pub max_backoff: Duration,
-    /// How long one attempt may take (connect, send, answer).
-    pub attempt_timeout: Duration,
-    /// How long one request may take with all its attempts and waits.
-    pub total: Duration,
-}
-
-impl Default for DeliveryPolicy {
-    /// 5 attempts, 1 s then 2, 4 and 8 s apart (at most 30 s), 10 s each, 2 minutes in
-    /// all.
-    fn default() -> Self {
-        DeliveryPolicy {
-            attempts: 5,
-            first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(30),
-            attempt_timeout: Duration::from_secs(10),
-            total: Duration::from_secs(120),
-        }
-    }
-}
 
 /// Every notification and what became of it, for `notifications.md` and `run.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -103,58 +73,6 @@ pub struct RequestRecord {
     /// What it was: `POST`, `create deployment`, `status success`.
     pub what: String,
     pub attempts: Vec<Attempt>,
-}
-
-/// One try of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// The HTTP status answered, if any.
-    pub status: Option<u16>,
-    /// What went wrong, if anything.
-    pub error: Option<String>,
-}
-
-/// Why an attempt did not succeed, and whether another may.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    pub status: Option<u16>,
-    pub error: String,
-    pub retryable: bool,
-}
-
-impl Failure {
-    pub(crate) fn from_request(err: reqwest::Error) -> Failure {
-        let what = if err.is_timeout() {
-            "timed out".to_owned()
-        } else if err.is_connect() {
-            format!("cannot connect: {}", error_chain(&err))
-        } else {
-            error_chain(&err)
-        };
-        Failure {
-            status: err.status().map(|s| s.as_u16()),
-            error: what,
-            retryable: true,
-        }
-    }
-
-    pub(crate) fn from_status(status: u16, error: String) -> Failure {
-        Failure {
-            status: Some(status),
-            error,
-            retryable: matches!(status, 408 | 429 | 500..=599),
-        }
-    }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
 }
 
 type Records = Arc<Mutex<NotificationsReport>>;
@@ -436,14 +354,14 @@ fn update(records: &Records, index: usize, change: impl FnOnce(&mut DeliveryReco
     }
 }
 
-/// Make one request with the policy's retries, recording every attempt in
+/// Make one request with the policy's retries, recording it and every attempt in
 /// `records[index]` under `what` as it goes.
-async fn with_retries<T, F, Fut>(
+async fn request<T, F, Fut>(
     policy: &DeliveryPolicy,
     records: &Records,
     index: usize,
     what: &str,
-    mut call: F,
+    call: F,
 ) -> Result<T, String>
 where
     F: FnMut() -> Fut,
@@ -455,54 +373,14 @@ where
             attempts: Vec::new(),
         })
     });
-    let attempt = |a: Attempt| {
+    let on_attempt = |a: Attempt| {
         update(records, index, |r| {
             if let Some(request) = r.requests.last_mut() {
                 request.attempts.push(a);
             }
         })
     };
-    let deadline = Instant::now() + policy.total;
-    let mut backoff = policy.first_backoff;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let failure = match tokio::time::timeout(policy.attempt_timeout.min(left), call()).await {
-            Ok(Ok((status, value))) => {
-                attempt(Attempt {
-                    status: Some(status),
-                    error: None,
-                });
-                return Ok(value);
-            }
-            Ok(Err(failure)) => failure,
-            Err(_elapsed) => Failure {
-                status: None,
-                error: "timed out".to_owned(),
-                retryable: true,
-            },
-        };
-        attempt(Attempt {
-            status: failure.status,
-            error: Some(failure.error.clone()),
-        });
-        if !failure.retryable {
-            return Err(failure.error);
-        }
-        if tries >= policy.attempts.max(1) {
-            return Err(format!("{} (after {tries} attempts)", failure.error));
-        }
-        if Instant::now() + backoff >= deadline {
-            return Err(format!(
-                "{} (after {tries} attempts, out of the {} allowed)",
-                failure.error,
-                humantime::format_duration(policy.total)
-            ));
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(policy.max_backoff);
-    }
+    with_retries(policy, on_attempt, call).await
 }
 
 /// What a webhook's worker needs to send.
@@ -550,7 +428,7 @@ async fn webhook_worker(sender: WebhookSender, mut rx: mpsc::Receiver<Job>, reco
             Err(why) => Err(why.clone()),
             Ok(key) => {
                 let body = job.notification.body(sender.hook.format);
-                with_retries(&sender.policy, &records, job.record, "POST", || {
+                request(&sender.policy, &records, job.record, "POST", || {
                     sender.post(&body, key.as_ref())
                 })
                 .await
@@ -590,7 +468,7 @@ async fn github_job(
     let id = match (known, state) {
         (Some(id), _) => id,
         (None, DeploymentState::InProgress) => {
-            let id = with_retries(policy, records, job.record, "create deployment", || async {
+            let id = request(policy, records, job.record, "create deployment", || async {
                 github.create_deployment(n).await
             })
             .await?;
@@ -602,7 +480,7 @@ async fn github_job(
         }
     };
     let what = format!("status {}", state.as_str());
-    with_retries(policy, records, job.record, &what, || async {
+    request(policy, records, job.record, &what, || async {
         github.post_status(id, state, n).await
     })
     .await
@@ -620,6 +498,7 @@ fn finish_job(records: &Records, index: usize, result: Result<(), String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::error_chain;
 
     /// `cutover_spec::defaults::HTTPS_SUPPORTED` says what this client can do; if a
     /// TLS stack is added, this fails until the switch is turned.
@@ -643,21 +522,5 @@ mod tests {
             "http://hooks.example/…"
         );
         assert_eq!(shown_url("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
-    }
-
-    #[test]
-    fn only_transient_answers_are_retried() {
-        for status in [408, 429, 500, 502, 503] {
-            assert!(
-                Failure::from_status(status, String::new()).retryable,
-                "{status}"
-            );
-        }
-        for status in [301, 400, 401, 403, 404, 422] {
-            assert!(
-                !Failure::from_status(status, String::new()).retryable,
-                "{status}"
-            );
-        }
     }
 }

@@ -12,8 +12,8 @@ use cutover_spec::{GitHubSpec, NotificationKind, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::delivery::Failure;
 use crate::notify::Notification;
+use crate::retry::Failure;
 
 /// The REST API version these calls are written against.
 pub const API_VERSION: &str = "2022-11-28";

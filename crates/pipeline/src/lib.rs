@@ -33,15 +33,14 @@ mod github;
 mod hooks;
 mod migrations;
 mod notify;
+mod retry;
 pub mod signature;
 
-pub use delivery::{
-    Attempt, DeliveryPolicy, DeliveryRecord, DeliveryResult, NotificationsReport, Notifier,
-    RequestRecord,
-};
+pub use delivery::{DeliveryRecord, DeliveryResult, NotificationsReport, Notifier, RequestRecord};
 pub use github::{API_VERSION as GITHUB_API_VERSION, DeploymentState, GitHub, state_for};
 pub use hooks::{HookPoint, HookReport, RunFacts, run_hook};
 pub use migrations::{
     Direction, MigrationReport, ValidationReport, migrate_down, migrate_up, validate_migrations,
 };
 pub use notify::Notification;
+pub use retry::{Attempt, DeliveryPolicy};
