@@ -153,6 +153,15 @@ impl Checker<'_> {
 
     fn secret(&mut self, e: &Entry) -> Option<Secret> {
         match e.value.scalar_text() {
+            // Taken literally, `${env:NAME}` would sign with those very characters.
+            Some(s) if s.contains("${") => {
+                self.error(
+                    Self::at(e),
+                    "`secret` looks like a placeholder, which is not expanded here; to read \
+                     the key from the environment, write `secret_env: NAME` instead",
+                );
+                None
+            }
             Some(s) if !s.is_empty() => Some(Secret::new(s)),
             _ => {
                 // Never echo what was written: it may be most of a key.

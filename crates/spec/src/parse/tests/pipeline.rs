@@ -210,6 +210,11 @@ fn webhook_mistakes_say_what_would_be_valid() {
     ));
     assert!(e.contains("has both `secret` and `secret_env`"), "{e}");
     let e = error(&format!(
+        "{MINIMAL}notifications:\n  webhooks:\n    - {{ url: \"http://h/x\", secret: \"${{env:KEY}}\" }}\n"
+    ));
+    assert!(e.contains("write `secret_env: NAME` instead"), "{e}");
+    assert!(!e.contains("KEY"), "a secret is never echoed: {e}");
+    let e = error(&format!(
         "{MINIMAL}notifications:\n  webhooks:\n    - {{ url: \"ftp://h/x\" }}\n"
     ));
     assert!(e.contains("the scheme `ftp` is not supported"), "{e}");
