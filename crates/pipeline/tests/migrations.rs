@@ -13,6 +13,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cutover_pipeline::command::CommandOutcome;
@@ -23,61 +24,84 @@ use cutover_spec::{HookCommand, MigrationValidation, MigrationsSpec};
 struct Postgres {
     child: Child,
     port: u16,
-    // Kept for the server's lifetime; removed after it stops (fields drop after `drop`).
-    dir: tempfile::TempDir,
+    // Removed once the server has stopped (fields drop after `drop`).
+    dir: Arc<tempfile::TempDir>,
+}
+
+/// What starting a PostgreSQL takes here.
+struct Prerequisites {
+    /// Where `initdb` and `postgres` are.
+    bin: PathBuf,
+    /// Who to run them as, when the test runs as root.
+    as_user: Option<(u32, u32)>,
+}
+
+/// The binaries and the user, or why the test cannot have them.
+fn prerequisites() -> Result<Prerequisites, String> {
+    let bin = server_bin_dir().ok_or(
+        "no PostgreSQL server binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin; \
+         install Debian's `postgresql`",
+    )?;
+    if which("psql").is_none() {
+        return Err("no `psql` on PATH; install Debian's `postgresql-client`".into());
+    }
+    Ok(Prerequisites {
+        bin,
+        as_user: unprivileged()?,
+    })
 }
 
 impl Postgres {
-    /// Start one, or say why it cannot be.
-    fn start() -> Result<Postgres, String> {
-        let bin = server_bin_dir().ok_or(
-            "no PostgreSQL server binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin; \
-             install Debian's `postgresql`",
-        )?;
-        if which("psql").is_none() {
-            return Err("no `psql` on PATH; install Debian's `postgresql-client`".into());
-        }
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let as_user = unprivileged()?;
-        if let Some((uid, gid)) = as_user {
+    /// Start one. The binaries are there, so a server that does not start is a
+    /// failure (with its log), not a skip; a port taken between picking it and
+    /// binding it is retried with another.
+    fn start(pre: &Prerequisites) -> Postgres {
+        let dir = Arc::new(tempfile::tempdir().expect("a temp folder"));
+        if let Some((uid, gid)) = pre.as_user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .map_err(|e| format!("cannot hand the temp folder to uid {uid}: {e}"))?;
+                .unwrap_or_else(|e| panic!("cannot hand the temp folder to uid {uid}: {e}"));
         }
         let data = dir.path().join("data");
-        let log =
-            std::fs::File::create(dir.path().join("postgres.log")).map_err(|e| e.to_string())?;
-        let initdb = command(as_user, &bin.join("initdb"))
-            .args(["-D"])
-            .arg(&data)
-            .args(["-U", "cutover", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log.try_clone().map_err(|e| e.to_string())?)
-            .status()
-            .map_err(|e| format!("cannot run initdb: {e}"))?;
-        if !initdb.success() {
-            return Err(format!("initdb failed:\n{}", read_log(dir.path())));
-        }
-        let port = free_port();
-        let child = command(as_user, &bin.join("postgres"))
+        let initdb = command(pre.as_user, &pre.bin.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "shared_buffers=16MB",
-                "-c",
-                "max_connections=20",
-            ])
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot run postgres: {e}"))?;
-        let mut pg = Postgres { child, port, dir };
-        pg.wait_ready()?;
-        Ok(pg)
+            .args(["-U", "cutover", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(log_file(dir.path()))
+            .stderr(log_file(dir.path()))
+            .status()
+            .expect("run initdb");
+        assert!(initdb.success(), "initdb failed:\n{}", read_log(dir.path()));
+        for attempt in 1..=3 {
+            let port = free_port();
+            let child = command(pre.as_user, &pre.bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+                .arg(dir.path())
+                .args([
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "shared_buffers=16MB",
+                    "-c",
+                    "max_connections=20",
+                ])
+                .stdout(log_file(dir.path()))
+                .stderr(log_file(dir.path()))
+                .spawn()
+                .expect("run postgres");
+            let mut pg = Postgres {
+                child,
+                port,
+                dir: dir.clone(),
+            };
+            match pg.wait_ready() {
+                Ok(()) => return pg,
+                Err(log) if attempt < 3 && log.contains("could not bind") => continue,
+                Err(log) => panic!("PostgreSQL did not start: {log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -227,14 +251,23 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// The server's log, appended to by every process that writes it.
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .expect("open the PostgreSQL log")
+}
+
 fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
 }
 
-/// A started PostgreSQL, or `None` after saying loudly why not.
+/// A started PostgreSQL, or `None` after saying loudly why there can be none.
 fn postgres() -> Option<Postgres> {
-    match Postgres::start() {
-        Ok(pg) => Some(pg),
+    match prerequisites() {
+        Ok(pre) => Some(Postgres::start(&pre)),
         Err(why) => {
             eprintln!("SKIPPED: no PostgreSQL for the migration tests: {why}");
             None
