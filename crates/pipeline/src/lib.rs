@@ -6,3 +6,41 @@
 //! Every stage returns a report that is data (serialized into the run's JSON) and
 //! renders itself as the Markdown receipt a person reads; none of them decides what
 //! the run does next, the engine does.
+//!
+//! This crate runs commands and speaks HTTP; it never depends on the engine, the
+//! store or the server: the engine calls it and keeps what it returns.
+//!
+//! ```no_run
+//! # async fn example(config: &cutover_spec::Config, facts: cutover_pipeline::RunFacts) {
+//! use cutover_pipeline::{DeliveryPolicy, HookPoint, Notification, Notifier, run_hook};
+//! use cutover_spec::NotificationKind;
+//!
+//! let env = |name: &str| std::env::var(name).ok();
+//! let notifier = Notifier::start(&config.notifications, DeliveryPolicy::default(), &env, None);
+//! notifier.notify(Notification::new(NotificationKind::RunStarted, &facts));
+//! let hook = run_hook(HookPoint::BeforeDeploy, &config.hooks.before_deploy, &facts).await;
+//! if !hook.passed() {
+//!     // blocked: write hook.to_markdown() to hooks.md, exit 4
+//! }
+//! let report = notifier.finish(std::time::Duration::from_secs(30)).await;
+//! std::fs::write(facts.receipts_dir.join("notifications.md"), report.to_markdown()).ok();
+//! # }
+//! ```
+
+pub mod command;
+mod delivery;
+mod github;
+mod hooks;
+mod migrations;
+mod notify;
+mod retry;
+pub mod signature;
+
+pub use delivery::{DeliveryRecord, DeliveryResult, NotificationsReport, Notifier, RequestRecord};
+pub use github::{API_VERSION as GITHUB_API_VERSION, DeploymentState, GitHub, state_for};
+pub use hooks::{HookPoint, HookReport, RunFacts, run_hook};
+pub use migrations::{
+    Direction, MigrationReport, ValidationReport, migrate_down, migrate_up, validate_migrations,
+};
+pub use notify::Notification;
+pub use retry::{Attempt, DeliveryPolicy};

@@ -17,6 +17,8 @@
 //! ```
 
 mod approval;
+mod hooks;
+mod notifications;
 mod parse;
 mod types;
 

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::hooks::*;
+pub use crate::notifications::*;
+
 /// A whole, valid `cutover.yaml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -26,6 +29,12 @@ pub struct Config {
     pub approvals: Option<crate::ApprovalsSpec>,
     /// When deploys may move traffic; `None`: at any time.
     pub windows: Option<crate::WindowsSpec>,
+    /// Commands run before the deploy, after a promotion and on a rollback (default none).
+    pub hooks: HooksSpec,
+    /// The database migration the new version needs (default none).
+    pub migrations: Option<MigrationsSpec>,
+    /// Webhooks and GitHub deployments told of the run (default none).
+    pub notifications: NotificationsSpec,
 }
 
 /// Who may use the daemon's HTTP API (`api:`; every field optional). Requests that
@@ -518,7 +527,7 @@ pub mod defaults {
 
     use super::{
         Baseline, ComparisonSpec, Count, ErrorRateRule, MetricRules, Pause, Percent,
-        SequentialSpec, Step, Sticky,
+        SequentialSpec, Step, Sticky, WebhookFormat,
     };
 
     /// `listen`: where the built-in proxy listens.
@@ -652,6 +661,22 @@ pub mod defaults {
     pub const READ_AUTH: bool = false;
     /// `api.allow_remote_open_reads`: an API beyond loopback must protect its reads.
     pub const ALLOW_REMOTE_OPEN_READS: bool = false;
+
+    /// `timeout` of a hook command that does not say.
+    pub const HOOK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    /// `timeout` of a migration command that does not say.
+    pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `format` of a webhook that does not say.
+    pub const WEBHOOK_FORMAT: WebhookFormat = WebhookFormat::Json;
+    /// `notifications.github.api_url`.
+    pub const GITHUB_API_URL: &str = "https://api.github.com";
+    /// `notifications.github.environment`.
+    pub const GITHUB_ENVIRONMENT: &str = "production";
+    /// Whether this build's HTTP client speaks TLS, so that webhooks and the GitHub API
+    /// may be `https://` URLs. It does not (reqwest is built without a TLS stack), so
+    /// such URLs are refused when the config is read; this is the one switch to turn
+    /// when a TLS stack is added.
+    pub const HTTPS_SUPPORTED: bool = false;
 
     /// `analysis.metrics` when left out: `error_rate: { max: 5% }`.
     pub fn metrics() -> MetricRules {

@@ -184,4 +184,35 @@ api:
 #     - { days: [mon-thu], hours: "09:00-17:00" }
 #   freezes:
 #     - { from: 2026-12-20, until: 2027-01-04, reason: year-end freeze }
+# Commands run around a rollout, each `{ run: [argv], timeout, workdir }` (no shell
+# unless you write ["sh", "-c", "..."]). They get the run's facts in CUTOVER_APP,
+# CUTOVER_VERSION, CUTOVER_PREVIOUS_VERSION, CUTOVER_RUN_ID, CUTOVER_OUTCOME,
+# CUTOVER_REASON, CUTOVER_RECEIPTS_DIR and CUTOVER_STAGE. None by default.
+# hooks:
+#   before_deploy:              # a failure blocks the run before anything starts
+#     - { run: ["./scripts/check-release.sh"], timeout: 5m }
+#   after_promotion:            # a failure is reported, the version stays
+#     - { run: ["./scripts/announce.sh"], timeout: 1m, workdir: . }
+#   on_rollback:                # the rollback script; a failure is reported
+#     - { run: ["sh", "-c", "./scripts/rollback.sh \"$CUTOVER_REASON\""] }
+
+# The database migration the new version needs, run before traffic moves. None by default.
+# migrations:
+#   up: { run: ["npm", "run", "migrate:up"], timeout: 10m }
+#   down: { run: ["npm", "run", "migrate:down"], timeout: 10m }
+#   reversible: false           # true: `down` runs on rollback (needs `down`)
+#   # A gate: up, down and up again against this scratch database (needs `down`),
+#   # passed to the commands as DATABASE_URL.
+#   validate: { database_url: "postgresql://127.0.0.1:5432/scratch" }
+
+# Who is told what happened. None by default.
+# notifications:
+#   webhooks:
+#     - url: http://127.0.0.1:9000/hook   # http only: this build has no TLS
+#       format: json            # or `slack`: a Slack-compatible body (text and blocks)
+#       events: [run_started, stage_finished, waiting_for_approval, promoted, rolled_back]
+#       secret_env: HOOK_SECRET # or `secret: ...`: signs the body (X-Cutover-Signature)
+#   # A GitHub deployment per run, with its statuses; `environment` defaults to
+#   # production, `api_url` to https://api.github.com, which needs TLS.
+#   github: { repository: acme/shop, token_env: GITHUB_TOKEN, api_url: "http://127.0.0.1:9001" }
 "#;

@@ -17,7 +17,9 @@
 //! - `analysis`: `analysis` and its metric rules;
 //! - `proxy`: `proxy`, the built-in proxy's limits;
 //! - `api`: `api`, who may read the daemon's HTTP API;
-//! - `approval`: `approvals` (the quorum a deploy waits for) and `windows`.
+//! - `approval`: `approvals` (the quorum a deploy waits for) and `windows`;
+//! - `hooks`: `hooks` and `migrations`, the commands run around a rollout;
+//! - `notifications`: `notifications`, its webhooks and GitHub deployments.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -32,6 +34,8 @@ mod api;
 mod approval;
 mod blue_green;
 mod fields;
+mod hooks;
+mod notifications;
 mod platform;
 mod proxy;
 mod rolling;
@@ -43,7 +47,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
 use crate::types::{
-    AnalysisSpec, ApiSpec, Config, HealthCheck, PlatformSpec, ProxySpec, StrategySpec, defaults,
+    AnalysisSpec, ApiSpec, Config, HealthCheck, HooksSpec, NotificationsSpec, PlatformSpec,
+    ProxySpec, StrategySpec, defaults,
 };
 
 // The suggestion rule is also unit-tested on its own.
@@ -62,6 +67,9 @@ const TOP: &[&str] = &[
     "api",
     "approvals",
     "windows",
+    "hooks",
+    "migrations",
+    "notifications",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -90,6 +98,12 @@ const HOMES: &[(&str, &[&str])] = &[
     ("`windows`", approval::WINDOWS),
     ("each of `windows.allow`", approval::WINDOW),
     ("each of `windows.freezes`", approval::FREEZE),
+    ("`hooks`", hooks::HOOKS),
+    ("`migrations`", hooks::MIGRATIONS),
+    ("`migrations.validate`", hooks::VALIDATE),
+    ("`notifications`", notifications::NOTIFICATIONS),
+    ("each of `notifications.webhooks`", notifications::WEBHOOK),
+    ("`notifications.github`", notifications::GITHUB),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -195,6 +209,18 @@ impl Checker<'_> {
         };
         let approvals = self.optional(&f, "approvals", None, |c, e| c.approvals(e).map(Some));
         let windows = self.optional(&f, "windows", None, |c, e| c.windows(e).map(Some));
+        let hooks = match f.get("hooks") {
+            Some(e) => self.hooks(e),
+            None => Some(HooksSpec::default()),
+        };
+        let migrations = match f.get("migrations") {
+            Some(e) => self.migrations(e).map(Some),
+            None => Some(None),
+        };
+        let notifications = match f.get("notifications") {
+            Some(e) => self.notifications(e),
+            None => Some(NotificationsSpec::default()),
+        };
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -221,6 +247,9 @@ impl Checker<'_> {
             api: api?,
             approvals: approvals?,
             windows: windows?,
+            hooks: hooks?,
+            migrations: migrations?,
+            notifications: notifications?,
         })
     }
 

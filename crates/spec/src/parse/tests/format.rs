@@ -88,6 +88,9 @@ fn minimal_config_gets_every_default() {
         },
         approvals: None,
         windows: None,
+        hooks: HooksSpec::default(),
+        migrations: None,
+        notifications: NotificationsSpec::default(),
     };
     assert_eq!(c, expected);
     assert_eq!(c.api, ApiSpec::default());
@@ -377,6 +380,9 @@ windows:
                 },
             ],
         }),
+        hooks: HooksSpec::default(),
+        migrations: None,
+        notifications: NotificationsSpec::default(),
     };
     assert_eq!(c, expected);
     assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);
@@ -556,6 +562,29 @@ platform:
         "api:",
         "read_auth:",
         "allow_remote_open_reads:",
+        "approvals:",
+        "hotfix:",
+        "windows:",
+        "timezone:",
+        "freezes:",
+        "hooks:",
+        "before_deploy:",
+        "after_promotion:",
+        "on_rollback:",
+        "run:",
+        "migrations:",
+        "up:",
+        "down:",
+        "reversible:",
+        "validate:",
+        "database_url:",
+        "notifications:",
+        "webhooks:",
+        "url:",
+        "format:",
+        "events:",
+        "secret_env:",
+        "github:",
     ] {
         assert!(STARTER.contains(key), "STARTER lacks {key}");
     }

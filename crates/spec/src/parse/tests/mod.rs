@@ -7,12 +7,14 @@
 //! - `sections`: the platform and strategy kinds, and canary steps;
 //! - `values`: percentages, durations, and the other values;
 //! - `proxy`: the proxy's limits and their sizes;
-//! - `api`: who may read the daemon's API.
+//! - `api`: who may read the daemon's API;
+//! - `pipeline`: hooks, migrations and notifications.
 
 mod api;
 mod approval;
 mod diagnostics;
 mod format;
+mod pipeline;
 mod proxy;
 mod sections;
 mod values;
