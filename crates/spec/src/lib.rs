@@ -16,8 +16,12 @@
 //! assert_eq!(canary.steps.len(), 3);
 //! ```
 
+mod gates;
 mod parse;
+mod smoke;
 mod types;
 
+pub use gates::*;
 pub use parse::{ConfigError, Diagnostic, STARTER, load, parse};
+pub use smoke::*;
 pub use types::*;

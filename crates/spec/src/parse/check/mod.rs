@@ -16,7 +16,10 @@
 //! - `rolling`: `strategy.rolling`;
 //! - `analysis`: `analysis` and its metric rules;
 //! - `proxy`: `proxy`, the built-in proxy's limits;
-//! - `api`: `api`, who may read the daemon's HTTP API.
+//! - `api`: `api`, who may read the daemon's HTTP API;
+//! - `gates`: `gates`, the commands and reports checked before a deploy, and a
+//!   command's argv;
+//! - `smoke`: `smoke`, the HTTP checks and commands run against an environment.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -30,9 +33,11 @@ mod analysis;
 mod api;
 mod blue_green;
 mod fields;
+mod gates;
 mod platform;
 mod proxy;
 mod rolling;
+mod smoke;
 mod strategy;
 mod values;
 
@@ -58,6 +63,8 @@ const TOP: &[&str] = &[
     "analysis",
     "proxy",
     "api",
+    "gates",
+    "smoke",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -81,6 +88,10 @@ const HOMES: &[(&str, &[&str])] = &[
     ("a latency metric", analysis::LATENCY),
     ("`proxy`", proxy::PROXY),
     ("`api`", api::API),
+    ("each of `gates`", gates::GATE),
+    ("a gate's `report`", gates::REPORT),
+    ("each HTTP check of `smoke`", smoke::SMOKE_HTTP),
+    ("each command of `smoke`", smoke::SMOKE_COMMAND),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -184,6 +195,8 @@ impl Checker<'_> {
             Some(e) => self.api(e),
             None => Some(ApiSpec::default()),
         };
+        let gates = self.optional(&f, "gates", Vec::new(), Self::gates);
+        let smoke = self.optional(&f, "smoke", Vec::new(), Self::smoke);
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -208,6 +221,8 @@ impl Checker<'_> {
             analysis: analysis?,
             proxy: proxy?,
             api: api?,
+            gates: gates?,
+            smoke: smoke?,
         })
     }
 

@@ -86,6 +86,8 @@ fn minimal_config_gets_every_default() {
             read_auth: false,
             allow_remote_open_reads: false,
         },
+        gates: vec![],
+        smoke: vec![],
     };
     assert_eq!(c, expected);
     assert_eq!(c.api, ApiSpec::default());
@@ -134,6 +136,7 @@ fn blue_green_defaults() {
             status: 200,
             body_contains: None,
             max_latency: None,
+            json: BTreeMap::new(),
         }]
     );
     assert_eq!(defaults::SMOKE_METHOD, "GET");
@@ -322,6 +325,8 @@ api:
             read_auth: true,
             allow_remote_open_reads: true,
         },
+        gates: vec![],
+        smoke: vec![],
     };
     assert_eq!(c, expected);
     assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);
@@ -373,6 +378,7 @@ fn blue_green_round_trip() {
         status,
         body_contains: None,
         max_latency: None,
+        json: BTreeMap::new(),
     };
     let expected = BlueGreenSpec {
         auto_promote: false,
@@ -632,6 +638,7 @@ fn starter_alternatives_parse() {
             status: 200,
             body_contains: Some("ok".into()),
             max_latency: Some(Duration::from_millis(500)),
+            json: BTreeMap::new(),
         }]
     );
     // The canary itself, with every option uncommented, is what it was, but for

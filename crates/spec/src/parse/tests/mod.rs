@@ -7,13 +7,17 @@
 //! - `sections`: the platform and strategy kinds, and canary steps;
 //! - `values`: percentages, durations, and the other values;
 //! - `proxy`: the proxy's limits and their sizes;
-//! - `api`: who may read the daemon's API.
+//! - `api`: who may read the daemon's API;
+//! - `gates`: the quality gates and their reports;
+//! - `smoke`: the smoke tests run against an environment.
 
 mod api;
 mod diagnostics;
 mod format;
+mod gates;
 mod proxy;
 mod sections;
+mod smoke;
 mod values;
 
 use std::time::Duration;
