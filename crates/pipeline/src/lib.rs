@@ -6,3 +6,5 @@
 //! Every stage returns a report that is data (serialized into the run's JSON) and
 //! renders itself as the Markdown receipt a person reads; none of them decides what
 //! the run does next, the engine does.
+
+pub mod reports;

@@ -38,8 +38,9 @@ pub enum GateReport {
     /// JUnit XML (`junit: PATH`).
     Junit {
         source: ReportSource,
-        /// At least this many tests must have run (default none).
-        min_tests: Option<u64>,
+        /// At least this many tests must have run, skipped ones not counted (default 1:
+        /// a report in which no test ran fails).
+        min_tests: u64,
         /// A flaky test (failed, then passed on a rerun) does not fail the gate
         /// (default false: it does).
         allow_flaky: bool,

@@ -603,6 +603,8 @@ pub mod defaults {
 
     /// `timeout` of a gate that does not say.
     pub const GATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `report.min_tests` of `junit`: a report in which no test ran fails.
+    pub const JUNIT_MIN_TESTS: u64 = 1;
     /// A gate's `name` is 1 to this many characters of `[a-z0-9_-]`.
     pub const GATE_NAME_MAX_LEN: usize = 63;
     /// `report.severity` of `cargo_audit` and `npm_audit` when left out: any

@@ -313,9 +313,10 @@ impl Checker<'_> {
         let source = self.report_source(format, workdir);
         let report = match kind {
             "junit" => {
-                let min_tests = self.optional(&f, "min_tests", None, |c, e| {
-                    c.whole(e, 1, u64::MAX).map(Some)
-                });
+                let min_tests =
+                    self.optional(&f, "min_tests", defaults::JUNIT_MIN_TESTS, |c, e| {
+                        c.whole(e, 0, u64::MAX)
+                    });
                 let allow_flaky = self.optional(&f, "allow_flaky", false, Self::boolean);
                 GateReport::Junit {
                     source: source?,

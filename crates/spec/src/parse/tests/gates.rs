@@ -62,7 +62,7 @@ fn every_report_format() {
         [
             GateReport::Junit {
                 source: file("deploy/../app/target/nextest/ci/junit.xml"),
-                min_tests: Some(10),
+                min_tests: 10,
                 allow_flaky: true,
             },
             GateReport::Lcov {
