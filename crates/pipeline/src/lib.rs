@@ -7,4 +7,9 @@
 //! renders itself as the Markdown receipt a person reads; none of them decides what
 //! the run does next, the engine does.
 
+mod command;
+pub mod gates;
 pub mod reports;
+pub mod smoke;
+
+pub use command::{Exit, KILL_GRACE};

@@ -97,9 +97,14 @@ impl GitleaksSummary {
                 .as_deref()
                 .map(|c| format!(" in commit {}", c.chars().take(12).collect::<String>()))
                 .unwrap_or_default();
+            let description = if l.description.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", l.description)
+            };
             format!(
-                "  - `{}:{}` {}{commit}: {}",
-                l.file, l.line, l.rule, l.description
+                "  - `{}:{}` {}{commit}{description}",
+                l.file, l.line, l.rule
             )
         }));
         lines

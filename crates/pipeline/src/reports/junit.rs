@@ -188,6 +188,19 @@ impl Case {
     }
 }
 
+impl TestOutcome {
+    /// `passed`, `failed`, `errored`, `skipped` or `flaky`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestOutcome::Passed => "passed",
+            TestOutcome::Failed => "failed",
+            TestOutcome::Errored => "errored",
+            TestOutcome::Skipped => "skipped",
+            TestOutcome::Flaky => "flaky",
+        }
+    }
+}
+
 impl JunitSummary {
     fn add(&mut self, case: Case) {
         self.tests += 1;
@@ -270,8 +283,13 @@ impl JunitSummary {
             }
             let mut lines = vec![format!("- {what}{}:", more(total as usize, cases.len()))];
             lines.extend(cases.iter().map(|c| match &c.message {
-                Some(m) => format!("  - `{}` ({:?}): {}", c.name, c.outcome, one_line(m, 200)),
-                None => format!("  - `{}` ({:?})", c.name, c.outcome),
+                Some(m) => format!(
+                    "  - `{}` ({}): {}",
+                    c.name,
+                    c.outcome.as_str(),
+                    one_line(m, 200)
+                ),
+                None => format!("  - `{}` ({})", c.name, c.outcome.as_str()),
             }));
             lines
         };

@@ -6,7 +6,7 @@
 use cutover_spec::Percent;
 use serde::Serialize;
 
-use super::{ReportError, more};
+use super::ReportError;
 
 /// How many of the least-covered files a summary lists.
 pub const LOWEST_LISTED: usize = 10;
@@ -106,10 +106,15 @@ impl CoverageSummary {
         if self.lowest.is_empty() {
             return Vec::new();
         }
-        let mut lines = vec![format!(
-            "- least covered files{}:",
-            more(self.files as usize, self.lowest.len())
-        )];
+        let heading = if self.lowest.len() == LOWEST_LISTED {
+            format!(
+                "- the {LOWEST_LISTED} least covered of {} files:",
+                self.files
+            )
+        } else {
+            "- least covered files:".to_owned()
+        };
+        let mut lines = vec![heading];
         lines.extend(self.lowest.iter().map(|f| {
             format!(
                 "  - `{}`: {} ({} of {} lines)",
