@@ -507,6 +507,8 @@ platform:
         "api:",
         "read_auth:",
         "allow_remote_open_reads:",
+        "gates:",
+        "smoke:",
     ] {
         assert!(STARTER.contains(key), "STARTER lacks {key}");
     }
