@@ -1,26 +1,255 @@
-//! Running one command the way every stage does: its argv as written (no shell), in
-//! a process group of its own so that a timeout kills everything it started, with
-//! stdout and stderr captured together in one log file in the receipts folder.
+//! Running one of the user's commands, the way every stage does (a gate, a smoke
+//! test, a hook, a migration): its argv as written (no shell), in a process group
+//! of its own, its output in files in the run's folder, and the whole group killed
+//! at its timeout, or when the caller gives up on it.
 //!
-//! The result is data: how it ended, how long it took, where its log is and the
-//! end of that log, for the stage's Markdown receipt.
+//! [`run`] is the core; [`run_command`] wraps it for the stages whose receipt shows
+//! the command's result with the end of its log (hooks, migrations).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+/// How long a timed-out command has between SIGTERM to its group and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
 /// How much of the end of a command's log its result keeps for the receipt.
 const TAIL_BYTES: u64 = 4096;
 
-/// One command to run.
+/// A command to run.
+pub(crate) struct Command<'a> {
+    /// Never empty (the config guarantees it).
+    pub argv: &'a [String],
+    pub workdir: &'a Path,
+    /// Added to cutover's own environment.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// Where a command's output goes: files created (or truncated) for this run.
+pub(crate) enum Output<'a> {
+    /// stdout and stderr, interleaved, in one file.
+    Combined(&'a Path),
+    /// stdout in one file (a report read from it), stderr in another.
+    Split { stdout: &'a Path, stderr: &'a Path },
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Exit {
+    /// It exited with this status.
+    Code { code: i32 },
+    /// A signal ended it (not ours: it was within its timeout).
+    Signal { signal: i32 },
+    /// It ran past its timeout and its process group was killed.
+    TimedOut,
+    /// It could not be started; what went wrong.
+    NotStarted { error: String },
+}
+
+impl Exit {
+    /// Exited with status 0.
+    pub fn success(&self) -> bool {
+        matches!(self, Exit::Code { code: 0 })
+    }
+
+    /// `exit 0`, `signal 9`, `timed out`, `not started`.
+    pub fn describe(&self) -> String {
+        match self {
+            Exit::Code { code } => format!("exit {code}"),
+            Exit::Signal { signal } => format!("signal {signal}"),
+            Exit::TimedOut => "timed out".to_owned(),
+            Exit::NotStarted { .. } => "not started".to_owned(),
+        }
+    }
+}
+
+/// Run `command` to its end, with its output in `output`.
+///
+/// # Guarantees
+/// When this returns, nothing the command started in its group is left running:
+/// at its timeout the group gets SIGTERM, then SIGKILL after [`KILL_GRACE`], and
+/// after it exits whatever it left behind in its group gets SIGKILL. When the
+/// returned future is dropped before the end, the group gets SIGKILL at once.
+/// Processes it moved to a group of their own (`setsid`) are its own business.
+pub(crate) async fn run(command: &Command<'_>, output: &Output<'_>) -> (Exit, Duration) {
+    let started = Instant::now();
+    let exit = match spawn(command, output) {
+        Ok(child) => supervise(child, command.timeout).await,
+        Err(error) => Exit::NotStarted { error },
+    };
+    (exit, started.elapsed())
+}
+
+fn spawn(command: &Command<'_>, output: &Output<'_>) -> Result<tokio::process::Child, String> {
+    let shown = shell_words(command.argv);
+    if !command.workdir.is_dir() {
+        return Err(format!(
+            "cannot run {shown}: its working directory {} does not exist",
+            command.workdir.display()
+        ));
+    }
+    let (stdout, stderr) = match output {
+        Output::Combined(path) => {
+            let file = create(path)?;
+            let copy = file
+                .try_clone()
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            (file, copy)
+        }
+        Output::Split { stdout, stderr } => (create(stdout)?, create(stderr)?),
+    };
+    let (program, args) = command
+        .argv
+        .split_first()
+        .ok_or_else(|| "the command is empty".to_owned())?;
+    tokio::process::Command::new(program)
+        .args(args)
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(command.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                format!("cannot run {shown}: `{program}` was not found (looked up on PATH)")
+            }
+            _ => format!("cannot run {shown}: {e}"),
+        })
+}
+
+/// Creates `path` (and its folder) for a command's output.
+fn create(path: &Path) -> Result<File, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
+    }
+    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+async fn supervise(mut child: tokio::process::Child, timeout: Duration) -> Exit {
+    // The child leads its own group: its pid is the group's id.
+    let group = KillGroupOnDrop(child.id().map(|pid| Pid::from_raw(pid as i32)));
+    let exit = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => exit_of(status),
+        Err(_) => {
+            group.signal(Signal::SIGTERM);
+            if tokio::time::timeout(KILL_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                group.signal(Signal::SIGKILL);
+            }
+            // SIGKILL cannot be ignored: this returns at once.
+            let _ = child.wait().await;
+            Exit::TimedOut
+        }
+    };
+    // Whatever it left behind in its group goes with it (the drop).
+    drop(group);
+    exit
+}
+
+fn exit_of(status: io::Result<ExitStatus>) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code { code },
+            (None, Some(signal)) => Exit::Signal { signal },
+            (None, None) => Exit::NotStarted {
+                error: format!("ended without a status ({status})"),
+            },
+        },
+        Err(e) => Exit::NotStarted {
+            error: format!("cannot wait for it: {e}"),
+        },
+    }
+}
+
+/// A command's process group, killed (SIGKILL) when dropped: the command's future
+/// may be dropped mid-run (the daemon stops, the caller gives up), and nothing it
+/// started may outlive it.
+struct KillGroupOnDrop(Option<Pid>);
+
+impl KillGroupOnDrop {
+    /// A group that no longer exists is not an error: everything in it has ended.
+    fn signal(&self, signal: Signal) {
+        let Some(group) = self.0 else { return };
+        match killpg(group, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => {
+                tracing::warn!(pgid = group.as_raw(), %signal, "could not signal process group: {e}")
+            }
+        }
+    }
+}
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// argv as a person would type it: `cargo test`, `sh -c 'echo hi'`.
+pub(crate) fn shell_words(argv: &[String]) -> String {
+    format!("`{}`", shown_argv(argv))
+}
+
+/// The argv as one line, each word quoted (shell style) when it needs it.
+pub fn shown_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| {
+            let plain = !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+            if plain {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('`', "'")
+}
+
+/// `path` relative to `base` when it is inside it, for receipts that move with
+/// their folder.
+pub(crate) fn relative(path: &Path, base: &Path) -> PathBuf {
+    path.strip_prefix(base)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The environment a command gets: its own settings, then cutover's variables.
+pub(crate) fn environment(
+    own: &BTreeMap<String, String>,
+    cutover: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    own.iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(
+            cutover
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .collect()
+}
+
+/// One command to run whose receipt shows its result and the end of its log.
 #[derive(Debug, Clone)]
 pub struct CommandRun<'a> {
     /// The argv; `argv[0]` is looked up on `PATH`. Never empty.
@@ -40,7 +269,9 @@ pub struct CommandRun<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
     pub argv: Vec<String>,
-    pub outcome: CommandOutcome,
+    pub exit: Exit,
+    /// Its timeout, to say how long it had when it timed out.
+    pub timeout_ms: u64,
     /// From the start to the end (or the kill).
     pub duration_ms: u64,
     /// Stdout and stderr, interleaved as written, relative to the receipts folder.
@@ -49,47 +280,22 @@ pub struct CommandResult {
     pub output_tail: String,
 }
 
-/// The end of a command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum CommandOutcome {
-    /// Exit status 0.
-    Succeeded,
-    /// A non-zero exit status, or killed by a signal it did not get from us.
-    Failed {
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-    },
-    /// Still running at its timeout; its process group was killed.
-    TimedOut { timeout_ms: u64 },
-    /// It could not be started (no such program, no such directory, ...).
-    NotStarted { error: String },
-}
-
 impl CommandResult {
     /// It exited 0.
     pub fn succeeded(&self) -> bool {
-        self.outcome == CommandOutcome::Succeeded
+        self.exit.success()
     }
 
     /// One line saying how it ended: `exit 0`, `exit 3`, `timed out after 5s`, ...
     pub fn summary(&self) -> String {
-        match &self.outcome {
-            CommandOutcome::Succeeded => "exit 0".to_owned(),
-            CommandOutcome::Failed {
-                exit_code: Some(code),
-                ..
-            } => format!("exit {code}"),
-            CommandOutcome::Failed {
-                signal: Some(signal),
-                ..
-            } => format!("killed by signal {signal}"),
-            CommandOutcome::Failed { .. } => "failed".to_owned(),
-            CommandOutcome::TimedOut { timeout_ms } => format!(
+        match &self.exit {
+            Exit::Code { code } => format!("exit {code}"),
+            Exit::Signal { signal } => format!("killed by signal {signal}"),
+            Exit::TimedOut => format!(
                 "timed out after {}; its process group was killed",
-                humantime::format_duration(Duration::from_millis(*timeout_ms))
+                humantime::format_duration(Duration::from_millis(self.timeout_ms))
             ),
-            CommandOutcome::NotStarted { error } => format!("not started: {error}"),
+            Exit::NotStarted { error } => format!("not started: {error}"),
         }
     }
 
@@ -114,136 +320,28 @@ impl CommandResult {
     }
 }
 
-/// The argv as one line, each word quoted when it needs it.
-pub fn shown_argv(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("{a:?}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace('`', "'")
-}
-
-/// Run `run` to its end or its timeout.
+/// Run `run` to its end or its timeout, its output in one log (see [`run`]'s
+/// guarantees).
 ///
 /// # Guarantees
 /// Never panics and never fails: a command that cannot start, fails or times out is
-/// a result saying so. When it times out, or when the returned future is dropped
-/// before the end, its whole process group is killed (SIGKILL), so nothing it started
-/// in that group outlives it. Processes it moved to a group of their own (`setsid`)
-/// are its own business.
+/// a result saying so.
 pub async fn run_command(run: CommandRun<'_>) -> CommandResult {
-    let started = Instant::now();
     let log_path = run.receipts_dir.join(run.log);
-    let finish = |outcome: CommandOutcome| CommandResult {
+    let command = Command {
+        argv: run.argv,
+        workdir: run.workdir,
+        env: run.env.to_vec(),
+        timeout: run.timeout,
+    };
+    let (exit, took) = self::run(&command, &Output::Combined(&log_path)).await;
+    CommandResult {
         argv: run.argv.to_vec(),
-        outcome,
-        duration_ms: started.elapsed().as_millis() as u64,
+        exit,
+        timeout_ms: run.timeout.as_millis() as u64,
+        duration_ms: took.as_millis() as u64,
         log: run.log.to_owned(),
         output_tail: tail(&log_path),
-    };
-    let mut child = match spawn(&run, &log_path) {
-        Ok(child) => child,
-        Err(error) => return finish(CommandOutcome::NotStarted { error }),
-    };
-    let group = KillGroupOnDrop(child.id().map(|pid| Pid::from_raw(pid as i32)));
-    let outcome = match tokio::time::timeout(run.timeout, child.wait()).await {
-        Ok(Ok(status)) => exited(status),
-        Ok(Err(err)) => {
-            // Waiting on our own child fails only if something else reaped it.
-            tracing::warn!(argv = ?run.argv, error = %err, "lost track of a command");
-            CommandOutcome::Failed {
-                exit_code: None,
-                signal: None,
-            }
-        }
-        Err(_elapsed) => {
-            group.kill();
-            // SIGKILL cannot be ignored; the wait is for the zombie.
-            let _ = child.wait().await;
-            CommandOutcome::TimedOut {
-                timeout_ms: run.timeout.as_millis() as u64,
-            }
-        }
-    };
-    group.disarm();
-    finish(outcome)
-}
-
-fn spawn(run: &CommandRun<'_>, log_path: &Path) -> Result<tokio::process::Child, String> {
-    let (program, args) = run
-        .argv
-        .split_first()
-        .ok_or_else(|| "the argv is empty".to_owned())?;
-    if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the log folder {}: {e}", dir.display()))?;
-    }
-    let stdout = File::create(log_path)
-        .map_err(|e| format!("cannot create the log {}: {e}", log_path.display()))?;
-    let stderr = stdout
-        .try_clone()
-        .map_err(|e| format!("cannot share the log {}: {e}", log_path.display()))?;
-    tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(run.workdir)
-        .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound if !run.workdir.is_dir() => format!(
-                "the working directory {} does not exist",
-                run.workdir.display()
-            ),
-            io::ErrorKind::NotFound => format!("`{program}` was not found (looked up on PATH)"),
-            _ => format!("cannot run `{program}`: {e}"),
-        })
-}
-
-fn exited(status: ExitStatus) -> CommandOutcome {
-    if status.success() {
-        CommandOutcome::Succeeded
-    } else {
-        CommandOutcome::Failed {
-            exit_code: status.code(),
-            signal: status.signal(),
-        }
-    }
-}
-
-/// Kills a process group when dropped, unless disarmed: the command's future may be
-/// dropped mid-run (the daemon stops, the caller gives up), and its children must
-/// not outlive it.
-struct KillGroupOnDrop(Option<Pid>);
-
-impl KillGroupOnDrop {
-    fn kill(&self) {
-        if let Some(pgid) = self.0 {
-            // ESRCH: the group is already gone, which is what we want.
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
-    }
-
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -5,10 +5,24 @@
 //!
 //! Every stage returns a report that is data (serialized into the run's JSON) and
 //! renders itself as the Markdown receipt a person reads; none of them decides what
-//! the run does next, the engine does.
+//! the run does next, the engine does. So this crate depends on the validated
+//! config (`cutover-spec`) and nothing else of cutover: not the engine, the store,
+//! the proxy or the server. It runs commands ([`command`]) and speaks HTTP.
 //!
-//! This crate runs commands and speaks HTTP; it never depends on the engine, the
-//! store or the server: the engine calls it and keeps what it returns.
+//! - [`gates::run`]: every `gates:` entry at once, each report read by
+//!   [`reports`], to a [`gates::GatesReport`] (`gates.md`);
+//! - [`smoke::run`]: the `smoke:` list against one environment, to a
+//!   [`smoke::SmokeReport`] (`smoke-test-results.md`);
+//! - [`run_hook`], [`migrate_up`], [`migrate_down`], [`validate_migrations`]: the
+//!   commands around the rollout, to reports for `hooks.md` and `migrations.md`;
+//! - [`Notifier`]: webhooks and GitHub deployments, told in the background, to a
+//!   [`NotificationsReport`] (`notifications.md`).
+//!
+//! ```
+//! let summary = cutover_pipeline::reports::lcov::read(b"SF:src/lib.rs\nDA:1,1\nDA:2,0\nend_of_record\n")
+//!     .unwrap();
+//! assert_eq!((summary.lines_covered, summary.lines_valid), (1, 2));
+//! ```
 //!
 //! ```no_run
 //! # async fn example(config: &cutover_spec::Config, facts: cutover_pipeline::RunFacts) {
@@ -29,13 +43,17 @@
 
 pub mod command;
 mod delivery;
+pub mod gates;
 mod github;
 mod hooks;
 mod migrations;
 mod notify;
+pub mod reports;
 mod retry;
 pub mod signature;
+pub mod smoke;
 
+pub use command::{Exit, KILL_GRACE};
 pub use delivery::{DeliveryRecord, DeliveryResult, NotificationsReport, Notifier, RequestRecord};
 pub use github::{API_VERSION as GITHUB_API_VERSION, DeploymentState, GitHub, state_for};
 pub use hooks::{HookPoint, HookReport, RunFacts, run_hook};

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cutover_pipeline::command::CommandOutcome;
+use cutover_pipeline::Exit;
 use cutover_pipeline::{HookPoint, RunFacts, run_hook};
 use cutover_spec::HookCommand;
 
@@ -86,13 +86,7 @@ async fn the_first_failing_command_ends_the_hook_and_is_reported_with_its_output
     let report = run_hook(HookPoint::BeforeDeploy, &commands, &facts(dir.path())).await;
     assert!(!report.passed());
     assert_eq!(report.ran.len(), 1);
-    assert_eq!(
-        report.ran[0].outcome,
-        CommandOutcome::Failed {
-            exit_code: Some(3),
-            signal: None
-        }
-    );
+    assert_eq!(report.ran[0].exit, Exit::Code { code: 3 });
     assert_eq!(
         report.ran[0].output_tail,
         "checking\nrelease notes missing\n"
@@ -107,8 +101,8 @@ async fn the_first_failing_command_ends_the_hook_and_is_reported_with_its_output
     // The report is data for run.json.
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["point"], "before_deploy");
-    assert_eq!(json["ran"][0]["outcome"]["status"], "failed");
-    assert_eq!(json["ran"][0]["outcome"]["exit_code"], 3);
+    assert_eq!(json["ran"][0]["exit"]["kind"], "code");
+    assert_eq!(json["ran"][0]["exit"]["code"], 3);
 }
 
 #[tokio::test]
@@ -122,10 +116,7 @@ async fn a_hook_past_its_timeout_is_killed_with_everything_it_started() {
         Duration::from_millis(300),
     )];
     let report = run_hook(HookPoint::AfterPromotion, &commands, &facts(dir.path())).await;
-    assert_eq!(
-        report.ran[0].outcome,
-        CommandOutcome::TimedOut { timeout_ms: 300 }
-    );
+    assert_eq!(report.ran[0].exit, Exit::TimedOut);
     assert!(!report.passed());
     let pid: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
         .unwrap()
@@ -163,8 +154,8 @@ async fn a_missing_program_or_workdir_is_reported_not_started() {
         &facts(dir.path()),
     )
     .await;
-    match &report.ran[0].outcome {
-        CommandOutcome::NotStarted { error } => {
+    match &report.ran[0].exit {
+        Exit::NotStarted { error } => {
             assert!(
                 error.contains("`./no-such-script` was not found"),
                 "{error}"
@@ -178,8 +169,8 @@ async fn a_missing_program_or_workdir_is_reported_not_started() {
         workdir: dir.path().join("nowhere"),
     };
     let report = run_hook(HookPoint::BeforeDeploy, &[missing_dir], &facts(dir.path())).await;
-    match &report.ran[0].outcome {
-        CommandOutcome::NotStarted { error } => {
+    match &report.ran[0].exit {
+        Exit::NotStarted { error } => {
             assert!(error.contains("working directory"), "{error}")
         }
         other => panic!("expected not started, got {other:?}"),

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cutover_pipeline::command::CommandOutcome;
+use cutover_pipeline::Exit;
 use cutover_pipeline::{Direction, RunFacts, migrate_down, migrate_up, validate_migrations};
 use cutover_spec::{HookCommand, MigrationValidation, MigrationsSpec};
 
@@ -378,15 +378,9 @@ async fn a_failing_up_is_reported_with_its_output() {
     let up = migrate_up(&spec, &facts(receipts.path())).await;
     assert!(!up.passed());
     assert!(
-        matches!(
-            up.result.outcome,
-            CommandOutcome::Failed {
-                exit_code: Some(3),
-                ..
-            }
-        ),
+        matches!(up.result.exit, Exit::Code { code: 3 }),
         "{:?}",
-        up.result.outcome
+        up.result.exit
     );
     assert!(
         up.result

@@ -17,12 +17,16 @@
 //! ```
 
 mod approval;
+mod gates;
 mod hooks;
 mod notifications;
 mod parse;
+mod smoke;
 mod types;
 
 pub use approval::*;
 
+pub use gates::*;
 pub use parse::{ConfigError, Diagnostic, STARTER, load, parse};
+pub use smoke::*;
 pub use types::*;

@@ -35,6 +35,11 @@ pub struct Config {
     pub migrations: Option<MigrationsSpec>,
     /// Webhooks and GitHub deployments told of the run (default none).
     pub notifications: NotificationsSpec,
+    /// The quality gates run before a deploy starts (default none).
+    pub gates: Vec<crate::Gate>,
+    /// The smoke tests run against an environment before production traffic moves
+    /// (default none).
+    pub smoke: Vec<crate::SmokeTest>,
 }
 
 /// Who may use the daemon's HTTP API (`api:`; every field optional). Requests that
@@ -220,8 +225,9 @@ pub struct BlueGreenSpec {
     pub scale_down_delay: Duration,
 }
 
-/// One request run against the green version before the switch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One request run against a version: against green before a blue-green switch
+/// (`strategy.blue_green.smoke_checks`), or against an environment (`smoke:`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SmokeCheck {
     /// The HTTP method, one of [`defaults::SMOKE_METHODS`] (default `GET`).
     pub method: String,
@@ -235,6 +241,10 @@ pub struct SmokeCheck {
     pub body_contains: Option<String>,
     /// The longest the response may take, more than 0 (default none: no limit).
     pub max_latency: Option<Duration>,
+    /// Fields of the JSON response body and the values they must equal, by a path of
+    /// object keys and list indexes joined by `.` (`data.items.0.id`). Only in the
+    /// top-level `smoke:` list (default none: the body need not be JSON).
+    pub json: BTreeMap<String, crate::JsonScalar>,
 }
 
 /// Rolling: replace the old version's instances with the new one's in batches.
@@ -600,10 +610,25 @@ pub mod defaults {
     /// `status` of a smoke check that does not say.
     pub const SMOKE_STATUS: u16 = 200;
 
-    /// `approvals.timeout`: how long a run waits for its quorum.
-    pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
     /// The statuses a smoke check may expect.
     pub const SMOKE_STATUSES: RangeInclusive<u16> = 100..=599;
+
+    /// `approvals.timeout`: how long a run waits for its quorum.
+    pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+    /// `timeout` of a smoke command that does not say.
+    pub const SMOKE_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+    /// `timeout` of a gate that does not say.
+    pub const GATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `report.min_tests` of `junit`: a report in which no test ran fails.
+    pub const JUNIT_MIN_TESTS: u64 = 1;
+    /// A gate's `name` is 1 to this many characters of `[a-z0-9_-]`.
+    pub const GATE_NAME_MAX_LEN: usize = 63;
+    /// `report.severity` of `cargo_audit` and `npm_audit` when left out: any
+    /// vulnerability fails.
+    pub const AUDIT_SEVERITY: crate::Severity = crate::Severity::Low;
+    /// `report.severity` of `sarif` when left out: warnings and errors fail, notes do not.
+    pub const SARIF_SEVERITY: crate::SarifLevel = crate::SarifLevel::Warning;
 
     /// `strategy.rolling.max_surge`: one instance above the usual count at a time.
     pub const MAX_SURGE: Count = Count::Absolute(1);

@@ -168,6 +168,22 @@ api:
   # without `read_auth: true`).
   allow_remote_open_reads: false
 
+# Quality gates, all run at once before a deploy starts: commands (argv, no shell)
+# that must exit 0 within their timeout (default 10m), each maybe with a report it
+# writes and the limits it must meet: junit (min_tests, allow_flaky), lcov or
+# cobertura (min_coverage), cargo_audit or npm_audit (severity: low to critical),
+# sarif (severity: note, warning or error), gitleaks (any leak fails).
+# gates:
+#   - { name: tests, run: [cargo, test] }
+#   - { name: audit, run: [cargo, audit, --json], report: { cargo_audit: stdout, severity: high } }
+
+# Smoke tests, run against an environment before production traffic moves: HTTP
+# checks (like blue_green's smoke_checks, plus `json: { "field.path": value }`), and
+# commands that get the environment's URL in CUTOVER_URL and its name in CUTOVER_ENV.
+# smoke:
+#   - { path: /healthz, status: 200 }
+#   - { name: suite, run: [npm, run, "test:smoke"], timeout: 5m }
+
 # Optional: people who must approve a deploy before anything starts (`cutover approve
 # --as NAME`; `cutover reject --as NAME --comment "..."` blocks it).
 # approvals:

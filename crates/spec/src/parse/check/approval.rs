@@ -125,10 +125,10 @@ impl Checker<'_> {
         );
         let timezone = timezone.and_then(|e| self.timezone(e));
         let allow = self.optional(&f, "allow", Vec::new(), |c, e| {
-            c.list(e, "windows.allow", WINDOW_EXAMPLE, Self::window)
+            c.mappings(e, "windows.allow", WINDOW_EXAMPLE, Self::window)
         });
         let freezes = self.optional(&f, "freezes", Vec::new(), |c, e| {
-            c.list(e, "windows.freezes", FREEZE_EXAMPLE, Self::freeze)
+            c.mappings(e, "windows.freezes", FREEZE_EXAMPLE, Self::freeze)
         });
         Some(WindowsSpec {
             timezone: timezone?,
@@ -159,32 +159,18 @@ impl Checker<'_> {
     }
 
     /// A list of mappings at `path`, each checked by `item`.
-    fn list<T>(
+    fn mappings<T>(
         &mut self,
         e: &Entry,
         path: &str,
         example: &str,
         item: impl Fn(&mut Self, &Node, &str) -> Option<T>,
     ) -> Option<Vec<T>> {
-        let items = match &e.value.value {
-            Value::Seq(items) => items,
-            Value::Null => return Some(Vec::new()),
-            _ => {
-                self.error(
-                    Self::at(e),
-                    format!(
-                        "`{}` must be a list like `- {example}`, got {}",
-                        e.key,
-                        e.value.describe()
-                    ),
-                );
-                return None;
-            }
-        };
-        let mut out = Vec::with_capacity(items.len());
+        let nodes = self.list(e, example)?;
+        let mut out = Vec::with_capacity(nodes.len());
         let mut ok = true;
-        for (i, node) in items.iter().enumerate() {
-            match item(self, node, &format!("{path}[{i}]")) {
+        for (i, node) in nodes.into_iter().enumerate() {
+            match node.and_then(|n| item(self, n, &format!("{path}[{i}]"))) {
                 Some(v) => out.push(v),
                 None => ok = false,
             }

@@ -116,7 +116,7 @@ impl Checker<'_> {
                 ok = false;
                 continue;
             }
-            match self.smoke_check(item, &path) {
+            match self.smoke_check(item, &path, SMOKE_CHECK) {
                 Some(check) => out.push(check),
                 None => ok = false,
             }
@@ -124,8 +124,15 @@ impl Checker<'_> {
         ok.then_some(out)
     }
 
-    fn smoke_check(&mut self, item: &Node, path: &str) -> Option<SmokeCheck> {
-        let f = self.fields(item, path, SMOKE_CHECK)?;
+    /// One smoke check at `path`, with the fields `valid` (`json` only where it is
+    /// among them).
+    pub(super) fn smoke_check(
+        &mut self,
+        item: &Node,
+        path: &str,
+        valid: &[&str],
+    ) -> Option<SmokeCheck> {
+        let f = self.fields(item, path, valid)?;
         let methods = defaults::SMOKE_METHODS.map(|m| (m, m));
         let method = self.optional(&f, "method", defaults::SMOKE_METHOD, |c, e| {
             c.keyword(e, &methods)
@@ -150,6 +157,7 @@ impl Checker<'_> {
         let max_latency = self.optional(&f, "max_latency", None, |c, e| {
             c.positive_duration(e).map(Some)
         });
+        let json = self.optional(&f, "json", BTreeMap::new(), Self::json_fields);
         Some(SmokeCheck {
             method: method?.to_owned(),
             path: url?,
@@ -157,6 +165,7 @@ impl Checker<'_> {
             status: status?,
             body_contains: body_contains?,
             max_latency: max_latency?,
+            json: json?,
         })
     }
 

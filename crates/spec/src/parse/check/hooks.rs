@@ -98,60 +98,6 @@ impl Checker<'_> {
         })
     }
 
-    /// A non-empty list of strings, taken as written (no placeholders: a hook's
-    /// `sh -c '... ${CUTOVER_VERSION}'` is the shell's to expand).
-    fn argv(&mut self, e: &Entry) -> Option<Vec<String>> {
-        let items = match &e.value.value {
-            Value::Seq(items) if !items.is_empty() => items,
-            Value::Str(s) => {
-                let mut message = format!(
-                    "`run` must be a list of strings (the argv; no shell splits it), like {RUN_EXAMPLE}, got {}",
-                    e.value.describe()
-                );
-                if !s.trim().is_empty() {
-                    message.push_str(&format!(
-                        "; for a shell command write [\"sh\", \"-c\", {:?}]",
-                        s.trim()
-                    ));
-                }
-                self.error(Self::at(e), message);
-                return None;
-            }
-            _ => {
-                self.error(
-                    Self::at(e),
-                    format!(
-                        "`run` must be a non-empty list of strings (the argv), like {RUN_EXAMPLE}, got {}",
-                        e.value.describe()
-                    ),
-                );
-                return None;
-            }
-        };
-        let mut argv = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            match item.scalar_text() {
-                Some(arg) if i == 0 && arg.trim().is_empty() => {
-                    self.error(
-                        item.pos,
-                        "`run[0]` must name the program to run, got an empty string",
-                    );
-                    ok = false;
-                }
-                Some(arg) => argv.push(arg),
-                None => {
-                    self.error(
-                        item.pos,
-                        format!("`run[{i}]` must be a string, got {}", item.describe()),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(argv)
-    }
-
     pub(super) fn migrations(&mut self, e: &Entry) -> Option<MigrationsSpec> {
         let path = "migrations";
         let f = self.fields(&e.value, path, MIGRATIONS)?;

@@ -19,7 +19,10 @@
 //! - `api`: `api`, who may read the daemon's HTTP API;
 //! - `approval`: `approvals` (the quorum a deploy waits for) and `windows`;
 //! - `hooks`: `hooks` and `migrations`, the commands run around a rollout;
-//! - `notifications`: `notifications`, its webhooks and GitHub deployments.
+//! - `notifications`: `notifications`, its webhooks and GitHub deployments;
+//! - `gates`: `gates`, the commands and reports checked before a deploy, and a
+//!   command's argv;
+//! - `smoke`: `smoke`, the HTTP checks and commands run against an environment.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -34,11 +37,13 @@ mod api;
 mod approval;
 mod blue_green;
 mod fields;
+mod gates;
 mod hooks;
 mod notifications;
 mod platform;
 mod proxy;
 mod rolling;
+mod smoke;
 mod strategy;
 mod values;
 
@@ -70,6 +75,8 @@ const TOP: &[&str] = &[
     "hooks",
     "migrations",
     "notifications",
+    "gates",
+    "smoke",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -104,6 +111,10 @@ const HOMES: &[(&str, &[&str])] = &[
     ("`notifications`", notifications::NOTIFICATIONS),
     ("each of `notifications.webhooks`", notifications::WEBHOOK),
     ("`notifications.github`", notifications::GITHUB),
+    ("each of `gates`", gates::GATE),
+    ("a gate's `report`", gates::REPORT),
+    ("each HTTP check of `smoke`", smoke::SMOKE_HTTP),
+    ("each command of `smoke`", smoke::SMOKE_COMMAND),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -221,6 +232,8 @@ impl Checker<'_> {
             Some(e) => self.notifications(e),
             None => Some(NotificationsSpec::default()),
         };
+        let gates = self.optional(&f, "gates", Vec::new(), Self::gates);
+        let smoke = self.optional(&f, "smoke", Vec::new(), Self::smoke);
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -250,6 +263,8 @@ impl Checker<'_> {
             hooks: hooks?,
             migrations: migrations?,
             notifications: notifications?,
+            gates: gates?,
+            smoke: smoke?,
         })
     }
 

@@ -49,7 +49,7 @@ impl Checker<'_> {
         );
         let command = command.and_then(|e| self.command(e));
         let env = match f.get("env") {
-            Some(e) => self.env(e),
+            Some(e) => self.env(e, true),
             None => Some(BTreeMap::new()),
         };
         let workdir = match f.get("workdir") {
@@ -187,7 +187,13 @@ impl Checker<'_> {
         ok.then_some(argv)
     }
 
-    fn env(&mut self, e: &Entry) -> Option<BTreeMap<String, String>> {
+    /// An `env:` mapping; `placeholders` says whether its values may use `${PORT}` and
+    /// `${VERSION}` (a version's environment) or are taken as written (a gate's).
+    pub(super) fn env(
+        &mut self,
+        e: &Entry,
+        placeholders: bool,
+    ) -> Option<BTreeMap<String, String>> {
         let entries = match &e.value.value {
             Value::Map(entries) => entries,
             Value::Null => return Some(BTreeMap::new()),
@@ -229,7 +235,9 @@ impl Checker<'_> {
             }
             match entry.value.scalar_text() {
                 Some(value) => {
-                    ok &= self.placeholders(&entry.value, &value, &format!("`env.{name}`"));
+                    if placeholders {
+                        ok &= self.placeholders(&entry.value, &value, &format!("`env.{name}`"));
+                    }
                     env.insert(name.to_owned(), value);
                 }
                 None if entry.value.is_null() => {

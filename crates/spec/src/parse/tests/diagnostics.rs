@@ -129,10 +129,10 @@ path: /x
             "cutover.yaml:19:18: `failure_limit` must be a whole number of at least 1, got `0`",
             "cutover.yaml:21:5: unknown field `latency_p90` in `analysis.metrics`; did you mean \
              `latency_p50`? (valid: error_rate, latency_p50, latency_p95, latency_p99, apdex)",
-            "cutover.yaml:22:1: unknown field `path` at the top level; `path` belongs in `health` \
-             or each of `strategy.blue_green.smoke_checks` (valid: app, listen, state_dir, \
-             platform, health, strategy, analysis, proxy, api, approvals, windows, hooks, migrations, \
-             notifications)",
+            "cutover.yaml:22:1: unknown field `path` at the top level; `path` belongs in `health`, \
+             each of `strategy.blue_green.smoke_checks` or each HTTP check of `smoke` (valid: app, \
+             listen, state_dir, platform, health, strategy, analysis, proxy, api, approvals, windows, \
+             hooks, migrations, notifications, gates, smoke)",
         ]
     );
 }
@@ -226,7 +226,7 @@ fn empty_and_non_mapping_documents() {
         error("- app: shop\n"),
         "cutover.yaml:1:1: the config must be a mapping of settings (valid: app, listen, state_dir, \
          platform, health, strategy, analysis, proxy, api, approvals, windows, hooks, migrations, \
-         notifications), got a list"
+         notifications, gates, smoke), got a list"
     );
 }
 

@@ -91,6 +91,8 @@ fn minimal_config_gets_every_default() {
         hooks: HooksSpec::default(),
         migrations: None,
         notifications: NotificationsSpec::default(),
+        gates: vec![],
+        smoke: vec![],
     };
     assert_eq!(c, expected);
     assert_eq!(c.api, ApiSpec::default());
@@ -139,6 +141,7 @@ fn blue_green_defaults() {
             status: 200,
             body_contains: None,
             max_latency: None,
+            json: BTreeMap::new(),
         }]
     );
     assert_eq!(defaults::SMOKE_METHOD, "GET");
@@ -383,6 +386,8 @@ windows:
         hooks: HooksSpec::default(),
         migrations: None,
         notifications: NotificationsSpec::default(),
+        gates: vec![],
+        smoke: vec![],
     };
     assert_eq!(c, expected);
     assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);
@@ -434,6 +439,7 @@ fn blue_green_round_trip() {
         status,
         body_contains: None,
         max_latency: None,
+        json: BTreeMap::new(),
     };
     let expected = BlueGreenSpec {
         auto_promote: false,
@@ -585,6 +591,8 @@ platform:
         "events:",
         "secret_env:",
         "github:",
+        "gates:",
+        "smoke:",
     ] {
         assert!(STARTER.contains(key), "STARTER lacks {key}");
     }
@@ -716,6 +724,7 @@ fn starter_alternatives_parse() {
             status: 200,
             body_contains: Some("ok".into()),
             max_latency: Some(Duration::from_millis(500)),
+            json: BTreeMap::new(),
         }]
     );
     // The canary itself, with every option uncommented, is what it was, but for

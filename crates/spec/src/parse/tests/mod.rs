@@ -8,15 +8,19 @@
 //! - `values`: percentages, durations, and the other values;
 //! - `proxy`: the proxy's limits and their sizes;
 //! - `api`: who may read the daemon's API;
-//! - `pipeline`: hooks, migrations and notifications.
+//! - `pipeline`: hooks, migrations and notifications;
+//! - `gates`: the quality gates and their reports;
+//! - `smoke`: the smoke tests run against an environment.
 
 mod api;
 mod approval;
 mod diagnostics;
 mod format;
+mod gates;
 mod pipeline;
 mod proxy;
 mod sections;
+mod smoke;
 mod values;
 
 use std::time::Duration;

@@ -77,9 +77,9 @@ fn hook_commands_are_argv_lists() {
         error(&format!(
             "{MINIMAL}hooks:\n  before_deploy:\n    - {{ run: \"./check.sh --strict\" }}\n"
         )),
-        "cutover.yaml:7:14: `run` must be a list of strings (the argv; no shell splits it), \
-         like [\"./scripts/notify.sh\", \"--quiet\"], got `./check.sh --strict`; for a shell \
-         command write [\"sh\", \"-c\", \"./check.sh --strict\"]"
+        "cutover.yaml:7:14: `run` must be a list of strings (the argv; no shell splits it, write \
+         [\"sh\", \"-c\", \"...\"] for one), like [\"cargo\", \"test\"], got `./check.sh --strict`; \
+         did you mean [\"./check.sh\", \"--strict\"]?"
     );
     let e = error(&format!(
         "{MINIMAL}hooks:\n  before_deploy:\n    - {{ timeout: 1s }}\n"

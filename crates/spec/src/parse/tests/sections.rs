@@ -266,8 +266,9 @@ fn smoke_check_shapes() {
             "cutover.yaml:7:9: unknown field `statuss` in `strategy.blue_green.smoke_checks[0]`; \
              did you mean `status`? (valid: method, path, headers, status, body_contains, max_latency)",
             "cutover.yaml:8:9: unknown field `timeout` in `strategy.blue_green.smoke_checks[0]`; \
-             `timeout` belongs in `health` or `approvals` (valid: method, path, headers, status, body_contains, \
-             max_latency)",
+             `timeout` belongs in `health`, `approvals`, each of `gates` or each command of `smoke` \
+             (valid: \
+             method, path, headers, status, body_contains, max_latency)",
         ]
     );
 }
