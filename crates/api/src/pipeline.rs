@@ -39,23 +39,49 @@ impl DeployType {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// The quality gates (and the migrations' up, down, up check), all at once.
+    Gates,
     /// Waiting for the time a scheduled deploy was asked for.
     Schedule,
     /// Whether a deployment window is open and no freeze holds.
     Window,
     /// Waiting for the approvals quorum.
     Approval,
+    /// The database migration's `up`, before any traffic moves.
+    Migrate,
+    /// The `before_deploy` hook.
+    BeforeDeploy,
     /// The rollout itself: traffic moves by the strategy, the new version is judged.
     Deploy,
+    /// The `after_promotion` hook, once the new version is live.
+    AfterPromotion,
+    /// The migration's `down`, once the run went back (when it is reversible).
+    MigrateDown,
+    /// The `on_rollback` hook (the rollback script), once the run went back.
+    OnRollback,
 }
 
 impl Stage {
+    /// Whether it runs after the rollout (the new version live, or gone back).
+    pub fn is_after(self) -> bool {
+        matches!(
+            self,
+            Stage::AfterPromotion | Stage::MigrateDown | Stage::OnRollback
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Gates => "gates",
             Stage::Schedule => "schedule",
             Stage::Window => "window",
             Stage::Approval => "approval",
+            Stage::Migrate => "migrate",
+            Stage::BeforeDeploy => "before_deploy",
             Stage::Deploy => "deploy",
+            Stage::AfterPromotion => "after_promotion",
+            Stage::MigrateDown => "migrate_down",
+            Stage::OnRollback => "on_rollback",
         }
     }
 }

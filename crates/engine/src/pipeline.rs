@@ -3,9 +3,12 @@
 //! person asked for), kept in its state, and so resumed stage by stage after a
 //! daemon restart; the executor runs the stages (`stages.rs`).
 //!
-//! Before the rollout (nothing runs yet, no traffic moves): `schedule` waits for a
-//! scheduled deploy's time, `window` checks the deployment windows and freezes,
-//! `approval` waits for the quorum. Then `deploy`, the strategy's rollout.
+//! Before the rollout (no version starts, no traffic moves): `gates` runs the
+//! quality gates, `schedule` waits for a scheduled deploy's time, `window` checks
+//! the deployment windows and freezes, `approval` waits for the quorum, `migrate`
+//! runs the database migration's `up`, `before_deploy` the hook. Then `deploy`, the
+//! strategy's rollout. After it: `after_promotion` when the new version is live;
+//! `migrate_down` and `on_rollback` when the run went back.
 
 use cutover_api::{DeployType, RunKind, Stage, StageRecord, StageStatus};
 use cutover_spec::Config;
@@ -32,6 +35,9 @@ pub struct Pipeline {
     /// Approval decisions already announced as events (they are in the store).
     #[serde(default)]
     pub announced: u32,
+    /// The GitHub deployment made for the run, so a resumed run makes no second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_deployment: Option<u64>,
 }
 
 impl Pipeline {
@@ -39,22 +45,39 @@ impl Pipeline {
     /// by design: it goes straight to its rollout.
     pub fn plan(config: &Config, kind: RunKind, options: DeployOptions) -> Pipeline {
         let mut stages = Vec::new();
-        if kind != RunKind::Rollback {
-            if options.at_ms.is_some() {
-                stages.push(Stage::Schedule);
+        let migrations = config.migrations.as_ref();
+        let full = kind != RunKind::Rollback;
+        let hooks = &config.hooks;
+        let mut stage = |on: bool, stage: Stage| {
+            if on {
+                stages.push(stage);
             }
-            if config.windows.is_some() {
-                stages.push(Stage::Window);
-            }
-            if config.approvals.is_some() {
-                stages.push(Stage::Approval);
-            }
-        }
-        stages.push(Stage::Deploy);
+        };
+        let validates = migrations.is_some_and(|m| m.validate.is_some());
+        stage(
+            full && (!config.gates.is_empty() || validates),
+            Stage::Gates,
+        );
+        stage(full && options.at_ms.is_some(), Stage::Schedule);
+        stage(full && config.windows.is_some(), Stage::Window);
+        stage(full && config.approvals.is_some(), Stage::Approval);
+        stage(full && migrations.is_some(), Stage::Migrate);
+        stage(full && !hooks.before_deploy.is_empty(), Stage::BeforeDeploy);
+        stage(true, Stage::Deploy);
+        stage(
+            full && !hooks.after_promotion.is_empty(),
+            Stage::AfterPromotion,
+        );
+        stage(
+            full && migrations.is_some_and(|m| m.reversible),
+            Stage::MigrateDown,
+        );
+        stage(full && !hooks.on_rollback.is_empty(), Stage::OnRollback);
         Pipeline {
             options,
             stages: stages.into_iter().map(StageRecord::pending).collect(),
             announced: 0,
+            github_deployment: None,
         }
     }
 
@@ -78,13 +101,21 @@ impl Pipeline {
             .is_none_or(|s| s.status != StageStatus::Pending)
     }
 
-    /// Marks every stage not done as skipped: the run ended before them.
-    pub fn skip_rest(&mut self) {
-        for s in self.stages.iter_mut() {
+    /// Marks the stages up to the rollout not begun as skipped: the run ended
+    /// before them. The stages after the rollout are left to decide for themselves.
+    pub fn skip_to_the_end(&mut self) {
+        for s in self.stages.iter_mut().filter(|s| !s.stage.is_after()) {
             if s.status == StageStatus::Pending {
                 s.status = StageStatus::Skipped;
             }
         }
+    }
+
+    /// Whether `stage` is in the pipeline and passed.
+    pub fn passed(&self, stage: Stage) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.stage == stage && s.status == StageStatus::Passed)
     }
 }
 

@@ -138,8 +138,14 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
         ));
     }
     let record = DecisionRecord::new(&run, &pipeline);
-    let mut evidence: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
-    evidence.push("run.json");
+    // The stages' own receipts (gates.md, hook-on_rollback.md, ...) are in the
+    // folder already, written when each stage ended.
+    let mut evidence: Vec<String> = files.iter().map(|(n, _)| (*n).to_owned()).collect();
+    evidence.extend(stage_receipts(&dir));
+    evidence.push("run.json".into());
+    evidence.sort();
+    evidence.dedup();
+    let evidence: Vec<&str> = evidence.iter().map(String::as_str).collect();
     let decision_md = decision::deployment_decision(&run, &record, &evidence);
     files.push(("deployment-decision.md", decision_md));
     for (name, text) in &files {
@@ -158,6 +164,20 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
     let path = dir.join("run.json");
     std::fs::write(&path, serde_json::to_string_pretty(&receipt)?).map_err(|e| io(&path, e))?;
     Ok(dir)
+}
+
+/// The receipt files already in a run's folder (not its commands' logs, which are
+/// in subfolders), but for the decision record itself.
+fn stage_receipts(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "deployment-decision.md" && n != "run.json")
+        .collect()
 }
 
 fn outcome_words(run: &RunRecord) -> &'static str {

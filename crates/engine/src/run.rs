@@ -4,6 +4,7 @@
 //! analysis windows, smoke checks and recording are here, shared by every
 //! strategy; the decisions are in the strategies' files.
 
+mod commands;
 mod stages;
 
 use std::collections::{HashSet, VecDeque};
@@ -49,6 +50,8 @@ pub(crate) struct Runner {
     since_start: Option<Box<dyn MetricsCursor>>,
     /// Releases whose problem the strategy was told of.
     reported: HashSet<String>,
+    /// Delivers the run's notifications, from the start of `drive` on.
+    notifier: Option<cutover_pipeline::Notifier>,
 }
 
 /// The cursors and clock of the analysis in progress.
@@ -89,18 +92,27 @@ impl Runner {
             live: None,
             since_start,
             reported: HashSet::new(),
+            notifier: None,
         }
     }
 
     /// Carries the run out, from `first` on, to its decision: the stages before
     /// the rollout, then the rollout.
     pub(crate) async fn drive(mut self, first: Observation) -> Result<Decision, EngineError> {
-        let first = match self.prepare(first).await? {
-            stages::Prepared::Go(first) => first,
-            stages::Prepared::Ended(decision) => return Ok(decision),
+        self.start_notifier(first == Observation::Begin);
+        let decision = match self.prepare(first).await? {
+            stages::Prepared::Go(first) => {
+                let decision = self.roll_out(first).await?;
+                self.conclude(&decision).await?;
+                decision
+            }
+            stages::Prepared::Ended(decision) => {
+                // A migration already applied is taken back (when reversible).
+                self.conclude(&decision).await?;
+                decision
+            }
         };
-        let decision = self.roll_out(first).await?;
-        self.conclude(&decision)?;
+        self.finish_notifier(&decision);
         Ok(decision)
     }
 

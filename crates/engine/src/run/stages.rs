@@ -1,15 +1,19 @@
-//! The stages before the rollout, carried out: waiting for a scheduled time,
-//! checking the deployment windows, waiting for the approvals quorum. Each stage's
-//! start and end are written to the run's state before anything follows from them,
-//! so a restarted daemon resumes the stage it was in (a wait for approval that
-//! lasts a day goes on where it was, its timeout counted from when it began).
+//! The stages around the rollout, carried out: the order, the records, the events,
+//! and the stages that wait (for a scheduled time, for the deployment windows, for
+//! the approvals quorum); the stages that run commands are in `commands.rs`. Each
+//! stage's start and end are written to the run's state before anything follows
+//! from them, so a restarted daemon resumes the stage it was in (a wait for
+//! approval that lasts a day goes on where it was, its timeout counted from when it
+//! began).
 //!
-//! Nothing runs and no traffic moves before the `deploy` stage: a stage that stops
-//! the run leaves the app exactly as it was.
+//! No version starts and no traffic moves before the `deploy` stage: a stage that
+//! stops the run leaves the app as it was (a migration already applied is taken
+//! back by `migrate_down`, when it is reversible).
 
 use std::time::Duration;
 
 use cutover_api::{ApprovalRecord, DeployType, Event, Outcome, Phase, Stage, StageStatus, Verdict};
+use cutover_spec::NotificationKind;
 use tokio::time::Instant;
 
 use super::Runner;
@@ -27,9 +31,11 @@ pub(super) enum Prepared {
     Ended(Decision),
 }
 
-/// How one stage ended.
-enum StageEnd {
+/// How one stage ended, with its summary.
+pub(super) enum StageEnd {
     Passed(String),
+    /// It failed, and that is reported; the run goes on (a hook after the rollout).
+    Failed(String),
     /// The run ends here, with this decision; the summary is the stage's.
     Stopped {
         summary: String,
@@ -38,13 +44,21 @@ enum StageEnd {
 }
 
 impl StageEnd {
-    fn stop(outcome: Outcome, summary: String) -> StageEnd {
+    pub(super) fn stop(outcome: Outcome, summary: String) -> StageEnd {
         StageEnd::Stopped {
             decision: Decision {
                 outcome,
                 reason: summary.clone(),
             },
             summary,
+        }
+    }
+
+    /// The run was aborted (or the engine went away) during the stage.
+    pub(super) fn aborted(decision: Decision) -> StageEnd {
+        StageEnd::Stopped {
+            summary: decision.reason.clone(),
+            decision,
         }
     }
 }
@@ -62,12 +76,21 @@ impl Runner {
             if stage == Stage::Deploy {
                 break;
             }
+            if stage.is_after() {
+                // The run ended before its rollout; these follow its decision.
+                break;
+            }
             self.begin_stage(stage)?;
             let end = match stage {
+                Stage::Gates => self.run_gates().await?,
                 Stage::Schedule => self.wait_for_schedule().await?,
                 Stage::Window => self.check_window(),
                 Stage::Approval => self.wait_for_approval().await?,
-                Stage::Deploy => unreachable!("the loop stops before the rollout"),
+                Stage::Migrate => self.migrate_up().await?,
+                Stage::BeforeDeploy => self.before_deploy().await?,
+                Stage::Deploy | Stage::AfterPromotion | Stage::MigrateDown | Stage::OnRollback => {
+                    unreachable!("the loop stops before the rollout")
+                }
             };
             if let Some(decision) = self.end_stage(stage, end)? {
                 return Ok(Prepared::Ended(decision));
@@ -82,25 +105,59 @@ impl Runner {
         Ok(Prepared::Go(Observation::Begin))
     }
 
-    /// Records that the rollout ended with `decision` (its stage's verdict).
-    pub(super) fn conclude(&mut self, decision: &Decision) -> Result<(), EngineError> {
-        let Some(record) = self.state.pipeline.get_mut(Stage::Deploy) else {
-            return Ok(());
-        };
-        if record.status.is_done() {
-            return Ok(());
+    /// Records how the rollout ended with `decision` (its stage's verdict), then
+    /// runs the stages after it that apply: `after_promotion` when the new version
+    /// is live; `migrate_down` (when the migration ran) and `on_rollback` when the
+    /// run went back. Their failures are reported, never change the outcome.
+    pub(super) async fn conclude(&mut self, decision: &Decision) -> Result<(), EngineError> {
+        if let Some(record) = self.state.pipeline.get_mut(Stage::Deploy)
+            && !record.status.is_done()
+        {
+            record.status = if decision.outcome == Outcome::Promoted {
+                StageStatus::Passed
+            } else {
+                StageStatus::Failed
+            };
+            record.finished_at_ms = Some(now_ms());
+            record.summary = format!("{}: {}", decision.outcome.as_str(), decision.reason);
+            let (status, summary) = (record.status, record.summary.clone());
+            self.persist()?;
+            self.stage_event(Stage::Deploy, status, summary)?;
         }
-        record.status = if decision.outcome == Outcome::Promoted {
-            StageStatus::Passed
-        } else {
-            StageStatus::Failed
-        };
-        record.finished_at_ms = Some(now_ms());
-        record.summary = format!("{}: {}", decision.outcome.as_str(), decision.reason);
-        let status = record.status;
-        let summary = record.summary.clone();
-        self.persist()?;
-        self.stage_event(Stage::Deploy, status, summary)
+        let promoted = decision.outcome == Outcome::Promoted;
+        let migrated = self.state.pipeline.passed(Stage::Migrate);
+        let moved = self.state.pipeline.deploying();
+        let after: Vec<Stage> = self
+            .state
+            .pipeline
+            .stages
+            .iter()
+            .filter(|s| s.stage.is_after() && !s.status.is_done())
+            .map(|s| s.stage)
+            .collect();
+        for stage in after {
+            let applies = match stage {
+                Stage::AfterPromotion => promoted,
+                Stage::MigrateDown => !promoted && migrated,
+                _ => !promoted && (moved || migrated),
+            };
+            if !applies {
+                if let Some(record) = self.state.pipeline.get_mut(stage) {
+                    record.status = StageStatus::Skipped;
+                }
+                self.persist()?;
+                continue;
+            }
+            self.begin_stage(stage)?;
+            let end = match stage {
+                Stage::AfterPromotion => self.after_promotion(decision).await,
+                Stage::MigrateDown => self.migrate_down(decision).await,
+                _ => self.on_rollback(decision).await,
+            };
+            self.end_stage(stage, end)?;
+        }
+        self.notify_outcome(decision);
+        Ok(())
     }
 
     fn begin_stage(&mut self, stage: Stage) -> Result<(), EngineError> {
@@ -114,6 +171,9 @@ impl Runner {
         record.status = StageStatus::Running;
         record.started_at_ms = Some(now_ms());
         self.persist()?;
+        if stage == Stage::Approval {
+            self.notify_stage(NotificationKind::WaitingForApproval, stage, None, None);
+        }
         self.stage_event(stage, StageStatus::Running, String::new())
     }
 
@@ -122,6 +182,7 @@ impl Runner {
     fn end_stage(&mut self, stage: Stage, end: StageEnd) -> Result<Option<Decision>, EngineError> {
         let (status, summary, decision) = match end {
             StageEnd::Passed(summary) => (StageStatus::Passed, summary, None),
+            StageEnd::Failed(summary) => (StageStatus::Failed, summary, None),
             StageEnd::Stopped { summary, decision } => {
                 (StageStatus::Failed, summary, Some(decision))
             }
@@ -132,11 +193,17 @@ impl Runner {
             record.summary = summary.clone();
         }
         if let Some(decision) = &decision {
-            self.state.pipeline.skip_rest();
+            self.state.pipeline.skip_to_the_end();
             self.state.decision = Some(decision.clone());
             self.state.phase = Phase::Finished;
         }
         self.persist()?;
+        self.notify_stage(
+            NotificationKind::StageFinished,
+            stage,
+            Some(status.as_str()),
+            Some(&summary),
+        );
         self.stage_event(stage, status, summary)?;
         Ok(decision)
     }
@@ -183,28 +250,46 @@ impl Runner {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return Ok(true),
                 () = self.decided.notified() => return Ok(false),
-                command = self.control.recv() => match command {
-                    Some(Control::Promote) => {
-                        // Nothing to skip to yet; said, not silently dropped.
-                        let message = format!(
-                            "`cutover promote` does nothing while the run is {waiting}; the rollout has not begun"
-                        );
-                        let _ = self.emit(Event::Warning, &message);
-                    }
-                    Some(Control::Abort { by }) => {
-                        return Err(Decision {
-                            outcome: Outcome::Aborted,
-                            reason: format!("aborted by {by} while {waiting}; nothing was started"),
-                        });
-                    }
-                    None => {
-                        return Err(Decision {
-                            outcome: Outcome::Aborted,
-                            reason: format!("the engine went away while {waiting}"),
-                        });
-                    }
-                },
+                command = self.control.recv() => self.heard(command, waiting)?,
             }
+        }
+    }
+
+    /// Carries out `work` (a stage's commands) while listening for an abort, which
+    /// drops it (killing what it runs): `Err(decision)` then.
+    pub(super) async fn until_aborted<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+        doing: &str,
+    ) -> Result<T, Decision> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                command = self.control.recv() => self.heard(command, doing)?,
+            }
+        }
+    }
+
+    /// What a person's request means before the rollout has begun: an abort ends
+    /// the run; a promote has nothing to skip to, and is said to do nothing.
+    fn heard(&self, command: Option<Control>, doing: &str) -> Result<(), Decision> {
+        match command {
+            Some(Control::Promote) => {
+                let message = format!(
+                    "`cutover promote` does nothing while the run is {doing}; the rollout has not begun"
+                );
+                let _ = self.emit(Event::Warning, &message);
+                Ok(())
+            }
+            Some(Control::Abort { by }) => Err(Decision {
+                outcome: Outcome::Aborted,
+                reason: format!("aborted by {by} while {doing}; nothing was started"),
+            }),
+            None => Err(Decision {
+                outcome: Outcome::Aborted,
+                reason: format!("the engine went away while {doing}"),
+            }),
         }
     }
 
@@ -221,12 +306,7 @@ impl Runner {
             match self.wait(deadline, &format!("scheduled for {at}")).await {
                 Ok(true) => return Ok(StageEnd::Passed(format!("began at its time, {at}"))),
                 Ok(false) => continue,
-                Err(decision) => {
-                    return Ok(StageEnd::Stopped {
-                        summary: decision.reason.clone(),
-                        decision,
-                    });
-                }
+                Err(decision) => return Ok(StageEnd::aborted(decision)),
             }
         }
     }
@@ -358,12 +438,7 @@ impl Runner {
                     ));
                 }
                 Ok(false) => continue,
-                Err(decision) => {
-                    return Ok(StageEnd::Stopped {
-                        summary: decision.reason.clone(),
-                        decision,
-                    });
-                }
+                Err(decision) => return Ok(StageEnd::aborted(decision)),
             }
         }
     }
