@@ -30,6 +30,7 @@ mod analysis;
 mod api;
 mod blue_green;
 mod fields;
+mod logs;
 mod platform;
 mod proxy;
 mod rolling;
@@ -41,7 +42,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
 use crate::types::{
-    AnalysisSpec, ApiSpec, Config, HealthCheck, PlatformSpec, ProxySpec, StrategySpec, defaults,
+    AnalysisSpec, ApiSpec, Config, HealthCheck, LogsSpec, PlatformSpec, ProxySpec, StrategySpec,
+    defaults,
 };
 
 // The suggestion rule is also unit-tested on its own.
@@ -58,6 +60,7 @@ const TOP: &[&str] = &[
     "analysis",
     "proxy",
     "api",
+    "logs",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -81,6 +84,8 @@ const HOMES: &[(&str, &[&str])] = &[
     ("a latency metric", analysis::LATENCY),
     ("`proxy`", proxy::PROXY),
     ("`api`", api::API),
+    ("`logs`", logs::LOGS),
+    ("`analysis.logs`", logs::LOG_CHECK),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -184,6 +189,10 @@ impl Checker<'_> {
             Some(e) => self.api(e),
             None => Some(ApiSpec::default()),
         };
+        let logs = match f.get("logs") {
+            Some(e) => self.logs(e),
+            None => Some(LogsSpec::default()),
+        };
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -208,6 +217,7 @@ impl Checker<'_> {
             analysis: analysis?,
             proxy: proxy?,
             api: api?,
+            logs: logs?,
         })
     }
 

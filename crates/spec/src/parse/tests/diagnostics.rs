@@ -131,7 +131,7 @@ path: /x
              `latency_p50`? (valid: error_rate, latency_p50, latency_p95, latency_p99, apdex)",
             "cutover.yaml:22:1: unknown field `path` at the top level; `path` belongs in `health` \
              or each of `strategy.blue_green.smoke_checks` (valid: app, listen, state_dir, \
-             platform, health, strategy, analysis, proxy, api)",
+             platform, health, strategy, analysis, proxy, api, logs)",
         ]
     );
 }
@@ -224,7 +224,7 @@ fn empty_and_non_mapping_documents() {
     assert_eq!(
         error("- app: shop\n"),
         "cutover.yaml:1:1: the config must be a mapping of settings (valid: app, listen, state_dir, \
-         platform, health, strategy, analysis, proxy, api), got a list"
+         platform, health, strategy, analysis, proxy, api, logs), got a list"
     );
 }
 

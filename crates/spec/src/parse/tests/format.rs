@@ -73,6 +73,11 @@ fn minimal_config_gets_every_default() {
                 tolerance: pct(10.0),
                 min_samples: 50,
             }),
+            logs: Some(LogCheckSpec {
+                new_errors: LogAction::Warn,
+                rate_factor: 3.0,
+                min_count: 3,
+            }),
         },
         proxy: ProxySpec {
             max_header_size: 65_536,
@@ -86,9 +91,14 @@ fn minimal_config_gets_every_default() {
             read_auth: false,
             allow_remote_open_reads: false,
         },
+        logs: LogsSpec {
+            max_size: 10 * 1024 * 1024,
+            keep: 3,
+        },
     };
     assert_eq!(c, expected);
     assert_eq!(c.api, ApiSpec::default());
+    assert_eq!(c.logs, LogsSpec::default());
     // The `Default` impls and `defaults` agree with what parsing fills in.
     assert_eq!(c.proxy, ProxySpec::default());
     assert_eq!(c.health, HealthCheck::default());
@@ -198,6 +208,7 @@ analysis:
     apdex: { threshold: 120ms, min: 0.85 }
   sequential: { alpha: 0.5%, errors: false, latency_quantile: 99% }
   comparison: { confidence: 95%, tolerance: 20%, min_samples: 200 }
+  logs: { new_errors: fail, rate_factor: 2.5, min_count: 1 }
 proxy:
   max_header_size: 16KiB
   header_read_timeout: 5s
@@ -208,6 +219,9 @@ proxy:
 api:
   read_auth: true
   allow_remote_open_reads: true
+logs:
+  max_size: 1MiB
+  keep: 0
 "#;
     let c = parse(src, "deploy/cutover.yaml").unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
@@ -309,6 +323,11 @@ api:
                 tolerance: pct(20.0),
                 min_samples: 200,
             }),
+            logs: Some(LogCheckSpec {
+                new_errors: LogAction::Fail,
+                rate_factor: 2.5,
+                min_count: 1,
+            }),
         },
         proxy: ProxySpec {
             max_header_size: 16 * 1024,
@@ -321,6 +340,10 @@ api:
         api: ApiSpec {
             read_auth: true,
             allow_remote_open_reads: true,
+        },
+        logs: LogsSpec {
+            max_size: 1024 * 1024,
+            keep: 0,
         },
     };
     assert_eq!(c, expected);

@@ -7,11 +7,13 @@
 //! - `sections`: the platform and strategy kinds, and canary steps;
 //! - `values`: percentages, durations, and the other values;
 //! - `proxy`: the proxy's limits and their sizes;
-//! - `api`: who may read the daemon's API.
+//! - `api`: who may read the daemon's API;
+//! - `logs`: how instances' output is kept, and the log check.
 
 mod api;
 mod diagnostics;
 mod format;
+mod logs;
 mod proxy;
 mod sections;
 mod values;
