@@ -53,6 +53,7 @@ mod health;
 mod instance;
 mod leftovers;
 mod local;
+pub mod log_files;
 mod logs;
 mod ports;
 mod process;
@@ -61,6 +62,7 @@ mod release;
 mod startup;
 
 pub use leftovers::Leftovers;
+pub use log_files::{FileCursor, LogFiles, LogWriter};
 pub use local::LocalPlatform;
 pub use reaper::{install_panic_hook, kill_all_children, persist_children_to};
 pub use release::LocalRelease;
