@@ -30,6 +30,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use cutover_engine::logs::{LogFollower, LogSource};
 use cutover_spec::LogsSpec;
 
 use crate::process::file_safe;
@@ -281,6 +282,14 @@ impl FileCursor {
         }
     }
 
+    /// From byte `offset` of the file (where a [`tail`] ended).
+    pub fn at(path: PathBuf, offset: u64) -> FileCursor {
+        FileCursor {
+            offset,
+            ..FileCursor::at_start(path)
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -333,31 +342,91 @@ fn read_from(file: &mut File, offset: u64, out: &mut Vec<u8>) -> io::Result<u64>
     file.take(MAX_READ).read_to_end(out).map(|n| n as u64)
 }
 
-/// The last `n` lines of a log file and the one rotated before it, oldest first.
-pub fn tail(path: &Path, n: usize) -> io::Result<Vec<String>> {
-    let mut lines = last_lines(path, n)?;
+/// The end of a log file as read by [`tail`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// Its last complete lines, oldest first (from the rotated file before it
+    /// when the file itself has fewer).
+    pub lines: Vec<String>,
+    /// Where the last complete line ends: a [`FileCursor::at`] there goes on
+    /// with the next line.
+    pub end: u64,
+}
+
+/// The last `n` complete lines of a log file and the one rotated before it.
+pub fn tail(path: &Path, n: usize) -> io::Result<Tail> {
+    let (mut lines, end) = last_lines(path, n)?;
     if lines.len() < n {
-        let mut older = last_lines(&rotated(path, 1), n - lines.len()).unwrap_or_default();
+        let (mut older, _) = last_lines(&rotated(path, 1), n - lines.len()).unwrap_or_default();
         older.append(&mut lines);
         lines = older;
     }
-    Ok(lines)
+    Ok(Tail { lines, end })
 }
 
-/// The last `n` lines of one file, reading at most its last 4 MiB.
-fn last_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
+/// The last `n` complete lines of one file, reading at most its last 4 MiB, and
+/// where the last of them ends.
+fn last_lines(path: &Path, n: usize) -> io::Result<(Vec<String>, u64)> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let start = len.saturating_sub(MAX_READ);
     let mut bytes = Vec::new();
     read_from(&mut file, start, &mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes);
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let text = String::from_utf8_lossy(&bytes[..complete]);
     let mut lines: Vec<&str> = text.lines().collect();
     if start > 0 && !lines.is_empty() {
         lines.remove(0); // cut in the middle
     }
     let from = lines.len().saturating_sub(n);
-    Ok(lines[from..].iter().map(|l| (*l).to_owned()).collect())
+    let lines = lines[from..].iter().map(|l| (*l).to_owned()).collect();
+    Ok((lines, start + complete as u64))
+}
+
+impl LogSource for LogFiles {
+    fn follow(&self, release: &str) -> Box<dyn LogFollower> {
+        let cursors = self
+            .list()
+            .into_iter()
+            .filter(|f| f.release == file_safe(release))
+            .map(|f| FileCursor::at_end(f.path))
+            .collect();
+        Box::new(ReleaseLogs {
+            files: self.clone(),
+            release: release.to_owned(),
+            cursors,
+        })
+    }
+}
+
+/// Every log file of one release, in any run's folder: those there when it began
+/// followed from their end, those that appear later (an instance added or
+/// started again elsewhere) from their start.
+struct ReleaseLogs {
+    files: LogFiles,
+    release: String,
+    cursors: Vec<FileCursor>,
+}
+
+impl LogFollower for ReleaseLogs {
+    fn next_lines(&mut self) -> Vec<String> {
+        let safe = file_safe(&self.release);
+        for file in self.files.list() {
+            if file.release == safe && !self.cursors.iter().any(|c| c.path() == file.path) {
+                self.cursors.push(FileCursor::at_start(file.path));
+            }
+        }
+        let mut lines = Vec::new();
+        for cursor in &mut self.cursors {
+            match cursor.read_lines() {
+                Ok(mut new) => lines.append(&mut new),
+                Err(e) => {
+                    tracing::debug!(file = %cursor.path().display(), error = %e, "could not read a log file");
+                }
+            }
+        }
+        lines
+    }
 }
 
 #[cfg(test)]
@@ -443,12 +512,37 @@ mod tests {
     }
 
     #[test]
+    fn a_release_is_followed_in_every_run_folder_and_new_instances_from_their_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LogFiles::new(dir.path().to_owned());
+        let r1 = files.run_dir(Some("r1"));
+        std::fs::create_dir_all(&r1).unwrap();
+        std::fs::write(r1.join("v2-0.log"), "before\n").unwrap();
+        std::fs::write(r1.join("v1-0.log"), "other\n").unwrap();
+        let mut follower = files.follow("v2");
+        assert!(follower.next_lines().is_empty());
+        let mut zero = append(&r1.join("v2-0.log")).unwrap();
+        writeln!(zero, "after").unwrap();
+        let r2 = files.run_dir(Some("r2"));
+        std::fs::create_dir_all(&r2).unwrap();
+        std::fs::write(r2.join("v2-1.log"), "new instance\n").unwrap();
+        std::fs::write(r2.join("v1-1.log"), "other again\n").unwrap();
+        assert_eq!(follower.next_lines(), ["after", "new instance"]);
+    }
+
+    #[test]
     fn tail_reaches_into_the_rotated_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1-0.log");
         std::fs::write(rotated(&path, 1), "a\nb\n").unwrap();
-        std::fs::write(&path, "c\n").unwrap();
-        assert_eq!(tail(&path, 2).unwrap(), ["b", "c"]);
-        assert_eq!(tail(&path, 1).unwrap(), ["c"]);
+        std::fs::write(&path, "c\nunfinish").unwrap();
+        assert_eq!(tail(&path, 2).unwrap().lines, ["b", "c"]);
+        let last = tail(&path, 1).unwrap();
+        assert_eq!(last.lines, ["c"]);
+        assert_eq!(last.end, 2);
+        let mut cursor = FileCursor::at(path.clone(), last.end);
+        let mut file = append(&path).unwrap();
+        writeln!(file, "ed").unwrap();
+        assert_eq!(cursor.read_lines().unwrap(), ["unfinished"]);
     }
 }

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use cutover_api::{DeployRequest, ErrorBody, RollbackRequest, Status, Steered, TrafficTotals};
 use cutover_engine::events::error_chain;
 use cutover_engine::{Engine, EngineError, RunConfig};
+use cutover_platform::LogFiles;
 use cutover_store::StoreError;
 use tokio::sync::watch;
 
@@ -26,7 +27,7 @@ use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
 use crate::metrics::{self, StepDurations};
 use crate::traffic::ProxyTraffic;
-use crate::{runs, streams};
+use crate::{logs, runs, streams};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -40,6 +41,8 @@ pub(crate) struct AppState {
     pub steps: Arc<StepDurations>,
     /// Turns true when the daemon stops: endless streams end then.
     pub stopping: watch::Receiver<bool>,
+    /// The instances' log files.
+    pub logs: LogFiles,
 }
 
 /// The API; every request passes `guard` first.
@@ -59,6 +62,7 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         .route("/api/v1/runs/{id}/receipts/{name}", get(runs::receipt))
         .route("/api/v1/runs/{id}/events", get(streams::run_events))
         .route("/api/v1/events", get(streams::all_events))
+        .route("/api/v1/logs/{version}", get(logs::logs))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async {
