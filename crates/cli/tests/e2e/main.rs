@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod dashboard;
 mod judge;
+mod logs;
 mod restart;
 mod sse;
 mod strategies;
