@@ -97,8 +97,7 @@ impl Drain {
             &tokens,
             &config,
         );
-        if let Some(id) = best_match(&self.templates, &leaf.templates, &tokens, config.similarity)
-        {
+        if let Some(id) = best_match(&self.templates, &leaf.templates, &tokens, config.similarity) {
             merge(&mut self.templates[id], &tokens);
             return Some(id);
         }
@@ -157,7 +156,8 @@ fn best_match(
             best = Some((similarity, params, id));
         }
     }
-    best.filter(|(s, _, _)| *s >= threshold).map(|(_, _, id)| id)
+    best.filter(|(s, _, _)| *s >= threshold)
+        .map(|(_, _, id)| id)
 }
 
 /// The share of positions where `template` has `tokens`' token, and how many

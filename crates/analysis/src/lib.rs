@@ -375,9 +375,10 @@ pub struct WindowReport {
     /// canary served fewer than `min_requests` or a limit was inconclusive; else
     /// pass. (A Mann-Whitney result is decided at the step's end, not here.)
     pub verdict: Verdict,
-    /// The log check's findings in the step so far ([`log_check`]), when it ran.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub logs: Vec<log_check::LogFinding>,
+    /// The log check's findings in the step so far ([`log_check`]), when it
+    /// found any (boxed: most windows have none, and reports travel in events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Box<log_check::LogReport>>,
 }
 
 impl WindowReport {
@@ -429,7 +430,7 @@ pub fn judge(
         against: Against::Baseline,
         metrics,
         verdict,
-        logs: Vec::new(),
+        logs: None,
     }
 }
 

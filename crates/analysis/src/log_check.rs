@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::drain::{Drain, TemplateId};
 use crate::log_line::{self, Level};
-use crate::{MetricResult, Test, Unit, Verdict, WindowReport, Why};
+use crate::{MetricResult, Test, Unit, Verdict, Why, WindowReport};
 
 /// The metric a log check reports under.
 pub const METRIC: &str = "log_errors";
@@ -69,6 +69,20 @@ pub struct LogFinding {
     pub change: Change,
     /// What the rates behind `change` are per.
     pub per: Per,
+}
+
+/// The findings of a window's log check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogReport {
+    /// The canary's most frequent first.
+    pub findings: Vec<LogFinding>,
+}
+
+impl LogReport {
+    /// A report of `findings`; `None` without any.
+    pub fn of(findings: Vec<LogFinding>) -> Option<Box<LogReport>> {
+        (!findings.is_empty()).then(|| Box::new(LogReport { findings }))
+    }
 }
 
 /// One template's lines on each side.
@@ -114,9 +128,7 @@ impl LogTally {
                 Side::Baseline => counts.baseline += 1,
                 Side::Canary => {
                     counts.canary += 1;
-                    counts
-                        .example
-                        .get_or_insert_with(|| line.trim().to_owned());
+                    counts.example.get_or_insert_with(|| line.trim().to_owned());
                 }
             }
         }
@@ -200,6 +212,11 @@ impl LogTally {
 }
 
 impl WindowReport {
+    /// The log check's findings, if it found any.
+    pub fn log_findings(&self) -> &[LogFinding] {
+        self.logs.as_ref().map_or(&[], |r| &r.findings)
+    }
+
     /// Adds the log check's result and findings to a judged window, and judges
     /// the window again with it (`min_requests`: what the canary needed to serve).
     pub fn add_log_check(
@@ -209,7 +226,7 @@ impl WindowReport {
         min_requests: u64,
     ) {
         self.metrics.push(result);
-        self.logs = findings;
+        self.logs = LogReport::of(findings);
         self.verdict = crate::window_verdict(&self.metrics, self.canary.requests >= min_requests);
     }
 }
@@ -239,11 +256,31 @@ mod tests {
         let mut tally = LogTally::default();
         tally.add_requests(Side::Baseline, 900);
         tally.add_requests(Side::Canary, 100);
-        add(&mut tally, Side::Baseline, &lines("INFO served request #", 900));
-        add(&mut tally, Side::Baseline, &lines("ERROR cache miss for key #", 20));
-        add(&mut tally, Side::Canary, &lines("INFO served request #", 100));
-        add(&mut tally, Side::Canary, &lines("ERROR cache miss for key #", 2));
-        add(&mut tally, Side::Canary, &lines("ERROR db timeout after #ms", 4));
+        add(
+            &mut tally,
+            Side::Baseline,
+            &lines("INFO served request #", 900),
+        );
+        add(
+            &mut tally,
+            Side::Baseline,
+            &lines("ERROR cache miss for key #", 20),
+        );
+        add(
+            &mut tally,
+            Side::Canary,
+            &lines("INFO served request #", 100),
+        );
+        add(
+            &mut tally,
+            Side::Canary,
+            &lines("ERROR cache miss for key #", 2),
+        );
+        add(
+            &mut tally,
+            Side::Canary,
+            &lines("ERROR db timeout after #ms", 4),
+        );
         let (result, findings) = tally.judge(&spec(LogAction::Fail)).unwrap();
         assert_eq!(findings.len(), 1, "{findings:?}");
         let f = &findings[0];
@@ -267,17 +304,35 @@ mod tests {
         tally.add_requests(Side::Baseline, 1000);
         tally.add_requests(Side::Canary, 100);
         // 1% of the baseline's requests against 5%: 5x.
-        add(&mut tally, Side::Baseline, &lines("ERROR upstream # refused", 10));
-        add(&mut tally, Side::Canary, &lines("ERROR upstream # refused", 5));
+        add(
+            &mut tally,
+            Side::Baseline,
+            &lines("ERROR upstream # refused", 10),
+        );
+        add(
+            &mut tally,
+            Side::Canary,
+            &lines("ERROR upstream # refused", 5),
+        );
         let findings = tally.findings(&spec(LogAction::Fail));
         assert_eq!(findings.len(), 1);
-        assert!(matches!(findings[0].change, Change::Rose { factor } if (factor - 5.0).abs() < 1e-9));
+        assert!(
+            matches!(findings[0].change, Change::Rose { factor } if (factor - 5.0).abs() < 1e-9)
+        );
         // 2x is within the factor.
         let mut calm = LogTally::default();
         calm.add_requests(Side::Baseline, 1000);
         calm.add_requests(Side::Canary, 100);
-        add(&mut calm, Side::Baseline, &lines("ERROR upstream # refused", 10));
-        add(&mut calm, Side::Canary, &lines("ERROR upstream # refused", 2));
+        add(
+            &mut calm,
+            Side::Baseline,
+            &lines("ERROR upstream # refused", 10),
+        );
+        add(
+            &mut calm,
+            Side::Canary,
+            &lines("ERROR upstream # refused", 2),
+        );
         assert!(calm.findings(&spec(LogAction::Fail)).is_empty());
     }
 
@@ -286,7 +341,11 @@ mod tests {
         let mut tally = LogTally::default();
         tally.add_requests(Side::Baseline, 100);
         tally.add_requests(Side::Canary, 100);
-        add(&mut tally, Side::Canary, &lines("ERROR disk full on /dev/sda#", 2));
+        add(
+            &mut tally,
+            Side::Canary,
+            &lines("ERROR disk full on /dev/sda#", 2),
+        );
         let (result, findings) = tally.judge(&spec(LogAction::Fail)).unwrap();
         assert!(findings.is_empty());
         assert_eq!(result.verdict, Verdict::Pass);
@@ -296,7 +355,11 @@ mod tests {
     #[test]
     fn without_requests_rates_are_per_line_and_without_either_nothing_is_judged() {
         let mut tally = LogTally::default();
-        add(&mut tally, Side::Canary, &lines("ERROR worker # crashed", 5));
+        add(
+            &mut tally,
+            Side::Canary,
+            &lines("ERROR worker # crashed", 5),
+        );
         assert!(tally.judge(&spec(LogAction::Fail)).is_none());
         add(&mut tally, Side::Baseline, &lines("INFO tick #", 50));
         let (_, findings) = tally.judge(&spec(LogAction::Fail)).unwrap();

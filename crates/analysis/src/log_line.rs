@@ -160,7 +160,9 @@ fn mask_token(token: &str) -> String {
         .unwrap_or(token.len());
     let end = token
         .rfind(|c: char| !matches!(c, ')' | ']' | '}' | '>' | ',' | ';' | '.' | ':' | '!'))
-        .map_or(start, |i| i + token[i..].chars().next().map_or(1, char::len_utf8))
+        .map_or(start, |i| {
+            i + token[i..].chars().next().map_or(1, char::len_utf8)
+        })
         .max(start);
     let (before, core, after) = (&token[..start], &token[start..end], &token[end..]);
     let masked = match core.split_once('=') {
@@ -246,7 +248,9 @@ mod tests {
             "request <*> failed after <*> from <*> (id=<*>)"
         );
         assert_eq!(
-            masked("user \"Ada Lovelace\" logged in, session 123e4567-e89b-12d3-a456-426614174000."),
+            masked(
+                "user \"Ada Lovelace\" logged in, session 123e4567-e89b-12d3-a456-426614174000."
+            ),
             "user \"<*>\" logged in, session <*>."
         );
         assert_eq!(
@@ -257,7 +261,10 @@ mod tests {
             masked("don't touch v2 or user42"),
             "don't touch v2 or user42"
         );
-        assert_eq!(masked("retry=3 key='a b' n=-1.5"), "retry=<*> key='<*>' n=<*>");
+        assert_eq!(
+            masked("retry=3 key='a b' n=-1.5"),
+            "retry=<*> key='<*>' n=<*>"
+        );
     }
 
     #[test]
@@ -278,7 +285,10 @@ mod tests {
             level("thread 'main' panicked at src/main.rs:3:5"),
             Level::Error
         );
-        assert_eq!(level("panic: runtime error: index out of range"), Level::Error);
+        assert_eq!(
+            level("panic: runtime error: index out of range"),
+            Level::Error
+        );
         assert_eq!(
             level("GET /x served fine with no error at all"),
             Level::Other
@@ -287,6 +297,9 @@ mod tests {
         let json = parse(r#"{"ts":1,"level":"ERROR","msg":"db down after 3 tries"}"#);
         assert_eq!(json.level, Level::Error);
         assert_eq!(json.text, "db down after 3 tries");
-        assert_eq!(parse(r#"{"severity":"info","message":"ok"}"#).level, Level::Other);
+        assert_eq!(
+            parse(r#"{"severity":"info","message":"ok"}"#).level,
+            Level::Other
+        );
     }
 }

@@ -18,7 +18,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
         query.push(format!("instance={n}"));
     }
     if let Some(run) = &args.run {
-        query.push(format!("run={}", crate::watch::checked_run_id("--run", run)?));
+        query.push(format!(
+            "run={}",
+            crate::watch::checked_run_id("--run", run)?
+        ));
     }
     if args.follow {
         query.push("follow=true".to_owned());

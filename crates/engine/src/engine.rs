@@ -419,7 +419,10 @@ impl Engine {
             config: config.record(),
         };
         self.inner.store.insert_run(&run)?;
-        let platform = self.inner.platforms.platform_for_run(&config.config, &run.id);
+        let platform = self
+            .inner
+            .platforms
+            .platform_for_run(&config.config, &run.id);
         let switch = matches!(kind, RunKind::Initial | RunKind::Rollback);
         let state = RunState::new(stable, strategy::plan(&config.config, switch));
         let config = Arc::new(config);

@@ -257,7 +257,7 @@ mod tests {
             against: Against::Baseline,
             metrics: vec![result(Test::Limit, verdict)],
             verdict,
-            logs: Vec::new(),
+            logs: None,
         }
     }
 

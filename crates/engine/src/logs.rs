@@ -7,7 +7,7 @@
 //! after it came back.
 
 use cutover_analysis::WindowReport;
-use cutover_analysis::log_check::{LogTally, Side};
+use cutover_analysis::log_check::{LogReport, LogTally, Side};
 use cutover_spec::AnalysisSpec;
 
 /// Where the releases' output can be read from (files the platform writes,
@@ -84,7 +84,7 @@ impl LogWatch {
             Some((result, findings)) => {
                 report.add_log_check(result, findings, spec.min_requests);
             }
-            None => report.logs = self.tally.findings(check),
+            None => report.logs = LogReport::of(self.tally.findings(check)),
         }
     }
 }

@@ -326,8 +326,8 @@ fn log_templates(
     let mut last_of_step: Vec<(usize, &[LogFinding])> = Vec::new();
     for m in measurements {
         match last_of_step.last_mut() {
-            Some((step, findings)) if *step == m.step => *findings = &m.report.logs,
-            _ => last_of_step.push((m.step, &m.report.logs)),
+            Some((step, findings)) if *step == m.step => *findings = m.report.log_findings(),
+            _ => last_of_step.push((m.step, m.report.log_findings())),
         }
     }
     let rows: Vec<(usize, &LogFinding)> = last_of_step
@@ -347,7 +347,11 @@ fn log_templates(
             Change::New => "new".to_owned(),
             Change::Rose { factor } => format!(
                 "{factor:.1}x per {}",
-                if f.per == Per::Request { "request" } else { "line" }
+                if f.per == Per::Request {
+                    "request"
+                } else {
+                    "line"
+                }
             ),
         };
         let _ = writeln!(

@@ -62,7 +62,7 @@ mod release;
 mod startup;
 
 pub use leftovers::Leftovers;
-pub use log_files::{FileCursor, LogFiles, LogWriter};
 pub use local::LocalPlatform;
+pub use log_files::{FileCursor, LogFiles, LogWriter};
 pub use reaper::{install_panic_hook, kill_all_children, persist_children_to};
 pub use release::LocalRelease;

@@ -71,7 +71,8 @@ impl LogFiles {
 
     /// The folder of the instances started in `run` (a run id; `None`: outside any run).
     pub fn run_dir(&self, run: Option<&str>) -> PathBuf {
-        self.root.join(run.map_or_else(|| OUTSIDE_RUNS.to_owned(), file_safe))
+        self.root
+            .join(run.map_or_else(|| OUTSIDE_RUNS.to_owned(), file_safe))
     }
 
     /// Every instance's log file (rotated ones not counted), oldest run first.
@@ -467,8 +468,14 @@ mod tests {
             std::fs::write(&path, format!("round {round}\n")).unwrap();
             assert!(rotate(&path, &spec(2, 2)).unwrap());
         }
-        assert_eq!(std::fs::read_to_string(rotated(&path, 1)).unwrap(), "round 4\n");
-        assert_eq!(std::fs::read_to_string(rotated(&path, 2)).unwrap(), "round 3\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated(&path, 1)).unwrap(),
+            "round 4\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rotated(&path, 2)).unwrap(),
+            "round 3\n"
+        );
         assert!(!rotated(&path, 3).exists());
         std::fs::write(&path, "gone\n").unwrap();
         assert!(rotate(&path, &spec(2, 0)).unwrap());
@@ -485,7 +492,10 @@ mod tests {
         assert_eq!(cursor.read_lines().unwrap(), ["12345678"]);
         writer.write_all(b"abc\n").unwrap();
         writer.write_all(b"de").unwrap();
-        assert_eq!(std::fs::read_to_string(rotated(&path, 1)).unwrap(), "12345678\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated(&path, 1)).unwrap(),
+            "12345678\n"
+        );
         assert_eq!(cursor.read_lines().unwrap(), ["abc"]);
         writer.write_all(b"f\n").unwrap();
         assert_eq!(cursor.read_lines().unwrap(), ["def"]);

@@ -62,14 +62,14 @@ pub(crate) struct LogsQuery {
     follow: bool,
 }
 
-/// `GET /api/v1/logs/{version}`: what the instances of a version (a release name,
-/// like `v2` or `v1.baseline`) wrote to stdout and stderr.
+/// `GET /api/v1/logs/{version}`: what the instances of a version (or of a
+/// release: `v1+baseline`, a fresh baseline) wrote to stdout and stderr.
 #[cfg_attr(
     feature = "openapi",
     utoipa::path(
         get, path = "/api/v1/logs/{version}", tag = "logs",
         params(
-            ("version" = String, Path, description = "the version (or release, like `v1.baseline`)"),
+            ("version" = String, Path, description = "the version (or release, like `v1+baseline`)"),
             ("instance" = Option<u32>, Query, description = "only this instance (default: every one, each line prefixed with `[n] `)"),
             ("run" = Option<String>, Query, description = "the run that started the instances (default: the files written to last)"),
             ("lines" = Option<usize>, Query, description = "the last lines of each instance to send first (default 100, at most 10000)"),
@@ -187,18 +187,17 @@ fn select(
     }
 }
 
-fn not_found(
-    code: &'static str,
-    what: String,
-    there: &str,
-    names: BTreeSet<String>,
-) -> ApiError {
+fn not_found(code: &'static str, what: String, there: &str, names: BTreeSet<String>) -> ApiError {
     let names = if names.is_empty() {
         "none yet".to_owned()
     } else {
         names.into_iter().collect::<Vec<_>>().join(", ")
     };
-    ApiError::new(StatusCode::NOT_FOUND, code, format!("{what}; {there}: {names}"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        code,
+        format!("{what}; {there}: {names}"),
+    )
 }
 
 fn push_line(out: &mut String, instance: Option<u32>, line: &str) {
@@ -255,18 +254,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let logs = LogFiles::new(dir.path().to_owned());
         let message = |e: ApiError| format!("{e:?}");
-        assert!(message(select(&logs, "v2", None, None).unwrap_err()).contains("versions with logs: none yet"));
+        assert!(
+            message(select(&logs, "v2", None, None).unwrap_err())
+                .contains("versions with logs: none yet")
+        );
         for (run, name) in [("r1", "v1-0.log"), ("r2", "v2-0.log"), ("r2", "v2-1.log")] {
             let d = logs.run_dir(Some(run));
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join(name), "x\n").unwrap();
         }
         let e = message(select(&logs, "v9", None, None).unwrap_err());
-        assert!(e.contains("no_such_version") && e.contains("versions with logs: v1, v2"), "{e}");
+        assert!(
+            e.contains("no_such_version") && e.contains("versions with logs: v1, v2"),
+            "{e}"
+        );
         let e = message(select(&logs, "v2", Some("r1"), None).unwrap_err());
-        assert!(e.contains("no_such_run") && e.contains("runs with logs of `v2`: r2"), "{e}");
+        assert!(
+            e.contains("no_such_run") && e.contains("runs with logs of `v2`: r2"),
+            "{e}"
+        );
         let e = message(select(&logs, "v2", None, Some(5)).unwrap_err());
-        assert!(e.contains("no_such_instance") && e.contains("its instances: 0, 1"), "{e}");
+        assert!(
+            e.contains("no_such_instance") && e.contains("its instances: 0, 1"),
+            "{e}"
+        );
         assert_eq!(select(&logs, "v2", Some("r2"), Some(1)).unwrap().len(), 1);
     }
 }

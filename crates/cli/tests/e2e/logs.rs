@@ -67,9 +67,10 @@ async fn a_canary_logging_an_error_its_baseline_never_logs_is_rolled_back_and_th
     let no_run = env.cutover(&["logs", "v2", "--run", "nope"]).await;
     no_run.code(2);
     assert!(
-        no_run
-            .stderr
-            .contains(&format!("runs with logs of `v2`: {}", run_id.to_string_lossy())),
+        no_run.stderr.contains(&format!(
+            "runs with logs of `v2`: {}",
+            run_id.to_string_lossy()
+        )),
         "{}",
         no_run.stderr
     );

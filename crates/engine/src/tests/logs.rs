@@ -45,8 +45,9 @@ async fn a_canary_logging_a_new_error_template_fails_its_window() {
     let result = first.metrics.iter().find(|m| m.metric == METRIC).unwrap();
     assert_eq!(result.verdict, Verdict::Fail);
     // The cache miss is logged on both sides at the same rate: not a finding.
-    assert_eq!(first.logs.len(), 1, "{:?}", first.logs);
-    let finding = &first.logs[0];
+    let findings = first.log_findings();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let finding = &findings[0];
     assert_eq!(finding.template, "ERROR db timeout after <*> on <*>");
     assert_eq!(finding.change, Change::New);
     assert_eq!((finding.canary, finding.baseline), (3, 0));
@@ -72,9 +73,18 @@ async fn with_warn_a_new_error_template_is_recorded_and_the_canary_promoted() {
         .find(|m| m.metric == METRIC)
         .unwrap();
     assert_eq!(result.verdict, Verdict::Pass);
-    assert!(matches!(result.why, Some(Why::LogErrors { templates: 1, fails: false })));
+    assert!(matches!(
+        result.why,
+        Some(Why::LogErrors {
+            templates: 1,
+            fails: false
+        })
+    ));
     let analysis =
         std::fs::read_to_string(h.receipts(&end.run_id).join("canary-analysis.md")).unwrap();
-    assert!(analysis.contains("ERROR db timeout after <*> on <*>"), "{analysis}");
+    assert!(
+        analysis.contains("ERROR db timeout after <*> on <*>"),
+        "{analysis}"
+    );
     assert!(analysis.contains("a warning only"), "{analysis}");
 }

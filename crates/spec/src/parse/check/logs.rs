@@ -67,9 +67,7 @@ impl Checker<'_> {
             );
             None
         });
-        let min_count = self.optional(&f, "min_count", d.min_count, |c, e| {
-            c.whole(e, 1, u64::MAX)
-        });
+        let min_count = self.optional(&f, "min_count", d.min_count, |c, e| c.whole(e, 1, u64::MAX));
         Some(LogCheckSpec {
             new_errors: new_errors?,
             rate_factor: rate_factor?,
