@@ -20,9 +20,9 @@
 //! pass the limit, and loses nothing.
 //!
 //! **Reading** ([`FileCursor`]) goes on from a remembered offset, across
-//! rotations of either kind: a file shorter than the offset, or another file
-//! under the name, means it was rotated, and the rest of the old content is read
-//! from `.1` first.
+//! rotations of either kind: a file shorter than the offset, with other bytes
+//! just before it than were read there, or another file under the name, was
+//! rotated, and the rest of the old content is read from `.1` first.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -246,48 +246,52 @@ pub fn append(path: &Path) -> io::Result<File> {
 }
 
 /// Reads a log file's new lines as it grows, across rotations.
+///
+/// It remembers the last bytes before its offset: a file that is shorter than
+/// the offset, holds other bytes there, or is another file (inode) under the
+/// name, was rotated, and the rest of what was being read is taken from `.1` if
+/// `.1` holds those same bytes there (else it is lost: rotated twice between two
+/// reads). A file truncated and grown back to the same bytes at the same place
+/// (a program logging one identical line over and over) is not noticed, and
+/// what it wrote up to the offset is skipped.
 #[derive(Debug)]
 pub struct FileCursor {
     path: PathBuf,
     offset: u64,
     /// The inode read from: another one under the name means a rename-rotation.
     inode: Option<u64>,
-    /// The inode of `.1` when last read: another one means a rotation since,
-    /// even when the file has grown past the offset again.
-    previous: Option<u64>,
+    /// The file's last bytes before `offset` (at most [`FINGERPRINT`]).
+    before: Vec<u8>,
     /// The start of a line not finished yet.
     partial: Vec<u8>,
 }
 
+/// Bytes before its offset a [`FileCursor`] checks the file still has.
+const FINGERPRINT: u64 = 64;
+
 impl FileCursor {
     /// From the file's current end: only what is written from now on.
     pub fn at_end(path: PathBuf) -> FileCursor {
-        let meta = std::fs::metadata(&path).ok();
-        FileCursor {
-            offset: meta.as_ref().map_or(0, |m| m.len()),
-            inode: meta.map(|m| m.ino()),
-            previous: inode_of(&rotated(&path, 1)),
-            path,
-            partial: Vec::new(),
-        }
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        FileCursor::at(path, len)
     }
 
     /// From the file's first byte (a file that does not exist yet included).
     pub fn at_start(path: PathBuf) -> FileCursor {
-        FileCursor {
-            offset: 0,
-            inode: inode_of(&path),
-            previous: inode_of(&rotated(&path, 1)),
-            path,
-            partial: Vec::new(),
-        }
+        FileCursor::at(path, 0)
     }
 
     /// From byte `offset` of the file (where a [`tail`] ended).
     pub fn at(path: PathBuf, offset: u64) -> FileCursor {
+        let before = File::open(&path)
+            .and_then(|mut f| bytes_before(&mut f, offset))
+            .unwrap_or_default();
         FileCursor {
+            inode: std::fs::metadata(&path).ok().map(|m| m.ino()),
             offset,
-            ..FileCursor::at_start(path)
+            before,
+            path,
+            partial: Vec::new(),
         }
     }
 
@@ -298,26 +302,36 @@ impl FileCursor {
     /// The complete lines written since the last call (without their newlines),
     /// at most 4 MiB of them; nothing when the file does not exist (yet).
     pub fn read_lines(&mut self) -> io::Result<Vec<String>> {
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
+        let meta = file.metadata()?;
+        let was_rotated = self.inode.is_some_and(|i| i != meta.ino())
+            || meta.len() < self.offset
+            || bytes_before(&mut file, self.offset)? != self.before;
         let mut bytes = std::mem::take(&mut self.partial);
-        let renamed = self.inode.is_some_and(|i| i != meta.ino());
-        let previous = inode_of(&rotated(&self.path, 1));
-        let copied = previous.is_some() && previous != self.previous;
-        self.previous = previous;
-        if renamed || copied || meta.len() < self.offset {
-            // Rotated: the rest of what was read from is `.1` now.
-            if let Ok(mut old) = File::open(rotated(&self.path, 1)) {
+        if was_rotated {
+            // The rest of what was read from is `.1` now, if it is that file.
+            if let Ok(mut old) = File::open(rotated(&self.path, 1))
+                && bytes_before(&mut old, self.offset)? == self.before
+            {
                 read_from(&mut old, self.offset, &mut bytes)?;
+            } else {
+                // Lost: an unfinished line must not be glued to another.
+                bytes.clear();
             }
             self.offset = 0;
+            self.before.clear();
         }
         self.inode = Some(meta.ino());
-        let mut file = File::open(&self.path)?;
-        self.offset += read_from(&mut file, self.offset, &mut bytes)?;
+        let mut fresh = Vec::new();
+        self.offset += read_from(&mut file, self.offset, &mut fresh)?;
+        self.before.extend_from_slice(&fresh);
+        let keep = self.before.len().saturating_sub(FINGERPRINT as usize);
+        self.before.drain(..keep);
+        bytes.append(&mut fresh);
         Ok(self.split(bytes))
     }
 
@@ -332,8 +346,14 @@ impl FileCursor {
     }
 }
 
-fn inode_of(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.ino())
+/// The (at most [`FINGERPRINT`]) bytes of `file` before `offset`; fewer when
+/// the file is shorter.
+fn bytes_before(file: &mut File, offset: u64) -> io::Result<Vec<u8>> {
+    let start = offset.saturating_sub(FINGERPRINT);
+    file.seek(SeekFrom::Start(start))?;
+    let mut out = Vec::new();
+    file.take(offset - start).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Appends `file` from `offset` to `out`, at most [`MAX_READ`] bytes; returns
@@ -458,6 +478,29 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "ee\nfour\n");
         assert!(!rotate(&path, &spec(100, 2)).unwrap());
+    }
+
+    #[test]
+    fn a_read_between_the_copy_and_the_truncation_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2-0.log");
+        let mut writer = append(&path).unwrap();
+        writeln!(writer, "a\nb").unwrap();
+        let mut cursor = FileCursor::at_start(path.clone());
+        assert_eq!(cursor.read_lines().unwrap(), ["a", "b"]);
+        // Copied, not truncated yet, and written to in between.
+        std::fs::copy(&path, rotated(&path, 1)).unwrap();
+        writeln!(writer, "c").unwrap();
+        assert_eq!(cursor.read_lines().unwrap(), ["c"]);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        writeln!(writer, "d\ne").unwrap();
+        assert_eq!(cursor.read_lines().unwrap(), ["d", "e"]);
+        assert!(cursor.read_lines().unwrap().is_empty());
     }
 
     #[test]
