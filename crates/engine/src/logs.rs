@@ -1,5 +1,5 @@
 //! What the engine reads of the versions' output: the [`LogSource`] trait, and
-//! the log check of an analysis ([`LogWatch`]), which feeds each window's new
+//! the log check of an analysis step, which feeds each window's new
 //! lines on both sides to [`LogTally`] and adds its result to the window.
 //!
 //! The tally lives as long as the analysis of one step: a daemon restarted in
