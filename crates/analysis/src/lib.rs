@@ -18,6 +18,8 @@
 //! - [`latency_test`]: the same kind of anytime-valid test for latency: the
 //!   canary's and the baseline's requests slower than the baseline's quantile
 //!   (p95), counted per window from their histograms.
+//! - [`log_check`]: the canary's error log templates against its baseline's,
+//!   mined online with [`drain`] from lines read by [`log_line`].
 //!
 //! ```
 //! use cutover_analysis::{judge, Sample, Verdict};
@@ -35,8 +37,11 @@
 //! ```
 
 pub mod comparison;
+pub mod drain;
 pub mod histogram;
 pub mod latency_test;
+pub mod log_check;
+pub mod log_line;
 pub mod mann_whitney;
 pub mod policy;
 pub mod rate_test;
@@ -159,6 +164,8 @@ pub enum Unit {
     Millis,
     /// A score, 0..=1.
     Score,
+    /// A number of things (log templates).
+    Count,
 }
 
 impl Unit {
@@ -168,6 +175,7 @@ impl Unit {
             Unit::Share => format!("{:.2}%", value * 100.0),
             Unit::Millis => format!("{value:.1}ms"),
             Unit::Score => format!("{value:.2}"),
+            Unit::Count => format!("{value:.0}"),
         }
     }
 }
@@ -186,6 +194,9 @@ pub enum Why {
     PastLimit,
     /// The test found the canary worse, beyond chance.
     Significant,
+    /// The canary logged error templates that are new, or more frequent than on
+    /// its baseline ([`log_check`]); `fails`: configured to fail the window, else a warning.
+    LogErrors { templates: u32, fails: bool },
 }
 
 /// One metric judged: the numbers a person (or a program) needs to check the
@@ -304,6 +315,10 @@ impl MetricResult {
             }
             Why::NoBaseline => format!("no stable traffic to compare {name} with"),
             Why::NoData => format!("no {name} data on both sides yet"),
+            Why::LogErrors { templates, fails } => format!(
+                "the canary logged {templates} error template(s) new or more frequent than on its baseline{}",
+                if fails { "" } else { " (a warning only)" }
+            ),
             Why::PastLimit => format!(
                 "{name} {} is past the limit {}",
                 self.format(self.canary),
@@ -360,6 +375,10 @@ pub struct WindowReport {
     /// canary served fewer than `min_requests` or a limit was inconclusive; else
     /// pass. (A Mann-Whitney result is decided at the step's end, not here.)
     pub verdict: Verdict,
+    /// The log check's findings in the step so far ([`log_check`]), when it
+    /// found any (boxed: most windows have none, and reports travel in events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Box<log_check::LogReport>>,
 }
 
 impl WindowReport {
@@ -411,6 +430,7 @@ pub fn judge(
         against: Against::Baseline,
         metrics,
         verdict,
+        logs: None,
     }
 }
 

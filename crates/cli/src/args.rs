@@ -41,6 +41,8 @@ pub enum Command {
     Status(StatusArgs),
     /// List past runs, newest first.
     History(HistoryArgs),
+    /// Print what a version's instances wrote to stdout and stderr (`--follow`: and go on).
+    Logs(LogsArgs),
     /// Judge a canary's samples against a baseline's, offline (Mann-Whitney U).
     Judge(JudgeArgs),
     /// Check cutover.yaml and report every mistake as file:line:col.
@@ -68,6 +70,7 @@ impl Cli {
             Command::Watch(a) => a.client.config.json,
             Command::Status(a) => a.client.config.json,
             Command::History(a) => a.client.config.json,
+            Command::Logs(a) => a.client.config.json,
             Command::Judge(a) => a.json,
             Command::Validate(a) => a.json,
             Command::Init(_) | Command::SampleApp(_) | Command::Completions(_) | Command::Man => {
@@ -274,6 +277,26 @@ pub struct HistoryArgs {
     /// How many runs to show.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The version whose output to print (or a fresh baseline's release, `v1+baseline`).
+    pub version: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Keep printing new lines as they are written (across rotations), until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Only this instance (default: every one, each line prefixed with `[n] `).
+    #[arg(long, value_name = "N")]
+    pub instance: Option<u32>,
+    /// The run that started the instances (default: the files written to last).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// How many of the last lines of each instance to print first.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub lines: usize,
 }
 
 #[derive(Debug, Args)]

@@ -187,6 +187,26 @@ impl Client {
         Ok(lines)
     }
 
+    /// The body of a GET as it arrives, chunk by chunk (a followed log).
+    pub async fn stream(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<Vec<u8>>> + use<>> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        if !response.status().is_success() {
+            return Err(self.api_error(response).await);
+        }
+        Ok(response.bytes_stream().map(|chunk| {
+            chunk
+                .map(|bytes| bytes.to_vec())
+                .context("lost the connection to the daemon")
+        }))
+    }
+
     /// A request to `path` with the token, if the client has one.
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));

@@ -31,6 +31,7 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => crate::watch::run(args).await,
         Command::Status(args) => status(args).await,
         Command::History(args) => history(args).await,
+        Command::Logs(args) => crate::logs::run(args).await,
         Command::Judge(args) => crate::judge::run(args),
         Command::Validate(args) => validate(args).await,
         Command::Init(args) => init(args),

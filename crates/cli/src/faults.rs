@@ -2,7 +2,8 @@
 //! `cutover.yaml` command can run a healthy v2 and a faulty v3 in demos and tests.
 //!
 //! The value is a comma-separated list of `VERSION:FAULT`, where FAULT is
-//! `error-rate=0.05`, `latency-ms=200`, `fail-health` or `crash-after=10s`; entries
+//! `error-rate=0.05`, `latency-ms=200`, `fail-health`, `crash-after=10s` or
+//! `log-errors`; entries
 //! for other versions are ignored. Example: `v3:error-rate=0.05,v4:fail-health`.
 
 use crate::exit;
@@ -15,7 +16,7 @@ pub const VAR: &str = "CUTOVER_SAMPLE_FAULTS";
 /// # Errors
 /// A usage error naming the entry that is not valid and the valid forms.
 pub fn apply(args: &mut SampleAppArgs, spec: &str) -> anyhow::Result<()> {
-    const VALID: &str = "valid: VERSION:error-rate=0..1, VERSION:latency-ms=N, VERSION:fail-health, VERSION:crash-after=DURATION";
+    const VALID: &str = "valid: VERSION:error-rate=0..1, VERSION:latency-ms=N, VERSION:fail-health, VERSION:crash-after=DURATION, VERSION:log-errors";
     for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let bad = |why: &str| exit::usage(format!("{VAR}: entry `{entry}` {why} ({VALID})"));
         let (version, fault) = entry.split_once(':').ok_or_else(|| bad("has no `:`"))?;
@@ -39,6 +40,7 @@ pub fn apply(args: &mut SampleAppArgs, spec: &str) -> anyhow::Result<()> {
                     .map_err(|_| bad("needs whole milliseconds"))?
             }
             "fail-health" => wanted.fail_health = true,
+            "log-errors" => wanted.log_errors = true,
             "crash-after" => {
                 wanted.crash_after = Some(
                     value()?
@@ -67,15 +69,17 @@ mod tests {
             latency_ms: 0,
             fail_health: false,
             crash_after: None,
+            log_errors: false,
         }
     }
 
     #[test]
     fn only_the_named_version_gets_the_fault() {
-        let spec = "v3:error-rate=0.05, v4:fail-health, v3:crash-after=2s";
+        let spec = "v3:error-rate=0.05, v4:fail-health, v3:crash-after=2s, v3:log-errors";
         let mut v3 = args("v3");
         apply(&mut v3, spec).unwrap();
         assert_eq!(v3.error_rate, 0.05);
+        assert!(v3.log_errors);
         assert!(!v3.fail_health);
         assert_eq!(
             v3.crash_after.map(|d| *d),

@@ -10,6 +10,7 @@ mod faults;
 mod follow;
 mod judge;
 mod load;
+mod logs;
 mod rejudge;
 mod sample_app;
 mod watch;

@@ -3,10 +3,12 @@
 //! `GET /` answers `hello from <version>` (after an optional, jittered delay, and
 //! failing with a 500 at an optional rate); `GET /healthz` answers `ok`, or 503 with
 //! `--fail-health`. `--crash-after` makes the process exit with code 101 after a
-//! while. SIGTERM or SIGINT shut it down gracefully, with exit code 0.
+//! while; `--log-errors` writes an error line to stderr for every `GET /` (for
+//! the log check). SIGTERM or SIGINT shut it down gracefully, with exit code 0.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -40,6 +42,10 @@ pub struct SampleAppArgs {
     /// Exit with code 101 after this long (e.g. `10s`), as if crashing.
     #[arg(long)]
     pub crash_after: Option<humantime::Duration>,
+    /// Write `ERROR request N failed: payment gateway timed out after Mms` to
+    /// stderr for every `GET /`, whatever its answer.
+    #[arg(long)]
+    pub log_errors: bool,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -59,6 +65,9 @@ struct App {
     error_rate: f64,
     latency: Duration,
     fail_health: bool,
+    log_errors: bool,
+    /// `GET /` requests so far.
+    requests: AtomicU64,
 }
 
 /// Serves until SIGTERM/SIGINT (then returns `Ok`), or exits the process with
@@ -76,6 +85,8 @@ pub async fn run(args: SampleAppArgs) -> anyhow::Result<()> {
         error_rate: args.error_rate,
         latency: Duration::from_millis(args.latency_ms),
         fail_health: args.fail_health,
+        log_errors: args.log_errors,
+        requests: AtomicU64::new(0),
     });
     let router = Router::new()
         .route("/", get(hello))
@@ -139,6 +150,13 @@ async fn hello(State(app): State<Arc<App>>) -> (StatusCode, String) {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let n = app.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if app.log_errors {
+        eprintln!(
+            "ERROR request {n} failed: payment gateway timed out after {}ms",
+            delay.as_millis()
+        );
+    }
     if fail {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -201,8 +219,10 @@ mod tests {
             "--fail-health",
             "--crash-after",
             "10s",
+            "--log-errors",
         ])
         .unwrap();
+        assert!(args.log_errors);
         assert_eq!(args.port, 8081);
         assert_eq!(args.version, "v2");
         assert!((args.error_rate - 0.05).abs() < 1e-12);
@@ -221,6 +241,7 @@ mod tests {
         assert_eq!(args.latency_ms, 0);
         assert!(!args.fail_health);
         assert!(args.crash_after.is_none());
+        assert!(!args.log_errors);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let client = Client::locate(&args.client)?;
     let json = args.client.config.json;
     let run_id = match &args.run {
-        Some(id) => checked_run_id(id)?,
+        Some(id) => checked_run_id("RUN", id)?,
         None => in_progress(&client).await?,
     };
     let detail: RunDetail = client.get(&format!("/api/v1/runs/{run_id}")).await?;
@@ -40,8 +40,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     follow::to_outcome(&client, &run.id, json, receipts.as_deref()).await
 }
 
-/// A run id as `cutover history` shows them; anything else could not name one.
-fn checked_run_id(id: &str) -> anyhow::Result<String> {
+/// A run id as `cutover history` shows them, named on the command line by
+/// `argument`; anything else could not name one, and is refused before any
+/// daemon is asked.
+pub(crate) fn checked_run_id(argument: &str, id: &str) -> anyhow::Result<String> {
     let valid = !id.is_empty()
         && id
             .chars()
@@ -50,7 +52,7 @@ fn checked_run_id(id: &str) -> anyhow::Result<String> {
         Ok(id.to_owned())
     } else {
         Err(exit::usage(format!(
-            "argument RUN: `{id}` is not a run id; ids are letters, digits and `-_.+`, \
+            "argument {argument}: `{id}` is not a run id; ids are letters, digits and `-_.+`, \
              as `cutover history --json` lists them"
         )))
     }

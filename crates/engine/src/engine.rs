@@ -16,6 +16,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tracing::info;
 
 use crate::events::now_ms;
+use crate::logs::LogSource;
 use crate::pipeline::{DeployOptions, Pipeline};
 use crate::platform::{Platform, ReleaseSpec};
 use crate::releases::Owned;
@@ -172,6 +173,13 @@ pub fn recorded_config_text(recorded: &str) -> Option<String> {
 /// Makes the platform a config asks for.
 pub trait PlatformFactory: Send + Sync + 'static {
     fn platform(&self, config: &Config) -> Arc<dyn Platform>;
+
+    /// The platform of the run `run_id`: what it starts is kept apart per run
+    /// (its logs). By default, [`PlatformFactory::platform`].
+    fn platform_for_run(&self, config: &Config, run_id: &str) -> Arc<dyn Platform> {
+        let _ = run_id;
+        self.platform(config)
+    }
 }
 
 /// What the app serves when no run is in progress, as recorded for a restart.
@@ -199,6 +207,8 @@ pub struct EngineParts {
     pub platform: Arc<dyn Platform>,
     pub traffic: Arc<dyn Traffic>,
     pub metrics: Arc<dyn MetricsSource>,
+    /// What the releases logged, for the log check.
+    pub logs: Arc<dyn LogSource>,
     pub prober: Arc<dyn Prober>,
     /// Where receipts go, one folder per run.
     pub runs_dir: PathBuf,
@@ -222,6 +232,7 @@ pub(crate) struct Inner {
     pub(crate) platforms: Arc<dyn PlatformFactory>,
     pub(crate) traffic: Arc<dyn Traffic>,
     pub(crate) metrics: Arc<dyn MetricsSource>,
+    pub(crate) logs: Arc<dyn LogSource>,
     pub(crate) prober: Arc<dyn Prober>,
     pub(crate) runs_dir: PathBuf,
     /// Which releases get traffic, and how much.
@@ -282,6 +293,7 @@ impl Engine {
                 platforms: parts.platforms,
                 traffic: parts.traffic,
                 metrics: parts.metrics,
+                logs: parts.logs,
                 prober: parts.prober,
                 runs_dir: parts.runs_dir,
                 routing: Mutex::new(Routing::default()),
@@ -532,7 +544,10 @@ impl Engine {
             config: config.record(),
         };
         self.inner.store.insert_run(&run)?;
-        let platform = self.inner.platforms.platform(&config.config);
+        let platform = self
+            .inner
+            .platforms
+            .platform_for_run(&config.config, &run.id);
         let switch = matches!(kind, RunKind::Initial | RunKind::Rollback);
         let pipeline = Pipeline::plan(&config.config, kind, options);
         let state = RunState::new(stable, strategy::plan(&config.config, switch), pipeline);

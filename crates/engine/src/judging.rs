@@ -257,6 +257,7 @@ mod tests {
             against: Against::Baseline,
             metrics: vec![result(Test::Limit, verdict)],
             verdict,
+            logs: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! It depends on traits, not on concrete platforms: [`platform::Platform`] starts
 //! releases, [`traffic::Traffic`] sets the split, [`traffic::MetricsSource`] says
-//! how each version did, [`traffic::Prober`] runs smoke checks. The built-in proxy
+//! how each version did, [`logs::LogSource`] what each one logged,
+//! [`traffic::Prober`] runs smoke checks. The built-in proxy
 //! and local processes implement them in other crates; tests implement them in
 //! memory and run every strategy with paused tokio time.
 //!
@@ -32,6 +33,7 @@ mod chart;
 mod engine;
 pub mod events;
 pub mod judging;
+pub mod logs;
 pub mod pipeline;
 pub mod platform;
 pub mod receipts;

@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use cutover_analysis::{MetricResult, Verdict};
+use cutover_analysis::log_check::{Change, LogFinding, Per};
+use cutover_analysis::{MetricResult, Verdict, Why};
 use cutover_api::{Event, RunEvent};
 use cutover_store::{MeasurementRecord, Outcome, RunRecord, Store, StoreError};
 use serde::Serialize;
@@ -316,6 +317,7 @@ fn canary_analysis(
             );
         }
     }
+    log_templates(&mut out, measurements, a.logs.as_ref());
     out.push_str(
         "\n## Windows\n\n\
          | window | time | step | share | requests (canary / baseline) | error rate | p95 | verdict | notes |\n\
@@ -338,7 +340,7 @@ fn canary_analysis(
         let notes: Vec<String> = r
             .metrics
             .iter()
-            .filter(|m| m.verdict != Verdict::Pass)
+            .filter(|m| m.verdict != Verdict::Pass || matches!(m.why, Some(Why::LogErrors { .. })))
             .filter_map(|m| {
                 m.explain()
                     .map(|why| format!("{} {}: {why}", m.test, m.metric))
@@ -374,6 +376,74 @@ fn canary_analysis(
         counts(Verdict::Inconclusive)
     );
     out
+}
+
+/// The log check: its settings, and the error templates the canary logged that
+/// are new or more frequent, as of each step's last window, with an example line.
+fn log_templates(
+    out: &mut String,
+    measurements: &[MeasurementRecord],
+    check: Option<&cutover_spec::LogCheckSpec>,
+) {
+    let Some(check) = check else {
+        out.push_str("\nLog check: off.\n");
+        return;
+    };
+    let action = match check.new_errors {
+        cutover_spec::LogAction::Fail => "fails the window",
+        cutover_spec::LogAction::Warn => "is a warning (the window is not failed)",
+        cutover_spec::LogAction::Off => "is listed here only",
+    };
+    let _ = writeln!(
+        out,
+        "\n## Log templates\n\n\
+         Error-level lines of both sides grouped into templates (Drain); a template the \
+         canary logged at least {} times in a step is a finding when its baseline never \
+         logged it, or logged it more than {}x less often per request (per line when a side \
+         served no requests). A finding {action}.\n",
+        check.min_count, check.rate_factor
+    );
+    let mut last_of_step: Vec<(usize, &[LogFinding])> = Vec::new();
+    for m in measurements {
+        match last_of_step.last_mut() {
+            Some((step, findings)) if *step == m.step => *findings = m.report.log_findings(),
+            _ => last_of_step.push((m.step, m.report.log_findings())),
+        }
+    }
+    let rows: Vec<(usize, &LogFinding)> = last_of_step
+        .iter()
+        .flat_map(|(step, findings)| findings.iter().map(move |f| (*step, f)))
+        .collect();
+    if rows.is_empty() {
+        out.push_str("No error template new or more frequent in the canary.\n");
+        return;
+    }
+    out.push_str(
+        "| step | template | change | canary lines | baseline lines | example |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for (step, f) in rows {
+        let change = match f.change {
+            Change::New => "new".to_owned(),
+            Change::Rose { factor } => format!(
+                "{factor:.1}x per {}",
+                if f.per == Per::Request {
+                    "request"
+                } else {
+                    "line"
+                }
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {change} | {} | {} | `{}` |",
+            step + 1,
+            cell(&f.template).replace('`', "'"),
+            f.canary,
+            f.baseline,
+            cell(&f.example).replace('`', "'")
+        );
+    }
 }
 
 fn number(value: Option<f64>, show: impl Fn(f64) -> String) -> String {

@@ -128,7 +128,7 @@ impl Engine {
         // Adopted through the daemon's own platform, which holds what the previous
         // daemon left; the run goes on with the platform of its recorded config.
         let adopting = inner.platform();
-        let platform = inner.platforms.platform(&config.config);
+        let platform = inner.platforms.platform_for_run(&config.config, &run.id);
         let mut state = state;
         let mut missing = Vec::new();
         let wanted: Vec<ReleaseSpec> = state

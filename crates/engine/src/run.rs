@@ -19,6 +19,7 @@ use tokio::time::{Instant, Interval};
 use crate::engine::{Control, EngineError, Inner, RunConfig};
 use crate::events::{error_chain, now_ms};
 use crate::judging;
+use crate::logs::LogWatch;
 use crate::platform::{Platform, ReleaseHealth, ReleaseSpec};
 use crate::state::{Decision, RunState, Target};
 use crate::strategy::{self, Action, Ctx, Observation, Window};
@@ -32,14 +33,14 @@ pub(crate) struct Steering {
 
 /// One run being carried out.
 pub(crate) struct Runner {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     pub(crate) run: NewRun,
-    config: Arc<RunConfig>,
+    pub(crate) config: Arc<RunConfig>,
     platform: Arc<dyn Platform>,
     control: mpsc::UnboundedReceiver<Control>,
     /// Told when someone approves or rejects the run.
     decided: Arc<Notify>,
-    state: RunState,
+    pub(crate) state: RunState,
     /// What the store holds, to write only what changed.
     saved: Option<RunState>,
     /// The routes and stickiness last applied.
@@ -59,6 +60,8 @@ struct LiveAnalysis {
     key: (Target, Option<Target>, u32),
     canary: Box<dyn MetricsCursor>,
     baseline: Option<Box<dyn MetricsCursor>>,
+    /// The log check, when it is on and there is a baseline to compare with.
+    logs: Option<LogWatch>,
     ticker: Interval,
     last: Instant,
 }
@@ -222,10 +225,12 @@ impl Runner {
         // After a stall, go on from now rather than judge a burst of near-empty
         // catch-up windows.
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let logs = self.log_watch(&key);
         self.live = Some(LiveAnalysis {
             key,
             canary,
             baseline,
+            logs,
             ticker,
             last: now,
         });
@@ -311,6 +316,7 @@ impl Runner {
         live.last = now;
         let canary = live.canary.next_window();
         let current = live.baseline.as_mut().map(|b| b.next_window());
+        let baseline_requests = current.as_ref().map_or(0, |s| s.requests);
         let analysis = self
             .state
             .analysis
@@ -323,7 +329,7 @@ impl Runner {
             None => (Sample::default(), false),
         };
         let relative = analysis.baseline.is_some();
-        let report = if relative {
+        let mut report = if relative {
             policy::judge_window(
                 analysis_spec,
                 &mut analysis.judge,
@@ -342,6 +348,9 @@ impl Runner {
                 )
             }
         };
+        if let Some(logs) = live.logs.as_mut() {
+            logs.judge(analysis_spec, &mut report, baseline_requests);
+        }
         let step = self.step_index();
         let weight_bp = self.share_bp();
         self.inner.store.add_measurement(

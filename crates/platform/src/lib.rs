@@ -53,6 +53,7 @@ mod health;
 mod instance;
 mod leftovers;
 mod local;
+pub mod log_files;
 mod logs;
 mod ports;
 mod process;
@@ -62,5 +63,6 @@ mod startup;
 
 pub use leftovers::Leftovers;
 pub use local::LocalPlatform;
+pub use log_files::{FileCursor, LogFiles, LogWriter};
 pub use reaper::{install_panic_hook, kill_all_children, persist_children_to};
 pub use release::LocalRelease;

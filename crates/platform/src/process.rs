@@ -324,7 +324,7 @@ fn substitute(s: &str, port: &str, version: &str) -> String {
 }
 
 /// A release name as a file name: path separators and other oddities become `_`.
-fn file_safe(name: &str) -> String {
+pub(crate) fn file_safe(name: &str) -> String {
     let s: String = name
         .chars()
         .map(|c| {

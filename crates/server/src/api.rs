@@ -22,6 +22,7 @@ use cutover_api::{
 use cutover_engine::events::error_chain;
 use cutover_engine::pipeline::DeployOptions;
 use cutover_engine::{Engine, EngineError, RunConfig};
+use cutover_platform::LogFiles;
 use cutover_store::StoreError;
 use tokio::sync::watch;
 
@@ -30,7 +31,7 @@ use crate::config::ConfigSource;
 use crate::daemon::DaemonInfo;
 use crate::metrics::{self, StepDurations};
 use crate::traffic::ProxyTraffic;
-use crate::{runs, streams};
+use crate::{logs, runs, streams};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -44,6 +45,8 @@ pub(crate) struct AppState {
     pub steps: Arc<StepDurations>,
     /// Turns true when the daemon stops: endless streams end then.
     pub stopping: watch::Receiver<bool>,
+    /// The instances' log files.
+    pub logs: LogFiles,
 }
 
 /// The API; every request passes `guard` first.
@@ -65,6 +68,7 @@ pub(crate) fn router(state: AppState, guard: Guard) -> Router {
         .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runs/{id}/reject", post(reject))
         .route("/api/v1/events", get(streams::all_events))
+        .route("/api/v1/logs/{version}", get(logs::logs))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async {

@@ -231,6 +231,7 @@ impl ConfigSource {
             ("health", config.health != was.health),
             ("strategy", config.strategy != was.strategy),
             ("analysis", config.analysis != was.analysis),
+            ("logs", config.logs != was.logs),
         ] {
             if changed {
                 check.changes.push(section.to_owned());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cutover_engine::platform::Platform;
 use cutover_engine::{Engine, EngineParts, PlatformFactory, RunConfig};
-use cutover_platform::{Leftovers, LocalPlatform};
+use cutover_platform::{Leftovers, LocalPlatform, LogFiles};
 use cutover_proxy::Proxy;
 use cutover_spec::{ApiSpec, Config};
 use cutover_store::Store;
@@ -144,18 +144,29 @@ impl DaemonInfo {
     }
 }
 
-/// Local processes, as each run's config says.
+/// Local processes, as each run's config says, their logs in the folder of the
+/// run that started them.
 struct LocalPlatforms {
-    log_dir: PathBuf,
+    logs: LogFiles,
+}
+
+impl LocalPlatforms {
+    fn local(&self, config: &Config, run: Option<&str>) -> Arc<dyn Platform> {
+        Arc::new(LocalPlatform::new(
+            config.platform.local().clone(),
+            config.health.clone(),
+            self.logs.run_dir(run),
+        ))
+    }
 }
 
 impl PlatformFactory for LocalPlatforms {
     fn platform(&self, config: &Config) -> Arc<dyn Platform> {
-        Arc::new(LocalPlatform::new(
-            config.platform.local().clone(),
-            config.health.clone(),
-            self.log_dir.clone(),
-        ))
+        self.local(config, None)
+    }
+
+    fn platform_for_run(&self, config: &Config, run_id: &str) -> Arc<dyn Platform> {
+        self.local(config, Some(run_id))
     }
 }
 
@@ -257,14 +268,15 @@ impl Daemon {
         if let Err(e) = cutover_platform::persist_children_to(children.clone()) {
             warn!(error = %e, file = %children.display(), "could not record child processes; a crash could leave some running");
         }
+        let log_files = LogFiles::new(state_dir.join("logs"));
         let platforms = Arc::new(LocalPlatforms {
-            log_dir: state_dir.join("logs"),
+            logs: log_files.clone(),
         });
         let platform: Arc<dyn Platform> = Arc::new(
             LocalPlatform::new(
                 config.platform.local().clone(),
                 config.health.clone(),
-                state_dir.join("logs"),
+                log_files.run_dir(None),
             )
             .with_leftovers(leftovers),
         );
@@ -322,6 +334,7 @@ impl Daemon {
             platform: platform.clone(),
             traffic: traffic.clone(),
             metrics: traffic.clone(),
+            logs: Arc::new(log_files.clone()),
             prober: traffic.clone(),
             runs_dir: state_dir.join("runs"),
         });
@@ -353,6 +366,7 @@ impl Daemon {
             return Err(ServeError::Info { path, source });
         }
         let (stop_api, mut stopped) = watch::channel(false);
+        crate::logs::spawn_rotation(engine.clone(), log_files.clone(), stop_api.subscribe());
         let steps = Arc::new(StepDurations::default());
         steps.clone().collect(AllEvents::new(
             engine.clone(),
@@ -368,6 +382,7 @@ impl Daemon {
                 runs_dir: state_dir.join("runs"),
                 steps,
                 stopping: stop_api.subscribe(),
+                logs: log_files,
             },
             guard,
         );

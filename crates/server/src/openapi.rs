@@ -6,7 +6,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, metrics, runs, streams};
+use crate::{api, logs, metrics, runs, streams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,7 @@ use crate::{api, metrics, runs, streams};
         runs::receipt,
         streams::run_events,
         streams::all_events,
+        logs::logs,
         metrics::metrics,
     ),
     modifiers(&BearerToken),

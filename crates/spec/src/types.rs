@@ -40,6 +40,27 @@ pub struct Config {
     /// The smoke tests run against an environment before production traffic moves
     /// (default none).
     pub smoke: Vec<crate::SmokeTest>,
+    pub logs: LogsSpec,
+}
+
+/// How each instance's output is kept (`logs:`; every field optional): one file
+/// per instance, rotated when it grows past `max_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogsSpec {
+    /// The size, in bytes, past which a log file is rotated (default 10 MiB, at
+    /// least 4 KiB).
+    pub max_size: u64,
+    /// Rotated files kept beside it, `.1` the newest (default 3; 0 keeps none).
+    pub keep: u32,
+}
+
+impl Default for LogsSpec {
+    fn default() -> Self {
+        LogsSpec {
+            max_size: defaults::LOG_MAX_SIZE,
+            keep: defaults::LOG_KEEP,
+        }
+    }
 }
 
 /// Who may use the daemon's HTTP API (`api:`; every field optional). Requests that
@@ -354,6 +375,39 @@ pub struct AnalysisSpec {
     pub sequential: Option<SequentialSpec>,
     /// The comparison of each step's latencies at its end; `None` when off.
     pub comparison: Option<ComparisonSpec>,
+    /// The canary's error log templates against its baseline's; `None` when off.
+    pub logs: Option<LogCheckSpec>,
+}
+
+/// `analysis.logs`: error templates in the canary's output that are new, or more
+/// frequent than in its baseline's, per analysis step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogCheckSpec {
+    /// What such a template does to a window (default warn).
+    pub new_errors: LogAction,
+    /// A template the baseline logs too is a finding when the canary logs it more
+    /// than this many times as often, per request (default 3, more than 1).
+    pub rate_factor: f64,
+    /// Lines of a template the canary must have logged in the step before it is a
+    /// finding (default 3, at least 1).
+    pub min_count: u64,
+}
+
+impl Default for LogCheckSpec {
+    fn default() -> Self {
+        defaults::LOG_CHECK
+    }
+}
+
+/// What a log check's finding does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogAction {
+    /// Fails the window, like a limit.
+    Fail,
+    /// Recorded with the window, which it does not fail.
+    Warn,
+    /// Listed in the receipts only.
+    Off,
 }
 
 /// `analysis.sequential`: the tests that may roll a canary back after any window,
@@ -525,6 +579,7 @@ impl Default for AnalysisSpec {
             metrics: defaults::metrics(),
             sequential: Some(defaults::SEQUENTIAL),
             comparison: Some(defaults::COMPARISON),
+            logs: Some(defaults::LOG_CHECK),
         }
     }
 }
@@ -536,8 +591,8 @@ pub mod defaults {
     use std::time::Duration;
 
     use super::{
-        Baseline, ComparisonSpec, Count, ErrorRateRule, MetricRules, Pause, Percent,
-        SequentialSpec, Step, Sticky, WebhookFormat,
+        Baseline, ComparisonSpec, Count, ErrorRateRule, LogAction, LogCheckSpec, MetricRules,
+        Pause, Percent, SequentialSpec, Step, Sticky, WebhookFormat,
     };
 
     /// `listen`: where the built-in proxy listens.
@@ -658,6 +713,20 @@ pub mod defaults {
         errors: true,
         latency_quantile: Some(Percent(0.95)),
     };
+    /// `analysis.logs`.
+    pub const LOG_CHECK: LogCheckSpec = LogCheckSpec {
+        new_errors: LogAction::Warn,
+        rate_factor: 3.0,
+        min_count: 3,
+    };
+    /// `logs.max_size`: a log file past it is rotated.
+    pub const LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+    /// `logs.max_size` at least: smaller would rotate on every check.
+    pub const LOG_MIN_SIZE: u64 = 4 * 1024;
+    /// `logs.keep`: rotated files kept.
+    pub const LOG_KEEP: u32 = 3;
+    /// `logs.keep` at most.
+    pub const LOG_MAX_KEEP: u32 = 100;
     /// `analysis.comparison`.
     pub const COMPARISON: ComparisonSpec = ComparisonSpec {
         confidence: Percent(0.99),

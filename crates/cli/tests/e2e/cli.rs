@@ -229,6 +229,7 @@ async fn completions_for_each_shell_and_a_manual_page() {
         out.code(0);
         assert!(out.stdout.contains(mark), "{shell}: {}", out.stdout);
         assert!(out.stdout.contains("watch"), "{shell} lacks `watch`");
+        assert!(out.stdout.contains("logs"), "{shell} lacks `logs`");
     }
     let bash = env.cutover(&["completions", "bash"]).await.stdout;
     match std::process::Command::new("bash")
@@ -255,4 +256,5 @@ async fn completions_for_each_shell_and_a_manual_page() {
     assert!(man.stdout.contains(".TH cutover 1"), "{}", man.stdout);
     assert!(man.stdout.contains(".SH NAME"), "{}", man.stdout);
     assert!(man.stdout.contains("watch"), "{}", man.stdout);
+    assert!(man.stdout.contains("logs"), "{}", man.stdout);
 }

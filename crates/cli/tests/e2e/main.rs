@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod dashboard;
 mod judge;
+mod logs;
 mod pipeline;
 mod restart;
 mod sse;

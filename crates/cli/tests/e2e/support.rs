@@ -60,6 +60,8 @@ pub struct Env {
     instances: u32,
     /// The `analysis.metrics` section's body.
     metrics: String,
+    /// More of the `analysis` section, e.g. `  logs: { new_errors: fail }`.
+    analysis: String,
     /// More top-level sections, e.g. `api: { read_auth: true }`.
     extra: String,
     daemon: Option<Child>,
@@ -84,6 +86,7 @@ impl Env {
             strategy: canary("[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]"),
             instances: 2,
             metrics: "    error_rate: { max: 5% }".into(),
+            analysis: String::new(),
             extra: String::new(),
             daemon: None,
             proxy: None,
@@ -120,6 +123,13 @@ impl Env {
     /// The `analysis.metrics` section, e.g. `"    latency_p99: { max: 100ms }"`.
     pub fn with_metrics(mut self, metrics: &str) -> Env {
         self.metrics = metrics.to_owned();
+        self.write_config();
+        self
+    }
+
+    /// More of the `analysis` section, e.g. `"  logs: { new_errors: fail }\n"`.
+    pub fn with_analysis(mut self, yaml: &str) -> Env {
+        self.analysis = yaml.to_owned();
         self.write_config();
         self
     }
@@ -179,12 +189,14 @@ analysis:
   inconclusive_limit: 20
   metrics:
 {metrics}
+{analysis}
 {extra}"#,
             exe = serde_json::to_string(EXE).unwrap(),
             faults = self.faults.0,
             strategy = self.strategy,
             instances = self.instances,
             metrics = self.metrics,
+            analysis = self.analysis,
             extra = self.extra,
             dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
         );

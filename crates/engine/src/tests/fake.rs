@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::Op;
 use crate::PlatformFactory;
+use crate::logs::{LogFollower, LogSource};
 use crate::platform::{Platform, PlatformError, Release, ReleaseHealth, ReleaseSpec};
 use crate::traffic::{MetricsCursor, MetricsSource, Prober, Split, Traffic};
 
@@ -72,6 +73,8 @@ pub(crate) struct World {
     daemon: u32,
     next_port: u16,
     log: Vec<(Instant, Op)>,
+    /// What each version's releases log, every time their output is read.
+    output: HashMap<String, Vec<String>>,
 }
 
 impl World {
@@ -121,6 +124,13 @@ impl Fake {
     pub(crate) fn idle(&self, version: &str, role: Role) {
         let mut world = self.world();
         world.serves.entry((version.into(), role)).or_default().idle = true;
+    }
+
+    /// `version`'s releases log `lines` every time their output is read (once a
+    /// window) from now on.
+    pub(crate) fn logs_each_window(&self, version: &str, lines: &[&str]) {
+        let lines = lines.iter().map(|l| (*l).to_owned()).collect();
+        self.world().output.insert(version.into(), lines);
     }
 
     pub(crate) fn failing_check(&self, path: &str) {
@@ -500,6 +510,33 @@ impl Traffic for Fake {
     async fn drain(&self, instances: &[SocketAddr], _timeout: Duration) -> bool {
         self.world().push(Op::Drain(instances.to_vec()));
         true
+    }
+}
+
+impl LogSource for Fake {
+    fn follow(&self, release: &str) -> Box<dyn LogFollower> {
+        Box::new(FakeLogs {
+            fake: self.clone(),
+            release: release.into(),
+        })
+    }
+}
+
+/// One release's output: what its version logs, while the release runs.
+struct FakeLogs {
+    fake: Fake,
+    release: String,
+}
+
+impl LogFollower for FakeLogs {
+    fn next_lines(&mut self) -> Vec<String> {
+        let world = self.fake.world();
+        world
+            .releases
+            .get(&self.release)
+            .and_then(|r| world.output.get(&r.version))
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

@@ -11,11 +11,12 @@
 //! Here: the harness, the configs, and what the `Op` log is checked for. The
 //! tests are in one file per topic: `runs` (what every run shares: first deploys,
 //! rollbacks, refusals, failures, shutdown), `canary`, `blue_green`, `rolling`,
-//! `recovery`.
+//! `recovery`, `logs` (the log check).
 
 mod blue_green;
 mod canary;
 mod fake;
+mod logs;
 mod pipeline;
 mod recovery;
 mod rolling;
@@ -299,6 +300,7 @@ impl Harness {
             platform: fake.platform(&config.config),
             traffic: Arc::new(fake.clone()),
             metrics: Arc::new(fake.clone()),
+            logs: Arc::new(fake.clone()),
             prober: Arc::new(fake.clone()),
             runs_dir: dir.path().join("runs"),
         });

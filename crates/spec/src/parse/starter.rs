@@ -138,6 +138,23 @@ analysis:
     confidence: 99%
     tolerance: 10%
     min_samples: 50
+  # Each step, the canary's error-level log lines (ERROR, FATAL, panics,
+  # `level=error`, JSON `"level":"error"`) are grouped into templates; one the
+  # baseline never logged, or logs `rate_factor` times less often per request, is
+  # a finding once the canary logged it `min_count` times. `new_errors` says what a
+  # finding does: `fail` the window, `warn` (recorded, the window passes) or `off`
+  # (listed in the receipts only). `false` turns the log check off.
+  logs:
+    new_errors: warn
+    rate_factor: 3
+    min_count: 3
+
+# Each instance's output (stdout and stderr) goes to a file of its own under
+# `<state_dir>/logs/<run>/`, rotated once it is past `max_size` (B, KiB, MiB, GiB;
+# at least 4KiB); `keep` older files are kept beside it (`.1` the newest).
+logs:
+  max_size: 10MiB
+  keep: 3
 
 # Limits of the built-in proxy, against clients that would wear it or the instances
 # behind it out; none of its answers counts against a version. Taken up when the

@@ -16,6 +16,7 @@ pub(super) const ANALYSIS: &[&str] = &[
     "metrics",
     "sequential",
     "comparison",
+    "logs",
 ];
 pub(super) const METRICS: &[&str] = &[
     "error_rate",
@@ -51,6 +52,9 @@ impl Checker<'_> {
         let comparison = self.optional(&f, "comparison", d.comparison, |c, e| {
             c.switched(e, |c, e| c.comparison(e))
         });
+        let logs = self.optional(&f, "logs", d.logs, |c, e| {
+            c.switched(e, |c, e| c.log_check(e))
+        });
         Some(AnalysisSpec {
             interval: interval?,
             min_requests: min_requests?,
@@ -59,12 +63,13 @@ impl Checker<'_> {
             metrics: metrics?,
             sequential: sequential?,
             comparison: comparison?,
+            logs: logs?,
         })
     }
 
     /// A section that `false` turns off (`true` keeps its defaults): `None` inside
     /// when off, the outer `None` when invalid.
-    fn switched<T: Default>(
+    pub(super) fn switched<T: Default>(
         &mut self,
         e: &Entry,
         section: impl FnOnce(&mut Self, &Entry) -> Option<T>,

@@ -39,6 +39,7 @@ mod blue_green;
 mod fields;
 mod gates;
 mod hooks;
+mod logs;
 mod notifications;
 mod platform;
 mod proxy;
@@ -52,8 +53,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
 use crate::types::{
-    AnalysisSpec, ApiSpec, Config, HealthCheck, HooksSpec, NotificationsSpec, PlatformSpec,
-    ProxySpec, StrategySpec, defaults,
+    AnalysisSpec, ApiSpec, Config, HealthCheck, HooksSpec, LogsSpec, NotificationsSpec,
+    PlatformSpec, ProxySpec, StrategySpec, defaults,
 };
 
 // The suggestion rule is also unit-tested on its own.
@@ -77,6 +78,7 @@ const TOP: &[&str] = &[
     "notifications",
     "gates",
     "smoke",
+    "logs",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -115,6 +117,8 @@ const HOMES: &[(&str, &[&str])] = &[
     ("a gate's `report`", gates::REPORT),
     ("each HTTP check of `smoke`", smoke::SMOKE_HTTP),
     ("each command of `smoke`", smoke::SMOKE_COMMAND),
+    ("`logs`", logs::LOGS),
+    ("`analysis.logs`", logs::LOG_CHECK),
 ];
 
 type Errors = Vec<(Pos, String)>;
@@ -234,6 +238,10 @@ impl Checker<'_> {
         };
         let gates = self.optional(&f, "gates", Vec::new(), Self::gates);
         let smoke = self.optional(&f, "smoke", Vec::new(), Self::smoke);
+        let logs = match f.get("logs") {
+            Some(e) => self.logs(e),
+            None => Some(LogsSpec::default()),
+        };
 
         if let Some(e) = f.get("strategy") {
             if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
@@ -265,6 +273,7 @@ impl Checker<'_> {
             notifications: notifications?,
             gates: gates?,
             smoke: smoke?,
+            logs: logs?,
         })
     }
 

@@ -73,6 +73,11 @@ fn minimal_config_gets_every_default() {
                 tolerance: pct(10.0),
                 min_samples: 50,
             }),
+            logs: Some(LogCheckSpec {
+                new_errors: LogAction::Warn,
+                rate_factor: 3.0,
+                min_count: 3,
+            }),
         },
         proxy: ProxySpec {
             max_header_size: 65_536,
@@ -93,9 +98,14 @@ fn minimal_config_gets_every_default() {
         notifications: NotificationsSpec::default(),
         gates: vec![],
         smoke: vec![],
+        logs: LogsSpec {
+            max_size: 10 * 1024 * 1024,
+            keep: 3,
+        },
     };
     assert_eq!(c, expected);
     assert_eq!(c.api, ApiSpec::default());
+    assert_eq!(c.logs, LogsSpec::default());
     // The `Default` impls and `defaults` agree with what parsing fills in.
     assert_eq!(c.proxy, ProxySpec::default());
     assert_eq!(c.health, HealthCheck::default());
@@ -206,6 +216,7 @@ analysis:
     apdex: { threshold: 120ms, min: 0.85 }
   sequential: { alpha: 0.5%, errors: false, latency_quantile: 99% }
   comparison: { confidence: 95%, tolerance: 20%, min_samples: 200 }
+  logs: { new_errors: fail, rate_factor: 2.5, min_count: 1 }
 proxy:
   max_header_size: 16KiB
   header_read_timeout: 5s
@@ -229,6 +240,9 @@ windows:
   freezes:
     - { from: 2026-12-20, until: 2027-01-04, reason: year-end freeze }
     - { from: "2026-11-27 18:00", until: 2026-11-28T06:00, reason: sale }
+logs:
+  max_size: 1MiB
+  keep: 0
 "#;
     let c = parse(src, "deploy/cutover.yaml").unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
@@ -330,6 +344,11 @@ windows:
                 tolerance: pct(20.0),
                 min_samples: 200,
             }),
+            logs: Some(LogCheckSpec {
+                new_errors: LogAction::Fail,
+                rate_factor: 2.5,
+                min_count: 1,
+            }),
         },
         proxy: ProxySpec {
             max_header_size: 16 * 1024,
@@ -388,6 +407,10 @@ windows:
         notifications: NotificationsSpec::default(),
         gates: vec![],
         smoke: vec![],
+        logs: LogsSpec {
+            max_size: 1024 * 1024,
+            keep: 0,
+        },
     };
     assert_eq!(c, expected);
     assert_eq!(canary(&c).steps[0].weight.basis_points(), 50);

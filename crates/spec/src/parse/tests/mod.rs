@@ -11,12 +11,14 @@
 //! - `pipeline`: hooks, migrations and notifications;
 //! - `gates`: the quality gates and their reports;
 //! - `smoke`: the smoke tests run against an environment.
+//! - `logs`: how instances' output is kept, and the log check.
 
 mod api;
 mod approval;
 mod diagnostics;
 mod format;
 mod gates;
+mod logs;
 mod pipeline;
 mod proxy;
 mod sections;
