@@ -17,7 +17,9 @@
 //! ```
 
 mod parse;
+mod source;
 mod types;
 
-pub use parse::{ConfigError, Diagnostic, STARTER, load, parse};
+pub use parse::{ConfigError, Diagnostic, STARTER, load, parse, parse_with_env};
+pub use source::*;
 pub use types::*;

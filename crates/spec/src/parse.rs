@@ -24,7 +24,19 @@ pub use starter::STARTER;
 ///
 /// `file_name` is used in diagnostics, and relative `state_dir` and `workdir`
 /// resolve against its directory (`.` when it has none).
+///
+/// `${env:NAME}` placeholders (in `analysis.source` URLs, headers and keys) are
+/// read from the process environment.
 pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
+    parse_with_env(src, file_name, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`], with `${env:NAME}` placeholders looked up by `env`.
+pub fn parse_with_env(
+    src: &str,
+    file_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let diag = |pos: node::Pos, message: String| Diagnostic {
         file: file_name.to_owned(),
         line: pos.line,
@@ -38,7 +50,7 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    check::config(&tree, base).map_err(|mut errors| {
+    check::config(&tree, base, env).map_err(|mut errors| {
         errors.sort_by_key(|(pos, _)| *pos);
         ConfigError {
             diagnostics: errors

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::source::{CustomRule, MetricSource};
+
 /// A whole, valid `cutover.yaml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -331,6 +333,10 @@ pub struct AnalysisSpec {
     pub sequential: Option<SequentialSpec>,
     /// The comparison of each step's latencies at its end; `None` when off.
     pub comparison: Option<ComparisonSpec>,
+    /// Where the windows' numbers come from (default: the built-in proxy). With
+    /// any other source there are no latency histograms, so the comparison, the
+    /// latency sequential test and Apdex are off.
+    pub source: MetricSource,
 }
 
 /// `analysis.sequential`: the tests that may roll a canary back after any window,
@@ -380,6 +386,8 @@ pub struct MetricRules {
     pub latency_p95: Option<LatencyRule>,
     pub latency_p99: Option<LatencyRule>,
     pub apdex: Option<ApdexRule>,
+    /// Custom metrics of `analysis.source`, with their limits.
+    pub custom: Vec<CustomRule>,
 }
 
 /// The Apdex score, `(satisfied + tolerating / 2) / requests`: a request is
@@ -502,6 +510,7 @@ impl Default for AnalysisSpec {
             metrics: defaults::metrics(),
             sequential: Some(defaults::SEQUENTIAL),
             comparison: Some(defaults::COMPARISON),
+            source: MetricSource::Builtin,
         }
     }
 }
@@ -645,6 +654,11 @@ pub mod defaults {
     pub const READ_AUTH: bool = false;
     /// `api.allow_remote_open_reads`: an API beyond loopback must protect its reads.
     pub const ALLOW_REMOTE_OPEN_READS: bool = false;
+
+    /// How long one query of a metric source may take (`analysis.source.*.timeout`).
+    pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Where Datadog's API is when neither `site` nor `api_url` is given.
+    pub const DATADOG_SITE: &str = "datadoghq.com";
 
     /// `analysis.metrics` when left out: `error_rate: { max: 5% }`.
     pub fn metrics() -> MetricRules {

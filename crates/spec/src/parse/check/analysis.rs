@@ -16,6 +16,7 @@ pub(super) const ANALYSIS: &[&str] = &[
     "metrics",
     "sequential",
     "comparison",
+    "source",
 ];
 pub(super) const METRICS: &[&str] = &[
     "error_rate",
@@ -51,15 +52,23 @@ impl Checker<'_> {
         let comparison = self.optional(&f, "comparison", d.comparison, |c, e| {
             c.switched(e, |c, e| c.comparison(e))
         });
-        Some(AnalysisSpec {
+        let source = match f.get("source") {
+            Some(e) => self.source(e),
+            None => Some((d.source, Vec::new())),
+        };
+        let (source, custom) = source?;
+        let mut analysis = AnalysisSpec {
             interval: interval?,
             min_requests: min_requests?,
             failure_limit: failure_limit?,
             inconclusive_limit: inconclusive_limit?,
-            metrics: metrics?,
+            metrics: MetricRules { custom, ..metrics? },
             sequential: sequential?,
             comparison: comparison?,
-        })
+            source,
+        };
+        self.fit_source(e, &mut analysis);
+        Some(analysis)
     }
 
     /// A section that `false` turns off (`true` keeps its defaults): `None` inside

@@ -15,6 +15,7 @@
 //! - `blue_green`: `strategy.blue_green` and its smoke checks;
 //! - `rolling`: `strategy.rolling`;
 //! - `analysis`: `analysis` and its metric rules;
+//! - `source`: `analysis.source`, its queries, custom metrics and `${env:NAME}` values;
 //! - `proxy`: `proxy`, the built-in proxy's limits;
 //! - `api`: `api`, who may read the daemon's HTTP API.
 //!
@@ -33,6 +34,7 @@ mod fields;
 mod platform;
 mod proxy;
 mod rolling;
+mod source;
 mod strategy;
 mod values;
 
@@ -78,6 +80,10 @@ const HOMES: &[(&str, &[&str])] = &[
     ("`analysis`", analysis::ANALYSIS),
     ("`analysis.metrics`", analysis::METRICS),
     ("`analysis.metrics.error_rate`", analysis::ERROR_RATE),
+    ("`analysis.source`", source::SOURCES),
+    ("`analysis.source.prometheus`", source::PROMETHEUS),
+    ("`analysis.source.datadog`", source::DATADOG),
+    ("a source's queries", source::QUERIES),
     ("a latency metric", analysis::LATENCY),
     ("`proxy`", proxy::PROXY),
     ("`api`", api::API),
@@ -86,10 +92,11 @@ const HOMES: &[(&str, &[&str])] = &[
 type Errors = Vec<(Pos, String)>;
 
 /// Check `root` and build the config, or return every mistake found.
-pub(super) fn config(root: &Node, base: &Path) -> Result<Config, Errors> {
+pub(super) fn config(root: &Node, base: &Path, env: Env<'_>) -> Result<Config, Errors> {
     let mut c = Checker {
         errors: Vec::new(),
         base,
+        env,
     };
     match c.config(root) {
         Some(config) if c.errors.is_empty() => Ok(config),
@@ -103,9 +110,13 @@ pub(super) fn config(root: &Node, base: &Path) -> Result<Config, Errors> {
     }
 }
 
+/// Looks up an environment variable, for `${env:NAME}`.
+pub(super) type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+
 struct Checker<'b> {
     errors: Errors,
     base: &'b Path,
+    env: Env<'b>,
 }
 
 impl Checker<'_> {
