@@ -42,12 +42,16 @@ pub mod policy;
 pub mod rate_test;
 pub mod sequential;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cutover_spec::{ErrorRateRule, LatencyRule, MetricRules};
+use cutover_spec::{CustomRule, Direction, ErrorRateRule, LatencyRule, MetricRules};
 use serde::{Deserialize, Serialize};
 
 pub use histogram::Histogram;
+pub use source::{SourceError, SourceFault};
+
+mod source;
 
 /// What one version did during one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -67,6 +71,9 @@ pub struct Sample {
     /// Every response's latency, bucketed; empty when the source has none.
     #[serde(default, skip_serializing_if = "Histogram::is_empty")]
     pub latency: Histogram,
+    /// Custom metrics' values (from a metric source's queries), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, f64>,
 }
 
 impl Sample {
@@ -95,7 +102,8 @@ impl Sample {
         Some((satisfied as f64 + tolerating as f64 / 2.0) / total as f64 * served_well)
     }
 
-    /// Adds another window of the same version.
+    /// Adds another window of the same version (its custom values, which do
+    /// not add up, are left as they were).
     pub fn merge(&mut self, other: &Sample) {
         self.requests += other.requests;
         self.errors += other.errors;
@@ -159,6 +167,8 @@ pub enum Unit {
     Millis,
     /// A score, 0..=1.
     Score,
+    /// A custom metric's own unit.
+    Number,
 }
 
 impl Unit {
@@ -168,6 +178,10 @@ impl Unit {
             Unit::Share => format!("{:.2}%", value * 100.0),
             Unit::Millis => format!("{value:.1}ms"),
             Unit::Score => format!("{value:.2}"),
+            Unit::Number => format!("{value:.4}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned(),
         }
     }
 }
@@ -356,6 +370,10 @@ pub struct WindowReport {
     #[serde(default)]
     pub against: Against,
     pub metrics: Vec<MetricResult>,
+    /// The metric source could not say what a version did: the window is
+    /// inconclusive, with no metric judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_error: Option<SourceError>,
     /// Fail if a limit or a sequential test failed; else inconclusive if the
     /// canary served fewer than `min_requests` or a limit was inconclusive; else
     /// pass. (A Mann-Whitney result is decided at the step's end, not here.)
@@ -369,6 +387,18 @@ impl WindowReport {
             .iter()
             .filter(|m| m.verdict == Verdict::Fail)
             .collect()
+    }
+
+    /// A window the metric source could not measure: inconclusive, never a pass.
+    pub fn unmeasured(error: SourceError, against: Against) -> WindowReport {
+        WindowReport {
+            stable: Sample::default(),
+            canary: Sample::default(),
+            against,
+            metrics: Vec::new(),
+            source_error: Some(error),
+            verdict: Verdict::Inconclusive,
+        }
     }
 
     /// The results of one test.
@@ -410,6 +440,7 @@ pub fn judge(
         canary: canary.clone(),
         against: Against::Baseline,
         metrics,
+        source_error: None,
         verdict,
     }
 }
@@ -431,7 +462,7 @@ type Value = fn(&Sample, &Limit) -> Option<f64>;
 /// A limit on one metric of a window: absolute, relative to the baseline's value,
 /// or both (the tightest applies).
 struct Limit {
-    metric: &'static str,
+    metric: String,
     unit: Unit,
     value: Value,
     absolute: Option<f64>,
@@ -454,7 +485,7 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
     let mut out = Vec::new();
     if let Some(rule) = &rules.error_rate {
         out.push(Limit {
-            metric: "error_rate",
+            metric: "error_rate".to_owned(),
             unit: Unit::Share,
             value: |s, _| s.error_rate(),
             absolute: rule.max.map(|p| p.fraction()),
@@ -471,7 +502,7 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
     for (metric, rule, value) in quantiles {
         if let Some(rule) = rule {
             out.push(Limit {
-                metric,
+                metric: metric.to_owned(),
                 unit: Unit::Millis,
                 value,
                 absolute: rule.max.map(|d| d.as_secs_f64() * 1000.0),
@@ -483,7 +514,7 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
     }
     if let Some(rule) = &rules.apdex {
         out.push(Limit {
-            metric: "apdex",
+            metric: "apdex".to_owned(),
             unit: Unit::Score,
             value: |s, l| s.apdex(l.apdex_t),
             absolute: Some(rule.min),
@@ -492,7 +523,20 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
             apdex_t: rule.threshold,
         });
     }
+    out.extend(rules.custom.iter().map(custom_limit));
     out
+}
+
+fn custom_limit(rule: &CustomRule) -> Limit {
+    Limit {
+        metric: rule.name.clone(),
+        unit: Unit::Number,
+        value: |s, l| s.custom.get(&l.metric).copied(),
+        absolute: rule.bound,
+        relative: rule.ratio.map(Relative::Times),
+        at_least: rule.direction == Direction::HigherIsBetter,
+        apdex_t: Duration::ZERO,
+    }
 }
 
 fn millis(d: Option<Duration>) -> Option<f64> {
@@ -501,7 +545,7 @@ fn millis(d: Option<Duration>) -> Option<f64> {
 
 impl Limit {
     fn check(&self, baseline: &Sample, canary: &Sample) -> MetricResult {
-        let mut result = MetricResult::of(self.metric, Test::Limit, self.unit);
+        let mut result = MetricResult::of(&self.metric, Test::Limit, self.unit);
         result.limit_is_min = self.at_least;
         result.baseline = (self.value)(baseline, self);
         result.canary = (self.value)(canary, self);
@@ -564,6 +608,15 @@ pub fn absolute_limits(rules: &MetricRules) -> MetricRules {
         latency_p95: absolute_latency(rules.latency_p95),
         latency_p99: absolute_latency(rules.latency_p99),
         apdex: rules.apdex,
+        custom: rules
+            .custom
+            .iter()
+            .filter(|r| r.bound.is_some())
+            .map(|r| CustomRule {
+                ratio: None,
+                ..r.clone()
+            })
+            .collect(),
     }
 }
 
