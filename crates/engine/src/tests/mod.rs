@@ -19,6 +19,7 @@ mod fake;
 mod recovery;
 mod rolling;
 mod runs;
+mod sources;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
