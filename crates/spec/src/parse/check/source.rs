@@ -512,11 +512,22 @@ impl<'b> Checker<'b> {
                 return None;
             }
         };
-        let argv: Option<Vec<String>> = items.iter().map(Node::scalar_text).collect();
-        if argv.is_none() {
+        let Some(mut argv) = items
+            .iter()
+            .map(Node::scalar_text)
+            .collect::<Option<Vec<String>>>()
+        else {
             self.error(Self::at(e), "`run` must be a list of strings");
+            return None;
+        };
+        // `./metric.sh` is beside the config file, wherever the daemon runs.
+        if argv[0].contains('/') {
+            argv[0] = self
+                .resolve(std::path::Path::new(&argv[0]))
+                .to_string_lossy()
+                .into_owned();
         }
-        argv
+        Some(argv)
     }
 
     /// A JSONPath of the subset the web source reads: `$`, then `.name`,
