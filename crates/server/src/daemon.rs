@@ -321,7 +321,7 @@ impl Daemon {
             platforms,
             platform: platform.clone(),
             traffic: traffic.clone(),
-            metrics: traffic.clone(),
+            metrics: Arc::new(cutover_metrics::Sources::new(traffic.clone())),
             prober: traffic.clone(),
             runs_dir: state_dir.join("runs"),
         });

@@ -27,4 +27,5 @@ pub mod traffic;
 
 pub use api::ApiError;
 pub use cutover_engine::RunConfig;
+pub use cutover_metrics::{QueryCheck, check_queries};
 pub use daemon::{Daemon, DaemonInfo, ServeError};
