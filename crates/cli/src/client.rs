@@ -110,7 +110,7 @@ impl Client {
                 Credentials::find(state_dir.as_deref().map_err(String::as_str)),
             );
         }
-        let config = cutover_spec::load(&args.config.file)?;
+        let config = cutover_spec::load_without_secrets(&args.config.file)?;
         let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(|| {
             exit::with_code(
                 exit::INTERNAL,
@@ -271,7 +271,7 @@ async fn api_error(response: reqwest::Response) -> Refused {
 fn local_state_dir_serving(api: &str, config_file: &Path) -> Result<PathBuf, String> {
     let elsewhere =
         || format!("--api {api} is not the address of the local daemon (its daemon.json)");
-    let config = cutover_spec::load(config_file).map_err(|_| elsewhere())?;
+    let config = cutover_spec::load_without_secrets(config_file).map_err(|_| elsewhere())?;
     let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(elsewhere)?;
     let named = api
         .strip_prefix("http://")

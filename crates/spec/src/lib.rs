@@ -20,6 +20,8 @@ mod parse;
 mod source;
 mod types;
 
-pub use parse::{ConfigError, Diagnostic, STARTER, load, parse, parse_with_env};
+pub use parse::{
+    ConfigError, Diagnostic, STARTER, load, load_without_secrets, parse, parse_with_env,
+};
 pub use source::*;
 pub use types::*;

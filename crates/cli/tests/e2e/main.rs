@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod dashboard;
 mod judge;
+mod prometheus;
 mod restart;
 mod sse;
 mod strategies;

@@ -16,6 +16,10 @@ use tokio::time::Instant;
 const EXE: &str = env!("CARGO_BIN_EXE_cutover");
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The `analysis` settings of every test's config unless it says otherwise.
+const ANALYSIS: &str =
+    "  interval: 500ms\n  min_requests: 5\n  failure_limit: 1\n  inconclusive_limit: 20";
+
 /// `CUTOVER_SAMPLE_FAULTS` for the sample app: which version misbehaves, and how.
 pub struct Faults(String);
 
@@ -58,6 +62,8 @@ pub struct Env {
     /// The `strategy:` section's body.
     strategy: String,
     instances: u32,
+    /// The `analysis` settings before `metrics`.
+    analysis: String,
     /// The `analysis.metrics` section's body.
     metrics: String,
     /// More top-level sections, e.g. `api: { read_auth: true }`.
@@ -83,6 +89,7 @@ impl Env {
             faults,
             strategy: canary("[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]"),
             instances: 2,
+            analysis: ANALYSIS.into(),
             metrics: "    error_rate: { max: 5% }".into(),
             extra: String::new(),
             daemon: None,
@@ -120,6 +127,13 @@ impl Env {
     /// The `analysis.metrics` section, e.g. `"    latency_p99: { max: 100ms }"`.
     pub fn with_metrics(mut self, metrics: &str) -> Env {
         self.metrics = metrics.to_owned();
+        self.write_config();
+        self
+    }
+
+    /// The `analysis` settings before `metrics`, e.g. `"  interval: 3s\n  source: ..."`.
+    pub fn with_analysis(mut self, settings: &str) -> Env {
+        self.analysis = settings.to_owned();
         self.write_config();
         self
     }
@@ -166,10 +180,7 @@ health:
 strategy:
 {strategy}
 analysis:
-  interval: 500ms
-  min_requests: 5
-  failure_limit: 1
-  inconclusive_limit: 20
+{analysis}
   metrics:
 {metrics}
 {extra}"#,
@@ -177,6 +188,7 @@ analysis:
             faults = self.faults.0,
             strategy = self.strategy,
             instances = self.instances,
+            analysis = self.analysis,
             metrics = self.metrics,
             extra = self.extra,
             dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
@@ -267,6 +279,11 @@ analysis:
 
     /// Starts `cutover serve` and waits until it has written its address.
     pub async fn serve(&mut self) {
+        self.serve_with(&[]).await;
+    }
+
+    /// [`Env::serve`] with these environment variables set for the daemon.
+    pub async fn serve_with(&mut self, vars: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -274,6 +291,7 @@ analysis:
             .unwrap();
         let mut child = self
             .command(&["serve"])
+            .envs(vars.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(false)

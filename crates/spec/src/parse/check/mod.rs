@@ -110,8 +110,8 @@ pub(super) fn config(root: &Node, base: &Path, env: Env<'_>) -> Result<Config, E
     }
 }
 
-/// Looks up an environment variable, for `${env:NAME}`.
-pub(super) type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+/// Looks up an environment variable, for `${env:NAME}`; `None`: leave them unresolved.
+pub(super) type Env<'e> = Option<&'e dyn Fn(&str) -> Option<String>>;
 
 struct Checker<'b> {
     errors: Errors,

@@ -585,6 +585,9 @@ impl<'b> Checker<'b> {
     fn url(&mut self, e: &Entry) -> Option<Secret> {
         let url = self.secret(e)?;
         let value = url.expose();
+        if self.env.is_none() && value.contains("${env:") {
+            return Some(url);
+        }
         if value.starts_with("https://") {
             self.error(
                 Self::at(e),
@@ -676,7 +679,13 @@ impl<'b> Checker<'b> {
                 );
                 return None;
             };
-            match (self.env)(name) {
+            let Some(env) = self.env else {
+                // Not resolved (a client finding the daemon): keep it as written.
+                out.push_str(&rest[start..start + 2 + end + 1]);
+                rest = &after[end + 1..];
+                continue;
+            };
+            match env(name) {
                 Some(value) => out.push_str(&value),
                 None => {
                     self.error(
