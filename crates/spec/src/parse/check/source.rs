@@ -13,12 +13,12 @@ use crate::source::{
 };
 use crate::types::{AnalysisSpec, defaults};
 
-pub(super) const SOURCES: &[&str] = &["builtin", "prometheus", "web", "command", "datadog"];
-pub(super) const PROMETHEUS: &[&str] = &["url", "headers", "timeout", "queries"];
-pub(super) const DATADOG: &[&str] = &[
+const SOURCES: &[&str] = &["builtin", "prometheus", "web", "command", "datadog"];
+const PROMETHEUS: &[&str] = &["url", "headers", "timeout", "queries"];
+const DATADOG: &[&str] = &[
     "site", "api_url", "api_key", "app_key", "timeout", "queries",
 ];
-pub(super) const QUERIES: &[&str] = &[
+const QUERIES: &[&str] = &[
     "requests",
     "error_rate",
     "latency_p50",

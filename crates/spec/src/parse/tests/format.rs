@@ -62,6 +62,7 @@ fn minimal_config_gets_every_default() {
                 latency_p95: None,
                 latency_p99: None,
                 apdex: None,
+                custom: Vec::new(),
             },
             sequential: Some(SequentialSpec {
                 alpha: pct(1.0),
@@ -73,6 +74,7 @@ fn minimal_config_gets_every_default() {
                 tolerance: pct(10.0),
                 min_samples: 50,
             }),
+            source: crate::MetricSource::Builtin,
         },
         proxy: ProxySpec {
             max_header_size: 65_536,
@@ -298,6 +300,7 @@ api:
                     threshold: Duration::from_millis(120),
                     min: 0.85,
                 }),
+                custom: Vec::new(),
             },
             sequential: Some(SequentialSpec {
                 alpha: pct(0.5),
@@ -309,6 +312,7 @@ api:
                 tolerance: pct(20.0),
                 min_samples: 200,
             }),
+            source: crate::MetricSource::Builtin,
         },
         proxy: ProxySpec {
             max_header_size: 16 * 1024,

@@ -14,6 +14,7 @@ mod diagnostics;
 mod format;
 mod proxy;
 mod sections;
+mod source;
 mod values;
 
 use std::time::Duration;
