@@ -71,9 +71,14 @@ pub struct Sample {
     /// Every response's latency, bucketed; empty when the source has none.
     #[serde(default, skip_serializing_if = "Histogram::is_empty")]
     pub latency: Histogram,
-    /// Custom metrics' values (from a metric source's queries), by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub custom: BTreeMap<String, f64>,
+    /// Custom metrics' values (from a metric source's queries), by name. Boxed:
+    /// a sample is moved around in every window's report, and is mostly empty.
+    #[serde(default, skip_serializing_if = "no_custom")]
+    pub custom: Box<BTreeMap<String, f64>>,
+}
+
+fn no_custom(custom: &BTreeMap<String, f64>) -> bool {
+    custom.is_empty()
 }
 
 impl Sample {
@@ -373,7 +378,7 @@ pub struct WindowReport {
     /// The metric source could not say what a version did: the window is
     /// inconclusive, with no metric judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_error: Option<SourceError>,
+    pub source_error: Option<Box<SourceError>>,
     /// Fail if a limit or a sequential test failed; else inconclusive if the
     /// canary served fewer than `min_requests` or a limit was inconclusive; else
     /// pass. (A Mann-Whitney result is decided at the step's end, not here.)
@@ -396,7 +401,7 @@ impl WindowReport {
             canary: Sample::default(),
             against,
             metrics: Vec::new(),
-            source_error: Some(error),
+            source_error: Some(Box::new(error)),
             verdict: Verdict::Inconclusive,
         }
     }

@@ -42,8 +42,6 @@ pub enum SourceFault {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{field} for {version} ({role}): {fault}")]
 pub struct SourceError {
-    /// The source: `prometheus`, `web`, `command`, `datadog`.
-    pub source_name: String,
     /// The config field of the query, like `analysis.source.prometheus.queries.error_rate`.
     pub field: String,
     pub version: String,

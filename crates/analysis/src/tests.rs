@@ -152,7 +152,7 @@ fn a_result_recorded_before_results_had_numbers_still_reads() {
 
 fn custom(value: f64) -> Sample {
     Sample {
-        custom: BTreeMap::from([("queue_depth".to_owned(), value)]),
+        custom: Box::new(BTreeMap::from([("queue_depth".to_owned(), value)])),
         ..sample(100, 0, 10)
     }
 }
@@ -168,16 +168,29 @@ fn a_custom_metric_is_judged_by_its_direction_absolute_and_relative() {
         }],
         ..Default::default()
     };
-    let lower = rule(cutover_spec::Direction::LowerIsBetter, Some(10.0), Some(1.5));
+    let lower = rule(
+        cutover_spec::Direction::LowerIsBetter,
+        Some(10.0),
+        Some(1.5),
+    );
     let r = judge(&lower, 20, &custom(4.0), &custom(7.0));
     assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
     assert_eq!(r.metrics[0].limit, Some(6.0), "the tightest: 4 x 1.5");
     assert_eq!(r.metrics[0].unit, Unit::Number);
-    assert_eq!(judge(&lower, 20, &custom(5.0), &custom(7.0)).verdict, Verdict::Pass);
+    assert_eq!(
+        judge(&lower, 20, &custom(5.0), &custom(7.0)).verdict,
+        Verdict::Pass
+    );
     let higher = rule(cutover_spec::Direction::HigherIsBetter, Some(0.9), None);
     let r = judge(&higher, 20, &custom(1.0), &custom(0.8));
     assert_eq!(r.verdict, Verdict::Fail);
-    assert!(r.metrics[0].explain().unwrap().contains("past the limit >= 0.9"), "{r:?}");
+    assert!(
+        r.metrics[0]
+            .explain()
+            .unwrap()
+            .contains("past the limit >= 0.9"),
+        "{r:?}"
+    );
     // Without a value the metric is never a pass.
     let missing = judge(&lower, 20, &custom(4.0), &sample(100, 0, 10));
     assert_eq!(missing.verdict, Verdict::Inconclusive);

@@ -356,7 +356,7 @@ impl Runner {
             Event::Analysis {
                 step,
                 carried_over,
-                report: report.clone(),
+                report: Box::new(report.clone()),
             },
             &message,
         )?;

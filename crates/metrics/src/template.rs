@@ -29,7 +29,7 @@ impl At {
 /// A duration as PromQL writes one: whole milliseconds, at least one.
 pub(crate) fn promql_duration(d: Duration) -> String {
     let ms = d.as_millis().max(1);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

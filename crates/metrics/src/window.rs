@@ -88,7 +88,6 @@ impl<R: Reader> MetricsCursor for Cursor<R> {
 pub(crate) async fn sample<R: Reader>(reader: &R, at: &At) -> Result<Sample, SourceError> {
     let queries = reader.queries();
     let fail = |metric: &str, fault| SourceError {
-        source_name: R::NAME.to_owned(),
         field: format!("analysis.source.{}.{}{metric}", R::NAME, R::QUERIES_AT),
         version: at.version.clone(),
         role: at.role.clone(),
@@ -98,7 +97,7 @@ pub(crate) async fn sample<R: Reader>(reader: &R, at: &At) -> Result<Sample, Sou
         .read(&queries.requests, at)
         .await
         .map_err(|f| fail("requests", f))?;
-    if !(requests >= 0.0) {
+    if !requests.is_finite() || requests < 0.0 {
         let fault = SourceFault::Invalid {
             message: format!("the request count is {requests}, not a count"),
         };
@@ -140,6 +139,6 @@ pub(crate) async fn sample<R: Reader>(reader: &R, at: &At) -> Result<Sample, Sou
         p95,
         p99,
         latency: Default::default(),
-        custom,
+        custom: Box::new(custom),
     })
 }

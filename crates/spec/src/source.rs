@@ -17,10 +17,10 @@ pub enum MetricSource {
     /// The built-in proxy's own counters and latency histograms: exact windows.
     #[default]
     Builtin,
-    Prometheus(PrometheusSource),
-    Web(WebSource),
-    Command(CommandSource),
-    Datadog(DatadogSource),
+    Prometheus(Box<PrometheusSource>),
+    Web(Box<WebSource>),
+    Command(Box<CommandSource>),
+    Datadog(Box<DatadogSource>),
 }
 
 impl MetricSource {

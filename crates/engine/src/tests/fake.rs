@@ -573,7 +573,6 @@ impl MetricsCursor for FakeCursor {
             .unwrap_or_default();
         if let Some(fault) = serves.unmeasured {
             return Err(SourceError {
-                source_name: "fake".into(),
                 field: "analysis.source.fake.queries.requests".into(),
                 version: self.version.clone(),
                 role: self.role.as_str().into(),

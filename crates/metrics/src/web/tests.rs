@@ -46,7 +46,7 @@ async fn endpoint() -> SocketAddr {
             "/fail",
             get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "overloaded, try later") }),
         )
-        .route("/hang", get(|| std::future::pending::<&'static str>()));
+        .route("/hang", get(std::future::pending::<&'static str>));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -35,6 +35,9 @@ const LIMIT: &[&str] = &["max", "max_ratio", "min", "min_ratio"];
 /// The placeholders of a query template.
 const TEMPLATE: &[&str] = &["version", "role", "app", "interval"];
 
+/// Custom metrics' queries by name, and their rules.
+type Customs<Q> = (Vec<(String, Q)>, Vec<CustomRule>);
+
 /// How one kind of source reads one metric's query from its entry.
 type QueryOf<'b, Q> = fn(&mut Checker<'b>, &Entry, &str) -> Option<Q>;
 
@@ -55,7 +58,7 @@ impl<'b> Checker<'b> {
             "web" => {
                 let (metrics, custom) =
                     self.queries(&kind.value, &path, None, (Self::web_query, WEB_QUERY))?;
-                Some((MetricSource::Web(WebSource { metrics }), custom))
+                Some((MetricSource::Web(Box::new(WebSource { metrics })), custom))
             }
             "command" => {
                 let (metrics, custom) = self.queries(
@@ -64,7 +67,10 @@ impl<'b> Checker<'b> {
                     None,
                     (Self::command_query, COMMAND_QUERY),
                 )?;
-                Some((MetricSource::Command(CommandSource { metrics }), custom))
+                Some((
+                    MetricSource::Command(Box::new(CommandSource { metrics })),
+                    custom,
+                ))
             }
             _ => self.datadog(kind, &path),
         }
@@ -107,7 +113,7 @@ impl<'b> Checker<'b> {
             timeout: timeout?,
             queries,
         };
-        Some((MetricSource::Prometheus(source), custom))
+        Some((MetricSource::Prometheus(Box::new(source)), custom))
     }
 
     fn datadog(&mut self, e: &Entry, path: &str) -> Option<(MetricSource, Vec<CustomRule>)> {
@@ -160,7 +166,7 @@ impl<'b> Checker<'b> {
             timeout: timeout?,
             queries,
         };
-        Some((MetricSource::Datadog(source), custom))
+        Some((MetricSource::Datadog(Box::new(source)), custom))
     }
 
     /// The queries of a source: `requests` (required unless there are defaults),
@@ -225,7 +231,7 @@ impl<'b> Checker<'b> {
         e: &Entry,
         path: &str,
         (query, own): (QueryOf<'b, Q>, &[&str]),
-    ) -> Option<(Vec<(String, Q)>, Vec<CustomRule>)> {
+    ) -> Option<Customs<Q>> {
         let Value::Seq(items) = &e.value.value else {
             self.error(
                 Self::at(e),
