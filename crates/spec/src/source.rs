@@ -297,6 +297,10 @@ mod tests {
         assert_eq!(format!("{s:?}"), "\"Bearer ${env:TOKEN}\"");
         let shown = format!("{:?}", BTreeMap::from([("authorization", s.clone())]));
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#""Bearer ${env:TOKEN}""#
+        );
     }
 
     #[test]
