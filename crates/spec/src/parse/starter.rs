@@ -138,21 +138,12 @@ analysis:
     confidence: 99%
     tolerance: 10%
     min_samples: 50
-  # Where the windows' numbers come from: `builtin` (the proxy's own, exact), or
-  # Prometheus, a JSON `web` endpoint, a `command` or `datadog`. Those have no
-  # latency histograms: set `comparison: false` and `latency_quantile: false`
-  # above (and no apdex). `${env:NAME}` reads a value from the environment.
-  # source:
-  #   prometheus:
-  #     url: ${env:PROMETHEUS_URL}        # http:// only (this build has no TLS)
-  #     timeout: 5s
-  #     # Default queries read cutover's own series as Prometheus scraped them from
-  #     # the daemon's /metrics; each may be replaced, with {{version}}, {{role}},
-  #     # {{app}} and {{interval}} (the window's length) filled in per window.
-  #     queries:
-  #       custom:
-  #         - { name: queue_depth, query: 'max(queue_depth{version="{{version}}"})',
-  #             direction: lower_is_better, limit: { max: 100, max_ratio: 1.5 } }
+  # Where the windows' numbers come from: the proxy's own (`builtin`, exact), or
+  # Prometheus, a JSON web endpoint, a command or Datadog, like
+  #   `source: { prometheus: { url: "${env:PROMETHEUS_URL}" } }`
+  # (see "Metric sources" in the README). Those have no latency histograms: set
+  # `comparison: false` and `latency_quantile: false` above with them.
+  source: builtin
 
 # Limits of the built-in proxy, against clients that would wear it or the instances
 # behind it out; none of its answers counts against a version. Taken up when the
