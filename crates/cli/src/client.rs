@@ -243,7 +243,7 @@ impl Refused {
     /// The exit code this refusal stands for.
     pub fn exit_code(&self) -> u8 {
         match self.code.as_str() {
-            "busy" | "shutting_down" => exit::BLOCKED,
+            "busy" | "shutting_down" | "metrics_unavailable" => exit::BLOCKED,
             "invalid_config" | "restart_needed" => exit::USAGE,
             _ if (400..500).contains(&self.status) => exit::USAGE,
             _ => exit::INTERNAL,

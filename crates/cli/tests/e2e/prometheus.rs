@@ -311,3 +311,34 @@ async fn validate_quotes_prometheus_on_a_syntax_error_and_says_when_it_could_not
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_prometheus_cannot_be_asked_is_refused_before_anything_starts() {
+    // Needs no Prometheus: none listens where the config says.
+    let mut env = Env::new(Faults::none());
+    env.serve_with(&[("PROM_TOKEN", TOKEN)]).await;
+    env.deploy("v1").await.code(0);
+    let nobody = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env = env.with_analysis(&from_prometheus(&format!("http://{nobody}"), 2, ""));
+    let out = env.deploy("v2").await;
+    out.code(4);
+    assert!(
+        out.stderr
+            .contains("`analysis.source.prometheus.url`: Prometheus at http://")
+            && out.stderr.contains("nothing was started"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    let runs = env.api_get("/api/v1/runs").await;
+    let versions: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["v1"], "no run of v2 was started: {runs}");
+}
