@@ -490,7 +490,13 @@ impl<'b> Checker<'b> {
             "run",
             r#"the argv, like ["./metric", "error_rate"]"#,
         );
-        let run = run.and_then(|r| self.argv(r));
+        let run = run.and_then(|r| {
+            let argv = self.argv(r)?;
+            let placeholders_ok = argv
+                .iter()
+                .fold(true, |ok, arg| self.template(&r.value, arg, path) && ok);
+            placeholders_ok.then_some(argv)
+        });
         let timeout = self.optional(
             &f,
             "timeout",

@@ -166,6 +166,10 @@ fn web_and_command_sources_need_requests_and_a_query_for_each_limit() {
         "beside the config file"
     );
     assert_eq!(cmd.metrics.requests.timeout, secs(2));
+    let e = error(&with_source(
+        "    command:\n      requests: { run: [\"./r.sh\", \"{{app_name}}\"] }\n      error_rate: { run: [\"/bin/rate\"] }\n",
+    ));
+    assert!(e.contains("unknown placeholder `{{app_name}}`"), "{e}");
 }
 
 #[test]
