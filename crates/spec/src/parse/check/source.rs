@@ -492,10 +492,12 @@ impl<'b> Checker<'b> {
         );
         let run = run.and_then(|r| {
             let argv = self.argv(r)?;
-            let placeholders_ok = argv
+            // Each argument checked, so every bad placeholder is reported.
+            let checked: Vec<bool> = argv
                 .iter()
-                .fold(true, |ok, arg| self.template(&r.value, arg, path) && ok);
-            placeholders_ok.then_some(argv)
+                .map(|arg| self.template(&r.value, arg, path))
+                .collect();
+            checked.iter().all(|ok| *ok).then_some(argv)
         });
         let timeout = self.optional(
             &f,
