@@ -47,12 +47,16 @@ pub mod policy;
 pub mod rate_test;
 pub mod sequential;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cutover_spec::{ErrorRateRule, LatencyRule, MetricRules};
+use cutover_spec::{CustomRule, Direction, ErrorRateRule, LatencyRule, MetricRules};
 use serde::{Deserialize, Serialize};
 
 pub use histogram::Histogram;
+pub use source::{SourceError, SourceFault};
+
+mod source;
 
 /// What one version did during one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +76,14 @@ pub struct Sample {
     /// Every response's latency, bucketed; empty when the source has none.
     #[serde(default, skip_serializing_if = "Histogram::is_empty")]
     pub latency: Histogram,
+    /// Custom metrics' values (from a metric source's queries), by name. Boxed:
+    /// a sample is moved around in every window's report, and is mostly empty.
+    #[serde(default, skip_serializing_if = "no_custom")]
+    pub custom: Box<BTreeMap<String, f64>>,
+}
+
+fn no_custom(custom: &BTreeMap<String, f64>) -> bool {
+    custom.is_empty()
 }
 
 impl Sample {
@@ -100,7 +112,8 @@ impl Sample {
         Some((satisfied as f64 + tolerating as f64 / 2.0) / total as f64 * served_well)
     }
 
-    /// Adds another window of the same version.
+    /// Adds another window of the same version (its custom values, which do
+    /// not add up, are left as they were).
     pub fn merge(&mut self, other: &Sample) {
         self.requests += other.requests;
         self.errors += other.errors;
@@ -166,6 +179,8 @@ pub enum Unit {
     Score,
     /// A number of things (log templates).
     Count,
+    /// A custom metric's own unit.
+    Number,
 }
 
 impl Unit {
@@ -176,6 +191,10 @@ impl Unit {
             Unit::Millis => format!("{value:.1}ms"),
             Unit::Score => format!("{value:.2}"),
             Unit::Count => format!("{value:.0}"),
+            Unit::Number => format!("{value:.4}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned(),
         }
     }
 }
@@ -371,6 +390,10 @@ pub struct WindowReport {
     #[serde(default)]
     pub against: Against,
     pub metrics: Vec<MetricResult>,
+    /// The metric source could not say what a version did: the window is
+    /// inconclusive, with no metric judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_error: Option<Box<SourceError>>,
     /// Fail if a limit or a sequential test failed; else inconclusive if the
     /// canary served fewer than `min_requests` or a limit was inconclusive; else
     /// pass. (A Mann-Whitney result is decided at the step's end, not here.)
@@ -388,6 +411,19 @@ impl WindowReport {
             .iter()
             .filter(|m| m.verdict == Verdict::Fail)
             .collect()
+    }
+
+    /// A window the metric source could not measure: inconclusive, never a pass.
+    pub fn unmeasured(error: SourceError, against: Against) -> WindowReport {
+        WindowReport {
+            stable: Sample::default(),
+            canary: Sample::default(),
+            against,
+            metrics: Vec::new(),
+            source_error: Some(Box::new(error)),
+            verdict: Verdict::Inconclusive,
+            logs: None,
+        }
     }
 
     /// The results of one test.
@@ -429,6 +465,7 @@ pub fn judge(
         canary: canary.clone(),
         against: Against::Baseline,
         metrics,
+        source_error: None,
         verdict,
         logs: None,
     }
@@ -451,7 +488,7 @@ type Value = fn(&Sample, &Limit) -> Option<f64>;
 /// A limit on one metric of a window: absolute, relative to the baseline's value,
 /// or both (the tightest applies).
 struct Limit {
-    metric: &'static str,
+    metric: String,
     unit: Unit,
     value: Value,
     absolute: Option<f64>,
@@ -474,7 +511,7 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
     let mut out = Vec::new();
     if let Some(rule) = &rules.error_rate {
         out.push(Limit {
-            metric: "error_rate",
+            metric: "error_rate".to_owned(),
             unit: Unit::Share,
             value: |s, _| s.error_rate(),
             absolute: rule.max.map(|p| p.fraction()),
@@ -491,7 +528,7 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
     for (metric, rule, value) in quantiles {
         if let Some(rule) = rule {
             out.push(Limit {
-                metric,
+                metric: metric.to_owned(),
                 unit: Unit::Millis,
                 value,
                 absolute: rule.max.map(|d| d.as_secs_f64() * 1000.0),
@@ -503,7 +540,7 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
     }
     if let Some(rule) = &rules.apdex {
         out.push(Limit {
-            metric: "apdex",
+            metric: "apdex".to_owned(),
             unit: Unit::Score,
             value: |s, l| s.apdex(l.apdex_t),
             absolute: Some(rule.min),
@@ -512,7 +549,20 @@ fn limits(rules: &MetricRules) -> Vec<Limit> {
             apdex_t: rule.threshold,
         });
     }
+    out.extend(rules.custom.iter().map(custom_limit));
     out
+}
+
+fn custom_limit(rule: &CustomRule) -> Limit {
+    Limit {
+        metric: rule.name.clone(),
+        unit: Unit::Number,
+        value: |s, l| s.custom.get(&l.metric).copied(),
+        absolute: rule.bound,
+        relative: rule.ratio.map(Relative::Times),
+        at_least: rule.direction == Direction::HigherIsBetter,
+        apdex_t: Duration::ZERO,
+    }
 }
 
 fn millis(d: Option<Duration>) -> Option<f64> {
@@ -521,7 +571,7 @@ fn millis(d: Option<Duration>) -> Option<f64> {
 
 impl Limit {
     fn check(&self, baseline: &Sample, canary: &Sample) -> MetricResult {
-        let mut result = MetricResult::of(self.metric, Test::Limit, self.unit);
+        let mut result = MetricResult::of(&self.metric, Test::Limit, self.unit);
         result.limit_is_min = self.at_least;
         result.baseline = (self.value)(baseline, self);
         result.canary = (self.value)(canary, self);
@@ -584,6 +634,15 @@ pub fn absolute_limits(rules: &MetricRules) -> MetricRules {
         latency_p95: absolute_latency(rules.latency_p95),
         latency_p99: absolute_latency(rules.latency_p99),
         apdex: rules.apdex,
+        custom: rules
+            .custom
+            .iter()
+            .filter(|r| r.bound.is_some())
+            .map(|r| CustomRule {
+                ratio: None,
+                ..r.clone()
+            })
+            .collect(),
     }
 }
 

@@ -149,3 +149,51 @@ fn a_result_recorded_before_results_had_numbers_still_reads() {
         (Against::Baseline, 0)
     );
 }
+
+fn custom(value: f64) -> Sample {
+    Sample {
+        custom: Box::new(BTreeMap::from([("queue_depth".to_owned(), value)])),
+        ..sample(100, 0, 10)
+    }
+}
+
+#[test]
+fn a_custom_metric_is_judged_by_its_direction_absolute_and_relative() {
+    let rule = |direction, bound, ratio| MetricRules {
+        custom: vec![cutover_spec::CustomRule {
+            name: "queue_depth".into(),
+            direction,
+            bound,
+            ratio,
+        }],
+        ..Default::default()
+    };
+    let lower = rule(
+        cutover_spec::Direction::LowerIsBetter,
+        Some(10.0),
+        Some(1.5),
+    );
+    let r = judge(&lower, 20, &custom(4.0), &custom(7.0));
+    assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+    assert_eq!(r.metrics[0].limit, Some(6.0), "the tightest: 4 x 1.5");
+    assert_eq!(r.metrics[0].unit, Unit::Number);
+    assert_eq!(
+        judge(&lower, 20, &custom(5.0), &custom(7.0)).verdict,
+        Verdict::Pass
+    );
+    let higher = rule(cutover_spec::Direction::HigherIsBetter, Some(0.9), None);
+    let r = judge(&higher, 20, &custom(1.0), &custom(0.8));
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(
+        r.metrics[0]
+            .explain()
+            .unwrap()
+            .contains("past the limit >= 0.9"),
+        "{r:?}"
+    );
+    // Without a value the metric is never a pass.
+    let missing = judge(&lower, 20, &custom(4.0), &sample(100, 0, 10));
+    assert_eq!(missing.verdict, Verdict::Inconclusive);
+    // Only the absolute bound judges a version on its own numbers.
+    assert_eq!(absolute_limits(&lower).custom[0].ratio, None);
+}

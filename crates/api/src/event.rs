@@ -162,8 +162,9 @@ pub enum Event {
         /// Whether the baseline's numbers came from an earlier window (it served too
         /// little in this one).
         carried_over: bool,
+        // Boxed: the largest of the events by far, and one per window.
         #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-        report: WindowReport,
+        report: Box<WindowReport>,
     },
     /// Smoke checks ran against a version before it got production traffic.
     Smoke { results: Vec<SmokeResult> },

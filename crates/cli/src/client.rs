@@ -110,7 +110,7 @@ impl Client {
                 Credentials::find(state_dir.as_deref().map_err(String::as_str)),
             );
         }
-        let config = cutover_spec::load(&args.config.file)?;
+        let config = cutover_spec::load_without_secrets(&args.config.file)?;
         let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(|| {
             exit::with_code(
                 exit::INTERNAL,
@@ -263,7 +263,7 @@ impl Refused {
     /// The exit code this refusal stands for.
     pub fn exit_code(&self) -> u8 {
         match self.code.as_str() {
-            "busy" | "shutting_down" => exit::BLOCKED,
+            "busy" | "shutting_down" | "metrics_unavailable" => exit::BLOCKED,
             "invalid_config" | "restart_needed" => exit::USAGE,
             _ if (400..500).contains(&self.status) => exit::USAGE,
             _ => exit::INTERNAL,
@@ -291,7 +291,7 @@ async fn api_error(response: reqwest::Response) -> Refused {
 fn local_state_dir_serving(api: &str, config_file: &Path) -> Result<PathBuf, String> {
     let elsewhere =
         || format!("--api {api} is not the address of the local daemon (its daemon.json)");
-    let config = cutover_spec::load(config_file).map_err(|_| elsewhere())?;
+    let config = cutover_spec::load_without_secrets(config_file).map_err(|_| elsewhere())?;
     let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(elsewhere)?;
     let named = api
         .strip_prefix("http://")

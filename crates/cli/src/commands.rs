@@ -397,13 +397,28 @@ async fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let restart = check.as_ref().is_some_and(|c| !c.restart_needed.is_empty());
+            let queries = cutover_server::check_queries(&config).await;
+            if let cutover_server::QueryCheck::Refused { url, refused } = &queries {
+                return Ok(refused_queries(&args, url, refused));
+            }
             if args.json {
                 println!(
                     "{}",
-                    json!({ "valid": true, "file": args.file, "app": config.app, "daemon": check })
+                    json!({ "valid": true, "file": args.file, "app": config.app, "daemon": check,
+                            "queries": queries_json(&queries) })
                 );
             } else {
                 println!("{}: valid (app {})", args.file.display(), config.app);
+                match &queries {
+                    cutover_server::QueryCheck::Accepted { url, queries } => {
+                        println!("Prometheus at {url} accepted all {queries} PromQL queries");
+                    }
+                    cutover_server::QueryCheck::Unreachable { url, reason } => println!(
+                        "could not check the PromQL queries against Prometheus at {url} ({reason}); \
+                         they are tried at the first analysis window"
+                    ),
+                    _ => {}
+                }
                 if let Some(check) = &check {
                     if restart {
                         println!(
@@ -447,6 +462,51 @@ async fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(exit::USAGE))
         }
     }
+}
+
+/// The PromQL check, for `validate --json`.
+fn queries_json(check: &cutover_server::QueryCheck) -> Value {
+    match check {
+        cutover_server::QueryCheck::NotChecked { source } => {
+            json!({ "checked": false, "source": source })
+        }
+        cutover_server::QueryCheck::Accepted { url, queries } => {
+            json!({ "checked": true, "url": url, "accepted": queries })
+        }
+        cutover_server::QueryCheck::Unreachable { url, reason } => {
+            json!({ "checked": false, "url": url, "unreachable": reason })
+        }
+        cutover_server::QueryCheck::Refused { url, refused } => {
+            let refused: Vec<Value> = refused
+                .iter()
+                .map(|(field, message)| json!({ "field": field, "message": message }))
+                .collect();
+            json!({ "checked": true, "url": url, "refused": refused })
+        }
+    }
+}
+
+/// Queries the server refused: each with its config field and the server's
+/// words, exit 2, as any other mistake in the config.
+fn refused_queries(args: &ConfigArgs, url: &str, refused: &[(String, String)]) -> ExitCode {
+    if args.json {
+        let check = cutover_server::QueryCheck::Refused {
+            url: url.to_owned(),
+            refused: refused.to_vec(),
+        };
+        println!(
+            "{}",
+            json!({ "valid": false, "file": args.file, "queries": queries_json(&check) })
+        );
+    } else {
+        for (field, message) in refused {
+            eprintln!(
+                "{}: `{field}`: Prometheus at {url} refused the query: {message}",
+                args.file.display()
+            );
+        }
+    }
+    ExitCode::from(exit::USAGE)
 }
 
 fn init(args: InitArgs) -> anyhow::Result<ExitCode> {

@@ -14,7 +14,8 @@ use serde_json::json;
 use crate::exit;
 
 pub fn run(id: &str, config_file: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let config = cutover_spec::load(config_file)?;
+    // The analysis settings and the store are all it needs: no secret.
+    let config = cutover_spec::load_without_secrets(config_file)?;
     let db = config.state_dir.join("cutover.db");
     if !db.exists() {
         return Err(exit::usage(format!(

@@ -24,7 +24,7 @@ use crate::routing::Routing;
 use crate::run::Runner;
 use crate::state::RunState;
 use crate::strategy::{self, Observation};
-use crate::traffic::{MetricsSource, Prober, Traffic};
+use crate::traffic::{MetricsFactory, Prober, Traffic};
 
 /// How long a stopped version gets between the polite signal and the forced one.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -206,7 +206,8 @@ pub struct EngineParts {
     /// The platform of `config`, which adopts what an earlier daemon left.
     pub platform: Arc<dyn Platform>,
     pub traffic: Arc<dyn Traffic>,
-    pub metrics: Arc<dyn MetricsSource>,
+    /// Each run's metrics source, made from its config.
+    pub metrics: Arc<dyn MetricsFactory>,
     /// What the releases logged, for the log check.
     pub logs: Arc<dyn LogSource>,
     pub prober: Arc<dyn Prober>,
@@ -231,7 +232,7 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<Store>,
     pub(crate) platforms: Arc<dyn PlatformFactory>,
     pub(crate) traffic: Arc<dyn Traffic>,
-    pub(crate) metrics: Arc<dyn MetricsSource>,
+    pub(crate) metrics: Arc<dyn MetricsFactory>,
     pub(crate) logs: Arc<dyn LogSource>,
     pub(crate) prober: Arc<dyn Prober>,
     pub(crate) runs_dir: PathBuf,

@@ -111,10 +111,17 @@ fn inconclusive(
 ) -> Next {
     tally.inconclusive_streak += 1;
     if tally.inconclusive_streak >= analysis.inconclusive_limit {
-        let why = report
-            .of(test)
-            .find(|m| m.verdict == Verdict::Inconclusive)
-            .and_then(MetricResult::explain)
+        let unmeasured = report
+            .source_error
+            .as_ref()
+            .map(|e| format!("not measured: {e}"));
+        let why = unmeasured
+            .or_else(|| {
+                report
+                    .of(test)
+                    .find(|m| m.verdict == Verdict::Inconclusive)
+                    .and_then(MetricResult::explain)
+            })
             .unwrap_or_else(|| "not enough data".into());
         return Next::RollBack(format!(
             "analysis was inconclusive {} windows in a row (limit {}): {why}; cutover never promotes on missing data",
@@ -154,6 +161,8 @@ pub fn replay(analysis: &AnalysisSpec, windows: &[(usize, &WindowReport)]) -> Re
         }
         let (baseline, canary) = (&recorded.stable, &recorded.canary);
         let report = match recorded.against {
+            // What was never measured cannot be judged again.
+            _ if recorded.source_error.is_some() => recorded.clone(),
             Against::Limits => WindowReport {
                 against: Against::Limits,
                 ..judge(
@@ -256,6 +265,7 @@ mod tests {
             canary: Sample::default(),
             against: Against::Baseline,
             metrics: vec![result(Test::Limit, verdict)],
+            source_error: None,
             verdict,
             logs: None,
         }

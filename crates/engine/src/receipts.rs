@@ -291,6 +291,7 @@ fn canary_analysis(
         }
         None => out.push_str("Step-end comparison: off.\n"),
     }
+    let _ = writeln!(out, "Metrics from: {}.", source_words(&a.source));
     out.push_str("\n![canary against baseline, window by window](canary-analysis.svg)\n");
     if let Some(last) = measurements.last() {
         out.push_str(
@@ -337,14 +338,19 @@ fn canary_analysis(
         let p95 = |s: &cutover_analysis::Sample| {
             s.p95.map(|d| format!("{:.1}ms", d.as_secs_f64() * 1000.0))
         };
-        let notes: Vec<String> = r
-            .metrics
-            .iter()
-            .filter(|m| m.verdict != Verdict::Pass || matches!(m.why, Some(Why::LogErrors { .. })))
-            .filter_map(|m| {
-                m.explain()
-                    .map(|why| format!("{} {}: {why}", m.test, m.metric))
-            })
+        let unmeasured = r.source_error.iter().map(|e| format!("not measured: {e}"));
+        let notes: Vec<String> = unmeasured
+            .chain(
+                r.metrics
+                    .iter()
+                    .filter(|m| {
+                        m.verdict != Verdict::Pass || matches!(m.why, Some(Why::LogErrors { .. }))
+                    })
+                    .filter_map(|m| {
+                        m.explain()
+                            .map(|why| format!("{} {}: {why}", m.test, m.metric))
+                    }),
+            )
             .collect();
         let _ = writeln!(
             out,
@@ -443,6 +449,22 @@ fn log_templates(
             f.baseline,
             cell(&f.example).replace('`', "'")
         );
+    }
+}
+
+/// Where the windows' numbers came from, with the endpoint as written in the
+/// config (a `${env:NAME}` stays a placeholder).
+fn source_words(source: &cutover_spec::MetricSource) -> String {
+    use cutover_spec::MetricSource as S;
+    match source {
+        S::Builtin => "the built-in proxy (exact windows)".to_owned(),
+        S::Prometheus(p) => format!(
+            "Prometheus at {} (PromQL, instant queries at each window's end)",
+            p.url
+        ),
+        S::Web(_) => "a JSON web endpoint per metric".to_owned(),
+        S::Command(_) => "a command per metric".to_owned(),
+        S::Datadog(d) => format!("Datadog's metrics query API at {}", d.api_url),
     }
 }
 

@@ -15,6 +15,7 @@ use cutover_api::{Event, Outcome, SmokeResult};
 use cutover_store::{MeasurementRecord, NewRun};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, Interval};
+use tracing::warn;
 
 use crate::engine::{Control, EngineError, Inner, RunConfig};
 use crate::events::{error_chain, now_ms};
@@ -23,7 +24,7 @@ use crate::logs::LogWatch;
 use crate::platform::{Platform, ReleaseHealth, ReleaseSpec};
 use crate::state::{Decision, RunState, Target};
 use crate::strategy::{self, Action, Ctx, Observation, Window};
-use crate::traffic::MetricsCursor;
+use crate::traffic::{MetricsCursor, MetricsSource};
 
 /// How people reach a run: requests for the rollout, and word of approval decisions.
 pub(crate) struct Steering {
@@ -37,6 +38,8 @@ pub(crate) struct Runner {
     pub(crate) run: NewRun,
     pub(crate) config: Arc<RunConfig>,
     platform: Arc<dyn Platform>,
+    /// Where this run's windows come from (its config's `analysis.source`).
+    metrics: Arc<dyn MetricsSource>,
     control: mpsc::UnboundedReceiver<Control>,
     /// Told when someone approves or rejects the run.
     decided: Arc<Notify>,
@@ -64,6 +67,9 @@ struct LiveAnalysis {
     logs: Option<LogWatch>,
     ticker: Interval,
     last: Instant,
+    /// The baseline is still to be seeded from the stable's numbers since the
+    /// run began (read with the first window).
+    seed: bool,
 }
 
 impl Runner {
@@ -76,11 +82,13 @@ impl Runner {
         state: RunState,
         saved: bool,
     ) -> Runner {
+        let metrics = inner.metrics.source(&config.config);
         let since_start = state
             .stable
             .as_ref()
-            .map(|s| inner.metrics.cursor(&s.version, cutover_api::Role::Stable));
+            .map(|s| metrics.cursor(&s.version, cutover_api::Role::Stable));
         Runner {
+            metrics,
             // A new run starts from the routing in force; a resumed one applies
             // its routes to a daemon that has none yet.
             applied: (!saved).then(|| (state.routes.clone(), state.sticky)),
@@ -205,21 +213,15 @@ impl Runner {
     }
 
     fn start_analysis(&mut self, key: (Target, Option<Target>, u32)) {
-        let metrics = &self.inner.metrics;
+        let metrics = &self.metrics;
         let interval = self.config.config.analysis.interval;
-        let min = self.config.config.analysis.min_requests;
         let canary = metrics.cursor(&key.0.version, key.0.role);
         let baseline = key.1.as_ref().map(|b| metrics.cursor(&b.version, b.role));
-        if let Some(a) = self.state.analysis.as_mut()
-            && a.seed_from_run_start
-            && a.carried.is_none()
-            && let Some(since) = self.since_start.as_mut()
-        {
-            let sample = since.next_window();
-            if sample.requests >= min.max(1) {
-                a.carried = Some(sample);
-            }
-        }
+        let seed = self
+            .state
+            .analysis
+            .as_ref()
+            .is_some_and(|a| a.seed_from_run_start && a.carried.is_none());
         let now = Instant::now();
         let mut ticker = tokio::time::interval_at(now + interval, interval);
         // After a stall, go on from now rather than judge a burst of near-empty
@@ -233,6 +235,7 @@ impl Runner {
             logs,
             ticker,
             last: now,
+            seed,
         });
     }
 
@@ -255,7 +258,7 @@ impl Runner {
             let changed = wait_any(&mut health);
             tokio::select! {
                 _ = async { self.live.as_mut().expect("guarded").ticker.tick().await }, if self.live.is_some() => {
-                    return self.window();
+                    return self.window().await;
                 }
                 command = self.control.recv(), if listening => {
                     return Ok(Observation::Control(command.unwrap_or(Control::Abort {
@@ -303,8 +306,9 @@ impl Runner {
             .collect()
     }
 
-    /// Judges the window that just ended.
-    fn window(&mut self) -> Result<Observation, EngineError> {
+    /// Judges the window that just ended; one the metrics source could not
+    /// measure is inconclusive, with the source's error in its report.
+    async fn window(&mut self) -> Result<Observation, EngineError> {
         let config = Arc::clone(&self.config);
         let analysis_spec = &config.config.analysis;
         let live = self
@@ -314,41 +318,76 @@ impl Runner {
         let now = Instant::now();
         let length = now - live.last;
         live.last = now;
-        let canary = live.canary.next_window();
-        let current = live.baseline.as_mut().map(|b| b.next_window());
-        let baseline_requests = current.as_ref().map_or(0, |s| s.requests);
+        if std::mem::take(&mut live.seed)
+            && let Some(since) = self.since_start.as_mut()
+        {
+            seed_baseline(since.as_mut(), &mut self.state, analysis_spec.min_requests).await;
+        }
+        let LiveAnalysis {
+            canary,
+            baseline,
+            logs,
+            ..
+        } = live;
+        let baseline_window = async {
+            match baseline {
+                Some(b) => b.next_window().await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (canary, current) =
+            futures_util::future::join(canary.next_window(), baseline_window).await;
+        let baseline_requests = match &current {
+            Ok(Some(sample)) => sample.requests,
+            _ => 0,
+        };
         let analysis = self
             .state
             .analysis
             .as_mut()
             .expect("a live analysis has its state");
-        let (base, carried_over) = match current {
-            Some(sample) => {
-                judging::baseline(sample, &mut analysis.carried, analysis_spec.min_requests)
-            }
-            None => (Sample::default(), false),
-        };
         let relative = analysis.baseline.is_some();
-        let mut report = if relative {
-            policy::judge_window(
-                analysis_spec,
-                &mut analysis.judge,
-                &base,
-                !carried_over,
-                &canary,
-            )
-        } else {
-            WindowReport {
-                against: Against::Limits,
-                ..judge(
-                    &absolute_limits(&analysis_spec.metrics),
-                    analysis_spec.min_requests,
-                    &base,
-                    &canary,
-                )
+        let measured = canary.and_then(|c| current.map(|b| (c, b)));
+        let (mut report, carried_over) = match measured {
+            Err(error) => {
+                warn!(run = %self.run.id, %error, "a window could not be measured");
+                let against = if relative {
+                    Against::Baseline
+                } else {
+                    Against::Limits
+                };
+                (WindowReport::unmeasured(error, against), false)
+            }
+            Ok((canary, current)) => {
+                let (base, carried_over) = match current {
+                    Some(sample) => {
+                        judging::baseline(sample, &mut analysis.carried, analysis_spec.min_requests)
+                    }
+                    None => (Sample::default(), false),
+                };
+                let report = if relative {
+                    policy::judge_window(
+                        analysis_spec,
+                        &mut analysis.judge,
+                        &base,
+                        !carried_over,
+                        &canary,
+                    )
+                } else {
+                    WindowReport {
+                        against: Against::Limits,
+                        ..judge(
+                            &absolute_limits(&analysis_spec.metrics),
+                            analysis_spec.min_requests,
+                            &base,
+                            &canary,
+                        )
+                    }
+                };
+                (report, carried_over)
             }
         };
-        if let Some(logs) = live.logs.as_mut() {
+        if let Some(logs) = logs.as_mut() {
             logs.judge(analysis_spec, &mut report, baseline_requests);
         }
         let step = self.step_index();
@@ -367,7 +406,7 @@ impl Runner {
             Event::Analysis {
                 step,
                 carried_over,
-                report: report.clone(),
+                report: Box::new(report.clone()),
             },
             &message,
         )?;
@@ -682,9 +721,30 @@ async fn wait_any(health: &mut [watch::Receiver<ReleaseHealth>]) {
     }
 }
 
+/// Seeds the analysis' baseline from the stable's numbers since the run began,
+/// when they are enough to judge against; without them (or when the source
+/// cannot say) relative limits wait for the baseline's own windows.
+async fn seed_baseline(since: &mut dyn MetricsCursor, state: &mut RunState, min_requests: u64) {
+    let sample = match since.next_window().await {
+        Ok(sample) => sample,
+        Err(error) => {
+            warn!(%error, "no baseline from the stable's numbers since the run began");
+            return;
+        }
+    };
+    if let Some(a) = state.analysis.as_mut()
+        && sample.requests >= min_requests.max(1)
+    {
+        a.carried = Some(sample);
+    }
+}
+
 /// An analysis window in words: the verdict, the requests on each side and each
 /// metric with its limit (the tests with their p-values).
 fn summarize(report: &WindowReport, carried_over: bool, relative: bool) -> String {
+    if let Some(error) = &report.source_error {
+        return format!("{}: not measured: {error}", report.verdict);
+    }
     let metrics: Vec<String> = report
         .metrics
         .iter()

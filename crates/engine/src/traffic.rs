@@ -8,10 +8,11 @@
 //! shape of linkerd2-proxy's `distribute` and of Gateway API's `backendRefs`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_analysis::Sample;
+use cutover_analysis::{Sample, SourceError};
 use serde::{Deserialize, Serialize};
 
 pub use cutover_api::Role;
@@ -105,7 +106,12 @@ pub trait Traffic: Send + Sync + 'static {
     async fn drain(&self, instances: &[SocketAddr], timeout: Duration) -> bool;
 }
 
-/// Per-version measurements of what the traffic layer saw.
+/// Makes the metrics source a run's config asks for (`analysis.source`).
+pub trait MetricsFactory: Send + Sync + 'static {
+    fn source(&self, config: &cutover_spec::Config) -> Arc<dyn MetricsSource>;
+}
+
+/// Per-version measurements: the traffic layer's own, or a metrics system's.
 pub trait MetricsSource: Send + Sync + 'static {
     /// Starts measuring `version` in `role` from now on.
     fn cursor(&self, version: &str, role: Role) -> Box<dyn MetricsCursor>;
@@ -114,11 +120,18 @@ pub trait MetricsSource: Send + Sync + 'static {
 /// Successive windows of one version's measurements.
 ///
 /// # Guarantees
-/// Windows are exact and do not overlap: every request completed after the cursor
-/// was made lands in exactly one window.
+/// Windows do not overlap: each call covers the time since the previous one (or
+/// since the cursor was made). The built-in proxy's are exact: every request
+/// completed after the cursor was made lands in exactly one window. A source
+/// that queries another system returns within its configured timeout.
+///
+/// # Errors
+/// A [`SourceError`] when the source could not say what the version did: the
+/// window is then inconclusive, never a pass.
+#[async_trait]
 pub trait MetricsCursor: Send + Sync {
     /// What the version did since the previous call, or since the cursor was made.
-    fn next_window(&mut self) -> Sample;
+    async fn next_window(&mut self) -> Result<Sample, SourceError>;
 }
 
 /// Sends smoke checks to a version in a role, the way clients reach it (through

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cutover_spec::{NotificationsSpec, Secret, SecretSource, WebhookFormat, WebhookSpec};
+use cutover_spec::{NotificationsSpec, Redacted, SecretSource, WebhookFormat, WebhookSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -127,7 +127,7 @@ impl Notifier {
             let key = match &hook.secret {
                 None => Ok(None),
                 Some(SecretSource::Literal(secret)) => Ok(Some(secret.clone())),
-                Some(SecretSource::Env(name)) => env(name).map(|v| Some(Secret::new(v))).ok_or_else(|| {
+                Some(SecretSource::Env(name)) => env(name).map(|v| Some(Redacted::new(v))).ok_or_else(|| {
                     format!("not sent: `secret_env: {name}` names a variable that is not set in the daemon's environment (it is never sent unsigned)")
                 }),
             };
@@ -150,7 +150,7 @@ impl Notifier {
         }
         if let Some(gh) = &spec.github {
             let client = env(&gh.token_env)
-                .map(|token| GitHub::new(gh, Secret::new(token), http.clone()))
+                .map(|token| GitHub::new(gh, Redacted::new(token), http.clone()))
                 .ok_or_else(|| {
                     format!(
                         "not sent: `token_env: {}` names a variable that is not set in the daemon's environment",
@@ -388,12 +388,12 @@ struct WebhookSender {
     http: reqwest::Client,
     hook: WebhookSpec,
     /// The signing key, or why none could be had.
-    key: Result<Option<Secret>, String>,
+    key: Result<Option<Redacted>, String>,
     policy: DeliveryPolicy,
 }
 
 impl WebhookSender {
-    async fn post(&self, body: &[u8], key: Option<&Secret>) -> Result<(u16, ()), Failure> {
+    async fn post(&self, body: &[u8], key: Option<&Redacted>) -> Result<(u16, ()), Failure> {
         let content_type = match self.hook.format {
             WebhookFormat::Json | WebhookFormat::Slack => "application/json",
         };

@@ -8,7 +8,7 @@
 //! webhook's, and recorded in `notifications.md`; a GitHub that is down or refuses
 //! the token never blocks or fails a deploy.
 
-use cutover_spec::{GitHubSpec, NotificationKind, Secret};
+use cutover_spec::{GitHubSpec, NotificationKind, Redacted};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -65,7 +65,7 @@ pub struct GitHub {
     owner: String,
     repo: String,
     environment: String,
-    token: Secret,
+    token: Redacted,
 }
 
 /// The part of a created deployment cutover reads.
@@ -76,7 +76,7 @@ struct CreatedDeployment {
 
 impl GitHub {
     /// A client for `spec`'s repository, with `token`.
-    pub fn new(spec: &GitHubSpec, token: Secret, http: reqwest::Client) -> GitHub {
+    pub fn new(spec: &GitHubSpec, token: Redacted, http: reqwest::Client) -> GitHub {
         GitHub {
             http,
             api_url: spec.api_url.clone(),

@@ -18,7 +18,7 @@ use cutover_pipeline::{
     DeliveryPolicy, DeliveryResult, Notification, NotificationsReport, Notifier, RunFacts,
 };
 use cutover_spec::{
-    NotificationKind, NotificationsSpec, Secret, SecretSource, WebhookFormat, WebhookSpec,
+    NotificationKind, NotificationsSpec, Redacted, SecretSource, WebhookFormat, WebhookSpec,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -184,7 +184,7 @@ async fn a_receiver_sees_every_event_in_order_signed() {
     let spec = NotificationsSpec {
         webhooks: vec![
             WebhookSpec {
-                secret: Some(SecretSource::Literal(Secret::new("literal-key"))),
+                secret: Some(SecretSource::Literal(Redacted::new("literal-key"))),
                 ..hook(addr, "/ok/json")
             },
             WebhookSpec {

@@ -180,6 +180,7 @@ fn sample(requests: u64, errors: u64, latency: &Histogram<u64>) -> Sample {
         p95: quantile(0.95),
         p99: quantile(0.99),
         latency: buckets,
+        custom: Default::default(),
     }
 }
 

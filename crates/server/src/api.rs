@@ -291,7 +291,8 @@ fn run_config(s: &AppState) -> Result<RunConfig, ApiError> {
             (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
             (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
             (status = 409, description = "`busy` or `already_serving`", body = cutover_api::ErrorBody),
-            (status = 422, description = "`invalid_field`, `invalid_version`, `invalid_config` or `restart_needed`", body = cutover_api::ErrorBody),
+            (status = 422, description = "`invalid_field`, `invalid_version`, `invalid_config` (a PromQL query Prometheus refused, too) or `restart_needed`", body = cutover_api::ErrorBody),
+            (status = 503, description = "`metrics_unavailable`: the config's Prometheus cannot be asked", body = cutover_api::ErrorBody),
         )
     )
 )]
@@ -319,6 +320,7 @@ pub(crate) async fn deploy(
         override_window,
     };
     let config = run_config(&s)?;
+    measurable(&config.config).await?;
     let started = s.engine.deploy(&req.version, options, config)?;
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
@@ -396,6 +398,37 @@ fn decide(
     Ok(Json(Steered {
         run_id: id.to_owned(),
     }))
+}
+
+/// A rollout its metrics source cannot measure is refused before anything
+/// starts: its Prometheus must answer and take every query (the others are
+/// tried at the first window).
+async fn measurable(config: &cutover_spec::Config) -> Result<(), ApiError> {
+    match cutover_metrics::check_queries(config).await {
+        cutover_metrics::QueryCheck::Refused { url, refused } => {
+            let each: Vec<String> = refused
+                .iter()
+                .map(|(field, message)| {
+                    format!("`{field}`: Prometheus at {url} refused the query: {message}")
+                })
+                .collect();
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                format!("{}; nothing was started", each.join("; ")),
+            ))
+        }
+        cutover_metrics::QueryCheck::Unreachable { url, reason } => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_unavailable",
+            format!(
+                "`analysis.source.prometheus.url`: Prometheus at {url} cannot be asked ({reason}), \
+                 so no analysis window could be judged; nothing was started"
+            ),
+        )),
+        cutover_metrics::QueryCheck::Accepted { .. }
+        | cutover_metrics::QueryCheck::NotChecked { .. } => Ok(()),
+    }
 }
 
 #[cfg_attr(

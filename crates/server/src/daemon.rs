@@ -333,7 +333,7 @@ impl Daemon {
             platforms,
             platform: platform.clone(),
             traffic: traffic.clone(),
-            metrics: traffic.clone(),
+            metrics: Arc::new(cutover_metrics::Sources::new(traffic.clone())),
             logs: Arc::new(log_files.clone()),
             prober: traffic.clone(),
             runs_dir: state_dir.join("runs"),

@@ -28,4 +28,5 @@ pub mod traffic;
 
 pub use api::ApiError;
 pub use cutover_engine::RunConfig;
+pub use cutover_metrics::{QueryCheck, check_queries};
 pub use daemon::{Daemon, DaemonInfo, ServeError};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_analysis::Sample;
+use cutover_analysis::{Sample, SourceError};
 use cutover_api::SmokeResult;
 use cutover_engine::traffic::{self, MetricsCursor, MetricsSource, Prober, Role, Split, Traffic};
 use cutover_proxy::{
@@ -297,12 +297,14 @@ struct ProxyCursor {
     last: Snapshot,
 }
 
+#[async_trait]
 impl MetricsCursor for ProxyCursor {
-    fn next_window(&mut self) -> Sample {
+    /// Never fails and never waits: the counters are in memory.
+    async fn next_window(&mut self) -> Result<Sample, SourceError> {
         let now = self.stats.snapshot();
         let window = now.since(&self.last);
         self.last = now;
-        window
+        Ok(window)
     }
 }
 
@@ -437,12 +439,16 @@ mod tests {
         let mut judged = 0;
         let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT;
         while judged < 5 && tokio::time::Instant::now() < deadline {
-            judged += shadow.next_window().requests;
+            judged += shadow.next_window().await.unwrap().requests;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(judged, 5, "the shadow's windows");
         assert_eq!(copies.load(Ordering::SeqCst), 5);
-        assert_eq!(canary.next_window().requests, 0, "no client reached v2");
+        assert_eq!(
+            canary.next_window().await.unwrap().requests,
+            0,
+            "no client reached v2"
+        );
         // The copies are no client's traffic.
         let totals = vec![("v1".to_owned(), 5, 0), ("v2".to_owned(), 0, 0)];
         assert_eq!(traffic.totals(), totals);

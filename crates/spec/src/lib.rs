@@ -22,11 +22,14 @@ mod hooks;
 mod notifications;
 mod parse;
 mod smoke;
+mod source;
 mod types;
 
 pub use approval::*;
-
 pub use gates::*;
-pub use parse::{ConfigError, Diagnostic, STARTER, load, parse};
+pub use parse::{
+    ConfigError, Diagnostic, STARTER, load, load_without_secrets, parse, parse_with_env,
+};
 pub use smoke::*;
+pub use source::*;
 pub use types::*;

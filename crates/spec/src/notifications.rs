@@ -86,19 +86,21 @@ impl fmt::Display for NotificationKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// `secret: ...`, written in the config.
-    Literal(Secret),
+    Literal(Redacted),
     /// `secret_env: NAME`: read from the daemon's environment when the run starts.
     Env(String),
 }
 
-/// A secret value that never shows itself: `Debug` prints `Secret(***)` and there is
-/// no `Display`; [`Secret::expose`] is the only way to the text.
+/// A secret that never shows itself, not even as written (a webhook's signing key):
+/// `Debug` prints `Redacted(***)` and there is no `Display`; [`Redacted::expose`] is
+/// the only way to the text. (A [`crate::Secret`] shows itself as written, with its
+/// `${env:...}` placeholders; this shows nothing.)
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Redacted(String);
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+impl Redacted {
+    pub fn new(value: impl Into<String>) -> Redacted {
+        Redacted(value.into())
     }
 
     /// The secret itself, for the one place that uses it.
@@ -107,9 +109,9 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+        f.write_str("Redacted(***)")
     }
 }
 

@@ -24,7 +24,36 @@ pub use starter::STARTER;
 ///
 /// `file_name` is used in diagnostics, and relative `state_dir` and `workdir`
 /// resolve against its directory (`.` when it has none).
+///
+/// `${env:NAME}` placeholders (in `analysis.source` URLs, headers and keys) are
+/// read from the process environment.
 pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
+    parse_with_env(src, file_name, &|name| std::env::var(name).ok())
+}
+
+/// Read the file at `path` and [`parse`] it, leaving its `${env:NAME}` values
+/// unresolved: for a client that only needs to find the daemon (its state
+/// directory), which alone needs the secrets. The config's secrets then hold
+/// their text as written, and the config must not be used for a run.
+pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &|_| None, false)
+}
+
+/// [`parse`], with `${env:NAME}` placeholders looked up by `env`.
+pub fn parse_with_env(
+    src: &str,
+    file_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    parse_as(src, file_name, env, true)
+}
+
+fn parse_as(
+    src: &str,
+    file_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolve: bool,
+) -> Result<Config, ConfigError> {
     let diag = |pos: node::Pos, message: String| Diagnostic {
         file: file_name.to_owned(),
         line: pos.line,
@@ -38,7 +67,7 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    check::config(&tree, base).map_err(|mut errors| {
+    check::config(&tree, base, resolve.then_some(env)).map_err(|mut errors| {
         errors.sort_by_key(|(pos, _)| *pos);
         ConfigError {
             diagnostics: errors
@@ -51,9 +80,17 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
 
 /// Read the file at `path` and [`parse`] it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &|name| std::env::var(name).ok(), true)
+}
+
+fn load_with(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolve: bool,
+) -> Result<Config, ConfigError> {
     let file_name = path.to_string_lossy();
     match std::fs::read_to_string(path) {
-        Ok(src) => parse(&src, &file_name),
+        Ok(src) => parse_as(&src, &file_name, env, resolve),
         Err(err) => {
             let what = match err.kind() {
                 io::ErrorKind::NotFound => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub use crate::hooks::*;
 pub use crate::notifications::*;
+use crate::source::{CustomRule, MetricSource};
 
 /// A whole, valid `cutover.yaml`.
 #[derive(Debug, Clone, PartialEq)]
@@ -377,6 +378,10 @@ pub struct AnalysisSpec {
     pub comparison: Option<ComparisonSpec>,
     /// The canary's error log templates against its baseline's; `None` when off.
     pub logs: Option<LogCheckSpec>,
+    /// Where the windows' numbers come from (default: the built-in proxy). With
+    /// any other source there are no latency histograms, so the comparison, the
+    /// latency sequential test and Apdex are off.
+    pub source: MetricSource,
 }
 
 /// `analysis.logs`: error templates in the canary's output that are new, or more
@@ -457,6 +462,8 @@ pub struct MetricRules {
     pub latency_p95: Option<LatencyRule>,
     pub latency_p99: Option<LatencyRule>,
     pub apdex: Option<ApdexRule>,
+    /// Custom metrics of `analysis.source`, with their limits.
+    pub custom: Vec<CustomRule>,
 }
 
 /// The Apdex score, `(satisfied + tolerating / 2) / requests`: a request is
@@ -580,6 +587,7 @@ impl Default for AnalysisSpec {
             sequential: Some(defaults::SEQUENTIAL),
             comparison: Some(defaults::COMPARISON),
             logs: Some(defaults::LOG_CHECK),
+            source: MetricSource::Builtin,
         }
     }
 }
@@ -771,6 +779,10 @@ pub mod defaults {
     /// such URLs are refused when the config is read; this is the one switch to turn
     /// when a TLS stack is added.
     pub const HTTPS_SUPPORTED: bool = false;
+    /// How long one query of a metric source may take (`analysis.source.*.timeout`).
+    pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Where Datadog's API is when neither `site` nor `api_url` is given.
+    pub const DATADOG_SITE: &str = "datadoghq.com";
 
     /// `analysis.metrics` when left out: `error_rate: { max: 5% }`.
     pub fn metrics() -> MetricRules {

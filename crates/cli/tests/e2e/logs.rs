@@ -12,7 +12,7 @@ use crate::support::{Env, Faults};
 async fn a_canary_logging_an_error_its_baseline_never_logs_is_rolled_back_and_the_template_listed()
 {
     let mut env = Env::new(Faults::new("v2:log-errors"))
-        .with_analysis("  logs: { new_errors: fail, min_count: 3 }");
+        .with_more_analysis("  logs: { new_errors: fail, min_count: 3 }");
     env.serve().await;
     env.deploy("v1").await.code(0);
     let load = env.load();

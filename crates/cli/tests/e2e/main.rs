@@ -11,6 +11,7 @@ mod dashboard;
 mod judge;
 mod logs;
 mod pipeline;
+mod prometheus;
 mod restart;
 mod sse;
 mod strategies;

@@ -16,6 +16,10 @@ use tokio::time::Instant;
 const EXE: &str = env!("CARGO_BIN_EXE_cutover");
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The `analysis` settings of every test's config unless it says otherwise.
+const ANALYSIS: &str =
+    "  interval: 500ms\n  min_requests: 5\n  failure_limit: 1\n  inconclusive_limit: 20";
+
 /// `CUTOVER_SAMPLE_FAULTS` for the sample app: which version misbehaves, and how.
 pub struct Faults(String);
 
@@ -58,10 +62,12 @@ pub struct Env {
     /// The `strategy:` section's body.
     strategy: String,
     instances: u32,
+    /// The `analysis` settings before `metrics`.
+    analysis: String,
     /// The `analysis.metrics` section's body.
     metrics: String,
-    /// More of the `analysis` section, e.g. `  logs: { new_errors: fail }`.
-    analysis: String,
+    /// More of the `analysis` section after `metrics`, e.g. `  logs: { new_errors: fail }`.
+    more_analysis: String,
     /// More top-level sections, e.g. `api: { read_auth: true }`.
     extra: String,
     daemon: Option<Child>,
@@ -85,8 +91,9 @@ impl Env {
             faults,
             strategy: canary("[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]"),
             instances: 2,
+            analysis: ANALYSIS.into(),
             metrics: "    error_rate: { max: 5% }".into(),
-            analysis: String::new(),
+            more_analysis: String::new(),
             extra: String::new(),
             daemon: None,
             proxy: None,
@@ -128,8 +135,15 @@ impl Env {
     }
 
     /// More of the `analysis` section, e.g. `"  logs: { new_errors: fail }\n"`.
-    pub fn with_analysis(mut self, yaml: &str) -> Env {
-        self.analysis = yaml.to_owned();
+    pub fn with_more_analysis(mut self, yaml: &str) -> Env {
+        self.more_analysis = yaml.to_owned();
+        self.write_config();
+        self
+    }
+
+    /// The `analysis` settings before `metrics`, e.g. `"  interval: 3s\n  source: ..."`.
+    pub fn with_analysis(mut self, settings: &str) -> Env {
+        self.analysis = settings.to_owned();
         self.write_config();
         self
     }
@@ -183,20 +197,18 @@ health:
 strategy:
 {strategy}
 analysis:
-  interval: 500ms
-  min_requests: 5
-  failure_limit: 1
-  inconclusive_limit: 20
+{analysis}
   metrics:
 {metrics}
-{analysis}
+{more_analysis}
 {extra}"#,
             exe = serde_json::to_string(EXE).unwrap(),
             faults = self.faults.0,
             strategy = self.strategy,
             instances = self.instances,
-            metrics = self.metrics,
             analysis = self.analysis,
+            metrics = self.metrics,
+            more_analysis = self.more_analysis,
             extra = self.extra,
             dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
         );
@@ -286,6 +298,11 @@ analysis:
 
     /// Starts `cutover serve` and waits until it has written its address.
     pub async fn serve(&mut self) {
+        self.serve_with(&[]).await;
+    }
+
+    /// [`Env::serve`] with these environment variables set for the daemon.
+    pub async fn serve_with(&mut self, vars: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -293,6 +310,7 @@ analysis:
             .unwrap();
         let mut child = self
             .command(&["serve"])
+            .envs(vars.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(false)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_analysis::{Histogram, Sample};
+use cutover_analysis::{Histogram, Sample, SourceError, SourceFault};
 use cutover_api::{Role, SmokeResult};
 use cutover_spec::{Config, SmokeCheck};
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use super::Op;
 use crate::PlatformFactory;
 use crate::logs::{LogFollower, LogSource};
 use crate::platform::{Platform, PlatformError, Release, ReleaseHealth, ReleaseSpec};
-use crate::traffic::{MetricsCursor, MetricsSource, Prober, Split, Traffic};
+use crate::traffic::{MetricsCursor, MetricsFactory, MetricsSource, Prober, Split, Traffic};
 
 /// How long the fake platform takes to start an instance.
 const START_TIME: Duration = Duration::from_millis(500);
@@ -40,11 +40,13 @@ pub(crate) enum Starts {
 }
 
 /// How a version serves in a role, window after window.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Serves {
     error_rate: f64,
     /// Gets no requests even when routed to.
     idle: bool,
+    /// The metrics source cannot measure it: every window is this fault.
+    unmeasured: Option<SourceFault>,
 }
 
 /// A release as it runs in the world, whichever daemon watches it.
@@ -131,6 +133,16 @@ impl Fake {
     pub(crate) fn logs_each_window(&self, version: &str, lines: &[&str]) {
         let lines = lines.iter().map(|l| (*l).to_owned()).collect();
         self.world().output.insert(version.into(), lines);
+    }
+
+    /// The metrics source cannot measure `version` in `role` from now on.
+    pub(crate) fn unmeasured(&self, version: &str, role: Role, fault: SourceFault) {
+        let mut world = self.world();
+        world
+            .serves
+            .entry((version.into(), role))
+            .or_default()
+            .unmeasured = Some(fault);
     }
 
     pub(crate) fn failing_check(&self, path: &str) {
@@ -540,6 +552,12 @@ impl LogFollower for FakeLogs {
     }
 }
 
+impl MetricsFactory for Fake {
+    fn source(&self, _config: &Config) -> Arc<dyn MetricsSource> {
+        Arc::new(self.clone())
+    }
+}
+
 impl MetricsSource for Fake {
     fn cursor(&self, version: &str, role: Role) -> Box<dyn MetricsCursor> {
         Box::new(FakeCursor {
@@ -562,8 +580,9 @@ struct FakeCursor {
     from: usize,
 }
 
+#[async_trait]
 impl MetricsCursor for FakeCursor {
-    fn next_window(&mut self) -> Sample {
+    async fn next_window(&mut self) -> Result<Sample, SourceError> {
         let world = self.fake.world();
         // The split in force when the window began, and every one applied since.
         let in_force = world.log[..self.from]
@@ -587,22 +606,31 @@ impl MetricsCursor for FakeCursor {
         let serves = world
             .serves
             .get(&(self.version.clone(), self.role))
-            .copied()
+            .cloned()
             .unwrap_or_default();
+        if let Some(fault) = serves.unmeasured {
+            return Err(SourceError {
+                field: "analysis.source.fake.queries.requests".into(),
+                version: self.version.clone(),
+                role: self.role.as_str().into(),
+                fault,
+            });
+        }
         if !served || serves.idle {
-            return Sample::default();
+            return Ok(Sample::default());
         }
         let ms = Some(Duration::from_millis(20));
         let mut latency = Histogram::new();
         latency.record(20_000, REQUESTS);
-        Sample {
+        Ok(Sample {
             requests: REQUESTS,
             errors: (REQUESTS as f64 * serves.error_rate).round() as u64,
             p50: ms,
             p95: ms,
             p99: ms,
             latency,
-        }
+            custom: Default::default(),
+        })
     }
 }
 

@@ -21,6 +21,7 @@ mod pipeline;
 mod recovery;
 mod rolling;
 mod runs;
+mod sources;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! gitleaks' JSON report (`gitleaks detect --report-format json --report-path ...`):
 //! a list of leaked secrets; any one fails the gate.
 //!
-//! The summary never holds the secret: a finding's `Secret` and `Match` fields are
+//! The summary never holds the secret: a finding's `Redacted` and `Match` fields are
 //! not even read, so nothing of them can reach a receipt. (The gate's log is what
 //! gitleaks printed; run it with `--redact` to keep secrets out of that too.)
 
@@ -29,7 +29,7 @@ pub struct Leak {
     pub commit: Option<String>,
 }
 
-/// Only what may be shown: `Secret` and `Match` are left out on purpose.
+/// Only what may be shown: `Redacted` and `Match` are left out on purpose.
 #[derive(Deserialize)]
 struct RawLeak {
     #[serde(rename = "RuleID")]

@@ -38,7 +38,7 @@ impl Pos {
 }
 
 /// One YAML node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub value: Value,
     /// Where the node is used (for an alias `*a`, the alias).
@@ -48,7 +48,7 @@ pub(crate) struct Node {
     pub raw: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Value {
     Null,
     Bool(bool),
@@ -60,7 +60,7 @@ pub(crate) enum Value {
 }
 
 /// One `key: value` of a mapping.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub key: String,
     pub key_pos: Pos,

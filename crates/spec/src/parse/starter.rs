@@ -149,6 +149,13 @@ analysis:
     rate_factor: 3
     min_count: 3
 
+  # Where the windows' numbers come from: the proxy's own (`builtin`, exact), or
+  # Prometheus, a JSON web endpoint, a command or Datadog, like
+  #   `source: { prometheus: { url: "${env:PROMETHEUS_URL}" } }`
+  # (see "Metric sources" in the README). Those have no latency histograms: set
+  # `comparison: false` and `latency_quantile: false` above with them.
+  source: builtin
+
 # Each instance's output (stdout and stderr) goes to a file of its own under
 # `<state_dir>/logs/<run>/`, rotated once it is past `max_size` (B, KiB, MiB, GiB;
 # at least 4KiB); `keep` older files are kept beside it (`.1` the newest).

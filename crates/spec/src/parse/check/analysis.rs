@@ -17,6 +17,7 @@ pub(super) const ANALYSIS: &[&str] = &[
     "sequential",
     "comparison",
     "logs",
+    "source",
 ];
 pub(super) const METRICS: &[&str] = &[
     "error_rate",
@@ -55,16 +56,24 @@ impl Checker<'_> {
         let logs = self.optional(&f, "logs", d.logs, |c, e| {
             c.switched(e, |c, e| c.log_check(e))
         });
-        Some(AnalysisSpec {
+        let source = match f.get("source") {
+            Some(e) => self.source(e),
+            None => Some((d.source, Vec::new())),
+        };
+        let (source, custom) = source?;
+        let mut analysis = AnalysisSpec {
             interval: interval?,
             min_requests: min_requests?,
             failure_limit: failure_limit?,
             inconclusive_limit: inconclusive_limit?,
-            metrics: metrics?,
+            metrics: MetricRules { custom, ..metrics? },
             sequential: sequential?,
             comparison: comparison?,
             logs: logs?,
-        })
+            source,
+        };
+        self.fit_source(e, &mut analysis);
+        Some(analysis)
     }
 
     /// A section that `false` turns off (`true` keeps its defaults): `None` inside

@@ -169,7 +169,7 @@ impl Checker<'_> {
         })
     }
 
-    fn headers(&mut self, e: &Entry) -> Option<BTreeMap<String, String>> {
+    pub(super) fn headers(&mut self, e: &Entry) -> Option<BTreeMap<String, String>> {
         let entries = match &e.value.value {
             Value::Map(entries) => entries,
             Value::Null => return Some(BTreeMap::new()),

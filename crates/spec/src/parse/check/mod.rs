@@ -15,6 +15,7 @@
 //! - `blue_green`: `strategy.blue_green` and its smoke checks;
 //! - `rolling`: `strategy.rolling`;
 //! - `analysis`: `analysis` and its metric rules;
+//! - `source`: `analysis.source`, its queries, custom metrics and `${env:NAME}` values;
 //! - `proxy`: `proxy`, the built-in proxy's limits;
 //! - `api`: `api`, who may read the daemon's HTTP API;
 //! - `approval`: `approvals` (the quorum a deploy waits for) and `windows`;
@@ -45,6 +46,7 @@ mod platform;
 mod proxy;
 mod rolling;
 mod smoke;
+mod source;
 mod strategy;
 mod values;
 
@@ -124,10 +126,11 @@ const HOMES: &[(&str, &[&str])] = &[
 type Errors = Vec<(Pos, String)>;
 
 /// Check `root` and build the config, or return every mistake found.
-pub(super) fn config(root: &Node, base: &Path) -> Result<Config, Errors> {
+pub(super) fn config(root: &Node, base: &Path, env: Env<'_>) -> Result<Config, Errors> {
     let mut c = Checker {
         errors: Vec::new(),
         base,
+        env,
     };
     match c.config(root) {
         Some(config) if c.errors.is_empty() => Ok(config),
@@ -141,9 +144,13 @@ pub(super) fn config(root: &Node, base: &Path) -> Result<Config, Errors> {
     }
 }
 
+/// Looks up an environment variable, for `${env:NAME}`; `None`: leave them unresolved.
+pub(super) type Env<'e> = Option<&'e dyn Fn(&str) -> Option<String>>;
+
 struct Checker<'b> {
     errors: Errors,
     base: &'b Path,
+    env: Env<'b>,
 }
 
 impl Checker<'_> {

@@ -5,7 +5,7 @@ use super::Checker;
 use super::fields::suggestion;
 use crate::parse::node::{Entry, Node, Value};
 use crate::types::{
-    GitHubSpec, NotificationKind, NotificationsSpec, Secret, SecretSource, WebhookFormat,
+    GitHubSpec, NotificationKind, NotificationsSpec, Redacted, SecretSource, WebhookFormat,
     WebhookSpec, defaults,
 };
 
@@ -91,7 +91,9 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(e), None) => self.secret(e).map(|s| Some(SecretSource::Literal(s))),
+            (Some(e), None) => self
+                .webhook_secret(e)
+                .map(|s| Some(SecretSource::Literal(s))),
             (None, Some(e)) => self.env_name(e).map(|n| Some(SecretSource::Env(n))),
             (None, None) => Some(None),
         };
@@ -151,7 +153,7 @@ impl Checker<'_> {
         ok.then_some(kinds)
     }
 
-    fn secret(&mut self, e: &Entry) -> Option<Secret> {
+    fn webhook_secret(&mut self, e: &Entry) -> Option<Redacted> {
         match e.value.scalar_text() {
             // Taken literally, `${env:NAME}` would sign with those very characters.
             Some(s) if s.contains("${") => {
@@ -162,7 +164,7 @@ impl Checker<'_> {
                 );
                 None
             }
-            Some(s) if !s.is_empty() => Some(Secret::new(s)),
+            Some(s) if !s.is_empty() => Some(Redacted::new(s)),
             _ => {
                 // Never echo what was written: it may be most of a key.
                 self.error(

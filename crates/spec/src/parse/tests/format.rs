@@ -62,6 +62,7 @@ fn minimal_config_gets_every_default() {
                 latency_p95: None,
                 latency_p99: None,
                 apdex: None,
+                custom: Vec::new(),
             },
             sequential: Some(SequentialSpec {
                 alpha: pct(1.0),
@@ -78,6 +79,7 @@ fn minimal_config_gets_every_default() {
                 rate_factor: 3.0,
                 min_count: 3,
             }),
+            source: crate::MetricSource::Builtin,
         },
         proxy: ProxySpec {
             max_header_size: 65_536,
@@ -333,6 +335,7 @@ logs:
                     threshold: Duration::from_millis(120),
                     min: 0.85,
                 }),
+                custom: Vec::new(),
             },
             sequential: Some(SequentialSpec {
                 alpha: pct(0.5),
@@ -349,6 +352,7 @@ logs:
                 rate_factor: 2.5,
                 min_count: 1,
             }),
+            source: crate::MetricSource::Builtin,
         },
         proxy: ProxySpec {
             max_header_size: 16 * 1024,

@@ -23,6 +23,7 @@ mod pipeline;
 mod proxy;
 mod sections;
 mod smoke;
+mod source;
 mod values;
 
 use std::time::Duration;

@@ -137,7 +137,7 @@ fn webhooks_and_github_parse_with_their_defaults() {
     );
     assert_eq!(
         n.webhooks[1].secret,
-        Some(SecretSource::Literal(Secret::new("s3cret")))
+        Some(SecretSource::Literal(Redacted::new("s3cret")))
     );
     assert_eq!(
         n.webhooks[2].secret,
@@ -162,7 +162,7 @@ fn a_secret_never_shows_in_debug_output() {
     ));
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains("Secret(***)"), "{shown}");
+    assert!(shown.contains("Redacted(***)"), "{shown}");
 }
 
 #[test]
