@@ -29,6 +29,7 @@
 mod analysis;
 mod api;
 mod blue_green;
+mod docker;
 mod fields;
 mod platform;
 mod proxy;
@@ -40,9 +41,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
-use crate::types::{
-    AnalysisSpec, ApiSpec, Config, HealthCheck, PlatformSpec, ProxySpec, StrategySpec, defaults,
-};
+use crate::types::{AnalysisSpec, ApiSpec, Config, HealthCheck, ProxySpec, StrategySpec, defaults};
 
 // The suggestion rule is also unit-tested on its own.
 #[cfg(test)]
@@ -65,6 +64,7 @@ const HOMES: &[(&str, &[&str])] = &[
     ("the top level", TOP),
     ("`platform`", platform::PLATFORMS),
     ("`platform.local`", platform::LOCAL),
+    ("`platform.docker`", docker::DOCKER),
     ("`health`", platform::HEALTH),
     ("`strategy`", strategy::STRATEGIES),
     ("`strategy.canary`", strategy::CANARY),
@@ -186,10 +186,8 @@ impl Checker<'_> {
         };
 
         if let Some(e) = f.get("strategy") {
-            if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
-                (&platform, &strategy)
-            {
-                self.rolling_progress(e, rolling, local.instances);
+            if let (Some(platform), Some(StrategySpec::Rolling(rolling))) = (&platform, &strategy) {
+                self.rolling_progress(e, rolling, platform.instances());
             }
             if let (Some(StrategySpec::BlueGreen(bg)), Some(analysis)) = (&strategy, &analysis)
                 && bg.preview_analysis.is_some()

@@ -91,7 +91,7 @@ impl Checker<'_> {
     }
 
     /// A size in bytes: a whole number, or one with a unit of [`UNITS`].
-    fn size(&mut self, e: &Entry) -> Option<u64> {
+    pub(super) fn size(&mut self, e: &Entry) -> Option<u64> {
         let parsed = match &e.value.value {
             Value::Int(i) => u64::try_from(*i).map_err(|_| String::new()),
             Value::Str(s) => parse_size(s.trim()),

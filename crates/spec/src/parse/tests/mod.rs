@@ -7,10 +7,12 @@
 //! - `sections`: the platform and strategy kinds, and canary steps;
 //! - `values`: percentages, durations, and the other values;
 //! - `proxy`: the proxy's limits and their sizes;
-//! - `api`: who may read the daemon's API.
+//! - `api`: who may read the daemon's API;
+//! - `docker`: `platform.docker`.
 
 mod api;
 mod diagnostics;
+mod docker;
 mod format;
 mod proxy;
 mod sections;
