@@ -70,7 +70,6 @@ fn spec(host: &str, command: &[&str]) -> DockerSpec {
 
 fn platform(spec: DockerSpec, state_dir: &Path) -> DockerPlatform {
     DockerPlatform::new(spec, health("/"), "shop", state_dir)
-        .unwrap()
         .with_restart_backoff(Duration::from_millis(100), Duration::from_millis(500))
 }
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use cutover_engine::platform::Platform;
 use cutover_engine::{Engine, EngineParts, PlatformFactory, RunConfig};
-use cutover_platform::{Leftovers, LocalPlatform};
+use cutover_platform::{DockerPlatform, Leftovers, LocalPlatform};
 use cutover_proxy::Proxy;
-use cutover_spec::{ApiSpec, Config};
+use cutover_spec::{ApiSpec, Config, PlatformSpec};
 use cutover_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -83,7 +83,7 @@ pub enum ServeError {
 async fn stop_unadopted(platform: &dyn Platform) {
     let stopped = platform.stop_unadopted().await;
     if !stopped.is_empty() {
-        warn!(stopped = ?stopped, "stopped processes an earlier daemon left running");
+        warn!(stopped = ?stopped, "stopped what an earlier daemon left running");
     }
 }
 
@@ -144,18 +144,33 @@ impl DaemonInfo {
     }
 }
 
-/// Local processes, as each run's config says.
-struct LocalPlatforms {
-    log_dir: PathBuf,
+/// Local processes or Docker containers, as each run's config says.
+struct Platforms {
+    state_dir: PathBuf,
 }
 
-impl PlatformFactory for LocalPlatforms {
+impl Platforms {
+    /// The platform `config` names; a local one takes over `leftovers`.
+    fn with_leftovers(&self, config: &Config, leftovers: Leftovers) -> Arc<dyn Platform> {
+        let health = config.health.clone();
+        match &config.platform {
+            PlatformSpec::Local(local) => Arc::new(
+                LocalPlatform::new(local.clone(), health, self.state_dir.join("logs"))
+                    .with_leftovers(leftovers),
+            ),
+            PlatformSpec::Docker(docker) => Arc::new(DockerPlatform::new(
+                docker.clone(),
+                health,
+                &config.app,
+                &self.state_dir,
+            )),
+        }
+    }
+}
+
+impl PlatformFactory for Platforms {
     fn platform(&self, config: &Config) -> Arc<dyn Platform> {
-        Arc::new(LocalPlatform::new(
-            config.platform.local().clone(),
-            config.health.clone(),
-            self.log_dir.clone(),
-        ))
+        self.with_leftovers(config, Leftovers::default())
     }
 }
 
@@ -257,17 +272,22 @@ impl Daemon {
         if let Err(e) = cutover_platform::persist_children_to(children.clone()) {
             warn!(error = %e, file = %children.display(), "could not record child processes; a crash could leave some running");
         }
-        let platforms = Arc::new(LocalPlatforms {
-            log_dir: state_dir.join("logs"),
+        // Processes left by a daemon that ran them, before the config said docker:
+        // nothing will adopt them.
+        let leftovers = match &config.platform {
+            PlatformSpec::Local(_) => leftovers,
+            PlatformSpec::Docker(_) => {
+                let stopped = leftovers.stop().await;
+                if !stopped.is_empty() {
+                    warn!(stopped = ?stopped, "stopped processes an earlier daemon left running; versions run as containers now");
+                }
+                Leftovers::default()
+            }
+        };
+        let platforms = Arc::new(Platforms {
+            state_dir: state_dir.clone(),
         });
-        let platform: Arc<dyn Platform> = Arc::new(
-            LocalPlatform::new(
-                config.platform.local().clone(),
-                config.health.clone(),
-                state_dir.join("logs"),
-            )
-            .with_leftovers(leftovers),
-        );
+        let platform = platforms.with_leftovers(&config, leftovers);
 
         let store = match Store::open(&state_dir.join("cutover.db")) {
             Ok(store) => Arc::new(store),

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::docker_image;
+
 const EXE: &str = env!("CARGO_BIN_EXE_cutover");
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -25,6 +27,65 @@ impl Faults {
     }
     pub fn new(spec: &str) -> Faults {
         Faults(spec.to_owned())
+    }
+}
+
+/// Where the versions run: the `platform:` section of the config.
+#[derive(Debug, Clone)]
+pub enum Platform {
+    /// Local processes of the sample app.
+    Local,
+    /// Docker containers of an image holding this `cutover` binary, on the daemon
+    /// at `host`.
+    Docker { host: String },
+}
+
+/// The image the Docker tests run: this `cutover` binary and its libraries.
+const SAMPLE_IMAGE: &str = "cutover-e2e-sample:latest";
+
+impl Platform {
+    /// Docker, once the sample image is built; `None`, having said SKIPPED, when
+    /// no Docker daemon is reachable.
+    pub async fn docker(test: &str) -> Option<Platform> {
+        // Built once per test binary: every Docker test runs the same image.
+        static BUILT: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+        let daemon = docker_image::daemon(test).await?;
+        let mut built = BUILT.lock().await;
+        if !*built {
+            let files = docker_image::ImageFiles::dynamic_binary(std::path::Path::new(EXE));
+            docker_image::build_image(&daemon.docker, SAMPLE_IMAGE, &files).await;
+            *built = true;
+        }
+        Some(Platform::Docker { host: daemon.host })
+    }
+
+    /// The body of `platform:`: the sample app, told its faults and directory.
+    fn section(&self, env: &str, instances: u32) -> String {
+        let sample = "\"sample-app\", \"--port\", \"${PORT}\", \"--version\", \"${VERSION}\"";
+        match self {
+            Platform::Local => format!(
+                "  local:
+    command: [{exe}, {sample}]
+    env: {env}
+    instances: {instances}
+    startup_timeout: 3s
+    drain_timeout: 2s",
+                exe = serde_json::to_string(EXE).unwrap(),
+            ),
+            Platform::Docker { host } => format!(
+                "  docker:
+    image: {SAMPLE_IMAGE}
+    command: [\"/bin/cutover\", {sample}]
+    env: {env}
+    instances: {instances}
+    startup_timeout: 20s
+    drain_timeout: 2s
+    stop_grace: 2s
+    pull: never
+    host: {host}",
+                host = serde_json::to_string(host).unwrap(),
+            ),
+        }
     }
 }
 
@@ -54,6 +115,7 @@ impl Output {
 pub struct Env {
     dir: tempfile::TempDir,
     pub config: PathBuf,
+    platform: Platform,
     faults: Faults,
     /// The `strategy:` section's body.
     strategy: String,
@@ -70,6 +132,11 @@ pub struct Env {
 
 impl Env {
     pub fn new(faults: Faults) -> Env {
+        Env::on(Platform::Local, faults)
+    }
+
+    /// Versions running on `platform`.
+    pub fn on(platform: Platform, faults: Faults) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cutover.yaml");
         let http = reqwest::Client::builder()
@@ -80,6 +147,7 @@ impl Env {
         let env = Env {
             dir,
             config,
+            platform,
             faults,
             strategy: canary("[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]"),
             instances: 2,
@@ -145,18 +213,16 @@ impl Env {
     }
 
     fn write_config(&self) {
+        let env = format!(
+            "{{ CUTOVER_SAMPLE_FAULTS: \"{faults}\", CUTOVER_E2E_DIR: {dir} }}",
+            faults = self.faults.0,
+            dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
+        );
         let yaml = format!(
             r#"app: e2e
 listen: 127.0.0.1:0
 platform:
-  local:
-    command: [{exe}, "sample-app", "--port", "${{PORT}}", "--version", "${{VERSION}}"]
-    env:
-      CUTOVER_SAMPLE_FAULTS: "{faults}"
-      CUTOVER_E2E_DIR: {dir}
-    instances: {instances}
-    startup_timeout: 3s
-    drain_timeout: 2s
+{platform}
 health:
   path: /healthz
   interval: 100ms
@@ -173,13 +239,10 @@ analysis:
   metrics:
 {metrics}
 {extra}"#,
-            exe = serde_json::to_string(EXE).unwrap(),
-            faults = self.faults.0,
+            platform = self.platform.section(&env, self.instances),
             strategy = self.strategy,
-            instances = self.instances,
             metrics = self.metrics,
             extra = self.extra,
-            dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
         );
         std::fs::write(&self.config, yaml).unwrap();
     }

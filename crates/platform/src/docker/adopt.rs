@@ -147,9 +147,16 @@ impl DockerPlatform {
     /// Every container of this state directory and app that another daemon
     /// process started and this one has not adopted, running or not.
     async fn leftovers(&self, docker: &Docker) -> Vec<Leftover> {
+        let labels = match self.labels() {
+            Ok(labels) => labels,
+            Err(e) => {
+                tracing::warn!("not looking for the containers an earlier daemon left: {e}");
+                return Vec::new();
+            }
+        };
         let options = ListContainersOptionsBuilder::new()
             .all(true)
-            .filters(&self.labels.filter())
+            .filters(&labels.filter())
             .build();
         let listed = match docker.list_containers(Some(options)).await {
             Ok(listed) => listed,
@@ -161,30 +168,9 @@ impl DockerPlatform {
         let adopted = self.adopted().clone();
         listed
             .into_iter()
-            .filter_map(|summary| self.leftover(summary))
+            .filter_map(|summary| leftover(&labels, summary))
             .filter(|l| !adopted.contains(&l.name))
             .collect()
-    }
-
-    /// `summary` as a leftover, if it is ours, from another daemon process.
-    fn leftover(&self, summary: ContainerSummary) -> Option<Leftover> {
-        let labels = summary.labels.unwrap_or_default();
-        if !self.labels.owns(&labels)
-            || labels.get(labels::SESSION).map(String::as_str) == Some(labels::session())
-        {
-            return None;
-        }
-        let name = summary.names?.first()?.trim_start_matches('/').to_owned();
-        let Some(instance) = Instance::from_labels(&labels) else {
-            tracing::warn!(container = %name, "a container with our labels names no instance; not touching it");
-            return None;
-        };
-        Some(Leftover {
-            name,
-            instance,
-            running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
-            created: summary.created.unwrap_or_default(),
-        })
     }
 
     /// Removes every leftover (see [`DockerPlatform::leftovers`]); a line per removed
@@ -215,4 +201,24 @@ impl DockerPlatform {
         }
         removed
     }
+}
+
+/// `summary` as a leftover, if it is `ours`, from another daemon process.
+fn leftover(ours: &labels::Labels, summary: ContainerSummary) -> Option<Leftover> {
+    let labels = summary.labels.unwrap_or_default();
+    let this_session = labels.get(labels::SESSION).map(String::as_str) == Some(labels::session());
+    if !ours.owns(&labels) || this_session {
+        return None;
+    }
+    let name = summary.names?.first()?.trim_start_matches('/').to_owned();
+    let Some(instance) = Instance::from_labels(&labels) else {
+        tracing::warn!(container = %name, "a container with our labels names no instance; not touching it");
+        return None;
+    };
+    Some(Leftover {
+        name,
+        instance,
+        running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+        created: summary.created.unwrap_or_default(),
+    })
 }

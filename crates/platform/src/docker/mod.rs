@@ -22,7 +22,7 @@ mod daemon;
 mod labels;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,7 +45,10 @@ pub struct DockerPlatform {
     spec: DockerSpec,
     health: HealthCheck,
     log_dir: PathBuf,
-    labels: labels::Labels,
+    state_dir: PathBuf,
+    app: String,
+    /// Known once the state directory's identity has been read (or made).
+    labels: Arc<OnceLock<labels::Labels>>,
     restart: RestartPolicy,
     /// Connected on first use: a daemon that is down when cutover starts is an
     /// error of the first release, not of the daemon's own start.
@@ -56,30 +59,27 @@ pub struct DockerPlatform {
 
 impl DockerPlatform {
     /// A platform for `app`, whose containers are told apart from other installs'
-    /// by an identity kept in `state_dir`; each container's output goes to
-    /// `<state_dir>/logs/<release>-<index>.log`, as a local process's does.
-    ///
-    /// # Errors
-    /// When the identity cannot be read from, or written to, `state_dir`.
+    /// by an identity kept in `state_dir` (made on first use); each container's
+    /// output goes to `<state_dir>/logs/<release>-<index>.log`, as a local
+    /// process's does. Nothing is asked of the Docker daemon until a release is
+    /// started or adopted.
     pub fn new(
         spec: DockerSpec,
         health: HealthCheck,
         app: &str,
         state_dir: &Path,
-    ) -> std::io::Result<DockerPlatform> {
-        let state = labels::state_identity(state_dir)?;
-        Ok(DockerPlatform {
+    ) -> DockerPlatform {
+        DockerPlatform {
             spec,
             health,
             log_dir: state_dir.join("logs"),
-            labels: labels::Labels {
-                state,
-                app: app.to_owned(),
-            },
+            state_dir: state_dir.to_owned(),
+            app: app.to_owned(),
+            labels: Arc::default(),
             restart: RestartPolicy::default(),
             docker: Arc::default(),
             adopted: Arc::default(),
-        })
+        }
     }
 
     /// The waits between restarts of an instance.
@@ -92,6 +92,24 @@ impl DockerPlatform {
     /// Where instance `index` of the release `name` writes its output.
     pub fn log_path(&self, name: &str, index: u32) -> PathBuf {
         process::log_path(&self.log_dir, name, index)
+    }
+
+    /// The labels that mark containers as this state directory's and app's.
+    fn labels(&self) -> Result<labels::Labels, String> {
+        if let Some(labels) = self.labels.get() {
+            return Ok(labels.clone());
+        }
+        let state = labels::state_identity(&self.state_dir).map_err(|e| {
+            format!(
+                "cannot keep the identity that marks this install's containers in {}: {e}",
+                self.state_dir.display()
+            )
+        })?;
+        let labels = labels::Labels {
+            state,
+            app: self.app.clone(),
+        };
+        Ok(self.labels.get_or_init(|| labels).clone())
     }
 
     fn adopted(&self) -> MutexGuard<'_, Vec<String>> {
@@ -120,6 +138,7 @@ impl DockerPlatform {
             instance: 0,
             message,
         };
+        let labels = self.labels().map_err(fail)?;
         let docker = self.docker().await.map_err(fail)?;
         let image = substitute(&self.spec.image, "", &spec.version);
         daemon::ensure_image(&docker, &self.spec, &image)
@@ -129,7 +148,7 @@ impl DockerPlatform {
             spec: self.spec.clone(),
             docker,
             image,
-            labels: self.labels.clone(),
+            labels,
         };
         let launcher = Launcher {
             runs: Runs::Containers(Arc::new(containers)),
