@@ -209,6 +209,34 @@ async fn an_exit_is_a_problem_with_its_exit_code_and_the_container_is_restarted(
 }
 
 #[tokio::test]
+async fn an_oom_kill_is_named_in_the_error() {
+    let Some(docker) = daemon("an_oom_kill_is_named_in_the_error").await else {
+        return;
+    };
+    image(&docker).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The shell (the container's first process) reads 100 MB into a variable, far
+    // beyond its limit.
+    let command = [
+        "/bin/sh",
+        "-c",
+        "a=$(/bin/busybox head -c 100000000 /dev/zero | /bin/busybox tr '\\0' x)",
+    ];
+    let mut spec = spec(&docker.host, &command);
+    spec.memory = Some(16 * 1024 * 1024);
+    let Err(e) = platform(spec, dir.path()).start(&release("v1", 1)).await else {
+        panic!("started");
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains(
+            "exited while starting: exit code 137 (OOM-killed: it ran out of platform.docker.memory)"
+        ),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn output_goes_to_the_instance_log() {
     let Some(docker) = daemon("output_goes_to_the_instance_log").await else {
         return;
@@ -267,6 +295,35 @@ async fn a_container_that_exits_while_starting_fails_the_start_with_its_exit_cod
         Vec::<String>::new(),
         "a failed start leaves nothing behind"
     );
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_tried_once_more_then_named_in_the_error() {
+    let Some(docker) = daemon("a_port_in_use_is_tried_once_more_then_named_in_the_error").await else {
+        return;
+    };
+    image(&docker).await;
+    let dir = tempfile::tempdir().unwrap();
+    let command = [
+        "/bin/sh",
+        "-c",
+        "echo \"$PORT\" >> /dev/stderr; echo 'bind: Address already in use' >&2; exit 98",
+    ];
+    let platform = platform(spec(&docker.host, &command), dir.path());
+    let Err(e) = platform.start(&release("v1", 1)).await else {
+        panic!("started");
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains("exit code 98 (the second time, after a retry on another port)"),
+        "{message}"
+    );
+    assert!(message.contains("| bind: Address already in use"), "{message}");
+    // Two runs, on two ports.
+    let log = std::fs::read_to_string(platform.log_path("v1", 0)).unwrap();
+    let ports: Vec<&str> = log.lines().filter(|l| l.parse::<u16>().is_ok()).collect();
+    assert_eq!(ports.len(), 2, "{log}");
+    assert_ne!(ports[0], ports[1], "{log}");
 }
 
 #[tokio::test]
