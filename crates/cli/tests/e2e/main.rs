@@ -10,6 +10,7 @@ mod canary;
 mod cli;
 mod config;
 mod dashboard;
+mod docker;
 #[path = "../../../platform/tests/common/docker.rs"]
 mod docker_image;
 mod judge;

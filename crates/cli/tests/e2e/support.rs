@@ -40,8 +40,12 @@ pub enum Platform {
     Docker { host: String },
 }
 
-/// The image the Docker tests run: this `cutover` binary and its libraries.
-const SAMPLE_IMAGE: &str = "cutover-e2e-sample:latest";
+/// The image the Docker tests run: this `cutover` binary and its libraries, tagged
+/// with each version the tests deploy.
+const SAMPLE_IMAGE: &str = "cutover-e2e-sample";
+
+/// The versions the tests deploy, each a tag of [`SAMPLE_IMAGE`].
+const SAMPLE_VERSIONS: [&str; 3] = ["v1", "v2", "v3"];
 
 impl Platform {
     /// Docker, once the sample image is built; `None`, having said SKIPPED, when
@@ -53,7 +57,19 @@ impl Platform {
         let mut built = BUILT.lock().await;
         if !*built {
             let files = docker_image::ImageFiles::dynamic_binary(std::path::Path::new(EXE));
-            docker_image::build_image(&daemon.docker, SAMPLE_IMAGE, &files).await;
+            let built_as = format!("{SAMPLE_IMAGE}:{}", SAMPLE_VERSIONS[0]);
+            docker_image::build_image(&daemon.docker, &built_as, &files).await;
+            for version in &SAMPLE_VERSIONS[1..] {
+                let options = bollard::query_parameters::TagImageOptionsBuilder::new()
+                    .repo(SAMPLE_IMAGE)
+                    .tag(version)
+                    .build();
+                daemon
+                    .docker
+                    .tag_image(&built_as, Some(options))
+                    .await
+                    .unwrap();
+            }
             *built = true;
         }
         Some(Platform::Docker { host: daemon.host })
@@ -74,7 +90,7 @@ impl Platform {
             ),
             Platform::Docker { host } => format!(
                 "  docker:
-    image: {SAMPLE_IMAGE}
+    image: {SAMPLE_IMAGE}:${{VERSION}}
     command: [\"/bin/cutover\", {sample}]
     env: {env}
     instances: {instances}
