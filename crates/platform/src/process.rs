@@ -10,9 +10,8 @@ use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use cutover_engine::platform::PlatformError;
 use cutover_spec::{HealthCheck, LocalSpec};
