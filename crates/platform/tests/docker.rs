@@ -148,6 +148,10 @@ async fn containers_serve_carry_their_labels_and_are_removed_when_stopped() {
     let host_config = inspect.host_config.unwrap();
     assert_eq!(host_config.memory, Some(64 * 1024 * 1024));
     assert_eq!(host_config.nano_cpus, Some(500_000_000));
+    // Whatever the daemon's default, its copy of the output is readable and bounded.
+    let log_config = host_config.log_config.unwrap();
+    assert_eq!(log_config.typ.as_deref(), Some("json-file"));
+    assert_eq!(log_config.config.unwrap()["max-size"], "10m");
     assert!(platform.log_path("v1", 0).exists());
 
     v1.stop(Duration::from_secs(2)).await;
@@ -299,7 +303,8 @@ async fn a_container_that_exits_while_starting_fails_the_start_with_its_exit_cod
 
 #[tokio::test]
 async fn a_port_in_use_is_tried_once_more_then_named_in_the_error() {
-    let Some(docker) = daemon("a_port_in_use_is_tried_once_more_then_named_in_the_error").await else {
+    let Some(docker) = daemon("a_port_in_use_is_tried_once_more_then_named_in_the_error").await
+    else {
         return;
     };
     image(&docker).await;
@@ -318,7 +323,10 @@ async fn a_port_in_use_is_tried_once_more_then_named_in_the_error() {
         message.contains("exit code 98 (the second time, after a retry on another port)"),
         "{message}"
     );
-    assert!(message.contains("| bind: Address already in use"), "{message}");
+    assert!(
+        message.contains("| bind: Address already in use"),
+        "{message}"
+    );
     // Two runs, on two ports.
     let log = std::fs::read_to_string(platform.log_path("v1", 0)).unwrap();
     let ports: Vec<&str> = log.lines().filter(|l| l.parse::<u16>().is_ok()).collect();

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HealthStatusEnum, HostConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, HealthStatusEnum, HostConfig, HostConfigLogConfig, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptions,
@@ -34,6 +36,11 @@ use crate::process::{Launcher, Process, Unit, file_safe, log_path, substitute};
 
 /// How long a container's exit waits for the last of its output to be written.
 const LOG_FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// The daemon's own copy of a container's output, which it is read from: a
+/// driver it can be read back from whatever the daemon's default, and bounded.
+const DAEMON_LOG_DRIVER: &str = "json-file";
+const DAEMON_LOG_MAX_SIZE: &str = "10m";
 
 /// Starts the containers of one release: its image (resolved for its version), with
 /// the configured command, environment, network and limits.
@@ -134,6 +141,13 @@ impl ContainerLauncher {
                 port_bindings,
                 memory: spec.memory.map(|m| m as i64),
                 nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some(DAEMON_LOG_DRIVER.to_owned()),
+                    config: Some(HashMap::from([(
+                        "max-size".to_owned(),
+                        DAEMON_LOG_MAX_SIZE.to_owned(),
+                    )])),
+                }),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
