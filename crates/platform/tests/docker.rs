@@ -169,7 +169,18 @@ async fn an_exit_is_a_problem_with_its_exit_code_and_the_container_is_restarted(
     };
     image(&docker).await;
     let dir = tempfile::tempdir().unwrap();
-    let platform = platform(spec(&docker.host, SERVE), dir.path());
+    // The exit is learnt from the daemon, a request or two after the health
+    // checks start failing: enough of those for the exit to come first.
+    let platform = DockerPlatform::new(
+        spec(&docker.host, SERVE),
+        cutover_spec::HealthCheck {
+            unhealthy_threshold: 50,
+            ..health("/")
+        },
+        "shop",
+        dir.path(),
+    )
+    .with_restart_backoff(Duration::from_millis(100), Duration::from_millis(500));
     let mut v1 = platform.start(&release("v1", 1)).await.unwrap();
     let first = names(v1.as_ref()).remove(0);
     let mut health = v1.health();

@@ -370,8 +370,12 @@ impl Container {
                     log_path,
                     tail,
                 ));
-                let status = self.wait().await;
-                let _ = tokio::time::timeout(LOG_FLUSH_WAIT, logs).await;
+                // Reported as soon as it is known and the output is in the log
+                // (which the daemon ends when the container stops), so that the
+                // exit, rather than the failed health checks it causes, is what
+                // the release's problem says.
+                let (status, _) =
+                    tokio::join!(self.wait(), tokio::time::timeout(LOG_FLUSH_WAIT, logs));
                 status
             }
             Err(status) => status,
