@@ -353,7 +353,10 @@ async fn a_missing_image_is_an_error_naming_the_image_setting() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = spec(&docker.host, SERVE);
     spec.image = "cutover-test-no-such-image:${VERSION}".into();
-    let Err(e) = platform(spec, dir.path()).start(&release("v1", 1)).await else {
+    let Err(e) = platform(spec.clone(), dir.path())
+        .start(&release("v1", 1))
+        .await
+    else {
         panic!("started");
     };
     let message = e.to_string();
@@ -363,6 +366,23 @@ async fn a_missing_image_is_an_error_naming_the_image_setting() {
     );
     assert!(
         message.contains("platform.docker.pull is `never`"),
+        "{message}"
+    );
+
+    // Pulled when missing: no registry has it (or none is reachable from here).
+    let pulled = DockerSpec {
+        pull: PullPolicy::Missing,
+        ..spec
+    };
+    let Err(e) = platform(pulled, dir.path()).start(&release("v1", 1)).await else {
+        panic!("started");
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains(
+            "image cutover-test-no-such-image:v1 (platform.docker.image) is not on the Docker \
+             daemon and could not be pulled: "
+        ),
         "{message}"
     );
 }
