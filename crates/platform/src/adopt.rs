@@ -1,5 +1,5 @@
 //! Taking over a release an earlier daemon started: its recorded instances that
-//! still run become instances of a [`LocalRelease`], as if started here.
+//! still run become instances of a [`SupervisedRelease`], as if started here.
 //!
 //! Only a process that is verifiably the one recorded is adopted (its leader alive
 //! with the recorded start time), and only if it runs what this platform would run
@@ -15,7 +15,7 @@ use crate::instance::lock;
 use crate::local::LocalPlatform;
 use crate::process::{Launcher, Process};
 use crate::reaper::{self, Group, InstanceRecord};
-use crate::release::LocalRelease;
+use crate::release::SupervisedRelease;
 use crate::startup::STARTUP_CLEANUP_GRACE;
 
 impl LocalPlatform {
@@ -24,7 +24,7 @@ impl LocalPlatform {
     pub(crate) async fn adopt_release(
         &self,
         spec: &ReleaseSpec,
-    ) -> Result<Option<LocalRelease>, PlatformError> {
+    ) -> Result<Option<SupervisedRelease>, PlatformError> {
         let mut release = self.release(spec);
         let survivors = self.take_survivors(spec, &release.launcher);
         if survivors.is_empty() {

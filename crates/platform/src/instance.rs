@@ -35,7 +35,6 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::health;
 use crate::ports::free_port_except;
 use crate::process::{Launcher, Process};
 
@@ -204,16 +203,16 @@ impl Instances {
         // A group whose id was given to someone else counts as gone: never kept
         // for `stop` to signal.
         slot.retired.retain(|p| {
-            let alive = p.group.alive();
+            let alive = p.unit.alive();
             if !alive {
-                p.group.unregister();
+                p.unit.unregister();
             }
             alive
         });
         let old = slot.process.clone();
-        let old_alive = old.group.alive();
+        let old_alive = old.unit.alive();
         if !old_alive {
-            old.group.unregister();
+            old.unit.unregister();
         }
         let fresh = self.spawn(launcher, old.index)?;
         let slot = &mut self.slots[at];
@@ -256,7 +255,7 @@ impl Supervisor {
         let mut serving = true;
         loop {
             let status = self.follow(&process, serving).await;
-            let problem = format!("instance {index} (pid {}) exited: {status}", process.pid);
+            let problem = format!("instance {index} ({}) exited: {status}", process.unit);
             tracing::warn!(release, "{problem}");
             let addr = process.addr;
             self.tx.send_if_modified(|h| {
@@ -297,7 +296,7 @@ impl Supervisor {
         if let Some(slot) = instances.slot_mut(self.id) {
             slot.restarts += 1;
             tracing::info!(release = %self.launcher.name, instance = fresh.index,
-                pid = fresh.pid.as_raw(), addr = %fresh.addr, restarts = slot.restarts, "restarted instance");
+                unit = %fresh.unit, addr = %fresh.addr, restarts = slot.restarts, "restarted instance");
         }
         Ok(Some(fresh))
     }
@@ -309,7 +308,7 @@ impl Supervisor {
         let Some(slot) = instances.slot_mut(self.id) else {
             return false;
         };
-        if slot.process.group != process.group {
+        if slot.process.unit != process.unit {
             return false;
         }
         slot.started = true;
@@ -322,11 +321,14 @@ impl Supervisor {
     /// is in `ready` already (otherwise it joins after `healthy_threshold` checks).
     async fn follow(&self, process: &Process, mut serving: bool) -> String {
         let Process {
-            index, pid, addr, ..
+            index,
+            ref unit,
+            addr,
+            ..
         } = *process;
         let health = &self.health;
         let mut started = serving;
-        let startup_timeout = self.launcher.spec.startup_timeout;
+        let startup_timeout = self.launcher.startup_timeout();
         let mut startup_deadline = Some(Instant::now() + startup_timeout);
         let mut failures = 0u32;
         let mut successes = 0u32;
@@ -335,7 +337,7 @@ impl Supervisor {
                 biased;
                 status = process.exited() => return status,
                 () = until(startup_deadline.filter(|_| !started)) => {
-                    tracing::warn!(release = %self.launcher.name, index, pid = pid.as_raw(), %addr,
+                    tracing::warn!(release = %self.launcher.name, index, %unit, %addr,
                         "restarted instance not healthy within {startup_timeout:?}, killing it");
                     process.signal(Signal::SIGKILL);
                     startup_deadline = None;
@@ -343,7 +345,7 @@ impl Supervisor {
                 }
                 r = async {
                     tokio::time::sleep(health.interval).await;
-                    health::check(addr, &health.path, health.timeout).await
+                    process.check(health).await
                 } => r,
             };
             match result {
@@ -354,10 +356,10 @@ impl Supervisor {
                     {
                         serving = true;
                         if started {
-                            tracing::info!(index, pid = pid.as_raw(), %addr, "instance healthy again");
+                            tracing::info!(index, %unit, %addr, "instance healthy again");
                         } else {
                             started = true;
-                            tracing::info!(index, pid = pid.as_raw(), %addr, "restarted instance ready");
+                            tracing::info!(index, %unit, %addr, "restarted instance ready");
                         }
                     }
                 }
@@ -367,7 +369,7 @@ impl Supervisor {
                     if serving && failures >= health.unhealthy_threshold {
                         serving = false;
                         let problem = format!(
-                            "instance {index} (pid {pid}, {addr}) failed {failures} health checks: {e}"
+                            "instance {index} ({unit}, {addr}) failed {failures} health checks: {e}"
                         );
                         tracing::warn!("{problem}");
                         self.tx.send_if_modified(|h| {

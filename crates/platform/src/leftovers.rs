@@ -104,7 +104,7 @@ impl Leftovers {
     /// process left in the group started after it, in its session. Waits (up to
     /// 2 s) for them to vanish, and unregisters those gone. Returns what it killed,
     /// as `pid N (command)`.
-    pub(crate) async fn stop(self) -> Vec<String> {
+    pub async fn stop(self) -> Vec<String> {
         for group in &self.unverified {
             tracing::warn!(
                 pgid = group.pgid().as_raw(),

@@ -1,6 +1,7 @@
-//! Where versions run. Today: [`LocalPlatform`], which runs each release (some
-//! instances of a version) as local child processes, and implements the engine's
-//! [`Platform`] trait. It must not depend on the proxy: the engine hands it names,
+//! Where versions run: [`LocalPlatform`], which runs each release (some instances
+//! of a version) as local child processes, and [`DockerPlatform`], which runs them
+//! as containers of a Docker daemon; both implement the engine's [`Platform`]
+//! trait, and share the supervision of instances ([`SupervisedRelease`]). It must not depend on the proxy: the engine hands it names,
 //! versions and counts, and gets addresses back.
 //!
 //! Each instance gets a free port on 127.0.0.1 (`${PORT}` in the configured command
@@ -49,6 +50,7 @@
 //! [`Release::detach`]: cutover_engine::platform::Release::detach
 
 mod adopt;
+mod docker;
 mod health;
 mod instance;
 mod leftovers;
@@ -61,8 +63,9 @@ mod reaper;
 mod release;
 mod startup;
 
+pub use docker::DockerPlatform;
 pub use leftovers::Leftovers;
 pub use local::LocalPlatform;
 pub use log_files::{FileCursor, LogFiles, LogWriter};
 pub use reaper::{install_panic_hook, kill_all_children, persist_children_to};
-pub use release::LocalRelease;
+pub use release::SupervisedRelease;

@@ -11,8 +11,8 @@ use cutover_spec::{HealthCheck, LocalSpec};
 
 use crate::instance::RestartPolicy;
 use crate::leftovers::Leftovers;
-use crate::process::{self, Launcher};
-use crate::release::LocalRelease;
+use crate::process::{self, Launcher, Runs};
+use crate::release::SupervisedRelease;
 
 /// Runs releases as local processes, each instance on a free port of 127.0.0.1,
 /// health-checked with `health`; takes over those an earlier daemon left running
@@ -66,14 +66,14 @@ impl LocalPlatform {
     }
 
     /// A release of `spec`, with no instance yet.
-    pub(crate) fn release(&self, spec: &ReleaseSpec) -> LocalRelease {
+    pub(crate) fn release(&self, spec: &ReleaseSpec) -> SupervisedRelease {
         let launcher = Launcher {
-            spec: self.spec.clone(),
+            runs: Runs::Processes(self.spec.clone()),
             log_dir: self.log_dir.clone(),
             name: spec.name.clone(),
             version: spec.version.clone(),
         };
-        LocalRelease::new(Arc::new(launcher), self.health.clone(), self.restart)
+        SupervisedRelease::new(Arc::new(launcher), self.health.clone(), self.restart)
     }
 }
 

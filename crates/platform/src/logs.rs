@@ -10,13 +10,17 @@ use crate::process::Process;
 /// Log lines quoted in startup errors.
 const LOG_TAIL_LINES: usize = 8;
 
-/// Whether the process's output since it started says its address was in use.
-pub(crate) fn address_in_use(process: &Process) -> bool {
-    let Some(text) = log_since(&process.log_path, process.log_start) else {
-        return false;
+/// Whether the process's exit `status`, or its output since it started, says its
+/// address was in use (a container's status carries the daemon's own words when
+/// it could not publish the port).
+pub(crate) fn address_in_use(process: &Process, status: &str) -> bool {
+    let says_so = |text: &str| {
+        let text = text.to_ascii_lowercase();
+        text.contains("address already in use")
+            || text.contains("address in use")
+            || text.contains("port is already allocated")
     };
-    let text = text.to_ascii_lowercase();
-    text.contains("address already in use") || text.contains("address in use")
+    says_so(status) || log_since(&process.log_path, process.log_start).is_some_and(|t| says_so(&t))
 }
 
 /// The file from byte `start` on, at most its last 64 KiB of that.

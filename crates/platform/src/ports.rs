@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, TcpListener};
 /// too, or take it as the local port of an outgoing connection (the proxy's
 /// included: they come from the same ephemeral range). An instance that then fails
 /// to bind and exits saying so is retried once on another port during startup (see
-/// `LocalRelease::wait_ready`), and restarted with a backoff later on (see
+/// `SupervisedRelease::wait_ready`), and restarted with a backoff later on (see
 /// `instance`). What remains: a process that binds the port and serves the health
 /// path before the instance starts would make the instance look ready while it is
 /// failing; it would then exit and be restarted. Reserving the port for real needs

@@ -10,15 +10,18 @@ use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_engine::platform::PlatformError;
-use cutover_spec::LocalSpec;
+use cutover_spec::{HealthCheck, LocalSpec};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::docker::{Container, ContainerLauncher};
+use crate::health;
 use crate::reaper::{self, InstanceRecord};
 
 /// How often [`wait_gone`] looks whether a process group is gone.
@@ -40,18 +43,59 @@ pub(crate) fn log_path(log_dir: &Path, name: &str, index: u32) -> PathBuf {
 }
 
 /// Starts the processes of one release: its command, environment and working
-/// directory, with `${PORT}` and `${VERSION}` filled in, and `PORT` and `VERSION`
-/// in the environment.
+/// directory (or its container), with `${PORT}` and `${VERSION}` filled in, and
+/// `PORT` and `VERSION` in the environment.
 #[derive(Debug)]
 pub(crate) struct Launcher {
-    pub(crate) spec: LocalSpec,
+    pub(crate) runs: Runs,
     pub(crate) log_dir: PathBuf,
     /// The release's name: its log files and records are named after it.
     pub(crate) name: String,
     pub(crate) version: String,
 }
 
+/// What a release's instances run as.
+#[derive(Debug)]
+pub(crate) enum Runs {
+    /// Local processes, in process groups of their own.
+    Processes(LocalSpec),
+    /// Containers of a Docker daemon.
+    Containers(Arc<ContainerLauncher>),
+}
+
 impl Launcher {
+    /// How long an instance may take to become healthy.
+    pub(crate) fn startup_timeout(&self) -> Duration {
+        match &self.runs {
+            Runs::Processes(spec) => spec.startup_timeout,
+            Runs::Containers(containers) => containers.spec.startup_timeout,
+        }
+    }
+
+    /// Makes sure instances can be started: their log directory exists, and so does
+    /// the working directory of processes.
+    pub(crate) fn prepare(&self) -> Result<(), PlatformError> {
+        let log_dir = &self.log_dir;
+        std::fs::create_dir_all(log_dir).map_err(|e| {
+            self.error(
+                0,
+                format!("cannot create log directory {}: {e}", log_dir.display()),
+            )
+        })?;
+        if let Runs::Processes(spec) = &self.runs
+            && !spec.workdir.is_dir()
+        {
+            return Err(self.error(
+                0,
+                format!(
+                    "working directory {} does not exist",
+                    spec.workdir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn error(&self, instance: u32, message: String) -> PlatformError {
         PlatformError::Spawn {
             version: self.name.clone(),
@@ -60,10 +104,14 @@ impl Launcher {
         }
     }
 
-    /// argv with `${PORT}` and `${VERSION}` filled in.
+    /// argv with `${PORT}` and `${VERSION}` filled in (of a container: its command
+    /// override, if any).
     fn argv(&self, port: &str) -> Vec<String> {
-        self.spec
-            .command
+        let command = match &self.runs {
+            Runs::Processes(spec) => spec.command.as_slice(),
+            Runs::Containers(containers) => containers.spec.command.as_deref().unwrap_or_default(),
+        };
+        command
             .iter()
             .map(|a| substitute(a, port, &self.version))
             .collect()
@@ -75,23 +123,49 @@ impl Launcher {
         shell_words(&self.argv(&port.to_string()))
     }
 
+    /// Starts instance `index` on `port`: a process (see [`Launcher::spawn_process`])
+    /// or a container (see [`ContainerLauncher::spawn`]).
+    pub(crate) fn spawn(&self, index: u32, port: u16) -> Result<Process, PlatformError> {
+        match &self.runs {
+            Runs::Processes(spec) => self.spawn_process(spec, index, port),
+            Runs::Containers(containers) => containers.spawn(self, index, port),
+        }
+    }
+
+    /// The environment of instance processes on `port`: `PORT` and `VERSION`, then
+    /// the configured `env` with `${PORT}` and `${VERSION}` filled in.
+    pub(crate) fn env(
+        &self,
+        env: &BTreeMap<String, String>,
+        port: &str,
+    ) -> BTreeMap<String, String> {
+        let version = self.version.as_str();
+        // The configured environment last: a `PORT` set there is what the user asked for.
+        [
+            ("PORT".to_owned(), port.to_owned()),
+            ("VERSION".to_owned(), version.to_owned()),
+        ]
+        .into_iter()
+        .chain(
+            env.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, port, version))),
+        )
+        .collect()
+    }
+
     /// Spawns instance `index` on `port` and registers its process group with the
     /// reaper. Synchronous: once it returns, the process exists.
-    pub(crate) fn spawn(&self, index: u32, port: u16) -> Result<Process, PlatformError> {
+    fn spawn_process(
+        &self,
+        spec: &LocalSpec,
+        index: u32,
+        port: u16,
+    ) -> Result<Process, PlatformError> {
         let (name, version) = (self.name.as_str(), self.version.as_str());
         let fail = |message: String| self.error(index, message);
         let port_str = port.to_string();
         let argv = self.argv(&port_str);
-        // The configured environment last: a `PORT` set there is what the user asked for.
-        let env: BTreeMap<&str, String> = [("PORT", port_str.clone()), ("VERSION", version.into())]
-            .into_iter()
-            .chain(
-                self.spec
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), substitute(v, &port_str, version))),
-            )
-            .collect();
+        let env = self.env(&spec.env, &port_str);
         let Some((program, args)) = argv.split_first() else {
             return Err(fail("the command is empty".to_owned()));
         };
@@ -111,7 +185,7 @@ impl Launcher {
         command
             .args(args)
             .envs(&env)
-            .current_dir(&self.spec.workdir)
+            .current_dir(&spec.workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -151,8 +225,7 @@ impl Launcher {
         });
         Ok(Process {
             index,
-            pid,
-            group,
+            unit: Unit::Group(group),
             addr,
             log_path,
             log_start,
@@ -163,16 +236,59 @@ impl Launcher {
     }
 }
 
-/// One running process (and its process group).
+/// What runs an instance: a process group here, or a container.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Unit {
+    /// The process group as recorded when it was spawned: the only way to signal it,
+    /// so that a pid reused once this process has exited is left alone.
+    Group(reaper::Group),
+    Container(Container),
+}
+
+impl Unit {
+    /// Whether something of it still runs (or, for a container, may still).
+    pub(crate) fn alive(&self) -> bool {
+        match self {
+            Unit::Group(group) => group.alive(),
+            Unit::Container(container) => container.alive(),
+        }
+    }
+
+    /// Forgets it: unregisters the group, removes the container (in the
+    /// background). Only once it is gone.
+    pub(crate) fn unregister(&self) {
+        match self {
+            Unit::Group(group) => group.unregister(),
+            Unit::Container(container) => container.remove_later(),
+        }
+    }
+
+    /// As [`Unit::unregister`], but waits until a container is removed.
+    pub(crate) async fn finish(&self) {
+        match self {
+            Unit::Group(group) => group.unregister(),
+            Unit::Container(container) => container.remove().await,
+        }
+    }
+}
+
+impl std::fmt::Display for Unit {
+    /// `pid 4242`, `container cutover-shop-v2-0-1a2b`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unit::Group(group) => write!(f, "pid {}", group.pgid()),
+            Unit::Container(container) => write!(f, "container {}", container.name()),
+        }
+    }
+}
+
+/// One running process (and its process group), or container.
 #[derive(Debug, Clone)]
 pub(crate) struct Process {
     /// The instance it runs.
     pub(crate) index: u32,
-    /// Also the process group id.
-    pub(crate) pid: Pid,
-    /// Its process group as recorded when it was spawned: the only way to signal
-    /// it, so that a pid reused once this process has exited is left alone.
-    pub(crate) group: reaper::Group,
+    /// Its process group or container.
+    pub(crate) unit: Unit,
     pub(crate) addr: SocketAddr,
     pub(crate) log_path: PathBuf,
     /// Where this run's output starts in `log_path`.
@@ -186,6 +302,28 @@ pub(crate) struct Process {
 }
 
 impl Process {
+    /// A process run by `unit`, whose exit `exit` reports; started now.
+    pub(crate) fn new(
+        index: u32,
+        unit: Unit,
+        addr: SocketAddr,
+        log_path: PathBuf,
+        adopted: bool,
+        exit: watch::Receiver<Option<String>>,
+    ) -> Process {
+        let log_start = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+        Process {
+            index,
+            unit,
+            addr,
+            log_path,
+            log_start,
+            started_at: Instant::now(),
+            adopted,
+            exit,
+        }
+    }
+
     /// The process an earlier daemon recorded as `group`, running `record`'s
     /// instance, and found running (see [`reaper::Group::leader_running`]): from now
     /// on its exit is noticed by polling `/proc`, a few times a second.
@@ -202,18 +340,14 @@ impl Process {
             }
             let _ = exit_tx.send(Some(ADOPTED_EXIT.to_owned()));
         });
-        let log_start = std::fs::metadata(&record.log).map_or(0, |m| m.len());
-        Process {
-            index: record.index,
-            pid: group.pgid(),
-            group,
-            addr: record.addr,
-            log_path: record.log.clone(),
-            log_start,
-            started_at: Instant::now(),
-            adopted: true,
-            exit: exit_rx,
-        }
+        Process::new(
+            record.index,
+            Unit::Group(group),
+            record.addr,
+            record.log.clone(),
+            true,
+            exit_rx,
+        )
     }
 
     pub(crate) fn exit_status(&self) -> Option<String> {
@@ -221,12 +355,27 @@ impl Process {
     }
 
     /// Sends `signal` to the process group, if it is still verifiably this
-    /// process's (see [`reaper::Group::signal`]); returns whether it was sent.
+    /// process's (see [`reaper::Group::signal`]), or to the container (without
+    /// waiting for the daemon's answer); returns whether it was sent.
     pub(crate) fn signal(&self, signal: Signal) -> bool {
-        // Set only once a child has been waited for: until then its pid is ours. An
-        // adopted process is reaped by someone else, at any time.
-        let unreaped = !self.adopted && self.exit.borrow().is_none();
-        self.group.signal(signal, unreaped)
+        match &self.unit {
+            Unit::Group(group) => {
+                // Set only once a child has been waited for: until then its pid is
+                // ours. An adopted process is reaped by someone else, at any time.
+                let unreaped = !self.adopted && self.exit.borrow().is_none();
+                group.signal(signal, unreaped)
+            }
+            Unit::Container(container) => container.signal(signal),
+        }
+    }
+
+    /// Checks its health once: over HTTP at `addr`, or, for a container told to,
+    /// by its image's `HEALTHCHECK`. `Err` says why not, in words.
+    pub(crate) async fn check(&self, health: &HealthCheck) -> Result<(), String> {
+        match &self.unit {
+            Unit::Container(container) if container.image_health() => container.health().await,
+            _ => health::check(self.addr, &health.path, health.timeout).await,
+        }
     }
 
     /// Resolves once the process has exited, to its exit status in words.
@@ -249,7 +398,7 @@ pub(crate) async fn wait_gone(process: &Process, deadline: Instant) -> bool {
         return false;
     }
     loop {
-        if !process.group.alive() {
+        if !process.unit.alive() {
             return true;
         }
         if Instant::now() >= deadline {
@@ -275,7 +424,7 @@ pub(crate) async fn stop_processes(name: &str, processes: &[Process], grace: Dur
             tracing::info!(
                 release = name,
                 instance = p.index,
-                pid = p.pid.as_raw(),
+                unit = %p.unit,
                 "still running {grace:?} after SIGTERM, killing"
             );
         }
@@ -286,14 +435,14 @@ pub(crate) async fn stop_processes(name: &str, processes: &[Process], grace: Dur
     let forced = Instant::now() + KILL_WAIT;
     for p in processes {
         if wait_gone(p, forced).await {
-            p.group.unregister();
+            p.unit.finish().await;
         } else {
             // Left registered, for `kill_all_children` (or the next daemon) to retry.
             tracing::error!(
                 release = name,
                 instance = p.index,
-                pid = p.pid.as_raw(),
-                "process group still present {KILL_WAIT:?} after SIGKILL"
+                unit = %p.unit,
+                "still present {KILL_WAIT:?} after SIGKILL"
             );
         }
     }
@@ -309,17 +458,17 @@ pub(crate) fn kill_now(processes: Vec<Process>) {
             Some(runtime) => {
                 runtime.spawn(async move {
                     if wait_gone(&p, Instant::now() + KILL_WAIT).await {
-                        p.group.unregister();
+                        p.unit.unregister();
                     }
                 });
             }
-            None => p.group.unregister(),
+            None => p.unit.unregister(),
         }
     }
     // Reaping is left to each process's waiting task (or tokio's orphan queue).
 }
 
-fn substitute(s: &str, port: &str, version: &str) -> String {
+pub(crate) fn substitute(s: &str, port: &str, version: &str) -> String {
     s.replace("${PORT}", port).replace("${VERSION}", version)
 }
 
@@ -343,7 +492,7 @@ pub(crate) fn file_safe(name: &str) -> String {
 }
 
 /// argv as one would type it, for messages.
-fn shell_words(argv: &[String]) -> String {
+pub(crate) fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty()

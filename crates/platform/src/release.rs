@@ -1,4 +1,4 @@
-//! [`LocalRelease`]: a started (or adopted) release, its health, growing and
+//! [`SupervisedRelease`]: a started (or adopted) release, its health, growing and
 //! shrinking it, and stopping it.
 
 use std::net::SocketAddr;
@@ -16,15 +16,18 @@ use crate::instance::{
 };
 use crate::process::{Launcher, kill_now, stop_processes};
 
-/// A release started (or adopted) by [`LocalPlatform`](crate::LocalPlatform).
+/// A release started (or adopted) by [`LocalPlatform`](crate::LocalPlatform) or
+/// [`DockerPlatform`](crate::DockerPlatform): its instances are processes or
+/// containers, supervised here alike.
 ///
 /// Once live, an instance whose process exits is restarted (with a backoff), and
 /// rejoins the ready ones once healthy again; `describe` counts the restarts.
 ///
 /// Dropping it without [`Release::stop`] kills its processes (SIGKILL), detached
-/// ones included, so that nothing is ever left running unowned.
+/// ones included, so that nothing is ever left running unowned (containers are
+/// killed and removed by tasks, in the background).
 #[derive(Debug)]
-pub struct LocalRelease {
+pub struct SupervisedRelease {
     pub(crate) launcher: Arc<Launcher>,
     pub(crate) health: HealthCheck,
     policy: RestartPolicy,
@@ -34,16 +37,18 @@ pub struct LocalRelease {
     supervisors: Vec<(u64, JoinHandle<()>)>,
     /// Those of detached instances, aborted: for `stop_detached` to await.
     detached_supervisors: Vec<JoinHandle<()>>,
+    /// Replaces the grace the engine gives when stopping, when set.
+    stop_grace: Option<Duration>,
     stopped: bool,
 }
 
-impl LocalRelease {
+impl SupervisedRelease {
     pub(crate) fn new(
         launcher: Arc<Launcher>,
         health: HealthCheck,
         policy: RestartPolicy,
-    ) -> LocalRelease {
-        LocalRelease {
+    ) -> SupervisedRelease {
+        SupervisedRelease {
             launcher,
             health,
             policy,
@@ -51,8 +56,16 @@ impl LocalRelease {
             health_tx: Arc::new(watch::channel(ReleaseHealth::default()).0),
             supervisors: Vec::new(),
             detached_supervisors: Vec::new(),
+            stop_grace: None,
             stopped: false,
         }
+    }
+
+    /// Gives instances `grace` between the polite signal and force when stopped,
+    /// whatever grace the caller asks for (`platform.docker.stop_grace`).
+    pub(crate) fn with_stop_grace(mut self, grace: Duration) -> SupervisedRelease {
+        self.stop_grace = Some(grace);
+        self
     }
 
     /// Publishes the instances `ids`, healthy, as ready and starts supervising them.
@@ -108,7 +121,7 @@ impl LocalRelease {
 }
 
 #[async_trait]
-impl Release for LocalRelease {
+impl Release for SupervisedRelease {
     fn name(&self) -> &str {
         &self.launcher.name
     }
@@ -150,7 +163,7 @@ impl Release for LocalRelease {
                 0 => String::new(),
                 n => format!(", restarts: {n}"),
             };
-            format!("pid {} on {} ({state}{adopted}{restarts})", p.pid, p.addr)
+            format!("{} on {} ({state}{adopted}{restarts})", p.unit, p.addr)
         };
         let live = instances.slots.iter().map(|s| line(s, false));
         let detached = instances.detached.iter().map(|s| line(s, true));
@@ -213,6 +226,7 @@ impl Release for LocalRelease {
     }
 
     async fn stop_detached(&mut self, grace: Duration) {
+        let grace = self.stop_grace.unwrap_or(grace);
         // As in `stop`: once the supervisors are awaited, nothing else changes them.
         for supervisor in std::mem::take(&mut self.detached_supervisors) {
             let _ = supervisor.await;
@@ -248,6 +262,7 @@ impl Release for LocalRelease {
         if self.stopped {
             return;
         }
+        let grace = self.stop_grace.unwrap_or(grace);
         // Supervisors first: no restart from here on, and the exits caused here are
         // not reported as problems. Once they are awaited, nothing else changes the
         // processes.
@@ -263,7 +278,7 @@ impl Release for LocalRelease {
     }
 }
 
-impl Drop for LocalRelease {
+impl Drop for SupervisedRelease {
     fn drop(&mut self) {
         if self.stopped {
             return;
@@ -292,6 +307,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+    use crate::process::{Runs, Unit};
     use crate::{LocalPlatform, reaper};
 
     fn v1(instances: u32) -> ReleaseSpec {
@@ -434,14 +450,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let launcher = |command: &str| {
             Arc::new(Launcher {
-                spec: LocalSpec {
+                runs: Runs::Processes(LocalSpec {
                     command: ["sh", "-c", command, "${PORT}"].map(String::from).to_vec(),
                     env: BTreeMap::new(),
                     workdir: dir.path().to_owned(),
                     instances: 2,
                     startup_timeout: Duration::from_secs(5),
                     drain_timeout: Duration::from_secs(1),
-                },
+                }),
                 log_dir: dir.path().to_owned(),
                 name: "v1".to_owned(),
                 version: "v1".to_owned(),
@@ -450,7 +466,7 @@ mod tests {
         let leaves_one_behind = launcher("sleep 1000 & echo $! > left");
         let exits = launcher("true");
         let platform = platform(dir.path(), "true", 2, Duration::from_secs(5));
-        let release = LocalRelease::new(
+        let release = SupervisedRelease::new(
             leaves_one_behind.clone(),
             platform.health.clone(),
             platform.restart,
@@ -474,10 +490,9 @@ mod tests {
         let mut reused = exits.spawn(1, 2).unwrap();
         reused.exited().await;
         let real_group = std::mem::replace(
-            &mut reused.group,
-            reaper::Group::of_an_earlier_process(other_pid),
+            &mut reused.unit,
+            Unit::Group(reaper::Group::of_an_earlier_process(other_pid)),
         );
-        reused.pid = other_pid;
 
         {
             let mut instances = lock(&release.instances);

@@ -12,11 +12,10 @@ use nix::sys::signal::Signal;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::health;
 use crate::instance::{SharedInstances, Slot, lock};
 use crate::logs::{address_in_use, log_tail_note};
 use crate::process::{self, Process, kill_now};
-use crate::release::LocalRelease;
+use crate::release::SupervisedRelease;
 
 /// How long instances that failed to start get to exit after SIGTERM.
 pub(crate) const STARTUP_CLEANUP_GRACE: Duration = Duration::from_secs(2);
@@ -63,7 +62,7 @@ impl Drop for Pending {
     }
 }
 
-impl LocalRelease {
+impl SupervisedRelease {
     /// Spawns `n` new instances into the release, recorded in `pending` as each is
     /// spawned.
     pub(crate) fn spawn_instances(
@@ -75,20 +74,7 @@ impl LocalRelease {
             return Ok(());
         }
         let launcher = &self.launcher;
-        let log_dir = &launcher.log_dir;
-        std::fs::create_dir_all(log_dir).map_err(|e| {
-            launcher.error(
-                0,
-                format!("cannot create log directory {}: {e}", log_dir.display()),
-            )
-        })?;
-        let workdir = &launcher.spec.workdir;
-        if !workdir.is_dir() {
-            return Err(launcher.error(
-                0,
-                format!("working directory {} does not exist", workdir.display()),
-            ));
-        }
+        launcher.prepare()?;
         for _ in 0..n {
             let id = lock(&self.instances).add(launcher)?;
             pending.ids.push(id);
@@ -105,7 +91,7 @@ impl LocalRelease {
     /// restart), with a startup timeout of its own.
     pub(crate) async fn wait_ready(&self, ids: &[u64]) -> Result<(), PlatformError> {
         let name = &self.launcher.name;
-        let timeout = self.launcher.spec.startup_timeout;
+        let timeout = self.launcher.startup_timeout();
         let deadline = Instant::now() + timeout;
         let mut waits = JoinSet::new();
         let wait = |id: u64, process: Process, deadline: Instant| {
@@ -151,7 +137,7 @@ impl LocalRelease {
                     }
                 }
                 Ready::Exited(status) => {
-                    let retry = address_in_use(&process);
+                    let retry = address_in_use(&process, &status);
                     if retry && !retried.contains(&id) {
                         retried.push(id);
                         tracing::warn!(release = %name, instance = process.index,
@@ -181,9 +167,9 @@ impl LocalRelease {
                         version: name.clone(),
                         timeout,
                         last: format!(
-                            "instance {} (pid {}, {}): {last}{}",
+                            "instance {} ({}, {}): {last}{}",
                             process.index,
-                            process.pid,
+                            process.unit,
                             process.addr,
                             log_tail_note(&process.log_path)
                         ),
@@ -203,7 +189,7 @@ impl LocalRelease {
         why: &str,
     ) -> Result<Option<Process>, PlatformError> {
         tracing::warn!(release = %self.launcher.name, instance = process.index,
-            pid = process.pid.as_raw(), addr = %process.addr,
+            unit = %process.unit, addr = %process.addr,
             "adopted instance {why}; starting it afresh");
         process.signal(Signal::SIGKILL);
         let mut instances = lock(&self.instances);
@@ -260,7 +246,7 @@ async fn wait_healthy(process: &Process, health: &HealthCheck, deadline: Instant
             biased;
             status = process.exited() => return Ready::Exited(status),
             () = tokio::time::sleep_until(deadline) => return Ready::TimedOut(last),
-            r = health::check(process.addr, &health.path, health.timeout) => r,
+            r = process.check(health) => r,
         };
         match result {
             Ok(()) => {

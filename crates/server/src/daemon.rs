@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use cutover_engine::platform::Platform;
 use cutover_engine::{Engine, EngineParts, PlatformFactory, RunConfig};
-use cutover_platform::{Leftovers, LocalPlatform, LogFiles};
+use cutover_platform::{DockerPlatform, Leftovers, LocalPlatform, LogFiles};
 use cutover_proxy::Proxy;
-use cutover_spec::{ApiSpec, Config};
+use cutover_spec::{ApiSpec, Config, PlatformSpec};
 use cutover_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -83,7 +83,7 @@ pub enum ServeError {
 async fn stop_unadopted(platform: &dyn Platform) {
     let stopped = platform.stop_unadopted().await;
     if !stopped.is_empty() {
-        warn!(stopped = ?stopped, "stopped processes an earlier daemon left running");
+        warn!(stopped = ?stopped, "stopped what an earlier daemon left running");
     }
 }
 
@@ -144,29 +144,38 @@ impl DaemonInfo {
     }
 }
 
-/// Local processes, as each run's config says, their logs in the folder of the
-/// run that started them.
-struct LocalPlatforms {
+/// Local processes or Docker containers, as each run's config says, their output
+/// in the folder of the run that started them.
+struct Platforms {
+    state_dir: PathBuf,
     logs: LogFiles,
 }
 
-impl LocalPlatforms {
-    fn local(&self, config: &Config, run: Option<&str>) -> Arc<dyn Platform> {
-        Arc::new(LocalPlatform::new(
-            config.platform.local().clone(),
-            config.health.clone(),
-            self.logs.run_dir(run),
-        ))
+impl Platforms {
+    /// The platform `config` names for `run` (none: the daemon's own, restarting
+    /// the stable version); a local one takes over `leftovers`.
+    fn make(&self, config: &Config, run: Option<&str>, leftovers: Leftovers) -> Arc<dyn Platform> {
+        let health = config.health.clone();
+        let logs = self.logs.run_dir(run);
+        match &config.platform {
+            PlatformSpec::Local(local) => {
+                Arc::new(LocalPlatform::new(local.clone(), health, logs).with_leftovers(leftovers))
+            }
+            PlatformSpec::Docker(docker) => Arc::new(
+                DockerPlatform::new(docker.clone(), health, &config.app, &self.state_dir)
+                    .with_log_dir(logs),
+            ),
+        }
     }
 }
 
-impl PlatformFactory for LocalPlatforms {
+impl PlatformFactory for Platforms {
     fn platform(&self, config: &Config) -> Arc<dyn Platform> {
-        self.local(config, None)
+        self.make(config, None, Leftovers::default())
     }
 
     fn platform_for_run(&self, config: &Config, run_id: &str) -> Arc<dyn Platform> {
-        self.local(config, Some(run_id))
+        self.make(config, Some(run_id), Leftovers::default())
     }
 }
 
@@ -268,18 +277,24 @@ impl Daemon {
         if let Err(e) = cutover_platform::persist_children_to(children.clone()) {
             warn!(error = %e, file = %children.display(), "could not record child processes; a crash could leave some running");
         }
+        // Processes left by a daemon that ran them, before the config said docker:
+        // nothing will adopt them.
+        let leftovers = match &config.platform {
+            PlatformSpec::Local(_) => leftovers,
+            PlatformSpec::Docker(_) => {
+                let stopped = leftovers.stop().await;
+                if !stopped.is_empty() {
+                    warn!(stopped = ?stopped, "stopped processes an earlier daemon left running; versions run as containers now");
+                }
+                Leftovers::default()
+            }
+        };
         let log_files = LogFiles::new(state_dir.join("logs"));
-        let platforms = Arc::new(LocalPlatforms {
+        let platforms = Arc::new(Platforms {
+            state_dir: state_dir.clone(),
             logs: log_files.clone(),
         });
-        let platform: Arc<dyn Platform> = Arc::new(
-            LocalPlatform::new(
-                config.platform.local().clone(),
-                config.health.clone(),
-                log_files.run_dir(None),
-            )
-            .with_leftovers(leftovers),
-        );
+        let platform = platforms.make(&config, None, leftovers);
 
         let store = match Store::open(&state_dir.join("cutover.db")) {
             Ok(store) => Arc::new(store),

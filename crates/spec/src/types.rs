@@ -100,24 +100,52 @@ pub struct ProxySpec {
     pub max_body_size: Option<u64>,
 }
 
-/// Where versions run. Only `local` exists today; `docker` and `kubernetes` will be
-/// siblings, switched on by configuration.
+/// Where versions run: `local` processes (the default) or `docker` containers;
+/// `kubernetes` will be a sibling, switched on by configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlatformSpec {
     Local(LocalSpec),
+    Docker(DockerSpec),
 }
 
 impl PlatformSpec {
-    /// The platform's name, as the config spells it (`local`).
+    /// The platform's name, as the config spells it (`local`, `docker`).
     pub fn kind(&self) -> &'static str {
         match self {
             PlatformSpec::Local(_) => "local",
+            PlatformSpec::Docker(_) => "docker",
         }
     }
 
-    pub fn local(&self) -> &LocalSpec {
+    /// How many instances each version runs with.
+    pub fn instances(&self) -> u32 {
         match self {
-            PlatformSpec::Local(l) => l,
+            PlatformSpec::Local(l) => l.instances,
+            PlatformSpec::Docker(d) => d.instances,
+        }
+    }
+
+    /// How long in-flight requests get before an instance is stopped.
+    pub fn drain_timeout(&self) -> Duration {
+        match self {
+            PlatformSpec::Local(l) => l.drain_timeout,
+            PlatformSpec::Docker(d) => d.drain_timeout,
+        }
+    }
+
+    /// The local processes' settings, when versions run as local processes.
+    pub fn local(&self) -> Option<&LocalSpec> {
+        match self {
+            PlatformSpec::Local(l) => Some(l),
+            PlatformSpec::Docker(_) => None,
+        }
+    }
+
+    /// How long a new instance may take to become healthy.
+    pub fn startup_timeout(&self) -> Duration {
+        match self {
+            PlatformSpec::Local(l) => l.startup_timeout,
+            PlatformSpec::Docker(d) => d.startup_timeout,
         }
     }
 }
@@ -137,6 +165,75 @@ pub struct LocalSpec {
     pub startup_timeout: Duration,
     /// How long to wait for in-flight requests before stopping a version (default 10s).
     pub drain_timeout: Duration,
+}
+
+/// Versions run as containers of a Docker daemon, through its Engine API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSpec {
+    /// The image: a tag where `${VERSION}` is replaced (`registry/app:${VERSION}`),
+    /// or a digest (`app@sha256:...`).
+    pub image: String,
+    /// Replaces the image's command when set; `${PORT}` and `${VERSION}` are replaced
+    /// in every element. Never empty when set.
+    pub command: Option<Vec<String>>,
+    /// Extra environment; values may use `${PORT}` and `${VERSION}`. `PORT` and
+    /// `VERSION` are always set.
+    pub env: BTreeMap<String, String>,
+    /// How the service's port is reached from 127.0.0.1.
+    pub network: DockerNetwork,
+    /// Memory limit in bytes (default none).
+    pub memory: Option<u64>,
+    /// CPU limit, in CPUs (`1.5`; default none).
+    pub cpus: Option<f64>,
+    /// Containers per version (default 1, at least 1).
+    pub instances: u32,
+    /// How long a new container may take to become healthy (default 30s).
+    pub startup_timeout: Duration,
+    /// How long to wait for in-flight requests before stopping a version (default 10s).
+    pub drain_timeout: Duration,
+    /// How long a container gets after SIGTERM before it is killed (default 10s).
+    pub stop_grace: Duration,
+    /// When to pull the image (default `missing`).
+    pub pull: PullPolicy,
+    /// What says a container is healthy (default `http`).
+    pub healthcheck: HealthSource,
+    /// The daemon's socket, `unix:///path`; `None`: `DOCKER_HOST`, else
+    /// `unix:///var/run/docker.sock`.
+    pub host: Option<String>,
+}
+
+/// How a container's port is reached (`platform.docker.network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerNetwork {
+    /// `host` (the default): the container shares the host's network, and listens on
+    /// `${PORT}`, a free port of 127.0.0.1 picked per instance.
+    Host,
+    /// `published`: the container listens on `port` in a network of its own, published
+    /// on a free port of 127.0.0.1 picked per instance.
+    Published {
+        /// The port the service listens on inside the container (default 8080).
+        port: u16,
+    },
+}
+
+/// When the image is pulled (`platform.docker.pull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// `missing` (the default): only when the daemon does not have it.
+    Missing,
+    /// `always`: before every release.
+    Always,
+    /// `never`: a missing image is an error.
+    Never,
+}
+
+/// What says a container is healthy (`platform.docker.healthcheck`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthSource {
+    /// `http` (the default): cutover's HTTP check, as configured under `health`.
+    Http,
+    /// `image`: the image's own `HEALTHCHECK`, as the daemon reports it.
+    Image,
 }
 
 /// The HTTP health check run against every instance.
@@ -621,6 +718,12 @@ pub mod defaults {
     pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
     /// `platform.local.drain_timeout`.
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `platform.docker.stop_grace`.
+    pub const STOP_GRACE: Duration = Duration::from_secs(10);
+    /// The port a container listens on with `platform.docker.network: published`.
+    pub const CONTAINER_PORT: u16 = 8080;
+    /// `platform.docker.host` when neither it nor `DOCKER_HOST` is set.
+    pub const DOCKER_HOST: &str = "unix:///var/run/docker.sock";
     /// The placeholders that `platform.local.command` and `env` values may use.
     pub const PLACEHOLDERS: [&str; 2] = ["PORT", "VERSION"];
 

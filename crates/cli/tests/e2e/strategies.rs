@@ -1,14 +1,48 @@
 //! Blue-green, rolling and the fresh canary baseline end to end: the real binary,
-//! a real daemon, real sample-app processes, real HTTP on 127.0.0.1.
+//! a real daemon, real sample-apps, real HTTP on 127.0.0.1. Every scenario runs
+//! twice, on each platform: as local processes (`<scenario>::local`) and as Docker
+//! containers (`<scenario>::docker`, skipped without a Docker daemon).
 
-use crate::support::{Env, Faults, assert_no_failures, role};
+use crate::support::{Env, Faults, Platform, assert_no_failures, role};
+
+/// Two tests per scenario `name(platform)`: `name::local` and `name::docker`.
+macro_rules! on_each_platform {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::support::Platform;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local() {
+                super::$name(Platform::Local).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn docker() {
+                let test = concat!("strategies::", stringify!($name), "::docker");
+                if let Some(platform) = Platform::docker(test).await {
+                    super::$name(platform).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_each_platform!(
+    blue_green_switches_all_traffic_at_once_with_no_failed_request,
+    a_post_promotion_failure_switches_back_to_blue_with_no_failed_request,
+    a_failed_smoke_check_never_moves_production_traffic,
+    without_auto_promote_blue_green_waits_for_promote,
+    the_preview_address_sends_every_request_to_green_before_the_switch,
+    rollback_while_blue_still_runs_is_an_instant_switch_back,
+    a_rolling_update_keeps_every_instance_ready_and_rolls_back_batch_by_batch,
+    a_fresh_baseline_runs_beside_the_canary_and_is_what_it_is_judged_against,
+);
 
 const BLUE_GREEN: &str =
     "  blue_green:\n    scale_down_delay: 2s\n    smoke_checks:\n      - { path: /healthz }";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blue_green_switches_all_traffic_at_once_with_no_failed_request() {
-    let mut env = Env::new(Faults::none()).with_strategy(BLUE_GREEN);
+async fn blue_green_switches_all_traffic_at_once_with_no_failed_request(platform: Platform) {
+    let mut env = Env::on(platform, Faults::none()).with_strategy(BLUE_GREEN);
     env.serve().await;
     env.deploy("v1").await.code(0);
     let load = env.load_without_pause();
@@ -40,10 +74,9 @@ async fn blue_green_switches_all_traffic_at_once_with_no_failed_request() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_post_promotion_failure_switches_back_to_blue_with_no_failed_request() {
+async fn a_post_promotion_failure_switches_back_to_blue_with_no_failed_request(platform: Platform) {
     // v2 answers, but slowly: the post-promotion analysis fails it on latency.
-    let mut env = Env::new(Faults::new("v2:latency-ms=150"))
+    let mut env = Env::on(platform, Faults::new("v2:latency-ms=150"))
         .with_strategy("  blue_green:\n    scale_down_delay: 30s")
         .with_metrics("    latency_p99: { max: 100ms }");
     env.serve().await;
@@ -62,10 +95,9 @@ async fn a_post_promotion_failure_switches_back_to_blue_with_no_failed_request()
     assert_eq!(env.served_by(20).await, vec!["v1"; 20]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_smoke_check_never_moves_production_traffic() {
+async fn a_failed_smoke_check_never_moves_production_traffic(platform: Platform) {
     // `/` answers with the version: a check that wants "v1" fails on v2.
-    let mut env = Env::new(Faults::none()).with_strategy(
+    let mut env = Env::on(platform, Faults::none()).with_strategy(
         "  blue_green:\n    smoke_checks:\n      - { path: /, body_contains: \"v1\" }",
     );
     env.serve().await;
@@ -85,9 +117,8 @@ async fn a_failed_smoke_check_never_moves_production_traffic() {
     assert!(rollback.contains("body does not contain"), "{rollback}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_auto_promote_blue_green_waits_for_promote() {
-    let mut env = Env::new(Faults::none())
+async fn without_auto_promote_blue_green_waits_for_promote(platform: Platform) {
+    let mut env = Env::on(platform, Faults::none())
         .with_strategy("  blue_green:\n    auto_promote: false\n    scale_down_delay: 0s");
     env.serve().await;
     env.deploy("v1").await.code(0);
@@ -102,9 +133,8 @@ async fn without_auto_promote_blue_green_waits_for_promote() {
     assert_eq!(env.served_by(10).await, vec!["v2"; 10]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_preview_address_sends_every_request_to_green_before_the_switch() {
-    let mut env = Env::new(Faults::none()).with_strategy(
+async fn the_preview_address_sends_every_request_to_green_before_the_switch(platform: Platform) {
+    let mut env = Env::on(platform, Faults::none()).with_strategy(
         "  blue_green:\n    auto_promote: false\n    preview_listen: 127.0.0.1:0\n    scale_down_delay: 0s",
     );
     env.serve().await;
@@ -127,10 +157,9 @@ async fn the_preview_address_sends_every_request_to_green_before_the_switch() {
     assert_eq!(r.status(), 503);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_while_blue_still_runs_is_an_instant_switch_back() {
+async fn rollback_while_blue_still_runs_is_an_instant_switch_back(platform: Platform) {
     let mut env =
-        Env::new(Faults::none()).with_strategy("  blue_green:\n    scale_down_delay: 60s");
+        Env::on(platform, Faults::none()).with_strategy("  blue_green:\n    scale_down_delay: 60s");
     env.serve().await;
     env.deploy("v1").await.code(0);
     let waiting = env.deploy_in_background("v2");
@@ -170,9 +199,10 @@ async fn fewest_ready_while(
     (fewest, polls, run.await.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_update_keeps_every_instance_ready_and_rolls_back_batch_by_batch() {
-    let mut env = Env::new(Faults::new("v3:error-rate=0.5"))
+async fn a_rolling_update_keeps_every_instance_ready_and_rolls_back_batch_by_batch(
+    platform: Platform,
+) {
+    let mut env = Env::on(platform, Faults::new("v3:error-rate=0.5"))
         .with_instances(4)
         .with_strategy(ROLLING);
     env.serve().await;
@@ -210,9 +240,10 @@ async fn a_rolling_update_keeps_every_instance_ready_and_rolls_back_batch_by_bat
     assert_eq!(role(&status, "stable").unwrap()["ready_instances"], 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_baseline_runs_beside_the_canary_and_is_what_it_is_judged_against() {
-    let mut env = Env::new(Faults::none()).with_strategy(
+async fn a_fresh_baseline_runs_beside_the_canary_and_is_what_it_is_judged_against(
+    platform: Platform,
+) {
+    let mut env = Env::on(platform, Faults::none()).with_strategy(
         "  canary:\n    baseline: fresh\n    steps: [{weight: 25%, pause: until-promoted}]",
     );
     env.serve().await;

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::docker_image;
+
 const EXE: &str = env!("CARGO_BIN_EXE_cutover");
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -29,6 +31,81 @@ impl Faults {
     }
     pub fn new(spec: &str) -> Faults {
         Faults(spec.to_owned())
+    }
+}
+
+/// Where the versions run: the `platform:` section of the config.
+#[derive(Debug, Clone)]
+pub enum Platform {
+    /// Local processes of the sample app.
+    Local,
+    /// Docker containers of an image holding this `cutover` binary, on the daemon
+    /// at `host`.
+    Docker { host: String },
+}
+
+/// The image the Docker tests run: this `cutover` binary and its libraries, tagged
+/// with each version the tests deploy.
+const SAMPLE_IMAGE: &str = "cutover-e2e-sample";
+
+/// The versions the tests deploy, each a tag of [`SAMPLE_IMAGE`].
+const SAMPLE_VERSIONS: [&str; 3] = ["v1", "v2", "v3"];
+
+impl Platform {
+    /// Docker, once the sample image is built; `None`, having said SKIPPED, when
+    /// no Docker daemon is reachable.
+    pub async fn docker(test: &str) -> Option<Platform> {
+        // Built once per test binary: every Docker test runs the same image.
+        static BUILT: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+        let daemon = docker_image::daemon(test).await?;
+        let mut built = BUILT.lock().await;
+        if !*built {
+            let files = docker_image::ImageFiles::dynamic_binary(std::path::Path::new(EXE));
+            let built_as = format!("{SAMPLE_IMAGE}:{}", SAMPLE_VERSIONS[0]);
+            docker_image::build_image(&daemon.docker, &built_as, &files).await;
+            for version in &SAMPLE_VERSIONS[1..] {
+                let options = bollard::query_parameters::TagImageOptionsBuilder::new()
+                    .repo(SAMPLE_IMAGE)
+                    .tag(version)
+                    .build();
+                daemon
+                    .docker
+                    .tag_image(&built_as, Some(options))
+                    .await
+                    .unwrap();
+            }
+            *built = true;
+        }
+        Some(Platform::Docker { host: daemon.host })
+    }
+
+    /// The body of `platform:`: the sample app, told its faults and directory.
+    fn section(&self, env: &str, instances: u32) -> String {
+        let sample = "\"sample-app\", \"--port\", \"${PORT}\", \"--version\", \"${VERSION}\"";
+        match self {
+            Platform::Local => format!(
+                "  local:
+    command: [{exe}, {sample}]
+    env: {env}
+    instances: {instances}
+    startup_timeout: 3s
+    drain_timeout: 2s",
+                exe = serde_json::to_string(EXE).unwrap(),
+            ),
+            Platform::Docker { host } => format!(
+                "  docker:
+    image: {SAMPLE_IMAGE}:${{VERSION}}
+    command: [\"/bin/cutover\", {sample}]
+    env: {env}
+    instances: {instances}
+    startup_timeout: 20s
+    drain_timeout: 2s
+    stop_grace: 2s
+    pull: never
+    host: {host}",
+                host = serde_json::to_string(host).unwrap(),
+            ),
+        }
     }
 }
 
@@ -58,6 +135,7 @@ impl Output {
 pub struct Env {
     dir: tempfile::TempDir,
     pub config: PathBuf,
+    platform: Platform,
     faults: Faults,
     /// The `strategy:` section's body.
     strategy: String,
@@ -78,6 +156,11 @@ pub struct Env {
 
 impl Env {
     pub fn new(faults: Faults) -> Env {
+        Env::on(Platform::Local, faults)
+    }
+
+    /// Versions running on `platform`.
+    pub fn on(platform: Platform, faults: Faults) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cutover.yaml");
         let http = reqwest::Client::builder()
@@ -88,6 +171,7 @@ impl Env {
         let env = Env {
             dir,
             config,
+            platform,
             faults,
             strategy: canary("[{weight: 50%, pause: 1s}, {weight: 100%, pause: 1s}]"),
             instances: 2,
@@ -176,18 +260,16 @@ impl Env {
     }
 
     fn write_config(&self) {
+        let env = format!(
+            "{{ CUTOVER_SAMPLE_FAULTS: \"{faults}\", CUTOVER_E2E_DIR: {dir} }}",
+            faults = self.faults.0,
+            dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
+        );
         let yaml = format!(
             r#"app: e2e
 listen: 127.0.0.1:0
 platform:
-  local:
-    command: [{exe}, "sample-app", "--port", "${{PORT}}", "--version", "${{VERSION}}"]
-    env:
-      CUTOVER_SAMPLE_FAULTS: "{faults}"
-      CUTOVER_E2E_DIR: {dir}
-    instances: {instances}
-    startup_timeout: 3s
-    drain_timeout: 2s
+{platform}
 health:
   path: /healthz
   interval: 100ms
@@ -202,15 +284,12 @@ analysis:
 {metrics}
 {more_analysis}
 {extra}"#,
-            exe = serde_json::to_string(EXE).unwrap(),
-            faults = self.faults.0,
+            platform = self.platform.section(&env, self.instances),
             strategy = self.strategy,
-            instances = self.instances,
             analysis = self.analysis,
             metrics = self.metrics,
             more_analysis = self.more_analysis,
             extra = self.extra,
-            dir = serde_json::to_string(&self.dir.path().display().to_string()).unwrap(),
         );
         std::fs::write(&self.config, yaml).unwrap();
     }

@@ -289,11 +289,10 @@ struct FakePlatform {
 
 impl PlatformFactory for Fake {
     fn platform(&self, config: &Config) -> Arc<dyn Platform> {
-        let local = config.platform.local();
         Arc::new(FakePlatform {
             fake: self.clone(),
-            instances: local.instances,
-            drain_timeout: local.drain_timeout,
+            instances: config.platform.instances(),
+            drain_timeout: config.platform.drain_timeout(),
         })
     }
 }

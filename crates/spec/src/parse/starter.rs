@@ -14,7 +14,7 @@ listen: 127.0.0.1:8080
 # Where cutover keeps its state and receipts, relative to this file.
 state_dir: .cutover
 
-# Where versions run; only `local` (child processes on this machine) exists today.
+# Where versions run: `local` (child processes on this machine) or `docker`.
 platform:
   local:
     # The argv to run, no shell; ${PORT} is the port to listen on, ${VERSION} the version.
@@ -29,6 +29,13 @@ platform:
     startup_timeout: 30s
     # How long in-flight requests may take to finish before a version is stopped.
     drain_timeout: 10s
+  # Or `docker` in place of `local`, to run each version as containers through the
+  # Docker Engine API, with the settings `image` (required: a tag with ${VERSION},
+  # or a digest), `command`, `env`, `network` (host, or published with `port`),
+  # `memory`, `cpus`, `instances`, `startup_timeout`, `drain_timeout`, `stop_grace`
+  # (10s), `pull` (missing, always or never), `healthcheck` (http, or image for the
+  # image's HEALTHCHECK) and `host` (default $DOCKER_HOST, else the socket
+  # /var/run/docker.sock); the README's configuration reference shows them all.
 
 # The HTTP health check run against every instance.
 health:

@@ -37,6 +37,7 @@ mod analysis;
 mod api;
 mod approval;
 mod blue_green;
+mod docker;
 mod fields;
 mod gates;
 mod hooks;
@@ -55,8 +56,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::node::{Entry, Node, Pos};
 use crate::types::{
-    AnalysisSpec, ApiSpec, Config, HealthCheck, HooksSpec, LogsSpec, NotificationsSpec,
-    PlatformSpec, ProxySpec, StrategySpec, defaults,
+    AnalysisSpec, ApiSpec, Config, HealthCheck, HooksSpec, LogsSpec, NotificationsSpec, ProxySpec,
+    StrategySpec, defaults,
 };
 
 // The suggestion rule is also unit-tested on its own.
@@ -88,6 +89,7 @@ const HOMES: &[(&str, &[&str])] = &[
     ("the top level", TOP),
     ("`platform`", platform::PLATFORMS),
     ("`platform.local`", platform::LOCAL),
+    ("`platform.docker`", docker::DOCKER),
     ("`health`", platform::HEALTH),
     ("`strategy`", strategy::STRATEGIES),
     ("`strategy.canary`", strategy::CANARY),
@@ -251,10 +253,8 @@ impl Checker<'_> {
         };
 
         if let Some(e) = f.get("strategy") {
-            if let (Some(PlatformSpec::Local(local)), Some(StrategySpec::Rolling(rolling))) =
-                (&platform, &strategy)
-            {
-                self.rolling_progress(e, rolling, local.instances);
+            if let (Some(platform), Some(StrategySpec::Rolling(rolling))) = (&platform, &strategy) {
+                self.rolling_progress(e, rolling, platform.instances());
             }
             if let (Some(StrategySpec::BlueGreen(bg)), Some(analysis)) = (&strategy, &analysis)
                 && bg.preview_analysis.is_some()

@@ -1,5 +1,6 @@
 //! Where versions run (`platform.local`: the command, its environment, directory and
-//! timeouts) and how their health is checked (`health`).
+//! timeouts; `platform.docker` is in `docker.rs`) and how their health is checked
+//! (`health`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,8 +9,8 @@ use super::Checker;
 use crate::parse::node::{Entry, Value};
 use crate::types::{HealthCheck, LocalSpec, PlatformSpec, defaults};
 
-pub(super) const PLATFORMS: &[&str] = &["local"];
-const PLATFORMS_LATER: &[&str] = &["docker", "kubernetes"];
+pub(super) const PLATFORMS: &[&str] = &["local", "docker"];
+const PLATFORMS_LATER: &[&str] = &["kubernetes"];
 pub(super) const LOCAL: &[&str] = &[
     "command",
     "env",
@@ -33,6 +34,7 @@ impl Checker<'_> {
         let kind = self.one_of(e, "platform", "platform", PLATFORMS, PLATFORMS_LATER)?;
         match kind.key.as_str() {
             "local" => self.local(kind).map(PlatformSpec::Local),
+            "docker" => self.docker(kind).map(PlatformSpec::Docker),
             _ => unreachable!("one_of returns only valid kinds"),
         }
     }
@@ -110,7 +112,12 @@ impl Checker<'_> {
 
     /// A service never told its port would listen elsewhere, and the deploy would only
     /// fail once `startup_timeout` ran out.
-    fn uses_port(&mut self, e: &Entry, command: &[String], env: &BTreeMap<String, String>) {
+    pub(super) fn uses_port(
+        &mut self,
+        e: &Entry,
+        command: &[String],
+        env: &BTreeMap<String, String>,
+    ) {
         let port = "${PORT}";
         if command.iter().chain(env.values()).any(|s| s.contains(port)) {
             return;
@@ -126,7 +133,7 @@ impl Checker<'_> {
         );
     }
 
-    fn command(&mut self, e: &Entry) -> Option<Vec<String>> {
+    pub(super) fn command(&mut self, e: &Entry) -> Option<Vec<String>> {
         let items = match &e.value.value {
             Value::Seq(items) if !items.is_empty() => items,
             Value::Seq(_) | Value::Null => {

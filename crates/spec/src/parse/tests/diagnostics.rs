@@ -182,7 +182,7 @@ fn placeholders() {
     // Plain `$` and `$PORT` are left alone.
     let c = ok(&cmd(r#"["sh", "-c", "exec ./x --port $PORT ${PORT} $$"]"#));
     assert_eq!(
-        c.platform.local().command[2],
+        c.platform.local().unwrap().command[2],
         "exec ./x --port $PORT ${PORT} $$"
     );
 }

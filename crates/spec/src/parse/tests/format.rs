@@ -167,7 +167,7 @@ fn empty_sections_mean_defaults() {
     let src = format!("{MINIMAL}strategy:\n  canary:\n");
     assert_eq!(ok(&src), ok(MINIMAL));
     let src = "app: shop\nplatform:\n  local:\n    command: [x, \"${PORT}\"]\n    env:\n";
-    assert!(ok(src).platform.local().env.is_empty());
+    assert!(ok(src).platform.local().unwrap().env.is_empty());
 }
 
 #[test]
@@ -706,7 +706,7 @@ fn starter_alternatives_parse() {
         app: "my-app".into(),
         platform: PlatformSpec::Local(LocalSpec {
             command: ["./server", "--port", "${PORT}"].map(String::from).to_vec(),
-            ..minimal.platform.local().clone()
+            ..minimal.platform.local().unwrap().clone()
         }),
         strategy,
         ..minimal.clone()
@@ -771,7 +771,7 @@ fn relative_paths_resolve_against_the_config_directory() {
         let src =
             format!("app: shop\n{extra}platform:\n  local:\n    command: [x, \"${{PORT}}\"]\n");
         let c = parse(&src, file).unwrap_or_else(|e| panic!("{e}"));
-        (c.state_dir, c.platform.local().workdir.clone())
+        (c.state_dir, c.platform.local().unwrap().workdir.clone())
     };
     assert_eq!(with("", "cutover.yaml"), (".cutover".into(), ".".into()));
     assert_eq!(with("", "./cutover.yaml"), (".cutover".into(), ".".into()));
@@ -801,6 +801,7 @@ fn relative_paths_resolve_against_the_config_directory() {
             .unwrap()
             .platform
             .local()
+            .unwrap()
             .workdir,
         Path::new("deploy/bin")
     );
@@ -814,7 +815,7 @@ fn load_reads_the_file_and_names_it_on_error() {
     std::fs::write(&path, MINIMAL).unwrap();
     let c = load(&path).unwrap();
     assert_eq!(c.state_dir, dir.join(".cutover"));
-    assert_eq!(c.platform.local().workdir, dir);
+    assert_eq!(c.platform.local().unwrap().workdir, dir);
 
     std::fs::write(&path, "app: shop\nplatform:\n  local: {}\n").unwrap();
     let e = load(&path).unwrap_err();

@@ -12,10 +12,12 @@
 //! - `gates`: the quality gates and their reports;
 //! - `smoke`: the smoke tests run against an environment.
 //! - `logs`: how instances' output is kept, and the log check.
+//! - `docker`: `platform.docker`.
 
 mod api;
 mod approval;
 mod diagnostics;
+mod docker;
 mod format;
 mod gates;
 mod logs;

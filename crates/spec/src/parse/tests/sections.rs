@@ -4,33 +4,28 @@ use super::*;
 
 #[test]
 fn platform_kinds() {
-    let src = "app: shop\nplatform:\n  docker: {}\n";
-    assert_eq!(
-        error(src),
-        "cutover.yaml:3:3: platform `docker` is not yet supported (valid: local)"
-    );
     let src = "app: shop\nplatform:\n  kubernetes: {}\n";
     assert_eq!(
         error(src),
-        "cutover.yaml:3:3: platform `kubernetes` is not yet supported (valid: local)"
+        "cutover.yaml:3:3: platform `kubernetes` is not yet supported (valid: local, docker)"
     );
     let src = "app: shop\nplatform:\n  locl: {}\n";
     assert_eq!(
         error(src),
         "cutover.yaml:3:3: unknown platform `locl`; did you mean `local`? \
-         (valid: local; docker and kubernetes are not yet supported)"
+         (valid: local, docker; kubernetes is not yet supported)"
     );
     let src = "app: shop\nplatform:\n";
     assert_eq!(
         error(src),
         "cutover.yaml:2:1: `platform` must name one platform, like `local:` \
-         (valid: local; docker and kubernetes are not yet supported)"
+         (valid: local, docker; kubernetes is not yet supported)"
     );
     let src = "app: shop\nplatform: local\n";
     assert_eq!(
         error(src),
         "cutover.yaml:2:11: `platform` must be a mapping with one key naming the platform, like `local:` \
-         (valid: local; docker and kubernetes are not yet supported), got `local`; \
+         (valid: local, docker; kubernetes is not yet supported), got `local`; \
          write `platform:` then `local:` indented below it"
     );
     // A field indented one level too little.
@@ -40,7 +35,7 @@ fn platform_kinds() {
         [
             r#"cutover.yaml:3:3: `platform.local` is missing the required field `command` (the argv to run, e.g. ["./server", "--port", "${PORT}"])"#,
             "cutover.yaml:4:3: unknown platform `command`; `command` belongs in `platform.local` \
-             (valid: local; docker and kubernetes are not yet supported)",
+             or `platform.docker` (valid: local, docker; kubernetes is not yet supported)",
         ]
     );
 }

@@ -272,7 +272,14 @@ fn numbers() {
     let local = |extra: &str| {
         format!("app: shop\nplatform:\n  local:\n    command: [x, \"${{PORT}}\"]\n    {extra}\n")
     };
-    assert_eq!(ok(&local("instances: 64")).platform.local().instances, 64);
+    assert_eq!(
+        ok(&local("instances: 64"))
+            .platform
+            .local()
+            .unwrap()
+            .instances,
+        64
+    );
     assert_eq!(
         error(&local("instances: 65")),
         "cutover.yaml:5:16: `instances` must be a whole number from 1 to 64, got `65`"
@@ -314,7 +321,7 @@ fn command_shapes() {
     );
     let block = "app: shop\nplatform:\n  local:\n    command:\n      - ./shop\n      - --port\n      - ${PORT}\n";
     assert_eq!(
-        ok(block).platform.local().command,
+        ok(block).platform.local().unwrap().command,
         ["./shop", "--port", "${PORT}"]
     );
 }
@@ -343,7 +350,7 @@ fn command_without_port_is_refused_instead_of_timing_out() {
     );
     // `${PORT}` only in `env` is enough.
     let c = ok(&local("[./shop]\n    env: { PORT: \"${PORT}\" }"));
-    assert_eq!(c.platform.local().env["PORT"], "${PORT}");
+    assert_eq!(c.platform.local().unwrap().env["PORT"], "${PORT}");
     ok(&local(
         "[./shop]\n    env: { LISTEN: \"127.0.0.1:${PORT}\" }",
     ));
@@ -408,6 +415,7 @@ fn env_values_keep_their_text() {
     let env = ok(&src.replace("      E:\n", ""))
         .platform
         .local()
+        .unwrap()
         .env
         .clone();
     assert_eq!(env["A"], "0x10");
