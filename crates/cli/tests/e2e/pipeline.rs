@@ -9,7 +9,11 @@ const TRIO: &str = "approvals:\n  required: 3\n  from: [alice, bob, carol, dana]
 /// v1 serving under steady load (so a rollout has traffic to judge), deployed
 /// before any pipeline was configured; then `sections`.
 async fn serving_v1(sections: &str) -> (Env, Load) {
-    let mut env = Env::new(Faults::none());
+    serving_v1_with(Faults::none(), sections).await
+}
+
+async fn serving_v1_with(faults: Faults, sections: &str) -> (Env, Load) {
+    let mut env = Env::new(faults);
     env.serve().await;
     env.deploy("v1").await.code(0);
     env.change_sections(sections);
@@ -201,4 +205,213 @@ async fn a_scheduled_deploy_waits_for_its_time_then_rolls_out() {
     assert_eq!(run["decision"]["deploy_type"], "scheduled", "{run}");
     assert_eq!(run["decision"]["stages"][0]["stage"], "schedule", "{run}");
     assert_eq!(run["decision"]["stages"][0]["status"], "passed", "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gate_blocks_the_deploy_before_anything_starts() {
+    let (env, _load) = serving_v1(
+        "gates:\n  - { name: unit, run: [\"sh\", \"-c\", \"echo 3 tests failed; exit 1\"] }\n  \
+         - { name: lint, run: [\"true\"] }\n",
+    )
+    .await;
+    let out = env.deploy("v2").await;
+    out.code(4);
+    assert!(out.stdout.contains("gate `unit` failed"), "{}", out.stdout);
+    assert!(
+        env.pids_of("v2").is_empty(),
+        "nothing starts after a failed gate"
+    );
+    assert_eq!(env.served_by(5).await, vec!["v1"; 5]);
+    let receipts = env.last_receipts().await;
+    let log = std::fs::read_to_string(receipts.join("gates/unit.log")).unwrap();
+    assert!(log.contains("3 tests failed"), "{log}");
+    let gates = std::fs::read_to_string(receipts.join("gates.md")).unwrap();
+    assert!(gates.contains("unit") && gates.contains("lint"), "{gates}");
+    let decision = std::fs::read_to_string(receipts.join("deployment-decision.md")).unwrap();
+    assert!(decision.contains("| gates | **failed** |"), "{decision}");
+    assert!(decision.contains("| deploy | skipped |"), "{decision}");
+    assert!(decision.contains("[gates.md](gates.md)"), "{decision}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_runs_the_migrations_down_and_the_rollback_hook() {
+    let (env, _load) = serving_v1_with(
+        Faults::new("v2:error-rate=0.6"),
+        r#"migrations:
+  up: { run: ["sh", "-c", "echo up >> migrations.txt"] }
+  down: { run: ["sh", "-c", "echo down >> migrations.txt"] }
+  reversible: true
+hooks:
+  after_promotion:
+    - { run: ["sh", "-c", "echo promoted > promoted.txt"] }
+  on_rollback:
+    - { run: ["sh", "-c", "echo \"$CUTOVER_OUTCOME $CUTOVER_VERSION $CUTOVER_PREVIOUS_VERSION\" > rolled-back.txt"] }
+"#,
+    )
+    .await;
+    let dir = env.config.parent().unwrap().to_owned();
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("migrations.txt")).unwrap(),
+        "up\ndown\n",
+        "up before the rollout, down after it went back"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("rolled-back.txt")).unwrap(),
+        "rolled_back v2 v1\n"
+    );
+    assert!(
+        !dir.join("promoted.txt").exists(),
+        "no promotion, no after_promotion hook"
+    );
+    let receipts = env.last_receipts().await;
+    for file in [
+        "migration-up.md",
+        "migration-down.md",
+        "hook-on_rollback.md",
+    ] {
+        assert!(receipts.join(file).is_file(), "{file}");
+    }
+    let decision = std::fs::read_to_string(receipts.join("deployment-decision.md")).unwrap();
+    for row in [
+        "| migrate | **passed** |",
+        "| deploy | **failed** |",
+        "| after_promotion | skipped |",
+        "| migrate_down | **passed** |",
+        "| on_rollback | **passed** |",
+    ] {
+        assert!(decision.contains(row), "{row}: {decision}");
+    }
+}
+
+/// A webhook receiver on 127.0.0.1: every request's headers and body, in order.
+struct Receiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let mut head = String::new();
+                        let mut length = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) =
+                                line.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            head.push_str(&line);
+                        }
+                        let mut body = vec![0; length];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        record
+                            .lock()
+                            .unwrap()
+                            .push((head, String::from_utf8_lossy(&body).into_owned()));
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if stream.get_mut().write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver { url, seen }
+    }
+
+    /// Waits (bounded) until a request with this event arrived; all so far.
+    async fn until_event(&self, event: &str) -> Vec<(String, String)> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let seen = self.seen.lock().unwrap().clone();
+            if seen
+                .iter()
+                .any(|(_, body)| body.contains(&format!("\"event\":\"{event}\"")))
+            {
+                return seen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {event} within 30s: {seen:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_hears_every_event_signed_and_a_dead_one_holds_nothing_up() {
+    use hmac::{Hmac, Mac};
+    let receiver = Receiver::start().await;
+    // A port nothing listens on: every attempt is refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    drop(dead);
+    let sections = format!(
+        "notifications:\n  webhooks:\n    - {{ url: \"{dead_url}\" }}\n    \
+         - {{ url: \"{}\", secret: s3cret }}\n",
+        receiver.url
+    );
+    let (env, _load) = serving_v1(&sections).await;
+    env.deploy("v2").await.code(0);
+    let seen = receiver.until_event("promoted").await;
+    let events: Vec<String> = seen
+        .iter()
+        .map(|(_, body)| {
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            json["event"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("run_started"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("promoted"),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e == "stage_finished"), "{events:?}");
+    for (head, body) in &seen {
+        let timestamp = header(head, "x-cutover-timestamp").expect("timestamped");
+        let signature = header(head, "x-cutover-signature").expect("signed");
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(format!("{timestamp}.{body}").as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(signature, format!("sha256={hex}"), "{head}");
+    }
 }

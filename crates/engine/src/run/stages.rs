@@ -122,6 +122,12 @@ impl Runner {
             record.summary = format!("{}: {}", decision.outcome.as_str(), decision.reason);
             let (status, summary) = (record.status, record.summary.clone());
             self.persist()?;
+            self.notify_stage(
+                NotificationKind::StageFinished,
+                Stage::Deploy,
+                Some(status.as_str()),
+                Some(&summary),
+            );
             self.stage_event(Stage::Deploy, status, summary)?;
         }
         let promoted = decision.outcome == Outcome::Promoted;
