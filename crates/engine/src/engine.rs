@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cutover_api::{
-    ActiveStatus, ApprovalRecord, BackendStatus, Phase, RunKind, RunStarted, Verdict,
+    ActiveStatus, ApprovalRecord, BackendStatus, Phase, RunKind, RunStarted, StageStatus, Verdict,
 };
 use cutover_spec::Config;
 use cutover_store::{NewRun, Outcome, Store, StoreError};
@@ -64,6 +64,10 @@ pub enum EngineError {
     /// strategy, ended like any internal failure (traffic back to stable).
     #[error("the run stopped making progress in phase `{phase}`")]
     Stuck { phase: String },
+    /// The daemon stopped while the run waited before its rollout (for its time,
+    /// for approval): the run is left as recorded, for the next daemon to resume.
+    #[error("the run was suspended by the daemon stopping; the next daemon resumes it")]
+    Suspended,
     /// `approve` or `reject` for a run that is not the one in progress.
     #[error("run {run_id} is not in progress{active}", active = match active {
         Some(a) => format!("; the run in progress is {a}"),
@@ -275,6 +279,11 @@ impl Inner {
         lock(&self.current).1.clone()
     }
 
+    /// Whether the daemon is stopping ([`Engine::shutdown`] was called).
+    pub(crate) fn shutting_down(&self) -> bool {
+        lock(&self.active).closed
+    }
+
     pub(crate) fn drain_timeout(&self) -> Duration {
         self.platform().drain_timeout()
     }
@@ -375,6 +384,18 @@ impl Engine {
             });
         };
         let state: Option<RunState> = self.inner.store.state(run_id)?;
+        let waiting = state.as_ref().is_some_and(|s| {
+            s.pipeline.stages.iter().any(|st| {
+                st.stage == cutover_api::Stage::Approval && st.status == StageStatus::Running
+            })
+        });
+        if !waiting {
+            // The quorum was reached (or the wait ended) since the phase was read.
+            return Err(EngineError::NotAwaitingApproval {
+                run_id: run_id.to_owned(),
+                phase: "past its approval".to_owned(),
+            });
+        }
         let hotfix = state
             .is_some_and(|s| s.pipeline.options.deploy_type == cutover_api::DeployType::Hotfix);
         let quorum = a

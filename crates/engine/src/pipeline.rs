@@ -93,12 +93,13 @@ impl Pipeline {
         self.stages.iter_mut().find(|s| s.stage == stage)
     }
 
-    /// Whether the rollout has begun (or the run predates pipelines, so it has).
+    /// Whether the rollout has begun (or the run predates pipelines, so it has); a
+    /// rollout skipped because an earlier stage ended the run has not.
     pub fn deploying(&self) -> bool {
         self.stages
             .iter()
             .find(|s| s.stage == Stage::Deploy)
-            .is_none_or(|s| s.status != StageStatus::Pending)
+            .is_none_or(|s| !matches!(s.status, StageStatus::Pending | StageStatus::Skipped))
     }
 
     /// Marks the stages up to the rollout not begun as skipped: the run ended

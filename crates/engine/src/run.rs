@@ -114,12 +114,14 @@ impl Runner {
         let decision = match self.prepare(first).await? {
             stages::Prepared::Go(first) => {
                 let decision = self.roll_out(first).await?;
-                self.conclude(&decision).await?;
+                self.conclude(&decision, true).await?;
                 decision
             }
             stages::Prepared::Ended(decision) => {
+                // Decided: a request now would be answered "too late".
+                self.control.close();
                 // A migration already applied is taken back (when reversible).
-                self.conclude(&decision).await?;
+                self.conclude(&decision, false).await?;
                 decision
             }
         };
@@ -174,6 +176,15 @@ impl Runner {
     }
 
     fn persist(&mut self) -> Result<(), EngineError> {
+        // The GitHub deployment is made in the background: remembered as soon as
+        // it is known, so a resumed run updates it rather than making another.
+        if let Some(id) = self
+            .notifier
+            .as_ref()
+            .and_then(|n| n.report().github_deployment)
+        {
+            self.state.pipeline.github_deployment = Some(id);
+        }
         if self.saved.as_ref() != Some(&self.state) {
             self.inner
                 .store
@@ -410,7 +421,7 @@ impl Runner {
             },
             &message,
         )?;
-        Ok(Observation::Window(Window { report, length }))
+        Ok(Observation::Window(Box::new(Window { report, length })))
     }
 
     fn step_index(&self) -> u32 {

@@ -37,7 +37,7 @@ pub enum Observation {
     /// Instances could not be added to a release.
     ScaleFailed { release: String, error: String },
     /// An analysis window was judged.
-    Window(Window),
+    Window(Box<Window>),
     /// Smoke checks ran against the preview.
     Smoke { passed: bool, summary: String },
     /// A release of the run turned unhealthy after it was up.

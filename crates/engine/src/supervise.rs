@@ -23,6 +23,7 @@ impl Inner {
         let driver = tokio::spawn(runner.drive(first));
         let failure = match driver.await {
             Ok(Ok(decision)) => return self.finish(&run, decision.outcome, &decision.reason),
+            Ok(Err(EngineError::Suspended)) => return self.suspend(&run),
             Ok(Err(e)) => error_chain(&e),
             Err(e) if e.is_panic() => "the run's task panicked".to_owned(),
             Err(_) => "the run's task was cancelled".to_owned(),
@@ -44,6 +45,14 @@ impl Inner {
             )
         };
         self.finish(&run, outcome, &reason);
+    }
+
+    /// Leaves a run that waited before its rollout as recorded (nothing of it
+    /// runs), and frees the app: the next daemon resumes it from its state.
+    fn suspend(&self, run: &NewRun) {
+        info!(run = %run.id, version = %run.version, "run suspended before its rollout; the next daemon resumes it");
+        lock(&self.active).run.take();
+        self.idle.send_replace(true);
     }
 
     /// Records the outcome with its final event, records what the app serves now,

@@ -151,7 +151,9 @@ impl From<EngineError> for ApiError {
             EngineError::AlreadyDecided { .. } => (StatusCode::CONFLICT, "already_decided"),
             EngineError::InvalidSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
-            EngineError::Stuck { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            EngineError::Stuck { .. } | EngineError::Suspended => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         };
         let field = match &e {
             EngineError::InvalidVersion(_) => Some("version"),

@@ -64,7 +64,7 @@ impl Runner {
         let work = async { tokio::join!(gates::run(&config.config.gates, &context), validation) };
         let (report, validation) = match self.until_aborted(work, "running the gates").await {
             Ok(done) => done,
-            Err(decision) => return Ok(StageEnd::aborted(decision)),
+            Err(halt) => return StageEnd::halted(halt),
         };
         if !report.gates.is_empty() {
             write(&dir, "gates.md", &report.to_markdown());
@@ -102,19 +102,26 @@ impl Runner {
         ))
     }
 
-    pub(super) async fn migrate_up(&mut self) -> Result<StageEnd, EngineError> {
+    /// The migration's `up`, run to its end: a migration stopped halfway leaves
+    /// the schema in a state nobody knows, so an abort (or the daemon stopping)
+    /// waits for it. One that was under way when an earlier daemon died is not run
+    /// again: its state is unknown, and the run stops for a person to look.
+    pub(super) async fn migrate_up(&mut self, resumed: bool) -> Result<StageEnd, EngineError> {
         let config = Arc::clone(&self.config);
         let Some(spec) = &config.config.migrations else {
             return Ok(StageEnd::Passed("no migration configured".into()));
         };
+        if resumed {
+            return Ok(StageEnd::stop(
+                Outcome::Blocked,
+                "the migration's up was under way when the daemon stopped, so whether it \
+                 completed is unknown; it was not run again and no version was started \
+                 (see migrations/up.log)"
+                    .into(),
+            ));
+        }
         let facts = self.facts(None);
-        let report = match self
-            .until_aborted(migrate_up(spec, &facts), "migrating the database")
-            .await
-        {
-            Ok(report) => report,
-            Err(decision) => return Ok(StageEnd::aborted(decision)),
-        };
+        let report = migrate_up(spec, &facts).await;
         write(
             &facts.receipts_dir,
             "migration-up.md",
@@ -147,7 +154,7 @@ impl Runner {
             .await
         {
             Ok(report) => report,
-            Err(decision) => return Ok(StageEnd::aborted(decision)),
+            Err(halt) => return StageEnd::halted(halt),
         };
         let file = format!("hook-{}.md", point.as_str());
         write(&facts.receipts_dir, &file, &report.to_markdown());
@@ -293,9 +300,13 @@ impl Runner {
             notifier.notify(n);
         }
         let dir = self.receipts_dir();
+        let inner = Arc::clone(&self.inner);
+        let run_id = self.run.id.clone();
         tokio::spawn(async move {
             let report = notifier.finish(NOTIFY_GRACE).await;
             write(&dir, "notifications.md", &report.to_markdown());
+            // The decision record lists it from now on.
+            inner.write_receipts(&run_id);
         });
     }
 }

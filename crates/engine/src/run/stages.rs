@@ -54,13 +54,25 @@ impl StageEnd {
         }
     }
 
-    /// The run was aborted (or the engine went away) during the stage.
-    pub(super) fn aborted(decision: Decision) -> StageEnd {
-        StageEnd::Stopped {
-            summary: decision.reason.clone(),
-            decision,
+    /// The run was aborted (or the engine went away) during the stage; or the
+    /// daemon is stopping, which suspends the run rather than ends it.
+    pub(super) fn halted(halt: Halt) -> Result<StageEnd, EngineError> {
+        match halt {
+            Halt::End(decision) => Ok(StageEnd::Stopped {
+                summary: decision.reason.clone(),
+                decision,
+            }),
+            Halt::Suspend => Err(EngineError::Suspended),
         }
     }
+}
+
+/// Why a stage before the rollout stopped waiting, other than its own end.
+pub(super) enum Halt {
+    /// The run ends: aborted, or the engine went away.
+    End(Decision),
+    /// The daemon is stopping: the run stays as recorded, to be resumed.
+    Suspend,
 }
 
 impl Runner {
@@ -68,8 +80,20 @@ impl Runner {
     /// marks the rollout begun. `first` is what the strategy hears first if the
     /// rollout had begun already (a resumed run); otherwise it begins afresh.
     pub(super) async fn prepare(&mut self, first: Observation) -> Result<Prepared, EngineError> {
+        if let Some(decision) = &self.state.decision
+            && !self.state.pipeline.deploying()
+        {
+            // Ended before its rollout, and the daemon stopped before the end was
+            // recorded: only the stages after it are left.
+            return Ok(Prepared::Ended(decision.clone()));
+        }
         if self.state.pipeline.deploying() {
-            return Ok(Prepared::Go(first));
+            let begun = !matches!(
+                self.state.phase,
+                Phase::Pending | Phase::Scheduled { .. } | Phase::AwaitingApproval { .. }
+            );
+            // The rollout was marked begun, but the strategy never heard of it.
+            return Ok(Prepared::Go(if begun { first } else { Observation::Begin }));
         }
         while let Some((_, record)) = self.state.pipeline.current() {
             let stage = record.stage;
@@ -80,13 +104,14 @@ impl Runner {
                 // The run ended before its rollout; these follow its decision.
                 break;
             }
+            let resumed = record.status == StageStatus::Running;
             self.begin_stage(stage)?;
             let end = match stage {
                 Stage::Gates => self.run_gates().await?,
                 Stage::Schedule => self.wait_for_schedule().await?,
                 Stage::Window => self.check_window(),
                 Stage::Approval => self.wait_for_approval().await?,
-                Stage::Migrate => self.migrate_up().await?,
+                Stage::Migrate => self.migrate_up(resumed).await?,
                 Stage::BeforeDeploy => self.before_deploy().await?,
                 Stage::Deploy | Stage::AfterPromotion | Stage::MigrateDown | Stage::OnRollback => {
                     unreachable!("the loop stops before the rollout")
@@ -97,11 +122,6 @@ impl Runner {
             }
         }
         self.begin_stage(Stage::Deploy)?;
-        if let Some(end) = self.window_closed_meanwhile()
-            && let Some(decision) = self.end_stage(Stage::Deploy, end)?
-        {
-            return Ok(Prepared::Ended(decision));
-        }
         Ok(Prepared::Go(Observation::Begin))
     }
 
@@ -109,7 +129,11 @@ impl Runner {
     /// runs the stages after it that apply: `after_promotion` when the new version
     /// is live; `migrate_down` (when the migration ran) and `on_rollback` when the
     /// run went back. Their failures are reported, never change the outcome.
-    pub(super) async fn conclude(&mut self, decision: &Decision) -> Result<(), EngineError> {
+    pub(super) async fn conclude(
+        &mut self,
+        decision: &Decision,
+        moved: bool,
+    ) -> Result<(), EngineError> {
         if let Some(record) = self.state.pipeline.get_mut(Stage::Deploy)
             && !record.status.is_done()
         {
@@ -132,7 +156,6 @@ impl Runner {
         }
         let promoted = decision.outcome == Outcome::Promoted;
         let migrated = self.state.pipeline.passed(Stage::Migrate);
-        let moved = self.state.pipeline.deploying();
         let after: Vec<Stage> = self
             .state
             .pipeline
@@ -162,7 +185,9 @@ impl Runner {
             };
             self.end_stage(stage, end)?;
         }
-        self.notify_outcome(decision);
+        if moved {
+            self.notify_outcome(decision);
+        }
         Ok(())
     }
 
@@ -250,24 +275,26 @@ impl Runner {
 
     /// Waits for a person's word while the run waits for something else, up to
     /// `deadline`: `Ok(true)` at the deadline, `Ok(false)` when someone decided on
-    /// an approval, `Err(decision)` when the run was aborted.
-    async fn wait(&mut self, deadline: Instant, waiting: &str) -> Result<bool, Decision> {
+    /// an approval, `Err` when the run was aborted or the daemon is stopping.
+    async fn wait(&mut self, deadline: Instant, waiting: &str) -> Result<bool, Halt> {
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(deadline) => return Ok(true),
+                // A decision that arrives with the deadline is counted first.
+                biased;
                 () = self.decided.notified() => return Ok(false),
+                () = tokio::time::sleep_until(deadline) => return Ok(true),
                 command = self.control.recv() => self.heard(command, waiting)?,
             }
         }
     }
 
     /// Carries out `work` (a stage's commands) while listening for an abort, which
-    /// drops it (killing what it runs): `Err(decision)` then.
+    /// drops it (killing what it runs): `Err` then, as [`Runner::wait`] says.
     pub(super) async fn until_aborted<T>(
         &mut self,
         work: impl std::future::Future<Output = T>,
         doing: &str,
-    ) -> Result<T, Decision> {
+    ) -> Result<T, Halt> {
         tokio::pin!(work);
         loop {
             tokio::select! {
@@ -279,7 +306,7 @@ impl Runner {
 
     /// What a person's request means before the rollout has begun: an abort ends
     /// the run; a promote has nothing to skip to, and is said to do nothing.
-    fn heard(&self, command: Option<Control>, doing: &str) -> Result<(), Decision> {
+    fn heard(&self, command: Option<Control>, doing: &str) -> Result<(), Halt> {
         match command {
             Some(Control::Promote) => {
                 let message = format!(
@@ -288,14 +315,15 @@ impl Runner {
                 let _ = self.emit(Event::Warning, &message);
                 Ok(())
             }
-            Some(Control::Abort { by }) => Err(Decision {
+            Some(Control::Abort { .. }) if self.inner.shutting_down() => Err(Halt::Suspend),
+            Some(Control::Abort { by }) => Err(Halt::End(Decision {
                 outcome: Outcome::Aborted,
                 reason: format!("aborted by {by} while {doing}; nothing was started"),
-            }),
-            None => Err(Decision {
+            })),
+            None => Err(Halt::End(Decision {
                 outcome: Outcome::Aborted,
                 reason: format!("the engine went away while {doing}"),
-            }),
+            })),
         }
     }
 
@@ -312,7 +340,7 @@ impl Runner {
             match self.wait(deadline, &format!("scheduled for {at}")).await {
                 Ok(true) => return Ok(StageEnd::Passed(format!("began at its time, {at}"))),
                 Ok(false) => continue,
-                Err(decision) => return Ok(StageEnd::aborted(decision)),
+                Err(halt) => return StageEnd::halted(halt),
             }
         }
     }
@@ -342,29 +370,20 @@ impl Runner {
         }
     }
 
-    /// The window checked again as the rollout begins, when the run waited for
-    /// approval after it passed the window without an override.
-    fn window_closed_meanwhile(&self) -> Option<StageEnd> {
+    /// The window checked again once the quorum is reached, when it passed without
+    /// an override before the wait: why it is closed now, if it is.
+    fn window_closed_meanwhile(&self) -> Option<String> {
         let spec = self.config.config.windows.as_ref()?;
-        let waited = self
-            .state
-            .pipeline
-            .stages
-            .iter()
-            .any(|s| s.stage == Stage::Approval && s.status == StageStatus::Passed);
-        if !waited || self.state.pipeline.options.override_window.is_some() {
+        if self.state.pipeline.options.override_window.is_some() {
             return None;
         }
         match windows::check(spec, jiff::Timestamp::now()) {
             WindowCheck::Open(_) => None,
             WindowCheck::Closed { why, opens } => {
                 let next = opens.map_or_else(String::new, |at| format!("; it next opens {at}"));
-                Some(StageEnd::stop(
-                    Outcome::Blocked,
-                    format!(
-                        "the deployment window closed while the run waited for approval: {why}{next}; \
-                         nothing was started"
-                    ),
+                Some(format!(
+                    "the deployment window closed while the run waited: {why}{next}; nothing was \
+                     started"
                 ))
             }
         }
@@ -405,12 +424,20 @@ impl Runner {
             }
             let approved: Vec<&str> = decisions.iter().map(|d| d.by.as_str()).collect();
             if approved.len() as u32 >= required {
-                return Ok(StageEnd::Passed(format!(
+                let approval = format!(
                     "approved by {} ({} of {required} required, {kind}quorum from {})",
                     approved.join(", "),
                     approved.len(),
                     quorum.from.join(", ")
-                )));
+                );
+                // Before anything the approval lets happen (a migration, a hook).
+                if let Some(closed) = self.window_closed_meanwhile() {
+                    return Ok(StageEnd::stop(
+                        Outcome::Blocked,
+                        format!("{approval}, but {closed}"),
+                    ));
+                }
+                return Ok(StageEnd::Passed(approval));
             }
             let phase = Phase::AwaitingApproval {
                 approved: approved.len() as u32,
@@ -444,7 +471,7 @@ impl Runner {
                     ));
                 }
                 Ok(false) => continue,
-                Err(decision) => return Ok(StageEnd::aborted(decision)),
+                Err(halt) => return StageEnd::halted(halt),
             }
         }
     }

@@ -339,3 +339,39 @@ async fn a_daemon_restarted_while_waiting_for_approval_resumes_the_wait() {
         (Stage::Approval, StageStatus::Passed)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_stopped_in_order_suspends_a_wait_for_approval_and_the_next_resumes_it() {
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let fake = Fake::default();
+    let config = with_trio();
+    let h = Harness::over(store.clone(), fake.clone(), &config);
+    let plain = run_config(CANARY);
+    h.follow(|e, _| e.deploy("v1", DeployOptions::default(), plain))
+        .end()
+        .await;
+    let mut run = h.start("v2");
+    let run_id = run.started.run_id.clone();
+    run.until(awaiting(0, 3)).await;
+    h.engine
+        .decide(&run_id, Verdict::Approve, "alice", None)
+        .unwrap();
+    run.until(awaiting(1, 3)).await;
+    // SIGTERM: the daemon shuts down in order; the run is not ended.
+    h.engine.shutdown().await;
+    let record = h.store.run(&run_id).unwrap();
+    assert_eq!(record.outcome, None, "suspended, not finished: {record:?}");
+
+    let h = Harness::over(store, fake.clone(), &config);
+    let mut run = h.follow_resumed(&run_id);
+    h.engine.recover().await.unwrap();
+    h.engine
+        .decide(&run_id, Verdict::Approve, "bob", None)
+        .unwrap();
+    h.engine
+        .decide(&run_id, Verdict::Approve, "carol", None)
+        .unwrap();
+    let end = run.end().await;
+    assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
+    assert_eq!(fake.starts("v2"), 1);
+}
