@@ -3,8 +3,9 @@
 //! of its own, its output in files in the run's folder, and the whole group killed
 //! at its timeout, or when the caller gives up on it.
 //!
-//! [`run`] is the core; [`run_command`] wraps it for the stages whose receipt shows
-//! the command's result with the end of its log (hooks, migrations).
+//! One core runs every command (crate-private, used by the gates and smoke tests);
+//! [`run_command`] wraps it for the stages whose receipt shows the command's result
+//! with the end of its log (hooks, migrations).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -320,12 +321,13 @@ impl CommandResult {
     }
 }
 
-/// Run `run` to its end or its timeout, its output in one log (see [`run`]'s
-/// guarantees).
+/// Run `run` to its end or its timeout, its output in one log.
 ///
 /// # Guarantees
 /// Never panics and never fails: a command that cannot start, fails or times out is
-/// a result saying so.
+/// a result saying so. At its timeout its process group gets SIGTERM, then SIGKILL
+/// after [`KILL_GRACE`]; when it exits, or the future is dropped, whatever it left
+/// in its group gets SIGKILL.
 pub async fn run_command(run: CommandRun<'_>) -> CommandResult {
     let log_path = run.receipts_dir.join(run.log);
     let command = Command {
