@@ -38,6 +38,23 @@ async fn serving_v1(config: &str) -> Harness {
     h
 }
 
+/// v1 serving (deployed with the plain canary config), v2 waiting for the trio
+/// with alice's approval counted; its run id.
+async fn v2_approved_once(h: &Harness) -> String {
+    let plain = run_config(CANARY);
+    h.follow(|e, _| e.deploy("v1", DeployOptions::default(), plain))
+        .end()
+        .await;
+    let mut run = h.start("v2");
+    let id = run.started.run_id.clone();
+    run.until(awaiting(0, 3)).await;
+    h.engine
+        .decide(&id, Verdict::Approve, "alice", None)
+        .unwrap();
+    run.until(awaiting(1, 3)).await;
+    id
+}
+
 fn awaiting(approved: u32, required: u32) -> impl Fn(&RunEvent) -> bool {
     entered(Phase::AwaitingApproval { approved, required })
 }
@@ -283,17 +300,7 @@ async fn a_daemon_restarted_while_waiting_for_approval_resumes_the_wait() {
     let (s, f, c) = (store.clone(), fake.clone(), config.clone());
     let run_id = on_own_runtime(move || async move {
         let h = Harness::over(s, f.clone(), &c);
-        let plain = run_config(CANARY);
-        h.follow(|e, _| e.deploy("v1", DeployOptions::default(), plain))
-            .end()
-            .await;
-        let mut run = h.start("v2");
-        let id = run.started.run_id.clone();
-        run.until(awaiting(0, 3)).await;
-        h.engine
-            .decide(&id, Verdict::Approve, "alice", None)
-            .unwrap();
-        run.until(awaiting(1, 3)).await;
+        let id = v2_approved_once(&h).await;
         f.kill_daemon();
         id
     })
@@ -346,17 +353,7 @@ async fn a_daemon_stopped_in_order_suspends_a_wait_for_approval_and_the_next_res
     let fake = Fake::default();
     let config = with_trio();
     let h = Harness::over(store.clone(), fake.clone(), &config);
-    let plain = run_config(CANARY);
-    h.follow(|e, _| e.deploy("v1", DeployOptions::default(), plain))
-        .end()
-        .await;
-    let mut run = h.start("v2");
-    let run_id = run.started.run_id.clone();
-    run.until(awaiting(0, 3)).await;
-    h.engine
-        .decide(&run_id, Verdict::Approve, "alice", None)
-        .unwrap();
-    run.until(awaiting(1, 3)).await;
+    let run_id = v2_approved_once(&h).await;
     // SIGTERM: the daemon shuts down in order; the run is not ended.
     h.engine.shutdown().await;
     let record = h.store.run(&run_id).unwrap();
