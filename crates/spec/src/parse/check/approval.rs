@@ -158,26 +158,6 @@ impl Checker<'_> {
         None
     }
 
-    /// A list of mappings at `path`, each checked by `item`.
-    fn mappings<T>(
-        &mut self,
-        e: &Entry,
-        path: &str,
-        example: &str,
-        item: impl Fn(&mut Self, &Node, &str) -> Option<T>,
-    ) -> Option<Vec<T>> {
-        let nodes = self.list(e, example)?;
-        let mut out = Vec::with_capacity(nodes.len());
-        let mut ok = true;
-        for (i, node) in nodes.into_iter().enumerate() {
-            match node.and_then(|n| item(self, n, &format!("{path}[{i}]"))) {
-                Some(v) => out.push(v),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
-    }
-
     fn window(&mut self, node: &Node, path: &str) -> Option<DeployWindow> {
         let f = self.fields(node, path, WINDOW)?;
         let days = self.optional(&f, "days", ALL_DAYS, Self::days);

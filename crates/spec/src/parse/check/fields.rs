@@ -126,6 +126,41 @@ impl Checker<'_> {
         }
     }
 
+    /// The list at `path` (`e`'s value; empty when left empty), each item checked
+    /// by `item` with its own path (`path[i]`); `example` shows one item. Every
+    /// item's mistakes are reported, not only the first's.
+    pub(super) fn mappings<T>(
+        &mut self,
+        e: &Entry,
+        path: &str,
+        example: &str,
+        item: impl Fn(&mut Self, &Node, &str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let items = match &e.value.value {
+            Value::Seq(items) => items,
+            Value::Null => return Some(Vec::new()),
+            _ => {
+                self.error(
+                    Self::at(e),
+                    format!(
+                        "`{path}` must be a list like `- {example}`, got {}",
+                        e.value.describe()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, node) in items.iter().enumerate() {
+            match item(self, node, &format!("{path}[{i}]")) {
+                Some(v) => out.push(v),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// A mapping with exactly one key naming a kind (`platform: { local: ... }`).
     pub(super) fn one_of<'n>(
         &mut self,

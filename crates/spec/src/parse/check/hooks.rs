@@ -34,30 +34,12 @@ impl Checker<'_> {
     }
 
     fn hook_list(&mut self, e: &Entry, name: &str) -> Option<Vec<HookCommand>> {
-        let items = match &e.value.value {
-            Value::Seq(items) => items,
-            Value::Null => return Some(Vec::new()),
-            _ => {
-                self.error(
-                    Self::at(e),
-                    format!(
-                        "`{name}` must be a list of commands like `- {HOOK_EXAMPLE}`, got {}",
-                        e.value.describe()
-                    ),
-                );
-                return None;
-            }
-        };
-        let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("hooks.{name}[{i}]");
-            match self.hook_command(item, &path, defaults::HOOK_TIMEOUT) {
-                Some(command) => out.push(command),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
+        self.mappings(
+            e,
+            &format!("hooks.{name}"),
+            HOOK_EXAMPLE,
+            |c, node, path| c.hook_command(node, path, defaults::HOOK_TIMEOUT),
+        )
     }
 
     /// `{ run, timeout, workdir }` at `path`; `timeout` defaults to `default_timeout`.

@@ -31,29 +31,7 @@ impl Checker<'_> {
     }
 
     fn webhooks(&mut self, e: &Entry) -> Option<Vec<WebhookSpec>> {
-        let items = match &e.value.value {
-            Value::Seq(items) => items,
-            Value::Null => return Some(Vec::new()),
-            _ => {
-                self.error(
-                    Self::at(e),
-                    format!(
-                        "`webhooks` must be a list of webhooks like `- {WEBHOOK_EXAMPLE}`, got {}",
-                        e.value.describe()
-                    ),
-                );
-                return None;
-            }
-        };
-        let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            match self.webhook(item, &format!("notifications.webhooks[{i}]")) {
-                Some(hook) => out.push(hook),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
+        self.mappings(e, "notifications.webhooks", WEBHOOK_EXAMPLE, Self::webhook)
     }
 
     fn webhook(&mut self, node: &Node, path: &str) -> Option<WebhookSpec> {
