@@ -119,10 +119,13 @@ pub fn write(store: &Store, runs_dir: &Path, run_id: &str) -> Result<PathBuf, Re
     if let Some(c) = &config {
         files.push(("config.yaml", c.text.clone()));
     }
-    if matches!(
-        run.outcome,
-        Some(Outcome::RolledBack | Outcome::Aborted | Outcome::Failed)
-    ) {
+    // A run ended before its rollout rolled nothing back: its decision record says why.
+    if pipeline.deploying()
+        && matches!(
+            run.outcome,
+            Some(Outcome::RolledBack | Outcome::Aborted | Outcome::Failed)
+        )
+    {
         files.push((
             "rollback-log.md",
             rollback_log(&run, &events, &measurements),

@@ -167,6 +167,10 @@ async fn one_rejection_blocks_the_run_before_anything_starts() {
     assert_eq!(only_stable(&h.fake.last_split()), Some("v1"));
     let decision = receipt(&h, &id, "deployment-decision.md");
     assert!(decision.contains("| approval | **failed** |"), "{decision}");
+    assert!(
+        !h.receipts(&id).join("rollback-log.md").exists(),
+        "nothing was rolled back"
+    );
     assert!(decision.contains("| deploy | skipped |"), "{decision}");
 }
 
