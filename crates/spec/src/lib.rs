@@ -28,7 +28,8 @@ mod types;
 pub use approval::*;
 pub use gates::*;
 pub use parse::{
-    ConfigError, Diagnostic, STARTER, load, load_without_secrets, parse, parse_with_env,
+    ConfigError, Diagnostic, STARTER, load, load_environment, load_environment_without_secrets,
+    load_without_secrets, parse, parse_environment, parse_with_env,
 };
 pub use smoke::*;
 pub use source::*;

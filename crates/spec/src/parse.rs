@@ -31,12 +31,37 @@ pub fn parse(src: &str, file_name: &str) -> Result<Config, ConfigError> {
     parse_with_env(src, file_name, &|name| std::env::var(name).ok())
 }
 
+/// [`parse`], for the environment `environment` of the file's `environments`
+/// (`None`: the last one; it must be `None` when the file defines none).
+pub fn parse_environment(
+    src: &str,
+    file_name: &str,
+    environment: Option<&str>,
+) -> Result<Config, ConfigError> {
+    parse_as(
+        src,
+        file_name,
+        &|name| std::env::var(name).ok(),
+        true,
+        environment,
+    )
+}
+
 /// Read the file at `path` and [`parse`] it, leaving its `${env:NAME}` values
 /// unresolved: for a client that only needs to find the daemon (its state
 /// directory), which alone needs the secrets. The config's secrets then hold
 /// their text as written, and the config must not be used for a run.
 pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
-    load_with(path, &|_| None, false)
+    load_with(path, &|_| None, false, None)
+}
+
+/// [`load_without_secrets`], for the environment `environment` (as
+/// [`parse_environment`] says).
+pub fn load_environment_without_secrets(
+    path: &Path,
+    environment: Option<&str>,
+) -> Result<Config, ConfigError> {
+    load_with(path, &|_| None, false, environment)
 }
 
 /// [`parse`], with `${env:NAME}` placeholders looked up by `env`.
@@ -45,7 +70,7 @@ pub fn parse_with_env(
     file_name: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    parse_as(src, file_name, env, true)
+    parse_as(src, file_name, env, true, None)
 }
 
 fn parse_as(
@@ -53,6 +78,7 @@ fn parse_as(
     file_name: &str,
     env: &dyn Fn(&str) -> Option<String>,
     resolve: bool,
+    environment: Option<&str>,
 ) -> Result<Config, ConfigError> {
     let diag = |pos: node::Pos, message: String| Diagnostic {
         file: file_name.to_owned(),
@@ -67,7 +93,7 @@ fn parse_as(
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    check::config(&tree, base, resolve.then_some(env)).map_err(|mut errors| {
+    check::config(&tree, base, resolve.then_some(env), environment).map_err(|mut errors| {
         errors.sort_by_key(|(pos, _)| *pos);
         ConfigError {
             diagnostics: errors
@@ -80,17 +106,23 @@ fn parse_as(
 
 /// Read the file at `path` and [`parse`] it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_with(path, &|name| std::env::var(name).ok(), true)
+    load_environment(path, None)
+}
+
+/// [`load`], for the environment `environment` (as [`parse_environment`] says).
+pub fn load_environment(path: &Path, environment: Option<&str>) -> Result<Config, ConfigError> {
+    load_with(path, &|name| std::env::var(name).ok(), true, environment)
 }
 
 fn load_with(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     resolve: bool,
+    environment: Option<&str>,
 ) -> Result<Config, ConfigError> {
     let file_name = path.to_string_lossy();
     match std::fs::read_to_string(path) {
-        Ok(src) => parse_as(&src, &file_name, env, resolve),
+        Ok(src) => parse_as(&src, &file_name, env, resolve, environment),
         Err(err) => {
             let what = match err.kind() {
                 io::ErrorKind::NotFound => {

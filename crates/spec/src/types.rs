@@ -42,6 +42,39 @@ pub struct Config {
     /// (default none).
     pub smoke: Vec<crate::SmokeTest>,
     pub logs: LogsSpec,
+    /// The environment this config is for (`--env`; by default the last one), when
+    /// the file defines `environments`; `None` when it does not.
+    pub environment: Option<String>,
+    /// Every environment the file defines, in the order a version goes through
+    /// them (empty when it defines none).
+    pub environments: Vec<EnvironmentSpec>,
+}
+
+impl Config {
+    /// The environment a deploy to this one goes through first: the one defined
+    /// right before it (`staging` before `production`), if any.
+    pub fn earlier_environment(&self) -> Option<&EnvironmentSpec> {
+        let name = self.environment.as_deref()?;
+        let at = self.environments.iter().position(|e| e.name == name)?;
+        at.checked_sub(1).map(|before| &self.environments[before])
+    }
+}
+
+/// One of `environments:`: a place the service runs, with its own daemon, proxy,
+/// instances and state, sharing the service definition. Its entry in the file is
+/// laid over the top-level settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentSpec {
+    pub name: String,
+    /// Where its proxy listens (a port of 0: wherever its daemon got one, which
+    /// its `daemon.json` says).
+    pub listen: SocketAddr,
+    /// Its own state directory (default `<state_dir>/<name>`), where its daemon
+    /// writes `daemon.json` and its token.
+    pub state_dir: PathBuf,
+    /// A hotfix to a later environment skips this one (`skip_on_hotfix`, default
+    /// false: hotfixes go through it too).
+    pub skip_on_hotfix: bool,
 }
 
 /// How each instance's output is kept (`logs:`; every field optional): one file

@@ -11,7 +11,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{DuplicateKeyPolicy, Location, MessageFormatter, NonFiniteFloatPolicy, Spanned};
 
 /// A 1-based line and column (in characters). Line 0 means "unknown".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Pos {
     pub line: usize,
     pub col: usize,
@@ -77,6 +77,44 @@ impl Node {
         match &self.value {
             Value::Map(entries) => entries.iter().find(|e| e.key == key),
             _ => None,
+        }
+    }
+
+    /// This mapping without its entries named `key` (anything else as it is).
+    pub fn without(&self, key: &str) -> Node {
+        let mut out = self.clone();
+        if let Value::Map(entries) = &mut out.value {
+            entries.retain(|e| e.key != key);
+        }
+        out
+    }
+
+    /// `over` laid over this node: two mappings merge key by key (a key `over`
+    /// sets to nothing is removed, so it takes its default again), and anything
+    /// else in `over` replaces what is here. Every node keeps its own position, so
+    /// a mistake is reported where it was written.
+    pub fn overlay(&self, over: &Node) -> Node {
+        let (Value::Map(base), Value::Map(changes)) = (&self.value, &over.value) else {
+            return over.clone();
+        };
+        let mut merged = base.clone();
+        for change in changes {
+            let at = merged.iter().position(|e| e.key == change.key);
+            match (at, change.value.is_null()) {
+                (Some(_), true) => merged.retain(|e| e.key != change.key),
+                (Some(i), false) => {
+                    merged[i] = Entry {
+                        value: merged[i].value.overlay(&change.value),
+                        ..change.clone()
+                    };
+                }
+                (None, true) => {}
+                (None, false) => merged.push(change.clone()),
+            }
+        }
+        Node {
+            value: Value::Map(merged),
+            ..self.clone()
         }
     }
 

@@ -23,7 +23,8 @@
 //! - `notifications`: `notifications`, its webhooks and GitHub deployments;
 //! - `gates`: `gates`, the commands and reports checked before a deploy, and a
 //!   command's argv;
-//! - `smoke`: `smoke`, the HTTP checks and commands run against an environment.
+//! - `smoke`: `smoke`, the HTTP checks and commands run against an environment;
+//! - `environments`: `environments`, each laid over the top level and checked.
 //!
 //! Checks that need two sections (a rolling strategy and the number of instances, a
 //! preview analysis and the metrics' limits) run in `config` once both have parsed;
@@ -38,6 +39,7 @@ mod api;
 mod approval;
 mod blue_green;
 mod docker;
+mod environments;
 mod fields;
 mod gates;
 mod hooks;
@@ -82,6 +84,7 @@ const TOP: &[&str] = &[
     "gates",
     "smoke",
     "logs",
+    "environments",
 ];
 
 /// Where each field lives, to say "`path` belongs in `health`" when it is misplaced.
@@ -123,24 +126,34 @@ const HOMES: &[(&str, &[&str])] = &[
     ("each command of `smoke`", smoke::SMOKE_COMMAND),
     ("`logs`", logs::LOGS),
     ("`analysis.logs`", logs::LOG_CHECK),
+    ("each of `environments`", environments::ENVIRONMENT),
 ];
 
 type Errors = Vec<(Pos, String)>;
 
-/// Check `root` and build the config, or return every mistake found.
-pub(super) fn config(root: &Node, base: &Path, env: Env<'_>) -> Result<Config, Errors> {
+/// Check `root` and build the config (for the environment `environment`, when
+/// the file defines `environments`), or return every mistake found, each once.
+pub(super) fn config(
+    root: &Node,
+    base: &Path,
+    env: Env<'_>,
+    environment: Option<&str>,
+) -> Result<Config, Errors> {
     let mut c = Checker {
         errors: Vec::new(),
         base,
         env,
     };
-    match c.config(root) {
+    match c.root(root, environment) {
         Some(config) if c.errors.is_empty() => Ok(config),
         _ => {
             if c.errors.is_empty() {
                 // Every `None` above comes with an error; this is only a safety net.
                 c.errors.push((root.pos, "invalid config".to_owned()));
             }
+            // A shared setting is checked once per environment: say it once.
+            let mut seen = std::collections::HashSet::new();
+            c.errors.retain(|e| seen.insert(e.clone()));
             Err(c.errors)
         }
     }
@@ -281,6 +294,8 @@ impl Checker<'_> {
             gates: gates?,
             smoke: smoke?,
             logs: logs?,
+            environment: None,
+            environments: Vec::new(),
         })
     }
 
@@ -368,7 +383,7 @@ impl Checker<'_> {
     }
 }
 
-fn valid_app_name(name: &str) -> bool {
+pub(super) fn valid_app_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= defaults::APP_MAX_LEN
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())

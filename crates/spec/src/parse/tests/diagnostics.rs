@@ -132,7 +132,7 @@ path: /x
             "cutover.yaml:22:1: unknown field `path` at the top level; `path` belongs in `health`, \
              each of `strategy.blue_green.smoke_checks` or each HTTP check of `smoke` (valid: app, \
              listen, state_dir, platform, health, strategy, analysis, proxy, api, approvals, windows, \
-             hooks, migrations, notifications, gates, smoke, logs)",
+             hooks, migrations, notifications, gates, smoke, logs, environments)",
         ]
     );
 }
@@ -226,7 +226,7 @@ fn empty_and_non_mapping_documents() {
         error("- app: shop\n"),
         "cutover.yaml:1:1: the config must be a mapping of settings (valid: app, listen, state_dir, \
          platform, health, strategy, analysis, proxy, api, approvals, windows, hooks, migrations, \
-         notifications, gates, smoke, logs), got a list"
+         notifications, gates, smoke, logs, environments), got a list"
     );
 }
 

@@ -100,6 +100,8 @@ fn minimal_config_gets_every_default() {
         notifications: NotificationsSpec::default(),
         gates: vec![],
         smoke: vec![],
+        environment: None,
+        environments: vec![],
         logs: LogsSpec {
             max_size: 10 * 1024 * 1024,
             keep: 3,
@@ -411,6 +413,8 @@ logs:
         notifications: NotificationsSpec::default(),
         gates: vec![],
         smoke: vec![],
+        environment: None,
+        environments: vec![],
         logs: LogsSpec {
             max_size: 1024 * 1024,
             keep: 0,

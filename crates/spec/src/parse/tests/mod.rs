@@ -12,12 +12,14 @@
 //! - `gates`: the quality gates and their reports;
 //! - `smoke`: the smoke tests run against an environment.
 //! - `logs`: how instances' output is kept, and the log check.
-//! - `docker`: `platform.docker`.
+//! - `docker`: `platform.docker`;
+//! - `environments`: environments laid over the top level.
 
 mod api;
 mod approval;
 mod diagnostics;
 mod docker;
+mod environments;
 mod format;
 mod gates;
 mod logs;
