@@ -45,6 +45,11 @@ pub enum Stage {
     Schedule,
     /// Whether a deployment window is open and no freeze holds.
     Window,
+    /// The version deployed to the environment before this one (`staging`), through
+    /// that environment's daemon, until it is promoted there.
+    Staging,
+    /// The smoke tests, against the environment before this one.
+    Smoke,
     /// Waiting for the approvals quorum.
     Approval,
     /// The database migration's `up`, before any traffic moves.
@@ -75,6 +80,8 @@ impl Stage {
             Stage::Gates => "gates",
             Stage::Schedule => "schedule",
             Stage::Window => "window",
+            Stage::Staging => "staging",
+            Stage::Smoke => "smoke",
             Stage::Approval => "approval",
             Stage::Migrate => "migrate",
             Stage::BeforeDeploy => "before_deploy",

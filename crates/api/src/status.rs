@@ -23,6 +23,12 @@ pub struct DeployRequest {
     /// (recorded with the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_window: Option<String>,
+    /// The run of a later environment this deploy is the staging of, as
+    /// `ENVIRONMENT/RUN-ID`. That run has the gates, the windows and the
+    /// approvals, so this one goes straight to its rollout (set by the daemon that
+    /// runs it, not by people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_for: Option<String>,
 }
 
 impl DeployRequest {
@@ -33,6 +39,7 @@ impl DeployRequest {
             deploy_type: crate::DeployType::Standard,
             at: None,
             override_window: None,
+            staged_for: None,
         }
     }
 }

@@ -90,9 +90,24 @@ pub struct ConfigArgs {
         default_value = "cutover.yaml"
     )]
     pub file: PathBuf,
+    /// The environment, when the file defines `environments` (default: the last one).
+    #[arg(long = "env", env = "CUTOVER_ENV", value_name = "NAME")]
+    pub env: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ConfigArgs {
+    /// The file's config for `--env`, with its `${env:NAME}` secrets.
+    pub fn load(&self) -> Result<cutover_spec::Config, cutover_spec::ConfigError> {
+        cutover_spec::load_environment(&self.file, self.env.as_deref())
+    }
+
+    /// The file's config for `--env`, to find its daemon (secrets left as written).
+    pub fn locate(&self) -> Result<cutover_spec::Config, cutover_spec::ConfigError> {
+        cutover_spec::load_environment_without_secrets(&self.file, self.env.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +205,15 @@ pub struct JudgeArgs {
         default_value = "cutover.yaml"
     )]
     pub file: PathBuf,
+    /// With `--run`: the environment the run was in, when the file defines
+    /// `environments` (default: the last one).
+    #[arg(
+        long = "env",
+        env = "CUTOVER_ENV",
+        value_name = "NAME",
+        requires = "run"
+    )]
+    pub env: Option<String>,
     /// The baseline's values: one number per line, or JSON lines.
     #[arg(long, value_name = "FILE", required_unless_present = "run")]
     pub baseline: Option<PathBuf>,

@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::args::ClientArgs;
+use crate::args::{ClientArgs, ConfigArgs};
 use crate::exit;
 
 /// The environment variable that gives the API token, before any token file.
@@ -104,13 +104,13 @@ impl Client {
     /// Exit code 2 when the config is invalid; 1 when no daemon runs.
     pub fn locate(args: &ClientArgs) -> anyhow::Result<Client> {
         if let Some(api) = &args.api {
-            let state_dir = local_state_dir_serving(api, &args.config.file);
+            let state_dir = local_state_dir_serving(api, &args.config);
             return Client::with_credentials(
                 api,
                 Credentials::find(state_dir.as_deref().map_err(String::as_str)),
             );
         }
-        let config = cutover_spec::load_without_secrets(&args.config.file)?;
+        let config = args.config.locate()?;
         let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(|| {
             exit::with_code(
                 exit::INTERNAL,
@@ -288,10 +288,10 @@ async fn api_error(response: reqwest::Response) -> Refused {
 /// The state directory of the config in `config_file` if its daemon (by its
 /// `daemon.json`) listens at `api`: only then is its token file meant for `api`;
 /// any other host gets no token but `CUTOVER_TOKEN`, never the local one over http.
-fn local_state_dir_serving(api: &str, config_file: &Path) -> Result<PathBuf, String> {
+fn local_state_dir_serving(api: &str, config: &ConfigArgs) -> Result<PathBuf, String> {
     let elsewhere =
         || format!("--api {api} is not the address of the local daemon (its daemon.json)");
-    let config = cutover_spec::load_without_secrets(config_file).map_err(|_| elsewhere())?;
+    let config = config.locate().map_err(|_| elsewhere())?;
     let info = cutover_server::DaemonInfo::read(&config.state_dir).ok_or_else(elsewhere)?;
     let named = api
         .strip_prefix("http://")

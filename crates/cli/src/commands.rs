@@ -56,7 +56,7 @@ pub async fn dispatch(command: crate::args::Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = run_config(&args.config.file)?;
+    let config = run_config(&args.config)?;
     let daemon = cutover_server::Daemon::start(config, args.api_listen)
         .await
         .map_err(|e| {
@@ -77,14 +77,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The config file, read and validated, with the text it was read from.
-fn run_config(file: &std::path::Path) -> anyhow::Result<cutover_server::RunConfig> {
+fn run_config(args: &ConfigArgs) -> anyhow::Result<cutover_server::RunConfig> {
+    let file = &args.file;
     let text = std::fs::read_to_string(file).map_err(|e| {
         exit::usage(format!(
             "{}: could not read it: {e}; run `cutover init` to write a commented starter",
             file.display()
         ))
     })?;
-    let config = cutover_spec::parse(&text, &file.to_string_lossy())?;
+    let config =
+        cutover_spec::parse_environment(&text, &file.to_string_lossy(), args.env.as_deref())?;
     Ok(cutover_server::RunConfig {
         config,
         path: file.to_owned(),
@@ -167,6 +169,7 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
         deploy_type,
         at,
         override_window,
+        staged_for: None,
     })
 }
 
@@ -386,7 +389,7 @@ async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    match cutover_spec::load(&args.file) {
+    match args.load() {
         Ok(config) => {
             // Against a running daemon: what its next run would take up.
             let check = match cutover_server::DaemonInfo::read(&config.state_dir) {

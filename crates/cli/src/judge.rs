@@ -17,7 +17,9 @@ use crate::exit;
 
 pub fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     let (baseline, canary) = match (&args.run, &args.baseline, &args.canary) {
-        (Some(id), _, _) => return crate::rejudge::run(id, &args.file, args.json),
+        (Some(id), _, _) => {
+            return crate::rejudge::run(id, &args.file, args.env.as_deref(), args.json);
+        }
         (None, Some(baseline), Some(canary)) => (baseline, canary),
         // clap requires both unless --run is given.
         _ => return Err(exit::usage("give --baseline and --canary, or --run ID")),

@@ -13,9 +13,14 @@ use serde_json::json;
 
 use crate::exit;
 
-pub fn run(id: &str, config_file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    id: &str,
+    config_file: &Path,
+    environment: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     // The analysis settings and the store are all it needs: no secret.
-    let config = cutover_spec::load_without_secrets(config_file)?;
+    let config = cutover_spec::load_environment_without_secrets(config_file, environment)?;
     let db = config.state_dir.join("cutover.db");
     if !db.exists() {
         return Err(exit::usage(format!(

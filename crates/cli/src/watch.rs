@@ -80,7 +80,7 @@ fn receipts_dir(args: &WatchArgs, run_id: &str) -> Option<PathBuf> {
     if args.client.api.is_some() {
         return None;
     }
-    let config = cutover_spec::load_without_secrets(&args.client.config.file).ok()?;
+    let config = args.client.config.locate().ok()?;
     Some(config.state_dir.join("runs").join(run_id))
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tracing::info;
 
+use crate::environments::Environments;
 use crate::events::now_ms;
 use crate::logs::LogSource;
 use crate::pipeline::{DeployOptions, Pipeline};
@@ -143,6 +144,9 @@ pub struct RunConfig {
 struct RecordedConfig {
     path: String,
     text: String,
+    /// The environment it was read for, if the file defines environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
 }
 
 impl RunConfig {
@@ -150,6 +154,7 @@ impl RunConfig {
         let recorded = RecordedConfig {
             path: self.path.to_string_lossy().into_owned(),
             text: self.text.clone(),
+            environment: self.config.environment.clone(),
         };
         // Two strings always encode.
         serde_json::to_string(&recorded).unwrap_or_default()
@@ -158,7 +163,8 @@ impl RunConfig {
     /// The config a run recorded, read again.
     pub(crate) fn recorded(json: &str) -> Option<RunConfig> {
         let r: RecordedConfig = serde_json::from_str(json).ok()?;
-        let config = cutover_spec::parse(&r.text, &r.path).ok()?;
+        let config =
+            cutover_spec::parse_environment(&r.text, &r.path, r.environment.as_deref()).ok()?;
         Some(RunConfig {
             config,
             path: PathBuf::from(r.path),
@@ -215,6 +221,8 @@ pub struct EngineParts {
     /// What the releases logged, for the log check.
     pub logs: Arc<dyn LogSource>,
     pub prober: Arc<dyn Prober>,
+    /// The daemons of the config's other environments, for a run's staging.
+    pub environments: Arc<dyn Environments>,
     /// Where receipts go, one folder per run.
     pub runs_dir: PathBuf,
 }
@@ -239,6 +247,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<dyn MetricsFactory>,
     pub(crate) logs: Arc<dyn LogSource>,
     pub(crate) prober: Arc<dyn Prober>,
+    pub(crate) environments: Arc<dyn Environments>,
     pub(crate) runs_dir: PathBuf,
     /// Which releases get traffic, and how much.
     pub(crate) routing: Mutex<Routing>,
@@ -305,6 +314,7 @@ impl Engine {
                 metrics: parts.metrics,
                 logs: parts.logs,
                 prober: parts.prober,
+                environments: parts.environments,
                 runs_dir: parts.runs_dir,
                 routing: Mutex::new(Routing::default()),
                 releases: Mutex::new(HashMap::new()),

@@ -5,7 +5,8 @@
 //! It depends on traits, not on concrete platforms: [`platform::Platform`] starts
 //! releases, [`traffic::Traffic`] sets the split, [`traffic::MetricsSource`] says
 //! how each version did, [`logs::LogSource`] what each one logged,
-//! [`traffic::Prober`] runs smoke checks. The built-in proxy
+//! [`traffic::Prober`] runs smoke checks, [`environments::Environments`] reaches
+//! the daemons of the config's other environments. The built-in proxy
 //! and local processes implement them in other crates; tests implement them in
 //! memory and run every strategy with paused tokio time.
 //!
@@ -31,6 +32,7 @@ pub mod blue_green;
 pub mod canary;
 mod chart;
 mod engine;
+pub mod environments;
 pub mod events;
 pub mod judging;
 pub mod logs;

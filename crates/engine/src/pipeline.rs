@@ -3,10 +3,14 @@
 //! person asked for), kept in its state, and so resumed stage by stage after a
 //! daemon restart; the executor runs the stages (`stages.rs`).
 //!
-//! Before the rollout (no version starts, no traffic moves): `gates` runs the
-//! quality gates, `schedule` waits for a scheduled deploy's time, `window` checks
-//! the deployment windows and freezes, `approval` waits for the quorum, `migrate`
-//! runs the database migration's `up`, `before_deploy` the hook. Then `deploy`, the
+//! Before the rollout (no version starts here, no traffic moves here): `gates`
+//! runs the quality gates, `schedule` waits for a scheduled deploy's time,
+//! `window` checks the deployment windows and freezes, `staging` deploys the
+//! version to the environment before this one (which runs its own pipeline, but
+//! not its gates, windows and approvals: this run has them) and `smoke` runs the
+//! smoke tests there, `approval` waits for the quorum, `migrate` runs the
+//! database migration's `up`, `before_deploy` the hook. A hotfix skips the
+//! environments marked `skip_on_hotfix`. Then `deploy`, the
 //! strategy's rollout. After it: `after_promotion` when the new version is live;
 //! `migrate_down` and `on_rollback` when the run went back.
 
@@ -24,6 +28,11 @@ pub struct DeployOptions {
     /// Deploy outside the windows or in a freeze, for this reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_window: Option<String>,
+    /// The run of a later environment this one is the staging of
+    /// (`ENVIRONMENT/RUN-ID`): that run has the gates, the windows and the
+    /// approvals, so this one has none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_for: Option<String>,
 }
 
 /// A run's stages, in the order they run.
@@ -38,6 +47,10 @@ pub struct Pipeline {
     /// The GitHub deployment made for the run, so a resumed run makes no second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github_deployment: Option<u64>,
+    /// The run the `staging` stage began in the environment before this one, so a
+    /// resumed run watches it rather than begin a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_run: Option<String>,
 }
 
 impl Pipeline {
@@ -47,6 +60,13 @@ impl Pipeline {
         let mut stages = Vec::new();
         let migrations = config.migrations.as_ref();
         let full = kind != RunKind::Rollback;
+        // A later environment's run guards the way in for this one.
+        let guarded = full && options.staged_for.is_none();
+        let hotfix = options.deploy_type == DeployType::Hotfix;
+        let staging = full
+            && config
+                .earlier_environment()
+                .is_some_and(|env| !(hotfix && env.skip_on_hotfix));
         let hooks = &config.hooks;
         let mut stage = |on: bool, stage: Stage| {
             if on {
@@ -55,12 +75,14 @@ impl Pipeline {
         };
         let validates = migrations.is_some_and(|m| m.validate.is_some());
         stage(
-            full && (!config.gates.is_empty() || validates),
+            guarded && (!config.gates.is_empty() || validates),
             Stage::Gates,
         );
-        stage(full && options.at_ms.is_some(), Stage::Schedule);
-        stage(full && config.windows.is_some(), Stage::Window);
-        stage(full && config.approvals.is_some(), Stage::Approval);
+        stage(guarded && options.at_ms.is_some(), Stage::Schedule);
+        stage(guarded && config.windows.is_some(), Stage::Window);
+        stage(staging, Stage::Staging);
+        stage(staging && !config.smoke.is_empty(), Stage::Smoke);
+        stage(guarded && config.approvals.is_some(), Stage::Approval);
         stage(full && migrations.is_some(), Stage::Migrate);
         stage(full && !hooks.before_deploy.is_empty(), Stage::BeforeDeploy);
         stage(true, Stage::Deploy);
@@ -78,6 +100,7 @@ impl Pipeline {
             stages: stages.into_iter().map(StageRecord::pending).collect(),
             announced: 0,
             github_deployment: None,
+            staged_run: None,
         }
     }
 
@@ -147,6 +170,7 @@ mod tests {
             deploy_type: DeployType::Scheduled,
             at_ms: Some(1),
             override_window: None,
+            staged_for: None,
         };
         let p = Pipeline::plan(&full, RunKind::Canary, scheduled.clone());
         assert_eq!(
@@ -162,6 +186,40 @@ mod tests {
         // A rollback goes back at once, whatever is configured.
         let back = Pipeline::plan(&full, RunKind::Rollback, scheduled);
         assert_eq!(stages(&back), [Stage::Deploy]);
+    }
+
+    #[test]
+    fn a_deploy_goes_through_the_environment_before_it() {
+        let yaml = "approvals: { from: [alice] }\ngates: [{ name: unit, run: [\"true\"] }]\n\
+                    smoke: [{ path: /ready }]\nenvironments:\n  \
+                    staging: { listen: \"127.0.0.1:9080\", skip_on_hotfix: true }\n  production:\n";
+        let production = config(yaml);
+        let standard = Pipeline::plan(&production, RunKind::Canary, DeployOptions::default());
+        use Stage::*;
+        assert_eq!(stages(&standard), [Gates, Staging, Smoke, Approval, Deploy]);
+        let hotfix = DeployOptions {
+            deploy_type: DeployType::Hotfix,
+            ..DeployOptions::default()
+        };
+        let skipped = Pipeline::plan(&production, RunKind::Canary, hotfix);
+        assert_eq!(stages(&skipped), [Gates, Approval, Deploy]);
+
+        // Staging itself: the first environment has none before it. Asked for by
+        // production's run, it leaves the gates and approvals to that run.
+        let staging = cutover_spec::parse_environment(
+            &format!("app: shop\nplatform:\n  local:\n    command: [x, \"${{PORT}}\"]\n{yaml}"),
+            "cutover.yaml",
+            Some("staging"),
+        )
+        .unwrap();
+        let direct = Pipeline::plan(&staging, RunKind::Canary, DeployOptions::default());
+        assert_eq!(stages(&direct), [Gates, Approval, Deploy]);
+        let staged = DeployOptions {
+            staged_for: Some("production/r-1".into()),
+            ..DeployOptions::default()
+        };
+        let for_production = Pipeline::plan(&staging, RunKind::Canary, staged);
+        assert_eq!(stages(&for_production), [Deploy]);
     }
 
     #[test]

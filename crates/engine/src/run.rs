@@ -6,6 +6,7 @@
 
 mod commands;
 mod stages;
+mod staging;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;

@@ -320,6 +320,7 @@ pub(crate) async fn deploy(
         deploy_type: req.deploy_type,
         at_ms,
         override_window,
+        staged_for: req.staged_for,
     };
     let config = run_config(&s)?;
     measurable(&config.config).await?;

@@ -12,6 +12,8 @@ use cutover_spec::{ApiSpec, Config, ProxySpec, StrategySpec};
 /// Where the daemon's config lives, and what of it is fixed until a restart.
 pub struct ConfigSource {
     path: PathBuf,
+    /// The environment the daemon serves, when the file defines environments.
+    environment: Option<String>,
     fixed: Fixed,
 }
 
@@ -165,8 +167,18 @@ impl ConfigSource {
     pub fn new(started: &RunConfig) -> ConfigSource {
         ConfigSource {
             path: started.path.clone(),
+            environment: started.config.environment.clone(),
             fixed: Fixed::of(&started.config),
         }
+    }
+
+    /// The file's config for the daemon's environment.
+    fn parse(&self, text: &str) -> Result<Config, cutover_spec::ConfigError> {
+        cutover_spec::parse_environment(
+            text,
+            &self.path.to_string_lossy(),
+            self.environment.as_deref(),
+        )
     }
 
     /// Reads and validates the file as it is now.
@@ -175,11 +187,10 @@ impl ConfigSource {
             message: format!("could not read {}: {e}", self.path.display()),
             restart_needed: false,
         })?;
-        let config =
-            cutover_spec::parse(&text, &self.path.to_string_lossy()).map_err(|e| LoadError {
-                message: format!("the config has mistakes, nothing was changed:\n{e}"),
-                restart_needed: false,
-            })?;
+        let config = self.parse(&text).map_err(|e| LoadError {
+            message: format!("the config has mistakes, nothing was changed:\n{e}"),
+            restart_needed: false,
+        })?;
         let changes = self.fixed.changes(&Fixed::of(&config));
         if !changes.is_empty() {
             return Err(LoadError {
@@ -215,7 +226,7 @@ impl ConfigSource {
                 return check;
             }
         };
-        let config = match cutover_spec::parse(&text, &self.path.to_string_lossy()) {
+        let config = match self.parse(&text) {
             Ok(config) => config,
             Err(e) => {
                 check.errors = e.diagnostics.iter().map(ToString::to_string).collect();

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::api;
 use crate::auth::{Guard, Token, TokenError};
 use crate::config::{ConfigSource, preview_listen, proxy_options};
+use crate::environments::DaemonEnvironments;
 use crate::metrics::StepDurations;
 use crate::streams::AllEvents;
 use crate::traffic::ProxyTraffic;
@@ -351,6 +352,7 @@ impl Daemon {
             metrics: Arc::new(cutover_metrics::Sources::new(traffic.clone())),
             logs: Arc::new(log_files.clone()),
             prober: traffic.clone(),
+            environments: Arc::new(DaemonEnvironments::new()),
             runs_dir: state_dir.join("runs"),
         });
         if let Err(e) = engine.recover().await {

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod config;
 mod daemon;
 mod dashboard;
+mod environments;
 mod logs;
 mod metrics;
 #[cfg(feature = "openapi")]

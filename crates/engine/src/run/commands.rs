@@ -28,7 +28,7 @@ const NOTIFY_GRACE: Duration = Duration::from_secs(150);
 
 impl Runner {
     /// The run's receipts folder, made if need be.
-    fn receipts_dir(&self) -> PathBuf {
+    pub(super) fn receipts_dir(&self) -> PathBuf {
         let dir = self.inner.runs_dir.join(&self.run.id);
         if let Err(e) = std::fs::create_dir_all(&dir) {
             warn!(dir = %dir.display(), error = %e, "could not make the run's folder");
@@ -325,7 +325,7 @@ fn hook_summary(report: &cutover_pipeline::HookReport) -> String {
 }
 
 /// Writes a receipt a stage made; a failure is logged, never the run's.
-fn write(dir: &Path, name: &str, text: &str) {
+pub(super) fn write(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
     if let Err(e) = std::fs::write(&path, text) {
         warn!(path = %path.display(), error = %e, "could not write a receipt");

@@ -1,6 +1,7 @@
 //! The stages around the rollout, carried out: the order, the records, the events,
 //! and the stages that wait (for a scheduled time, for the deployment windows, for
-//! the approvals quorum); the stages that run commands are in `commands.rs`. Each
+//! the approvals quorum); the stages that run commands are in `commands.rs`, the
+//! ones that go through the environment before this one in `staging.rs`. Each
 //! stage's start and end are written to the run's state before anything follows
 //! from them, so a restarted daemon resumes the stage it was in (a wait for
 //! approval that lasts a day goes on where it was, its timeout counted from when it
@@ -110,6 +111,8 @@ impl Runner {
                 Stage::Gates => self.run_gates().await?,
                 Stage::Schedule => self.wait_for_schedule().await?,
                 Stage::Window => self.check_window(),
+                Stage::Staging => self.deploy_earlier().await?,
+                Stage::Smoke => self.smoke_test().await?,
                 Stage::Approval => self.wait_for_approval().await?,
                 Stage::Migrate => self.migrate_up(resumed).await?,
                 Stage::BeforeDeploy => self.before_deploy().await?,
@@ -239,7 +242,7 @@ impl Runner {
         Ok(decision)
     }
 
-    fn stage_event(
+    pub(super) fn stage_event(
         &self,
         stage: Stage,
         status: StageStatus,
@@ -276,7 +279,7 @@ impl Runner {
     /// Waits for a person's word while the run waits for something else, up to
     /// `deadline`: `Ok(true)` at the deadline, `Ok(false)` when someone decided on
     /// an approval, `Err` when the run was aborted or the daemon is stopping.
-    async fn wait(&mut self, deadline: Instant, waiting: &str) -> Result<bool, Halt> {
+    pub(super) async fn wait(&mut self, deadline: Instant, waiting: &str) -> Result<bool, Halt> {
         loop {
             tokio::select! {
                 // A decision that arrives with the deadline is counted first.

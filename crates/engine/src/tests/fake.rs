@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_analysis::{Histogram, Sample, SourceError, SourceFault};
-use cutover_api::{Role, SmokeResult};
-use cutover_spec::{Config, SmokeCheck};
+use cutover_api::{Outcome, Role, SmokeResult};
+use cutover_spec::{Config, EnvironmentSpec, SmokeCheck};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Op;
 use crate::PlatformFactory;
+use crate::environments::{Environments, Staged, StagedRun};
 use crate::logs::{LogFollower, LogSource};
 use crate::platform::{Platform, PlatformError, Release, ReleaseHealth, ReleaseSpec};
 use crate::traffic::{MetricsCursor, MetricsFactory, MetricsSource, Prober, Split, Traffic};
@@ -77,6 +78,18 @@ pub(crate) struct World {
     log: Vec<(Instant, Op)>,
     /// What each version's releases log, every time their output is read.
     output: HashMap<String, Vec<String>>,
+    /// The environment before this one, as its daemon would answer.
+    earlier: EarlierEnvironment,
+}
+
+/// A fake of the daemon of the environment before this one (the real one is
+/// another daemon, reached over HTTP).
+#[derive(Default)]
+struct EarlierEnvironment {
+    /// Each deploy asked of it: the version, and the run it is the staging of.
+    deploys: Vec<(String, String)>,
+    /// How its run ended, once it has.
+    ended: Option<(Outcome, String)>,
 }
 
 impl World {
@@ -205,6 +218,17 @@ impl Fake {
     /// Every process of `release` died while no daemon was watching.
     pub(crate) fn vanish(&self, release: &str) {
         self.world().releases.remove(release);
+    }
+
+    /// The deploys the environment before this one was asked for: the version,
+    /// and the run it is the staging of.
+    pub(crate) fn staged_deploys(&self) -> Vec<(String, String)> {
+        self.world().earlier.deploys.clone()
+    }
+
+    /// The run in the environment before this one ends, with `outcome`.
+    pub(crate) fn staging_ends(&self, outcome: Outcome, reason: &str) {
+        self.world().earlier.ended = Some((outcome, reason.into()));
     }
 
     /// The daemon running now is killed (SIGKILL): from here on, what its handles
@@ -649,5 +673,35 @@ impl Prober for Fake {
             latency_ms: Some(3),
             problem: (!passed).then(|| format!("expected status {}, got 503", check.status)),
         }
+    }
+}
+
+#[async_trait]
+impl Environments for Fake {
+    async fn deploy(
+        &self,
+        _: &EnvironmentSpec,
+        version: &str,
+        staged_for: &str,
+    ) -> Result<Staged, String> {
+        let mut world = self.world();
+        let deploys = &mut world.earlier.deploys;
+        deploys.push((version.into(), staged_for.into()));
+        Ok(Staged::Started {
+            run_id: format!("staging-{}", deploys.len()),
+        })
+    }
+
+    async fn run(&self, _: &EnvironmentSpec, _: &str) -> Result<StagedRun, String> {
+        let world = self.world();
+        let ended = world.earlier.ended.clone();
+        Ok(StagedRun {
+            outcome: ended.as_ref().map(|(o, _)| *o),
+            reason: ended.map(|(_, r)| r),
+        })
+    }
+
+    async fn url(&self, env: &EnvironmentSpec) -> Result<String, String> {
+        Err(format!("the fake `{}` serves no HTTP", env.name))
     }
 }

@@ -303,6 +303,7 @@ impl Harness {
             metrics: Arc::new(fake.clone()),
             logs: Arc::new(fake.clone()),
             prober: Arc::new(fake.clone()),
+            environments: Arc::new(fake.clone()),
             runs_dir: dir.path().join("runs"),
         });
         Harness {

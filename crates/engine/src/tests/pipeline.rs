@@ -267,7 +267,7 @@ async fn a_scheduled_deploy_waits_for_its_time() {
     let scheduled = DeployOptions {
         deploy_type: DeployType::Scheduled,
         at_ms: Some(at_ms),
-        override_window: None,
+        ..DeployOptions::default()
     };
     let mut run = h.follow(|e, c| e.deploy("v2", scheduled, c));
     run.until(entered(Phase::Scheduled { at_ms })).await;
@@ -374,5 +374,92 @@ async fn a_daemon_stopped_in_order_suspends_a_wait_for_approval_and_the_next_res
         .unwrap();
     let end = run.end().await;
     assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
+    assert_eq!(fake.starts("v2"), 1);
+}
+
+/// [`CANARY`] in production, after a staging environment of its own.
+fn after_staging() -> String {
+    format!("{CANARY}environments:\n  staging:\n    listen: 127.0.0.1:9080\n  production:\n")
+}
+
+fn staging_says(deploying: &str) -> impl Fn(&RunEvent) -> bool {
+    let deploying = deploying.to_owned();
+    move |e| {
+        matches!(&e.event, Event::Stage { stage: Stage::Staging, status: StageStatus::Running, summary, .. }
+            if summary.contains(&deploying))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deploy_waits_for_staging_and_goes_on_once_it_promoted_there() {
+    let h = serving_v1(&after_staging()).await;
+    let mut run = h.start("v2");
+    let id = run.started.run_id.clone();
+    run.until(staging_says("its run staging-")).await;
+    // v1 came in with the plain config; v2 goes through staging, for this run.
+    assert_eq!(
+        h.fake.staged_deploys(),
+        [("v2".to_owned(), format!("production/{id}"))]
+    );
+    // Staging takes its time: nothing of v2 here meanwhile.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.fake.starts("v2"), 0);
+    assert_eq!(only_stable(&h.fake.last_split()), Some("v1"));
+
+    h.fake.staging_ends(Outcome::Promoted, "every step passed");
+    run.until(stage_ended(Stage::Staging)).await;
+    let end = run.end().await;
+    assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
+    let decision = receipt(&h, &id, "deployment-decision.md");
+    assert!(
+        decision.contains("v2 promoted in `staging` (its run staging-1)"),
+        "{decision}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deploy_that_failed_in_staging_never_reaches_production() {
+    let h = Harness::new(&after_staging());
+    h.fake
+        .staging_ends(Outcome::RolledBack, "error rate 12% > 1%");
+    let end = h.start("v2").end().await;
+    assert_eq!(end.outcome, Some(Outcome::Blocked), "{}", end.message);
+    assert!(
+        end.message.contains(
+            "the deploy to `staging` ended rolled_back: error rate 12% > 1% (its run staging-1); \
+             nothing was started in `production`"
+        ),
+        "{}",
+        end.message
+    );
+    assert_eq!(h.fake.starts("v2"), 0);
+    assert!(h.fake.running().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_restarted_during_staging_watches_the_same_run_there() {
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let fake = Fake::default();
+    let config = after_staging();
+    let (s, f, c) = (store.clone(), fake.clone(), config.clone());
+    let run_id = on_own_runtime(move || async move {
+        let h = Harness::over(s, f.clone(), &c);
+        let mut run = h.start("v2");
+        run.until(staging_says("its run staging-1")).await;
+        f.kill_daemon();
+        run.started.run_id
+    })
+    .join()
+    .unwrap();
+
+    let h = Harness::over(store, fake.clone(), &config);
+    let mut run = h.follow_resumed(&run_id);
+    h.engine.recover().await.unwrap();
+    run.until(staging_says("its run staging-1")).await;
+    fake.staging_ends(Outcome::Promoted, "every step passed");
+    let end = run.end().await;
+    assert_eq!(end.outcome, Some(Outcome::Promoted), "{}", end.message);
+    // One deploy asked of staging, not a second one by the new daemon.
+    assert_eq!(fake.staged_deploys().len(), 1);
     assert_eq!(fake.starts("v2"), 1);
 }

@@ -42,7 +42,9 @@ fn no_environments_by_default() {
     let refused = for_env(MINIMAL, Some("staging")).unwrap_err();
     assert_eq!(
         refused,
-        ["cutover.yaml: there is no environment `staging`: the config defines no `environments`; leave out `--env`"]
+        [
+            "cutover.yaml: there is no environment `staging`: the config defines no `environments`; leave out `--env`"
+        ]
     );
 }
 
@@ -54,7 +56,10 @@ fn an_environment_is_laid_over_the_top_level() {
     assert_eq!(local(&staging).instances, 1);
     // Mappings merge key by key: the command stays, the variable is staging's.
     assert_eq!(local(&staging).command, ["./shop", "--port", "${PORT}"]);
-    assert_eq!(local(&staging).env.get("MODE").map(String::as_str), Some("test"));
+    assert_eq!(
+        local(&staging).env.get("MODE").map(String::as_str),
+        Some("test")
+    );
     // A setting set to nothing takes its default again.
     assert_eq!(staging.approvals, None);
     assert_eq!(staging.state_dir, PathBuf::from(".cutover/staging"));
@@ -68,7 +73,11 @@ fn an_environment_is_laid_over_the_top_level() {
     assert_eq!(production.state_dir, PathBuf::from(".cutover/production"));
     assert_eq!(production, ok(TWO));
 
-    let names: Vec<&str> = production.environments.iter().map(|e| e.name.as_str()).collect();
+    let names: Vec<&str> = production
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
     assert_eq!(names, ["staging", "production"]);
     let earlier = production.earlier_environment().unwrap();
     assert_eq!(earlier.name, "staging");
@@ -106,12 +115,16 @@ fn environments_are_kept_apart() {
     let src = TWO.replace("    listen: 127.0.0.1:9080\n", "");
     assert_eq!(
         for_env(&src, None).unwrap_err(),
-        ["cutover.yaml:14:3: environments `staging` and `production` both listen on 127.0.0.1:8080: give each its own `listen`"]
+        [
+            "cutover.yaml:14:3: environments `staging` and `production` both listen on 127.0.0.1:8080: give each its own `listen`"
+        ]
     );
     let src = format!("{TWO}    state_dir: .cutover/staging\n    listen: 127.0.0.1:7080\n");
     assert_eq!(
         for_env(&src, None).unwrap_err(),
-        ["cutover.yaml:15:3: environments `staging` and `production` both keep their state in .cutover/staging: give each its own `state_dir`"]
+        [
+            "cutover.yaml:15:3: environments `staging` and `production` both keep their state in .cutover/staging: give each its own `state_dir`"
+        ]
     );
     // Ports the OS picks never clash.
     let src = TWO
