@@ -415,3 +415,84 @@ async fn a_webhook_hears_every_event_signed_and_a_dead_one_holds_nothing_up() {
         assert_eq!(signature, format!("sha256={hex}"), "{head}");
     }
 }
+
+/// Staging (one instance, its own daemon, judged on fewer requests: it has little
+/// traffic) before production, and the smoke tests run against staging: an HTTP
+/// check with a latency budget that v3 (slowed down by its faults) misses, and a
+/// command that is told where staging is.
+const STAGING_FIRST: &str = r#"environments:
+  staging:
+    platform: { local: { instances: 1 } }
+    analysis: { min_requests: 1 }
+  production:
+smoke:
+  - { path: /, status: 200, body_contains: hello from, max_latency: 150ms }
+  - { name: knows-the-url, run: [sh, -c, 'test "$CUTOVER_ENV" = staging && test -n "$CUTOVER_URL"'] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_goes_through_staging_and_a_failed_smoke_test_leaves_production_untouched() {
+    let mut production = Env::new(Faults::new("v3:latency-ms=300")).in_environment("production");
+    production.change_sections(STAGING_FIRST);
+    let mut staging = production.sibling("staging");
+    staging.serve().await;
+    production.serve().await;
+
+    // v2 goes to staging first, is smoke tested there, then to production.
+    let out = production.deploy("v2").await;
+    out.code(0);
+    assert_eq!(staging.served_by(3).await, vec!["v2"; 3]);
+    assert_eq!(production.served_by(3).await, vec!["v2"; 3]);
+    let receipts = production.last_receipts().await;
+    let smoke = std::fs::read_to_string(receipts.join("smoke-test-results.md")).unwrap();
+    assert!(
+        smoke.starts_with("# Smoke tests on staging: passed"),
+        "{smoke}"
+    );
+    let decision = std::fs::read_to_string(receipts.join("deployment-decision.md")).unwrap();
+    assert!(decision.contains("v2 promoted in `staging`"), "{decision}");
+    assert!(decision.contains("smoke-test-results.md"), "{decision}");
+    // Staging's own run left the gates and approvals to production's, and says so.
+    let staged = staging.last_run_json().await;
+    let stages: Vec<&str> = staged["decision"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["deploy"], "{staged}");
+
+    // v3 passes staging's canary, but not the smoke tests: production never
+    // starts it, and serves v2 to the last request.
+    let staging_load = staging.load();
+    let load = production.load();
+    let out = production.deploy("v3").await;
+    out.code(4);
+    assert!(
+        out.stdout
+            .contains("1 of 2 smoke test(s) failed on `staging`"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(staging.served_by(3).await, vec!["v3"; 3]);
+    assert_eq!(production.served_by(5).await, vec!["v2"; 5]);
+    let production_pids = production.daemon_descendants();
+    assert!(
+        production
+            .pids_of("v3")
+            .iter()
+            .all(|p| !production_pids.contains(p)),
+        "production started v3"
+    );
+    let receipts = production.last_receipts().await;
+    let smoke = std::fs::read_to_string(receipts.join("smoke-test-results.md")).unwrap();
+    assert!(
+        smoke.starts_with("# Smoke tests on staging: FAILED"),
+        "{smoke}"
+    );
+    assert!(smoke.contains("more than the 150 ms allowed"), "{smoke}");
+    let run = production.last_run_json().await;
+    assert_eq!(run["decision"]["decision"], "blocked", "{run}");
+    assert_no_failures(&load.stop().await, &["v2"]);
+    staging_load.stop().await;
+}

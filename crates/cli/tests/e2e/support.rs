@@ -23,6 +23,7 @@ const ANALYSIS: &str =
     "  interval: 500ms\n  min_requests: 5\n  failure_limit: 1\n  inconclusive_limit: 20";
 
 /// `CUTOVER_SAMPLE_FAULTS` for the sample app: which version misbehaves, and how.
+#[derive(Clone)]
 pub struct Faults(String);
 
 impl Faults {
@@ -133,7 +134,10 @@ impl Output {
 }
 
 pub struct Env {
-    dir: tempfile::TempDir,
+    /// Shared by the environments of one config ([`Env::sibling`]).
+    dir: Arc<tempfile::TempDir>,
+    /// The environment of the config this daemon serves (`--env`), if any.
+    environment: Option<String>,
     pub config: PathBuf,
     platform: Platform,
     faults: Faults,
@@ -169,7 +173,8 @@ impl Env {
             .build()
             .unwrap();
         let env = Env {
-            dir,
+            dir: Arc::new(dir),
+            environment: None,
             config,
             platform,
             faults,
@@ -295,7 +300,40 @@ analysis:
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join(".cutover")
+        let dir = self.dir.path().join(".cutover");
+        match &self.environment {
+            Some(name) => dir.join(name),
+            None => dir,
+        }
+    }
+
+    /// This env as the environment `name` of its config (which must define it):
+    /// every `cutover` it runs says `--env name`.
+    pub fn in_environment(mut self, name: &str) -> Env {
+        self.environment = Some(name.to_owned());
+        self
+    }
+
+    /// Another environment of the same config, folder and settings, with a daemon
+    /// of its own (not started yet).
+    pub fn sibling(&self, name: &str) -> Env {
+        Env {
+            dir: Arc::clone(&self.dir),
+            environment: Some(name.to_owned()),
+            config: self.config.clone(),
+            platform: self.platform.clone(),
+            faults: self.faults.clone(),
+            strategy: self.strategy.clone(),
+            instances: self.instances,
+            analysis: self.analysis.clone(),
+            metrics: self.metrics.clone(),
+            more_analysis: self.more_analysis.clone(),
+            extra: self.extra.clone(),
+            daemon: None,
+            proxy: None,
+            api: None,
+            http: self.http.clone(),
+        }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -306,6 +344,10 @@ analysis:
             .env_remove("CUTOVER_TOKEN")
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        match &self.environment {
+            Some(name) => cmd.env("CUTOVER_ENV", name),
+            None => cmd.env_remove("CUTOVER_ENV"),
+        };
         cmd
     }
 
@@ -385,7 +427,7 @@ analysis:
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("daemon.log"))
+            .open(self.daemon_log_path())
             .unwrap();
         let mut child = self
             .command(&["serve"])
@@ -420,7 +462,16 @@ analysis:
     }
 
     pub fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(self.daemon_log_path()).unwrap_or_default()
+    }
+
+    /// Where the daemon's output goes: `daemon.log`, or `daemon-ENV.log`.
+    fn daemon_log_path(&self) -> PathBuf {
+        let name = match &self.environment {
+            Some(env) => format!("daemon-{env}.log"),
+            None => "daemon.log".to_owned(),
+        };
+        self.dir.path().join(name)
     }
 
     fn proxy(&self) -> SocketAddr {
