@@ -316,6 +316,17 @@ pub(crate) async fn deploy(
         }
         other => other.map(|r| r.trim().to_owned()),
     };
+    if let Some(run) = &req.staged_for
+        && !valid_staged_for(run)
+    {
+        return Err(ApiError::invalid_field(
+            "staged_for",
+            format!(
+                "`{run}` is not `ENVIRONMENT/RUN-ID` (an environment's name and one of its \
+                 runs, like `production/20261202T101500Z-v2`)"
+            ),
+        ));
+    }
     let options = DeployOptions {
         deploy_type: req.deploy_type,
         at_ms,
@@ -326,6 +337,18 @@ pub(crate) async fn deploy(
     measurable(&config.config).await?;
     let started = s.engine.deploy(&req.version, options, config)?;
     Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// `ENVIRONMENT/RUN-ID`: two parts of letters, digits, `-` and `_`.
+fn valid_staged_for(text: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 128
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    text.split_once('/')
+        .is_some_and(|(env, run)| part(env) && part(run))
 }
 
 /// An RFC 3339 time with its offset, as ms since the Unix epoch.

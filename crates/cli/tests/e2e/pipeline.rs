@@ -461,6 +461,18 @@ async fn a_deploy_goes_through_staging_and_a_failed_smoke_test_leaves_production
         .map(|s| s["stage"].as_str().unwrap())
         .collect();
     assert_eq!(stages, ["deploy"], "{staged}");
+    let staged_for = staged["decision"]["staged_for"].as_str().unwrap_or_default();
+    assert!(staged_for.starts_with("production/"), "{staged}");
+    let refused = staging
+        .api(reqwest::Method::POST, "/api/v1/deploy")
+        .bearer_auth(staging.token())
+        .json(&serde_json::json!({ "version": "v9", "staged_for": "production" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["field"], "staged_for", "{body}");
 
     // v3 passes staging's canary, but not the smoke tests: production never
     // starts it, and serves v2 to the last request.

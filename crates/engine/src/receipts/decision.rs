@@ -21,6 +21,9 @@ pub struct DecisionRecord {
     pub deploy_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub override_window: Option<String>,
+    /// The later environment's run this one is the staging of (`ENVIRONMENT/RUN-ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged_for: Option<String>,
     pub stages: Vec<StageRecord>,
 }
 
@@ -31,6 +34,7 @@ impl DecisionRecord {
             reason: run.reason.clone(),
             deploy_type: pipeline.options.deploy_type.as_str(),
             override_window: pipeline.options.override_window.clone(),
+            staged_for: pipeline.options.staged_for.clone(),
             stages: pipeline.stages.clone(),
         }
     }
@@ -57,6 +61,13 @@ pub(super) fn deployment_decision(
             out,
             "The deployment windows were overridden: {}.",
             cell(reason)
+        );
+    }
+    if let Some(run) = &record.staged_for {
+        let _ = writeln!(
+            out,
+            "The staging of {}: that run has the gates, the windows and the approvals.",
+            cell(run)
         );
     }
     out.push_str("\n## Stages\n\n| # | stage | verdict | began | took | evidence |\n|---|---|---|---|---|---|\n");
