@@ -508,3 +508,29 @@ async fn a_deploy_goes_through_staging_and_a_failed_smoke_test_leaves_production
     assert_no_failures(&load.stop().await, &["v2"]);
     staging_load.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_staging_has_no_daemon_is_blocked_and_says_how_to_start_one() {
+    let mut production = Env::new(Faults::none()).in_environment("production");
+    production.change_sections(STAGING_FIRST);
+    production.serve().await;
+    let out = production.deploy("v2").await;
+    out.code(4);
+    assert!(
+        out.stdout.contains("could not deploy v2 to `staging`: no daemon serves it")
+            && out.stdout.contains("start one with `cutover serve --env staging`"),
+        "{}",
+        out.stdout
+    );
+    assert!(production.pids_of("v2").is_empty(), "nothing started");
+    // An environment the config does not define is a usage error.
+    let unknown = production.cutover(&["status", "--env", "prod"]).await;
+    unknown.code(2);
+    assert!(
+        unknown
+            .stderr
+            .contains("there is no environment `prod`: the config defines staging, production"),
+        "{}",
+        unknown.stderr
+    );
+}
