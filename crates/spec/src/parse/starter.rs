@@ -215,6 +215,15 @@ api:
 #   - { path: /healthz, status: 200 }
 #   - { name: suite, run: [npm, run, "test:smoke"], timeout: 5m }
 
+# Optional: the places a version goes through, in order, each with a daemon of its own
+# (`cutover serve --env staging`). Each entry is laid over the settings in this file
+# (mappings merge key by key; a key set to nothing takes its default). A deploy to
+# production (`--env`, default the last) first deploys to staging and smoke tests it.
+# `skip_on_hotfix`: a `--type hotfix` deploy goes straight past it.
+# environments:
+#   staging: { listen: "127.0.0.1:9080", approvals: null, skip_on_hotfix: true }
+#   production:
+
 # Optional: people who must approve a deploy before anything starts (`cutover approve
 # --as NAME`; `cutover reject --as NAME --comment "..."` blocks it).
 # approvals:
