@@ -280,9 +280,17 @@ hooks:
         "| after_promotion | skipped |",
         "| migrate_down | **passed** |",
         "| on_rollback | **passed** |",
+        "not needed: the new version did not go live",
     ] {
         assert!(decision.contains(row), "{row}: {decision}");
     }
+    // The skipped stage is announced like the others.
+    assert!(
+        out.stdout
+            .contains("after_promotion skipped: not needed: the new version did not go live"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// A webhook receiver on 127.0.0.1: every request's headers and body, in order.

@@ -174,10 +174,19 @@ impl Runner {
                 _ => !promoted && (moved || migrated),
             };
             if !applies {
+                let why = match stage {
+                    Stage::AfterPromotion => "the new version did not go live",
+                    Stage::MigrateDown if promoted => "the new version is live",
+                    Stage::MigrateDown => "the migration did not run",
+                    _ if promoted => "the new version is live",
+                    _ => "nothing had moved or migrated",
+                };
                 if let Some(record) = self.state.pipeline.get_mut(stage) {
                     record.status = StageStatus::Skipped;
+                    record.summary = format!("not needed: {why}");
                 }
                 self.persist()?;
+                self.stage_event(stage, StageStatus::Skipped, format!("not needed: {why}"))?;
                 continue;
             }
             self.begin_stage(stage)?;
