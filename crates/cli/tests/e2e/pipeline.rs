@@ -116,6 +116,28 @@ async fn a_rejection_blocks_the_deploy_with_exit_4_and_v1_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_quorum_within_the_timeout_aborts_the_deploy_with_exit_5() {
+    let (env, _load) =
+        serving_v1("approvals:\n  required: 2\n  from: [alice, bob]\n  timeout: 5s\n").await;
+    let deploy = env.deploy_in_background("v2");
+    env.wait_for_status("waiting for approval", |s| approved(s, 0))
+        .await;
+    env.cutover(&["approve", "--as", "alice"]).await.code(0);
+    let out = deploy.await.unwrap();
+    out.code(5);
+    assert!(
+        out.stdout
+            .contains("timed out after 5s waiting for approval: 1 of 2 approvals (alice)"),
+        "{}",
+        out.stdout
+    );
+    assert!(env.pids_of("v2").is_empty(), "nothing started");
+    assert_eq!(env.served_by(3).await, vec!["v1"; 3]);
+    let run = env.last_run_json().await;
+    assert_eq!(run["decision"]["decision"], "aborted", "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_for_approval_outlives_a_killed_daemon() {
     let (mut env, load) = serving_v1(TRIO).await;
     drop(load);
@@ -469,7 +491,9 @@ async fn a_deploy_goes_through_staging_and_a_failed_smoke_test_leaves_production
         .map(|s| s["stage"].as_str().unwrap())
         .collect();
     assert_eq!(stages, ["deploy"], "{staged}");
-    let staged_for = staged["decision"]["staged_for"].as_str().unwrap_or_default();
+    let staged_for = staged["decision"]["staged_for"]
+        .as_str()
+        .unwrap_or_default();
     assert!(staged_for.starts_with("production/"), "{staged}");
     let refused = staging
         .api(reqwest::Method::POST, "/api/v1/deploy")
@@ -525,8 +549,11 @@ async fn a_deploy_whose_staging_has_no_daemon_is_blocked_and_says_how_to_start_o
     let out = production.deploy("v2").await;
     out.code(4);
     assert!(
-        out.stdout.contains("could not deploy v2 to `staging`: no daemon serves it")
-            && out.stdout.contains("start one with `cutover serve --env staging`"),
+        out.stdout
+            .contains("could not deploy v2 to `staging`: no daemon serves it")
+            && out
+                .stdout
+                .contains("start one with `cutover serve --env staging`"),
         "{}",
         out.stdout
     );
