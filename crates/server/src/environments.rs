@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_api::{DeployRequest, ErrorBody, RunRecord, RunStarted};
+use cutover_api::{DeployRequest, ErrorBody, RunRecord, RunStarted, Status};
 use cutover_engine::environments::{Environments, Staged, StagedRun};
 use cutover_spec::EnvironmentSpec;
 use serde::Deserialize;
@@ -26,6 +26,13 @@ pub(crate) struct DaemonEnvironments {
 #[derive(Deserialize)]
 struct RunAnswer {
     run: RunRecord,
+    decision: Staging,
+}
+
+#[derive(Deserialize)]
+struct Staging {
+    #[serde(default)]
+    staged_for: Option<String>,
 }
 
 impl DaemonEnvironments {
@@ -93,6 +100,28 @@ fn refusal(status: reqwest::StatusCode, body: &[u8]) -> (String, String) {
     }
 }
 
+impl DaemonEnvironments {
+    /// The run in progress in `env`, if it is the staging of `staged_for`.
+    async fn ours(&self, env: &EnvironmentSpec, staged_for: &str) -> Option<String> {
+        let (status, body) = self
+            .send(env, |http, base| http.get(format!("{base}/status")))
+            .await
+            .ok()?;
+        if !status.is_success() {
+            return None;
+        }
+        let status: Status = serde_json::from_slice(&body).ok()?;
+        let run_id = status.active_run?.run_id;
+        let (status, body) = self
+            .send(env, |http, base| http.get(format!("{base}/runs/{run_id}")))
+            .await
+            .ok()?;
+        let answer: RunAnswer = serde_json::from_slice(&body).ok()?;
+        (status.is_success() && answer.decision.staged_for.as_deref() == Some(staged_for))
+            .then_some(run_id)
+    }
+}
+
 #[async_trait]
 impl Environments for DaemonEnvironments {
     async fn deploy(
@@ -119,6 +148,12 @@ impl Environments for DaemonEnvironments {
         }
         match refusal(status, &body) {
             (code, _) if code == "already_serving" => Ok(Staged::AlreadyServing),
+            // Busy with this very deploy: asked for just before a daemon died, and
+            // begun there before the run id could be recorded here.
+            (code, why) if code == "busy" => match self.ours(env, staged_for).await {
+                Some(run_id) => Ok(Staged::Started { run_id }),
+                None => Err(why),
+            },
             (_, why) => Err(why),
         }
     }

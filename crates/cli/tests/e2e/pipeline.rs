@@ -569,3 +569,38 @@ async fn a_deploy_whose_staging_has_no_daemon_is_blocked_and_says_how_to_start_o
         unknown.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_is_blocked_while_staging_is_busy_with_a_run_of_its_own() {
+    let sections = STAGING_FIRST.replace(
+        "    analysis: { min_requests: 1 }\n",
+        "    analysis: { min_requests: 1 }\n    strategy: { canary: { steps: [{ weight: 50%, pause: until-promoted }] } }\n",
+    );
+    let mut production = Env::new(Faults::none()).in_environment("production");
+    production.change_sections(&sections);
+    let mut staging = production.sibling("staging");
+    staging.serve().await;
+    production.serve().await;
+    staging.deploy("v1").await.code(0);
+    // Someone deploys v2 to staging by hand; its canary waits for a promote.
+    let by_hand = staging.deploy_in_background("v2");
+    staging.wait_for_weight("50%").await;
+
+    let out = production.deploy("v2").await;
+    out.code(4);
+    assert!(
+        out.stdout
+            .contains("could not deploy v2 to `staging`: its daemon refused (409 Conflict)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        production
+            .pids_of("v2")
+            .iter()
+            .all(|p| !production.daemon_descendants().contains(p))
+    );
+    // Staging's own run is left alone.
+    staging.cutover(&["promote"]).await.code(0);
+    by_hand.await.unwrap().code(0);
+}
