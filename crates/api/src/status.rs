@@ -95,6 +95,10 @@ pub struct ErrorBody {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     pub app: String,
+    /// The environment of the config this daemon serves, when it defines
+    /// environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// The proxy's address, where clients send their requests.
     pub proxy: String,
     /// Blue-green's preview address, if one listens.

@@ -317,7 +317,10 @@ pub fn status_text(status: &Status) -> String {
         out.push_str(&text);
         out.push('\n');
     };
-    line(format!("app      {}", status.app));
+    match &status.environment {
+        Some(env) => line(format!("app      {} ({env})", status.app)),
+        None => line(format!("app      {}", status.app)),
+    }
     line(format!("proxy    http://{}", status.proxy));
     if status.backends.is_empty() {
         line("stable   none serving".into());

@@ -208,6 +208,7 @@ pub(crate) async fn status(State(s): State<AppState>) -> Json<Status> {
         .collect();
     Json(Status {
         app: app.app,
+        environment: s.engine.config().config.environment.clone(),
         proxy: s.info.proxy.to_string(),
         preview: s.info.preview.map(|p| p.to_string()),
         api: s.info.api.to_string(),

@@ -558,6 +558,13 @@ async fn a_deploy_whose_staging_has_no_daemon_is_blocked_and_says_how_to_start_o
         out.stdout
     );
     assert!(production.pids_of("v2").is_empty(), "nothing started");
+    let status = production.cutover(&["status"]).await;
+    status.code(0);
+    assert!(
+        status.stdout.starts_with("app      e2e (production)\n"),
+        "{}",
+        status.stdout
+    );
     // An environment the config does not define is a usage error.
     let unknown = production.cutover(&["status", "--env", "prod"]).await;
     unknown.code(2);
