@@ -25,8 +25,9 @@ pub struct DeployRequest {
     pub override_window: Option<String>,
     /// The run of a later environment this deploy is the staging of, as
     /// `ENVIRONMENT/RUN-ID`. That run has the gates, the windows and the
-    /// approvals, so this one goes straight to its rollout (set by the daemon that
-    /// runs it, not by people).
+    /// approvals, so this one goes straight to its rollout. Only that
+    /// environment's daemon may set it: the request must carry its token in
+    /// `X-Cutover-Staged-By` (else 403 `not_staged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged_for: Option<String>,
 }

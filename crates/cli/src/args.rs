@@ -206,13 +206,8 @@ pub struct JudgeArgs {
     )]
     pub file: PathBuf,
     /// With `--run`: the environment the run was in, when the file defines
-    /// `environments` (default: the last one).
-    #[arg(
-        long = "env",
-        env = "CUTOVER_ENV",
-        value_name = "NAME",
-        requires = "run"
-    )]
+    /// `environments` (default: the last one); otherwise unused.
+    #[arg(long = "env", env = "CUTOVER_ENV", value_name = "NAME")]
     pub env: Option<String>,
     /// The baseline's values: one number per line, or JSON lines.
     #[arg(long, value_name = "FILE", required_unless_present = "run")]

@@ -5,7 +5,7 @@
 //! fake environment of their own.
 
 use async_trait::async_trait;
-use cutover_api::Outcome;
+use cutover_api::{DeployType, Outcome};
 use cutover_spec::EnvironmentSpec;
 
 /// What became of a request to deploy in another environment.
@@ -26,25 +26,35 @@ pub struct StagedRun {
     pub reason: Option<String>,
 }
 
+/// Why another environment's daemon could not be asked, in words for the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvironmentError {
+    /// No answer (no daemon serves it, it does not listen, it timed out): it may
+    /// answer later, after a restart.
+    #[error("{0}")]
+    Unreachable(String),
+    /// It answered no: asking again changes nothing.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The daemons of the other environments.
-///
-/// # Errors
-/// Each method's `Err` says, in words for the receipt, why the environment could
-/// not be asked (no daemon serves it, it refused, it did not answer).
 #[async_trait]
 pub trait Environments: Send + Sync + 'static {
-    /// Asks `env`'s daemon to deploy `version` as the staging of the run
-    /// `staged_for` (`ENVIRONMENT/RUN-ID`).
+    /// Asks `env`'s daemon to deploy `version` (a deploy of `deploy_type`) as the
+    /// staging of the run `staged_for` (`ENVIRONMENT/RUN-ID`).
     async fn deploy(
         &self,
         env: &EnvironmentSpec,
         version: &str,
+        deploy_type: DeployType,
         staged_for: &str,
-    ) -> Result<Staged, String>;
+    ) -> Result<Staged, EnvironmentError>;
 
     /// How the run `run_id` of `env` stands.
-    async fn run(&self, env: &EnvironmentSpec, run_id: &str) -> Result<StagedRun, String>;
+    async fn run(&self, env: &EnvironmentSpec, run_id: &str)
+    -> Result<StagedRun, EnvironmentError>;
 
     /// The base URL `env`'s clients reach it at, like `http://127.0.0.1:9080`.
-    async fn url(&self, env: &EnvironmentSpec) -> Result<String, String>;
+    async fn url(&self, env: &EnvironmentSpec) -> Result<String, EnvironmentError>;
 }

@@ -63,10 +63,10 @@ impl Pipeline {
         // A later environment's run guards the way in for this one.
         let guarded = full && options.staged_for.is_none();
         let hotfix = options.deploy_type == DeployType::Hotfix;
-        let staging = full
-            && config
-                .earlier_environment()
-                .is_some_and(|env| !(hotfix && env.skip_on_hotfix));
+        let earlier = config
+            .earlier_environment()
+            .filter(|env| full && !(hotfix && env.skip_on_hotfix));
+        let staging = earlier.is_some();
         let hooks = &config.hooks;
         let mut stage = |on: bool, stage: Stage| {
             if on {
@@ -81,7 +81,10 @@ impl Pipeline {
         stage(guarded && options.at_ms.is_some(), Stage::Schedule);
         stage(guarded && config.windows.is_some(), Stage::Window);
         stage(staging, Stage::Staging);
-        stage(staging && !config.smoke.is_empty(), Stage::Smoke);
+        stage(
+            earlier.is_some_and(|env| !env.smoke.is_empty()),
+            Stage::Smoke,
+        );
         stage(guarded && config.approvals.is_some(), Stage::Approval);
         stage(full && migrations.is_some(), Stage::Migrate);
         stage(full && !hooks.before_deploy.is_empty(), Stage::BeforeDeploy);

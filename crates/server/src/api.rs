@@ -293,6 +293,7 @@ fn run_config(s: &AppState) -> Result<RunConfig, ApiError> {
             (status = 202, description = "the run started", body = cutover_api::RunStarted),
             (status = 400, description = "the body is not JSON", body = cutover_api::ErrorBody),
             (status = 401, description = "no token, or not the daemon's", body = cutover_api::ErrorBody),
+            (status = 403, description = "`not_staged`: `staged_for` without the later environment's daemon's token (`X-Cutover-Staged-By`)", body = cutover_api::ErrorBody),
             (status = 409, description = "`busy` or `already_serving`", body = cutover_api::ErrorBody),
             (status = 422, description = "`invalid_field`, `invalid_version`, `invalid_config` (a PromQL query Prometheus refused, too) or `restart_needed`", body = cutover_api::ErrorBody),
             (status = 503, description = "`metrics_unavailable`: the config's Prometheus cannot be asked", body = cutover_api::ErrorBody),
@@ -301,6 +302,7 @@ fn run_config(s: &AppState) -> Result<RunConfig, ApiError> {
 )]
 pub(crate) async fn deploy(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body.map_err(|r| bad_body(&r, r#"{"version": "v2"}"#))?;
@@ -317,17 +319,6 @@ pub(crate) async fn deploy(
         }
         other => other.map(|r| r.trim().to_owned()),
     };
-    if let Some(run) = &req.staged_for
-        && !valid_staged_for(run)
-    {
-        return Err(ApiError::invalid_field(
-            "staged_for",
-            format!(
-                "`{run}` is not `ENVIRONMENT/RUN-ID` (an environment's name and one of its \
-                 runs, like `production/20261202T101500Z-v2`)"
-            ),
-        ));
-    }
     let options = DeployOptions {
         deploy_type: req.deploy_type,
         at_ms,
@@ -335,21 +326,12 @@ pub(crate) async fn deploy(
         staged_for: req.staged_for,
     };
     let config = run_config(&s)?;
+    if let Some(staged_for) = &options.staged_for {
+        crate::environments::check_staged_for(&config.config, staged_for, &headers)?;
+    }
     measurable(&config.config).await?;
     let started = s.engine.deploy(&req.version, options, config)?;
     Ok((StatusCode::ACCEPTED, Json(started)))
-}
-
-/// `ENVIRONMENT/RUN-ID`: two parts of letters, digits, `-` and `_`.
-fn valid_staged_for(text: &str) -> bool {
-    let part = |p: &str| {
-        !p.is_empty()
-            && p.len() <= 128
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    };
-    text.split_once('/')
-        .is_some_and(|(env, run)| part(env) && part(run))
 }
 
 /// An RFC 3339 time with its offset, as ms since the Unix epoch.

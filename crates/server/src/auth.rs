@@ -110,9 +110,26 @@ impl Token {
         })
     }
 
+    /// The token of the daemon serving `state_dir`, as its file holds it (never
+    /// made here).
+    ///
+    /// # Errors
+    /// In words: the file could not be read, or holds no token.
+    pub(crate) fn read(state_dir: &Path) -> Result<Token, String> {
+        let path = Token::path(state_dir);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{} could not be read: {e}", path.display()))?;
+        Token::parse(text.trim()).ok_or_else(|| format!("{} holds no token", path.display()))
+    }
+
+    /// The token's text, to present to the daemon it belongs to.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.hex
+    }
+
     /// Whether `presented` is this token, in time that does not depend on how
     /// much of it matches.
-    fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         self.hex.as_bytes().ct_eq(presented.as_bytes()).into()
     }
 }

@@ -352,7 +352,7 @@ impl Daemon {
             metrics: Arc::new(cutover_metrics::Sources::new(traffic.clone())),
             logs: Arc::new(log_files.clone()),
             prober: traffic.clone(),
-            environments: Arc::new(DaemonEnvironments::new()),
+            environments: Arc::new(DaemonEnvironments::new(&state_dir)),
             runs_dir: state_dir.join("runs"),
         });
         if let Err(e) = engine.recover().await {

@@ -63,15 +63,19 @@ impl Config {
 /// One of `environments:`: a place the service runs, with its own daemon, proxy,
 /// instances and state, sharing the service definition. Its entry in the file is
 /// laid over the top-level settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EnvironmentSpec {
     pub name: String,
     /// Where its proxy listens (a port of 0: wherever its daemon got one, which
     /// its `daemon.json` says).
     pub listen: SocketAddr,
-    /// Its own state directory (default `<state_dir>/<name>`), where its daemon
-    /// writes `daemon.json` and its token.
+    /// Its own state directory, where its daemon writes `daemon.json` and its
+    /// token: by default `<state_dir>/<name>`, and for the last environment
+    /// `state_dir` itself (so adding environments keeps production's history).
     pub state_dir: PathBuf,
+    /// The smoke tests a later environment's deploy runs against this one (its
+    /// `smoke:`, the top-level list unless its entry sets one).
+    pub smoke: Vec<crate::SmokeTest>,
     /// A hotfix to a later environment skips this one (`skip_on_hotfix`, default
     /// false: hotfixes go through it too).
     pub skip_on_hotfix: bool,

@@ -456,13 +456,13 @@ const STAGING_FIRST: &str = r#"environments:
     analysis: { min_requests: 1 }
   production:
 smoke:
-  - { path: /, status: 200, body_contains: hello from, max_latency: 150ms }
+  - { path: /, status: 200, body_contains: hello from, max_latency: 450ms }
   - { name: knows-the-url, run: [sh, -c, 'test "$CUTOVER_ENV" = staging && test -n "$CUTOVER_URL"'] }
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_goes_through_staging_and_a_failed_smoke_test_leaves_production_untouched() {
-    let mut production = Env::new(Faults::new("v3:latency-ms=300")).in_environment("production");
+    let mut production = Env::new(Faults::new("v3:latency-ms=900")).in_environment("production");
     production.change_sections(STAGING_FIRST);
     let mut staging = production.sibling("staging");
     staging.serve().await;
@@ -505,6 +505,24 @@ async fn a_deploy_goes_through_staging_and_a_failed_smoke_test_leaves_production
     assert_eq!(refused.status(), 422);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["field"], "staged_for", "{body}");
+    // Skipping the gates, windows and approvals takes the later daemon's token:
+    // not a well-formed claim alone, and never for the last environment.
+    for (env, claim) in [
+        (&staging, "production/20261202T101500Z-v9"),
+        (&production, "staging/x"),
+    ] {
+        let refused = env
+            .api(reqwest::Method::POST, "/api/v1/deploy")
+            .bearer_auth(env.token())
+            .json(&serde_json::json!({ "version": "v9", "staged_for": claim }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{claim}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["code"], "not_staged", "{body}");
+    }
+    assert!(staging.pids_of("v9").is_empty());
 
     // v3 passes staging's canary, but not the smoke tests: production never
     // starts it, and serves v2 to the last request.
@@ -534,7 +552,7 @@ async fn a_deploy_goes_through_staging_and_a_failed_smoke_test_leaves_production
         smoke.starts_with("# Smoke tests on staging: FAILED"),
         "{smoke}"
     );
-    assert!(smoke.contains("more than the 150 ms allowed"), "{smoke}");
+    assert!(smoke.contains("more than the 450 ms allowed"), "{smoke}");
     let run = production.last_run_json().await;
     assert_eq!(run["decision"]["decision"], "blocked", "{run}");
     assert_no_failures(&load.stop().await, &["v2"]);

@@ -138,6 +138,8 @@ pub struct Env {
     dir: Arc<tempfile::TempDir>,
     /// The environment of the config this daemon serves (`--env`), if any.
     environment: Option<String>,
+    /// Its state directory under `.cutover`, for an environment before the last.
+    state_subdir: Option<String>,
     pub config: PathBuf,
     platform: Platform,
     faults: Faults,
@@ -175,6 +177,7 @@ impl Env {
         let env = Env {
             dir: Arc::new(dir),
             environment: None,
+            state_subdir: None,
             config,
             platform,
             faults,
@@ -301,25 +304,27 @@ analysis:
 
     pub fn state_dir(&self) -> PathBuf {
         let dir = self.dir.path().join(".cutover");
-        match &self.environment {
+        match &self.state_subdir {
             Some(name) => dir.join(name),
             None => dir,
         }
     }
 
-    /// This env as the environment `name` of its config (which must define it):
-    /// every `cutover` it runs says `--env name`.
+    /// This env as the last environment `name` of its config (which must define
+    /// it): every `cutover` it runs says `--env name`; its state stays in
+    /// `.cutover`.
     pub fn in_environment(mut self, name: &str) -> Env {
         self.environment = Some(name.to_owned());
         self
     }
 
-    /// Another environment of the same config, folder and settings, with a daemon
-    /// of its own (not started yet).
+    /// An earlier environment of the same config, folder and settings, with a
+    /// daemon of its own (not started yet), its state in `.cutover/<name>`.
     pub fn sibling(&self, name: &str) -> Env {
         Env {
             dir: Arc::clone(&self.dir),
             environment: Some(name.to_owned()),
+            state_subdir: Some(name.to_owned()),
             config: self.config.clone(),
             platform: self.platform.clone(),
             faults: self.faults.clone(),

@@ -382,9 +382,9 @@ impl Runner {
         }
     }
 
-    /// The window checked again once the quorum is reached, when it passed without
-    /// an override before the wait: why it is closed now, if it is.
-    fn window_closed_meanwhile(&self) -> Option<String> {
+    /// The window checked again after a wait (for the quorum, for staging), when it
+    /// passed without an override before: why it is closed now, if it is.
+    pub(super) fn window_closed_meanwhile(&self) -> Option<String> {
         let spec = self.config.config.windows.as_ref()?;
         if self.state.pipeline.options.override_window.is_some() {
             return None;

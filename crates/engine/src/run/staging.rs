@@ -21,7 +21,7 @@ use super::Runner;
 use super::commands::write;
 use super::stages::StageEnd;
 use crate::engine::EngineError;
-use crate::environments::Staged;
+use crate::environments::{EnvironmentError, Staged};
 
 /// How often the run in the environment before this one is asked how it stands.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -31,6 +31,15 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 const UNANSWERED_LIMIT: Duration = Duration::from_secs(60);
 
 impl Runner {
+    /// `summary` as a pass, unless the deployment window closed while the run
+    /// waited for the environment before this one: then the run stops blocked.
+    fn passed_if_still_open(&self, summary: String) -> StageEnd {
+        match self.window_closed_meanwhile() {
+            Some(closed) => StageEnd::stop(Outcome::Blocked, format!("{summary}, but {closed}")),
+            None => StageEnd::Passed(summary),
+        }
+    }
+
     /// This environment's name, for the receipts.
     fn here(&self) -> String {
         self.config
@@ -57,7 +66,8 @@ impl Runner {
             None => {
                 let staged_for = format!("{here}/{}", self.run.id);
                 let environments = Arc::clone(&self.inner.environments);
-                let asked = environments.deploy(&env, &version, &staged_for);
+                let deploy_type = self.state.pipeline.options.deploy_type;
+                let asked = environments.deploy(&env, &version, deploy_type, &staged_for);
                 let doing = format!("asking `{}` to deploy {version}", env.name);
                 match self.until_aborted(asked, &doing).await {
                     Err(halt) => return StageEnd::halted(halt),
@@ -71,7 +81,7 @@ impl Runner {
                         ));
                     }
                     Ok(Ok(Staged::AlreadyServing)) => {
-                        return Ok(StageEnd::Passed(format!(
+                        return Ok(self.passed_if_still_open(format!(
                             "`{}` serves {version} already",
                             env.name
                         )));
@@ -116,7 +126,7 @@ impl Runner {
                     match staged.outcome {
                         None => {}
                         Some(Outcome::Promoted) => {
-                            return Ok(StageEnd::Passed(format!(
+                            return Ok(self.passed_if_still_open(format!(
                                 "{version} promoted in `{}` (its run {run_id})",
                                 env.name
                             )));
@@ -135,7 +145,19 @@ impl Runner {
                         }
                     }
                 }
-                Ok(Err(why)) if answered.elapsed() >= UNANSWERED_LIMIT => {
+                Ok(Err(EnvironmentError::Refused(why))) => {
+                    return Ok(StageEnd::stop(
+                        Outcome::Blocked,
+                        format!(
+                            "`{}` would not say how its run {run_id} stands: {why}; nothing was \
+                             started in `{here}`",
+                            env.name
+                        ),
+                    ));
+                }
+                Ok(Err(EnvironmentError::Unreachable(why)))
+                    if answered.elapsed() >= UNANSWERED_LIMIT =>
+                {
                     return Ok(StageEnd::stop(
                         Outcome::Blocked,
                         format!(
@@ -146,7 +168,7 @@ impl Runner {
                         ),
                     ));
                 }
-                Ok(Err(why)) => {
+                Ok(Err(EnvironmentError::Unreachable(why))) => {
                     warn!(env = %env.name, run = run_id, error = %why, "no answer from the environment's daemon; asking again");
                 }
             }
@@ -180,7 +202,6 @@ impl Runner {
             }
             Ok(Ok(url)) => url,
         };
-        let config = Arc::clone(&self.config);
         let dir = self.receipts_dir();
         let context = SmokeContext {
             url: &url,
@@ -188,7 +209,7 @@ impl Runner {
             dir: &dir,
         };
         let report = match self
-            .until_aborted(smoke::run(&config.config.smoke, &context), &doing)
+            .until_aborted(smoke::run(&env.smoke, &context), &doing)
             .await
         {
             Ok(report) => report,
@@ -207,7 +228,7 @@ impl Runner {
             .collect();
         let total = report.tests.len();
         if failed.is_empty() {
-            return Ok(StageEnd::Passed(format!(
+            return Ok(self.passed_if_still_open(format!(
                 "{total} smoke test(s) passed on `{}` ({url})",
                 env.name
             )));

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_analysis::{Histogram, Sample, SourceError, SourceFault};
-use cutover_api::{Outcome, Role, SmokeResult};
+use cutover_api::{DeployType, Outcome, Role, SmokeResult};
 use cutover_spec::{Config, EnvironmentSpec, SmokeCheck};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Op;
 use crate::PlatformFactory;
-use crate::environments::{Environments, Staged, StagedRun};
+use crate::environments::{EnvironmentError, Environments, Staged, StagedRun};
 use crate::logs::{LogFollower, LogSource};
 use crate::platform::{Platform, PlatformError, Release, ReleaseHealth, ReleaseSpec};
 use crate::traffic::{MetricsCursor, MetricsFactory, MetricsSource, Prober, Split, Traffic};
@@ -682,8 +682,9 @@ impl Environments for Fake {
         &self,
         _: &EnvironmentSpec,
         version: &str,
+        _: DeployType,
         staged_for: &str,
-    ) -> Result<Staged, String> {
+    ) -> Result<Staged, EnvironmentError> {
         let mut world = self.world();
         let deploys = &mut world.earlier.deploys;
         deploys.push((version.into(), staged_for.into()));
@@ -692,7 +693,7 @@ impl Environments for Fake {
         })
     }
 
-    async fn run(&self, _: &EnvironmentSpec, _: &str) -> Result<StagedRun, String> {
+    async fn run(&self, _: &EnvironmentSpec, _: &str) -> Result<StagedRun, EnvironmentError> {
         let world = self.world();
         let ended = world.earlier.ended.clone();
         Ok(StagedRun {
@@ -701,7 +702,10 @@ impl Environments for Fake {
         })
     }
 
-    async fn url(&self, env: &EnvironmentSpec) -> Result<String, String> {
-        Err(format!("the fake `{}` serves no HTTP", env.name))
+    async fn url(&self, env: &EnvironmentSpec) -> Result<String, EnvironmentError> {
+        Err(EnvironmentError::Unreachable(format!(
+            "the fake `{}` serves no HTTP",
+            env.name
+        )))
     }
 }

@@ -463,3 +463,23 @@ async fn a_daemon_restarted_during_staging_watches_the_same_run_there() {
     assert_eq!(fake.staged_deploys().len(), 1);
     assert_eq!(fake.starts("v2"), 1);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn smoke_tests_against_a_staging_that_cannot_be_found_block_the_deploy() {
+    let config = after_staging().replace(
+        "  staging:\n",
+        "  staging:\n    smoke: [{ path: /ready }]\n",
+    );
+    let h = Harness::new(&config);
+    h.fake.staging_ends(Outcome::Promoted, "every step passed");
+    let end = h.start("v2").end().await;
+    assert_eq!(end.outcome, Some(Outcome::Blocked), "{}", end.message);
+    assert!(
+        end.message.contains(
+            "could not find where `staging` serves, to smoke test it: the fake `staging` serves no HTTP"
+        ),
+        "{}",
+        end.message
+    );
+    assert_eq!(h.fake.starts("v2"), 0);
+}

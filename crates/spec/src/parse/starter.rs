@@ -219,9 +219,10 @@ api:
 # (`cutover serve --env staging`). Each entry is laid over the settings in this file
 # (mappings merge key by key; a key set to nothing takes its default). A deploy to
 # production (`--env`, default the last) first deploys to staging and smoke tests it.
-# `skip_on_hotfix`: a `--type hotfix` deploy goes straight past it.
+# `skip_on_hotfix`: a `--type hotfix` deploy goes straight past it. The last one keeps
+# `state_dir`; the others get `<state_dir>/<name>`.
 # environments:
-#   staging: { listen: "127.0.0.1:9080", approvals: null, skip_on_hotfix: true }
+#   staging: { listen: "127.0.0.1:9080", strategy: { rolling: {} }, approvals: null, skip_on_hotfix: true }
 #   production:
 
 # Optional: people who must approve a deploy before anything starts (`cutover approve

@@ -4,11 +4,12 @@
 //! `cutover validate` finds a mistake in `staging` while production is asked about.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::{Checker, valid_app_name};
 use crate::parse::node::{Entry, Node, Pos, Value};
-use crate::types::{Config, EnvironmentSpec, defaults};
+use crate::types::{Config, EnvironmentSpec, StrategySpec, defaults};
 
 /// What an environment's entry may set: any top-level setting but `app` and
 /// `environments`, and `skip_on_hotfix`.
@@ -53,7 +54,7 @@ impl Checker<'_> {
                     Pos::default(),
                     format!(
                         "there is no environment `{name}`: the config defines no `environments`; \
-                         leave out `--env`"
+                         leave out `--env` (and unset CUTOVER_ENV)"
                     ),
                 );
                 return None;
@@ -76,23 +77,40 @@ impl Checker<'_> {
             );
         }
         let shared = root.without("environments");
+        let last = defined.last().map(|d| d.name.clone());
         let mut specs = Vec::with_capacity(defined.len());
+        let mut configs = Vec::with_capacity(defined.len());
         let mut config = None;
         let mut all_valid = true;
+        let lookup = self.env;
         for d in &defined {
-            let Some(mut c) = self.config(&shared.overlay(&d.overlay)) else {
+            let merged = own_kinds(&shared, &d.overlay).overlay(&d.overlay);
+            // Only the environment asked for needs its `${env:NAME}` secrets: the
+            // others are checked as written, so no daemon needs another's keys.
+            self.env = if d.name == chosen { lookup } else { None };
+            let checked = self.config(&merged);
+            self.env = lookup;
+            let Some(mut c) = checked else {
                 all_valid = false;
                 continue;
             };
-            if !d.sets_state_dir {
+            if !d.sets_state_dir && last.as_deref() != Some(d.name.as_str()) {
                 c.state_dir = c.state_dir.join(&d.name);
+            }
+            if let Some(github) = &mut c.notifications.github
+                && !sets(&merged, &["notifications", "github", "environment"])
+            {
+                // GitHub's deployments are told which environment they are in.
+                github.environment = d.name.clone();
             }
             specs.push(EnvironmentSpec {
                 name: d.name.clone(),
                 listen: c.listen,
                 state_dir: c.state_dir.clone(),
+                smoke: c.smoke.clone(),
                 skip_on_hotfix: d.skip_on_hotfix,
             });
+            configs.push(listens(&c));
             if d.name == chosen {
                 config = Some(c);
             }
@@ -100,7 +118,7 @@ impl Checker<'_> {
         if !all_valid {
             return None;
         }
-        self.apart(&defined, &specs);
+        self.apart(&defined, &specs, &configs);
         let mut config = config?;
         config.environment = Some(chosen);
         config.environments = specs;
@@ -174,7 +192,7 @@ impl Checker<'_> {
             out.push(Defined {
                 name: entry.key.clone(),
                 pos: entry.key_pos,
-                sets_state_dir: f.get("state_dir").is_some(),
+                sets_state_dir: f.get("state_dir").is_some_and(|e| !e.value.is_null()),
                 overlay: match overlay.value {
                     // `staging:` with nothing after it: the top-level settings as they are.
                     Value::Null => Node {
@@ -190,23 +208,33 @@ impl Checker<'_> {
         ok.then_some(out)
     }
 
-    /// Two environments never share a proxy address (unless the OS picks each
-    /// port) or a state directory: their daemons would fight over it.
-    fn apart(&mut self, defined: &[Defined<'_>], specs: &[EnvironmentSpec]) {
-        let mut listens: BTreeMap<std::net::SocketAddr, &str> = BTreeMap::new();
+    /// Two environments never share an address they listen on (unless the OS
+    /// picks each port) or a state directory: their daemons would fight over it.
+    fn apart(
+        &mut self,
+        defined: &[Defined<'_>],
+        specs: &[EnvironmentSpec],
+        listens: &[Vec<(&'static str, SocketAddr)>],
+    ) {
+        let mut taken: Vec<(SocketAddr, &str)> = Vec::new();
         let mut dirs: BTreeMap<&PathBuf, &str> = BTreeMap::new();
-        for (d, spec) in defined.iter().zip(specs) {
-            if spec.listen.port() != 0
-                && let Some(other) = listens.insert(spec.listen, &d.name)
-            {
-                self.error(
-                    d.entry.key_pos,
-                    format!(
-                        "environments `{other}` and `{}` both listen on {}: give each its own `listen`",
-                        d.name, spec.listen
-                    ),
-                );
+        for ((d, spec), addrs) in defined.iter().zip(specs).zip(listens) {
+            for (field, addr) in addrs {
+                let clash = taken
+                    .iter()
+                    .find(|(other, name)| *name != d.name && same_socket(*other, *addr));
+                if let Some((other_addr, other)) = clash {
+                    self.error(
+                        d.entry.key_pos,
+                        format!(
+                            "environments `{other}` and `{}` both listen on {}: give each its own `{field}`",
+                            d.name,
+                            if other_addr.ip().is_unspecified() { *other_addr } else { *addr }
+                        ),
+                    );
+                }
             }
+            taken.extend(addrs.iter().map(|(_, a)| (*a, d.name.as_str())));
             if let Some(other) = dirs.insert(&spec.state_dir, &d.name) {
                 self.error(
                     d.entry.key_pos,
@@ -220,6 +248,60 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The addresses a config's daemon listens on, each with the setting that says it:
+/// the proxy's, and blue-green's preview's.
+fn listens(config: &Config) -> Vec<(&'static str, SocketAddr)> {
+    let mut out = vec![("listen", config.listen)];
+    if let StrategySpec::BlueGreen(bg) = &config.strategy
+        && let Some(preview) = bg.preview_listen
+    {
+        out.push(("strategy.blue_green.preview_listen", preview));
+    }
+    out
+}
+
+/// Whether two listen addresses would take the same socket: the same port, on the
+/// same address or with either on all addresses (`0.0.0.0`, `[::]`). Port 0 is
+/// picked by the OS, so never the same.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The sections that name one kind (`platform: { local: ... }`): an environment
+/// naming another kind than the top level replaces the whole section rather than
+/// merging into it.
+const KINDS: &[&str] = &["platform", "strategy"];
+
+/// `shared` without the kind sections `overlay` names another kind in.
+fn own_kinds(shared: &Node, overlay: &Node) -> Node {
+    let mut base = shared.clone();
+    for section in KINDS {
+        let (Some(mine), Some(theirs)) = (overlay.get(section), shared.get(section)) else {
+            continue;
+        };
+        if let (Value::Map(mine), Value::Map(theirs)) = (&mine.value.value, &theirs.value.value)
+            && !mine.iter().any(|m| theirs.iter().any(|t| t.key == m.key))
+        {
+            base = base.without(section);
+        }
+    }
+    base
+}
+
+/// Whether `node` has a value at `path` (nested mapping keys).
+fn sets(node: &Node, path: &[&str]) -> bool {
+    let mut at = node;
+    for key in path {
+        match at.get(key) {
+            Some(e) if !e.value.is_null() => at = &e.value,
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ fn no_environments_by_default() {
     assert_eq!(
         refused,
         [
-            "cutover.yaml: there is no environment `staging`: the config defines no `environments`; leave out `--env`"
+            "cutover.yaml: there is no environment `staging`: the config defines no `environments`; leave out `--env` (and unset CUTOVER_ENV)"
         ]
     );
 }
@@ -70,7 +70,8 @@ fn an_environment_is_laid_over_the_top_level() {
     assert_eq!(production.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(local(&production).instances, 3);
     assert!(production.approvals.is_some());
-    assert_eq!(production.state_dir, PathBuf::from(".cutover/production"));
+    // The last one keeps `state_dir` itself: adding environments keeps its history.
+    assert_eq!(production.state_dir, PathBuf::from(".cutover"));
     assert_eq!(production, ok(TWO));
 
     let names: Vec<&str> = production
@@ -166,4 +167,73 @@ fn bad_environments_say_what_would_be_valid() {
     // A misplaced field is pointed to where it belongs.
     let got = error(&format!("{base}skip_on_hotfix: true\n"));
     assert!(got.contains("each of `environments`"), "{got}");
+}
+
+#[test]
+fn an_environment_naming_another_kind_replaces_the_section() {
+    let src = TWO.replace(
+        "    platform: { local: { instances: 1, env: { MODE: test } } }\n",
+        "    platform: { docker: { image: \"shop:${VERSION}\", env: { PORT: \"${PORT}\" } } }\n    strategy: { blue_green: {} }\n",
+    );
+    let staging = for_env(&src, Some("staging")).unwrap();
+    assert_eq!(staging.platform.kind(), "docker");
+    assert_eq!(staging.strategy.name(), "blue_green");
+    assert_eq!(local(&for_env(&src, None).unwrap()).instances, 3);
+}
+
+#[test]
+fn only_the_environment_asked_for_needs_its_secrets() {
+    // Staging reads its own Prometheus, whose address only its daemon is given.
+    let src = TWO.replace(
+        "    skip_on_hotfix: true\n",
+        "    skip_on_hotfix: true\n    analysis: { source: { prometheus: { url: \"${env:CUTOVER_TEST_NEVER_SET_URL}\" } } }\n",
+    );
+    assert!(for_env(&src, None).is_ok(), "{:?}", for_env(&src, None));
+    let refused = for_env(&src, Some("staging")).unwrap_err();
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.contains("CUTOVER_TEST_NEVER_SET_URL")),
+        "{refused:#?}"
+    );
+}
+
+#[test]
+fn each_environment_has_its_own_smoke_tests_and_github_environment() {
+    let src = format!(
+        "{}smoke: [{{ path: /ready }}]\nnotifications: {{ github: {{ repository: acme/shop, token_env: GH, api_url: \"http://127.0.0.1:9\" }} }}\n",
+        TWO.replace("    skip_on_hotfix: true\n", "    skip_on_hotfix: true\n    smoke: [{ path: /staging-ready }, { path: /deep }]\n    state_dir:\n")
+    );
+    let production = for_env(&src, None).unwrap();
+    let earlier = production.earlier_environment().unwrap();
+    assert_eq!(earlier.smoke.len(), 2, "staging's own list");
+    assert_eq!(production.smoke.len(), 1);
+    // `state_dir:` left empty is the default, not the top level's.
+    assert_eq!(earlier.state_dir, PathBuf::from(".cutover/staging"));
+    let github = |c: &Config| c.notifications.github.clone().unwrap().environment;
+    assert_eq!(github(&production), "production");
+    assert_eq!(github(&for_env(&src, Some("staging")).unwrap()), "staging");
+}
+
+#[test]
+fn preview_addresses_and_all_addresses_clash_too() {
+    let preview = format!(
+        "{}strategy: {{ blue_green: {{ preview_listen: \"127.0.0.1:8081\" }} }}\n",
+        TWO
+    );
+    let got = for_env(&preview, None).unwrap_err();
+    assert_eq!(
+        got,
+        [
+            "cutover.yaml:15:3: environments `staging` and `production` both listen on 127.0.0.1:8081: give each its own `strategy.blue_green.preview_listen`"
+        ]
+    );
+    let everywhere = TWO.replace("listen: 127.0.0.1:9080", "listen: 0.0.0.0:8080");
+    let got = for_env(&everywhere, None).unwrap_err();
+    assert_eq!(
+        got,
+        [
+            "cutover.yaml:15:3: environments `staging` and `production` both listen on 0.0.0.0:8080: give each its own `listen`"
+        ]
+    );
 }
