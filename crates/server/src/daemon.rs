@@ -163,7 +163,7 @@ impl Platforms {
             }
             PlatformSpec::Docker(docker) => Arc::new(
                 DockerPlatform::new(docker.clone(), health, &config.app, &self.state_dir)
-                    .with_log_dir(logs),
+                    .with_logs(logs, config.logs),
             ),
         }
     }

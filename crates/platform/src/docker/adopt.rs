@@ -67,14 +67,14 @@ impl DockerPlatform {
                 .into_iter()
                 .map(|leftover| {
                     let Instance { index, port, .. } = leftover.instance;
-                    let log_path = self.log_path(&spec.name, index);
+                    let output = self.output(&spec.name, index);
                     tracing::info!(release = %spec.name, instance = index,
                         container = %leftover.name, port, "adopting container");
                     let (container, exit) = Container::adopt(
                         docker.clone(),
                         leftover.name.clone(),
                         image_health,
-                        log_path.clone(),
+                        output.clone(),
                     );
                     self.adopted().push(leftover.name);
                     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -82,7 +82,7 @@ impl DockerPlatform {
                         index,
                         Unit::Container(container),
                         addr,
-                        log_path,
+                        output.path,
                         true,
                         exit,
                     ))

@@ -9,7 +9,8 @@
 //! startup timeouts, growing, shrinking and stopping are the same code as for
 //! processes ([`SupervisedRelease`]); stopping sends SIGTERM, then SIGKILL after
 //! `platform.docker.stop_grace`, then removes the container. Its output goes to the
-//! same per-instance log file a process writes to.
+//! same per-instance log file a process writes to, through a
+//! [`LogWriter`](crate::LogWriter) that keeps it within `logs:`.
 //!
 //! After a restart of cutover's daemon, the containers an earlier one left running
 //! are found by their labels: those of a release the engine still wants are
@@ -28,9 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use cutover_engine::platform::{Platform, PlatformError, Release, ReleaseSpec};
-use cutover_spec::{DockerSpec, HealthCheck};
+use cutover_spec::{DockerSpec, HealthCheck, LogsSpec};
 
-pub(crate) use container::{Container, ContainerLauncher};
+pub(crate) use container::{Container, ContainerLauncher, Output};
 
 use crate::instance::RestartPolicy;
 use crate::process::{self, Launcher, Runs, substitute};
@@ -45,6 +46,8 @@ pub struct DockerPlatform {
     spec: DockerSpec,
     health: HealthCheck,
     log_dir: PathBuf,
+    /// How the containers' log files are kept (`logs:`).
+    logs: LogsSpec,
     state_dir: PathBuf,
     app: String,
     /// Known once the state directory's identity has been read (or made).
@@ -73,6 +76,7 @@ impl DockerPlatform {
             spec,
             health,
             log_dir: state_dir.join("logs"),
+            logs: LogsSpec::default(),
             state_dir: state_dir.to_owned(),
             app: app.to_owned(),
             labels: Arc::default(),
@@ -83,9 +87,10 @@ impl DockerPlatform {
     }
 
     /// Each container's output goes to `dir/<release>-<index>.log` instead (the
-    /// folder of the run that starts it).
-    pub fn with_log_dir(mut self, dir: std::path::PathBuf) -> DockerPlatform {
+    /// folder of the run that starts it), kept within `logs` as it is written.
+    pub fn with_logs(mut self, dir: std::path::PathBuf, logs: LogsSpec) -> DockerPlatform {
         self.log_dir = dir;
+        self.logs = logs;
         self
     }
 
@@ -99,6 +104,14 @@ impl DockerPlatform {
     /// Where instance `index` of the release `name` writes its output.
     pub fn log_path(&self, name: &str, index: u32) -> PathBuf {
         process::log_path(&self.log_dir, name, index)
+    }
+
+    /// Where instance `index` of the release `name` writes its output, and how.
+    fn output(&self, name: &str, index: u32) -> Output {
+        Output {
+            path: self.log_path(name, index),
+            spec: self.logs,
+        }
     }
 
     /// The labels that mark containers as this state directory's and app's.
@@ -151,11 +164,15 @@ impl DockerPlatform {
         daemon::ensure_image(&docker, &self.spec, &image)
             .await
             .map_err(fail)?;
+        daemon::ensure_network(&docker, &self.spec)
+            .await
+            .map_err(fail)?;
         let containers = ContainerLauncher {
             spec: self.spec.clone(),
             docker,
             image,
             labels,
+            logs: self.logs,
         };
         let launcher = Launcher {
             runs: Runs::Containers(Arc::new(containers)),
