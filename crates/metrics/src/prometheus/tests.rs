@@ -205,3 +205,32 @@ async fn range_queries_read_the_window_step_by_step_and_reduce_its_points() {
         "nothing is scraped here"
     );
 }
+
+#[tokio::test]
+async fn a_query_refused_at_a_window_names_its_field_with_the_server_s_message() {
+    let Some(server) = RealPrometheus::start(None).await else {
+        return;
+    };
+    // What `validate` would have refused, had the server been reachable then.
+    let queries = "      queries:\n        requests: 'sum(vector(9))'\n        error_rate: 'sum(rate(x[{{interval}}]'\n";
+    let (_, p) = prometheus(server.addr(), queries);
+    let fault = crate::window::sample(&p, &window()).await.unwrap_err();
+    assert_eq!(fault.field, "analysis.source.prometheus.queries.error_rate");
+    let SourceFault::Query { message } = &fault.fault else {
+        panic!("{fault}")
+    };
+    assert!(message.contains("parse error"), "{message}");
+    assert!(fault.to_string().contains("parse error"), "{fault}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_timeout_naming_the_field() {
+    // Accepts connections (the OS does, into the backlog) and never answers: not
+    // a Prometheus, only a server too slow for `timeout: 2s`.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (_, p) = prometheus(silent.local_addr().unwrap(), "");
+    let fault = crate::window::sample(&p, &window()).await.unwrap_err();
+    assert_eq!(fault.field, "analysis.source.prometheus.queries.requests");
+    assert_eq!(fault.fault, SourceFault::Timeout { timeout_ms: 2000 });
+    assert!(fault.to_string().contains("2000"), "{fault}");
+}
