@@ -303,6 +303,7 @@ async fn output_is_kept_within_logs_max_size_and_rotated_without_losing_a_line()
     let limits = LogsSpec {
         max_size: 4096,
         keep: 10,
+        ..LogsSpec::default()
     };
     let platform = platform(spec(&docker.host, &command), dir.path())
         .with_logs(dir.path().join("logs").join("run-1"), limits);

@@ -131,6 +131,48 @@ async fn logs_follow_goes_on_across_rotations_without_repeating_a_line() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_runs_log_folders_are_removed_but_the_newest_and_the_serving_version_s() {
+    let mut env = Env::new(Faults::none())
+        .with_instances(1)
+        .with_sections("logs: { keep_runs: 1 }\n");
+    env.serve().await;
+    let mut runs = Vec::new();
+    env.deploy("v1").await.code(0);
+    runs.push(env.last_receipts().await.file_name().unwrap().to_owned());
+    let load = env.load();
+    for version in ["v2", "v3"] {
+        env.deploy(version).await.code(0);
+        runs.push(env.last_receipts().await.file_name().unwrap().to_owned());
+    }
+    load.stop().await;
+    let logs = env.state_dir().join("logs");
+    let [first, second, third] = [0, 1, 2].map(|i| logs.join(&runs[i]));
+    // v3 serves from the newest; v1 and v2 were stopped in later runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.exists() || second.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "old runs' folders kept: {:?}",
+            std::fs::read_dir(&logs)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        third.join("v3-0.log").exists(),
+        "the serving version's log went"
+    );
+    let gone = env
+        .cutover(&["logs", "v1", "--run", &runs[0].to_string_lossy()])
+        .await;
+    gone.code(2);
+    assert!(env.daemon_log().contains("removed an old run's logs"));
+}
+
 /// `N` of the sample app's `ERROR request N failed: ...`.
 fn request_number(line: &str) -> Option<u64> {
     line.strip_prefix("ERROR request ")?

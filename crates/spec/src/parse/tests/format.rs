@@ -103,6 +103,7 @@ fn minimal_config_gets_every_default() {
         logs: LogsSpec {
             max_size: 10 * 1024 * 1024,
             keep: 3,
+            keep_runs: 20,
         },
     };
     assert_eq!(c, expected);
@@ -414,6 +415,7 @@ logs:
         logs: LogsSpec {
             max_size: 1024 * 1024,
             keep: 0,
+            keep_runs: 20,
         },
     };
     assert_eq!(c, expected);
