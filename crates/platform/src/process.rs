@@ -72,6 +72,24 @@ impl Launcher {
         }
     }
 
+    /// What to check when an instance's port was in use twice: the setting that
+    /// says where it listens.
+    pub(crate) fn port_hint(&self) -> &'static str {
+        match &self.runs {
+            Runs::Processes(_) => {
+                "does `platform.local.command` listen on the `${PORT}` it is given?"
+            }
+            Runs::Containers(containers) => match containers.spec.network {
+                cutover_spec::DockerNetwork::Host => {
+                    "does the container (`platform.docker.command`) listen on the `${PORT}` it is given?"
+                }
+                cutover_spec::DockerNetwork::Published { .. } => {
+                    "is something else publishing ports of 127.0.0.1 (`platform.docker.network`)?"
+                }
+            },
+        }
+    }
+
     /// Makes sure instances can be started: their log directory exists, and so does
     /// the working directory of processes.
     pub(crate) fn prepare(&self) -> Result<(), PlatformError> {

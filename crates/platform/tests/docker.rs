@@ -460,7 +460,10 @@ async fn a_port_in_use_is_tried_once_more_then_named_in_the_error() {
     let platform = platform(spec(&docker.host, &command), dir.path());
     let message = start_error(&platform, "v1").await;
     assert!(
-        message.contains("exit code 1 (the second time, after a retry on another port)"),
+        message.contains(
+            "exit code 1 (the second time, after a retry on another port; does the container \
+             (`platform.docker.command`) listen on the `${PORT}` it is given?)"
+        ),
         "{message}"
     );
     assert!(
