@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cutover_engine::platform::PlatformError;
+use cutover_engine::platform::{PlatformError, ReleaseSpec};
 use cutover_spec::{HealthCheck, LocalSpec};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -64,6 +64,16 @@ pub(crate) enum Runs {
 }
 
 impl Launcher {
+    /// Starts the instances of `spec` as `runs`, their output in `log_dir`.
+    pub(crate) fn new(runs: Runs, log_dir: PathBuf, spec: &ReleaseSpec) -> Launcher {
+        Launcher {
+            runs,
+            log_dir,
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        }
+    }
+
     /// How long an instance may take to become healthy.
     pub(crate) fn startup_timeout(&self) -> Duration {
         match &self.runs {

@@ -174,12 +174,8 @@ impl DockerPlatform {
             labels,
             logs: self.logs,
         };
-        let launcher = Launcher {
-            runs: Runs::Containers(Arc::new(containers)),
-            log_dir: self.log_dir.clone(),
-            name: spec.name.clone(),
-            version: spec.version.clone(),
-        };
+        let runs = Runs::Containers(Arc::new(containers));
+        let launcher = Launcher::new(runs, self.log_dir.clone(), spec);
         Ok(
             SupervisedRelease::new(Arc::new(launcher), self.health.clone(), self.restart)
                 .with_stop_grace(self.spec.stop_grace),
