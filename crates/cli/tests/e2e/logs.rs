@@ -21,13 +21,7 @@ async fn a_canary_logging_an_error_its_baseline_never_logs_is_rolled_back_and_th
     assert!(out.stdout.contains("error template"), "{}", out.stdout);
     load.stop().await;
     let receipts = env.last_receipts().await;
-    let analysis = std::fs::read_to_string(receipts.join("canary-analysis.md")).unwrap();
-    let template = "`ERROR request <*> failed: payment gateway timed out after <*>`";
-    let row = analysis
-        .lines()
-        .find(|l| l.contains(template))
-        .unwrap_or_else(|| panic!("no row of {template}:\n{analysis}"));
-    assert!(row.contains("| new |"), "{row}");
+    let row = new_error_row(&receipts);
     assert!(row.contains("`ERROR request "), "no example line: {row}");
 
     // v2's instances wrote into the folder of the run that started them.
@@ -171,6 +165,19 @@ async fn old_runs_log_folders_are_removed_but_the_newest_and_the_serving_version
         .await;
     gone.code(2);
     assert!(env.daemon_log().contains("removed an old run's logs"));
+}
+
+/// The row of `canary-analysis.md` in `receipts` listing the sample app's
+/// `log-errors` template, a new one.
+pub fn new_error_row(receipts: &std::path::Path) -> String {
+    let analysis = std::fs::read_to_string(receipts.join("canary-analysis.md")).unwrap();
+    let template = "`ERROR request <*> failed: payment gateway timed out after <*>`";
+    let row = analysis
+        .lines()
+        .find(|l| l.contains(template))
+        .unwrap_or_else(|| panic!("no row of {template}:\n{analysis}"));
+    assert!(row.contains("| new |"), "{row}");
+    row.to_owned()
 }
 
 /// `N` of the sample app's `ERROR request N failed: ...`.
