@@ -134,6 +134,39 @@ async fn a_bad_canary_judged_from_promql_is_rolled_back_with_the_prometheus_numb
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_judged_from_promql_range_queries_is_rolled_back() {
+    let Some((env, prometheus, load)) = serving_v1(Faults::new("v2:error-rate=0.5")).await else {
+        return;
+    };
+    // Points every 2 s back from each 3 s window's end: one, covering 2 s of it.
+    let range = "      range_step: 2s\n";
+    let env = env.with_analysis(&from_prometheus(&prometheus.url(), 20, range));
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
+    load.stop().await;
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    let run = env.last_run_json().await;
+    let failed = run["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["report"]["verdict"] == "fail")
+        .unwrap_or_else(|| panic!("no failed window: {run}"));
+    let canary = &failed["report"]["canary"];
+    let (requests, errors) = (
+        canary["requests"].as_u64().unwrap(),
+        canary["errors"].as_u64().unwrap(),
+    );
+    assert!(requests >= 5, "{canary}");
+    let rate = errors as f64 / requests as f64;
+    assert!(
+        (0.2..=0.8).contains(&rate),
+        "error rate {rate} from the range queries: {canary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_series_makes_windows_inconclusive_and_the_canary_never_promoted() {
     let Some((env, prometheus, load)) = serving_v1(Faults::none()).await else {
         return;
