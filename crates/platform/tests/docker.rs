@@ -137,7 +137,7 @@ async fn containers_serve_carry_their_labels_and_are_removed_when_stopped() {
     else {
         return;
     };
-    let platform = platform(spec(&docker.host, SERVE), dir.path());
+    let platform = platform(spec(&docker.host, SERVE), dir.path()).with_run("20261202T100000Z-v1");
     let mut v1 = platform.start(&release("v1", 2)).await.unwrap();
     let ready = v1.health().borrow().ready.clone();
     assert_eq!(ready.len(), 2);
@@ -162,6 +162,8 @@ async fn containers_serve_carry_their_labels_and_are_removed_when_stopped() {
     assert_eq!(labels["cutover.app"], "shop");
     assert_eq!(labels["cutover.release"], "v1");
     assert_eq!(labels["cutover.version"], "v1");
+    assert_eq!(labels["cutover.run"], "20261202T100000Z-v1");
+    assert!(["0", "1"].contains(&labels["cutover.instance"].as_str()));
     let host_config = inspect.host_config.unwrap();
     assert_eq!(host_config.memory, Some(64 * 1024 * 1024));
     assert_eq!(host_config.nano_cpus, Some(500_000_000));

@@ -53,6 +53,8 @@ pub(crate) struct ContainerLauncher {
     pub(crate) labels: Labels,
     /// How the containers' log files are kept.
     pub(crate) logs: LogsSpec,
+    /// The run that starts them, for their `cutover.run` label.
+    pub(crate) run: String,
 }
 
 /// Where a container's output goes: the instance's log file, the same one a
@@ -153,7 +155,7 @@ impl ContainerLauncher {
             image: Some(self.image.clone()),
             cmd,
             env: Some(env),
-            labels: Some(self.labels.of(&instance)),
+            labels: Some(self.labels.of(&instance, &self.run)),
             exposed_ports: exposed,
             host_config: Some(HostConfig {
                 network_mode: Some(network_mode.to_owned()),

@@ -48,6 +48,8 @@ pub struct DockerPlatform {
     log_dir: PathBuf,
     /// How the containers' log files are kept (`logs:`).
     logs: LogsSpec,
+    /// The run whose containers these are (`None`: started outside any run).
+    run: Option<String>,
     state_dir: PathBuf,
     app: String,
     /// Known once the state directory's identity has been read (or made).
@@ -77,6 +79,7 @@ impl DockerPlatform {
             health,
             log_dir: state_dir.join("logs"),
             logs: LogsSpec::default(),
+            run: None,
             state_dir: state_dir.to_owned(),
             app: app.to_owned(),
             labels: Arc::default(),
@@ -91,6 +94,12 @@ impl DockerPlatform {
     pub fn with_logs(mut self, dir: std::path::PathBuf, logs: LogsSpec) -> DockerPlatform {
         self.log_dir = dir;
         self.logs = logs;
+        self
+    }
+
+    /// Its containers are started for the run `run` (their `cutover.run` label).
+    pub fn with_run(mut self, run: &str) -> DockerPlatform {
+        self.run = Some(run.to_owned());
         self
     }
 
@@ -173,6 +182,10 @@ impl DockerPlatform {
             image,
             labels,
             logs: self.logs,
+            run: self
+                .run
+                .clone()
+                .unwrap_or_else(|| crate::log_files::OUTSIDE_RUNS.to_owned()),
         };
         let runs = Runs::Containers(Arc::new(containers));
         let launcher = Launcher::new(runs, self.log_dir.clone(), spec);
