@@ -20,14 +20,15 @@ use std::time::{Duration, Instant};
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, InspectContainerOptions,
+    InspectNetworkOptions, RemoveContainerOptionsBuilder,
 };
 use common::docker::{ImageFiles, TestDocker, build_image, containers_labelled, daemon};
 use common::{await_health, get, health};
 use cutover_engine::platform::{Platform, PlatformError, Release, ReleaseSpec};
 use cutover_platform::{DockerPlatform, log_files};
 use cutover_spec::{DockerNetwork, DockerSpec, HealthSource, LogsSpec, PullPolicy};
+use futures_util::StreamExt;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -177,6 +178,84 @@ async fn containers_serve_carry_their_labels_and_are_removed_when_stopped() {
     assert!(v1.health().borrow().ready.is_empty());
     let left = containers_labelled(&docker.docker, "cutover.state", &state_id(dir.path())).await;
     assert_eq!(left, Vec::<String>::new(), "stop removes its containers");
+}
+
+#[tokio::test]
+async fn stop_sends_sigterm_then_sigkill_after_the_grace_then_removes_the_container() {
+    let Some((docker, dir)) =
+        with_image("stop_sends_sigterm_then_sigkill_after_the_grace_then_removes_the_container")
+            .await
+    else {
+        return;
+    };
+    // Serves, and ignores SIGTERM: only SIGKILL ends it.
+    let command = [
+        "/bin/sh",
+        "-c",
+        "trap '' TERM; /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www & \
+         while true; do /bin/busybox sleep 1 & wait $!; done",
+    ];
+    let platform = platform(spec(&docker.host, &command), dir.path());
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .saturating_sub(1);
+    let mut v1 = platform.start(&release("v1", 1)).await.unwrap();
+    let name = names(v1.as_ref()).remove(0);
+    // The grace asked for here is replaced by `platform.docker.stop_grace` (2 s).
+    v1.stop(Duration::from_millis(1)).await;
+    wait_until("the container removed", || {
+        let docker = docker.docker.clone();
+        let name = name.clone();
+        async move {
+            docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+                .is_err()
+        }
+    })
+    .await;
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let options = EventsOptionsBuilder::new()
+        .since(&since.to_string())
+        .until(&until)
+        .filters(&HashMap::from([(
+            "container".to_owned(),
+            vec![name.clone()],
+        )]))
+        .build();
+    let events: Vec<String> = docker
+        .docker
+        .events(Some(options))
+        .filter_map(|e| async move {
+            let e = e.ok()?;
+            let action = e.action?;
+            let signal = e
+                .actor
+                .and_then(|a| a.attributes)
+                .and_then(|a| a.get("signal").cloned());
+            Some(match signal {
+                Some(signal) => format!("{action} {signal}"),
+                None => action,
+            })
+        })
+        .collect()
+        .await;
+    let at = |what: &str| {
+        events
+            .iter()
+            .position(|e| e == what)
+            .unwrap_or_else(|| panic!("no `{what}` in {events:?}"))
+    };
+    // SIGTERM (15), then, the grace over, SIGKILL (9), then removed.
+    assert!(at("kill 15") < at("kill 9"), "{events:?}");
+    assert!(at("kill 9") < at("destroy"), "{events:?}");
 }
 
 #[tokio::test]
