@@ -123,6 +123,18 @@ async fn start_error(platform: &DockerPlatform, name: &str) -> String {
     }
 }
 
+/// Waits until the daemon no longer knows the container `name`.
+async fn until_removed(docker: &TestDocker, name: &str) {
+    wait_until(&format!("{name} removed"), || async move {
+        docker
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .is_err()
+    })
+    .await;
+}
+
 async fn wait_until<F: Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
     let deadline = Instant::now() + DEADLINE;
     while !f().await {
@@ -205,17 +217,7 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace_then_removes_the_contai
     let name = names(v1.as_ref()).remove(0);
     // The grace asked for here is replaced by `platform.docker.stop_grace` (2 s).
     v1.stop(Duration::from_millis(1)).await;
-    wait_until("the container removed", || {
-        let docker = docker.docker.clone();
-        let name = name.clone();
-        async move {
-            docker
-                .inspect_container(&name, None::<InspectContainerOptions>)
-                .await
-                .is_err()
-        }
-    })
-    .await;
+    until_removed(&docker, &name).await;
     let until = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -291,17 +293,7 @@ async fn an_exit_is_a_problem_with_its_exit_code_and_the_container_is_restarted(
     await_health(&mut health, DEADLINE, |h| h.ready.len() == 1).await;
     let second = names(v1.as_ref()).remove(0);
     assert_ne!(second, first);
-    wait_until("the exited container removed", || {
-        let docker = docker.docker.clone();
-        let first = first.clone();
-        async move {
-            docker
-                .inspect_container(&first, None::<InspectContainerOptions>)
-                .await
-                .is_err()
-        }
-    })
-    .await;
+    until_removed(&docker, &first).await;
     assert!(
         v1.describe()[0].ends_with("(ready, restarts: 1)"),
         "{:?}",

@@ -42,6 +42,39 @@ async fn serving_v1(faults: Faults) -> Option<(Env, RealPrometheus, crate::suppo
     Some((env, prometheus, load))
 }
 
+/// `cutover deploy v2` of a v2 failing half its requests, rolled back on the
+/// error rate Prometheus gave; the run's record, and the failed window's canary.
+async fn rolled_back_on_half_failing(
+    env: &Env,
+    load: crate::support::Load,
+) -> (serde_json::Value, serde_json::Value) {
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
+    load.stop().await;
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    let run = env.last_run_json().await;
+    let failed = run["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["report"]["verdict"] == "fail")
+        .unwrap_or_else(|| panic!("no failed window: {run}"));
+    let canary = failed["report"]["canary"].clone();
+    let (requests, errors) = (
+        canary["requests"].as_u64().unwrap(),
+        canary["errors"].as_u64().unwrap(),
+    );
+    // What PromQL's increase() said of the window: half of v2's requests failed.
+    assert!(requests >= 5, "{canary}");
+    let rate = errors as f64 / requests as f64;
+    assert!(
+        (0.2..=0.8).contains(&rate),
+        "error rate {rate} from Prometheus: {canary}"
+    );
+    (run, canary)
+}
+
 /// Every file under `dir`, read.
 fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
@@ -63,30 +96,7 @@ async fn a_bad_canary_judged_from_promql_is_rolled_back_with_the_prometheus_numb
         return;
     };
     let env = env.with_analysis(&from_prometheus(&prometheus.url(), 20, ""));
-    let out = env.deploy("v2").await;
-    out.code(3);
-    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
-    load.stop().await;
-    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
-
-    let run = env.last_run_json().await;
-    let measured = run["measurements"].as_array().unwrap();
-    let failed = measured
-        .iter()
-        .find(|m| m["report"]["verdict"] == "fail")
-        .unwrap_or_else(|| panic!("no failed window: {run}"));
-    let canary = &failed["report"]["canary"];
-    let (requests, errors) = (
-        canary["requests"].as_u64().unwrap(),
-        canary["errors"].as_u64().unwrap(),
-    );
-    // What PromQL's increase() said of the window: half of v2's requests failed.
-    assert!(requests >= 5, "{canary}");
-    let rate = errors as f64 / requests as f64;
-    assert!(
-        (0.2..=0.8).contains(&rate),
-        "error rate {rate} from Prometheus: {canary}"
-    );
+    let (run, canary) = rolled_back_on_half_failing(&env, load).await;
     assert!(
         canary["latency"].is_null(),
         "no histogram comes from Prometheus: {canary}"
@@ -141,29 +151,7 @@ async fn a_bad_canary_judged_from_promql_range_queries_is_rolled_back() {
     // Points every 2 s back from each 3 s window's end: one, covering 2 s of it.
     let range = "      range_step: 2s\n";
     let env = env.with_analysis(&from_prometheus(&prometheus.url(), 20, range));
-    let out = env.deploy("v2").await;
-    out.code(3);
-    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
-    load.stop().await;
-    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
-    let run = env.last_run_json().await;
-    let failed = run["measurements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["report"]["verdict"] == "fail")
-        .unwrap_or_else(|| panic!("no failed window: {run}"));
-    let canary = &failed["report"]["canary"];
-    let (requests, errors) = (
-        canary["requests"].as_u64().unwrap(),
-        canary["errors"].as_u64().unwrap(),
-    );
-    assert!(requests >= 5, "{canary}");
-    let rate = errors as f64 / requests as f64;
-    assert!(
-        (0.2..=0.8).contains(&rate),
-        "error rate {rate} from the range queries: {canary}"
-    );
+    rolled_back_on_half_failing(&env, load).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
