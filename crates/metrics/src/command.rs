@@ -11,7 +11,7 @@ use cutover_spec::{CommandQuery, CommandSource, Queries};
 
 use crate::http::{excerpt, number};
 use crate::template::At;
-use crate::window::Reader;
+use crate::window::{Measure, Reader};
 
 pub(crate) struct Command {
     spec: CommandSource,
@@ -33,7 +33,7 @@ impl Reader for Command {
         &self.spec.metrics
     }
 
-    async fn read(&self, query: &CommandQuery, at: &At) -> Result<f64, SourceFault> {
+    async fn read(&self, query: &CommandQuery, _: Measure, at: &At) -> Result<f64, SourceFault> {
         let argv: Vec<String> = query.run.iter().map(|a| at.render(a)).collect();
         let (program, args) = argv.split_first().ok_or_else(|| SourceFault::Invalid {
             message: "the command is empty".into(),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::http;
 use crate::template::At;
-use crate::window::Reader;
+use crate::window::{Measure, Reader};
 
 pub(crate) struct Datadog {
     spec: DatadogSource,
@@ -44,7 +44,7 @@ impl Reader for Datadog {
         &self.spec.queries
     }
 
-    async fn read(&self, query: &String, at: &At) -> Result<f64, SourceFault> {
+    async fn read(&self, query: &String, _: Measure, at: &At) -> Result<f64, SourceFault> {
         let to = at.end_unix.floor() as i64;
         let from = (at.end_unix - at.interval.as_secs_f64()).floor() as i64;
         let (from, to) = (from.to_string(), to.to_string());

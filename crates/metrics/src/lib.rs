@@ -28,6 +28,8 @@ mod datadog;
 mod http;
 mod json_path;
 mod prometheus;
+#[cfg(feature = "testing")]
+pub mod real_prometheus;
 mod template;
 #[cfg(test)]
 mod testing;

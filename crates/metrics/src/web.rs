@@ -7,7 +7,7 @@ use cutover_spec::{Queries, WebQuery, WebSource};
 use reqwest::Client;
 
 use crate::template::At;
-use crate::window::Reader;
+use crate::window::{Measure, Reader};
 use crate::{http, json_path};
 
 pub(crate) struct Web {
@@ -34,7 +34,7 @@ impl Reader for Web {
         &self.spec.metrics
     }
 
-    async fn read(&self, query: &WebQuery, at: &At) -> Result<f64, SourceFault> {
+    async fn read(&self, query: &WebQuery, _: Measure, at: &At) -> Result<f64, SourceFault> {
         let url = http::url(&at.render(query.url.expose()), "", &[])?;
         let answer = http::get(&self.client, url, &query.headers, query.timeout).await?;
         if !answer.is_success() {

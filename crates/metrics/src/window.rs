@@ -24,8 +24,23 @@ pub(crate) trait Reader: Send + Sync + 'static {
 
     fn queries(&self) -> &Queries<Self::Query>;
 
-    /// The metric's value in the window `at`.
-    async fn read(&self, query: &Self::Query, at: &At) -> Result<f64, SourceFault>;
+    /// The metric's value in the window `at`; `measure` says how values over
+    /// parts of the window add up to it (for a source that reads several points).
+    async fn read(
+        &self,
+        query: &Self::Query,
+        measure: Measure,
+        at: &At,
+    ) -> Result<f64, SourceFault>;
+}
+
+/// What a metric's number is, so points across a window can be reduced to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Measure {
+    /// How much happened in the window (`requests`): the points add up.
+    Count,
+    /// A rate, a ratio, a latency or a custom metric's level: the points average.
+    Level,
 }
 
 /// A [`MetricsSource`] over a [`Reader`].
@@ -94,7 +109,7 @@ pub(crate) async fn sample<R: Reader>(reader: &R, at: &At) -> Result<Sample, Sou
         fault,
     };
     let requests = reader
-        .read(&queries.requests, at)
+        .read(&queries.requests, Measure::Count, at)
         .await
         .map_err(|f| fail("requests", f))?;
     if !requests.is_finite() || requests < 0.0 {
@@ -108,7 +123,7 @@ pub(crate) async fn sample<R: Reader>(reader: &R, at: &At) -> Result<Sample, Sou
         let Some(query) = query else {
             return Ok(None);
         };
-        match reader.read(query, at).await {
+        match reader.read(query, Measure::Level, at).await {
             Ok(v) => Ok(Some(v)),
             Err(SourceFault::NaN | SourceFault::MissingSeries | SourceFault::Empty { .. })
                 if requests == 0 =>

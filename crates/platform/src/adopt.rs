@@ -6,6 +6,9 @@
 //! for the release: the same version, and the same command on its port. Of two
 //! recorded under one index, the later one. Everything not adopted stays with the
 //! [`Leftovers`](crate::Leftovers), for `stop_unadopted`.
+//!
+//! [`SupervisedRelease::take_over`] is what adopting processes and containers
+//! share: the survivors in, the missing instances started, or all stopped.
 
 use std::cmp::Reverse;
 
@@ -25,39 +28,23 @@ impl LocalPlatform {
         &self,
         spec: &ReleaseSpec,
     ) -> Result<Option<SupervisedRelease>, PlatformError> {
-        let mut release = self.release(spec);
+        let release = self.release(spec);
         let survivors = self.take_survivors(spec, &release.launcher);
         if survivors.is_empty() {
             return Ok(None);
         }
-        let adopted = survivors.len() as u32;
-        let ids: Vec<u64> = {
-            let mut instances = lock(&release.instances);
-            survivors
-                .into_iter()
-                .map(|(group, record)| {
-                    // Registered when the leftovers were read; made sure of here, as
-                    // from now on it is this daemon's like any child of its own.
-                    reaper::register_group(&group);
-                    tracing::info!(release = %spec.name, instance = record.index,
-                        pid = group.pgid().as_raw(), addr = %record.addr, "adopting instance");
-                    instances.push(Process::adopt(group, &record))
-                })
-                .collect()
-        };
-        let missing = spec.instances.saturating_sub(adopted);
-        if let Err(e) = release.bring_up(&ids, missing).await {
-            tracing::warn!(release = %spec.name, "could not take the release over, stopping it: {e}");
-            release.stop(STARTUP_CLEANUP_GRACE).await;
-            return Err(PlatformError::Adoption {
-                release: spec.name.clone(),
-                adopted,
-                source: Box::new(e),
-            });
-        }
-        tracing::info!(release = %spec.name, version = %spec.version, adopted,
-            started = missing, "release taken over");
-        Ok(Some(release))
+        let adopted = survivors
+            .into_iter()
+            .map(|(group, record)| {
+                // Registered when the leftovers were read; made sure of here, as
+                // from now on it is this daemon's like any child of its own.
+                reaper::register_group(&group);
+                tracing::info!(release = %spec.name, instance = record.index,
+                    pid = group.pgid().as_raw(), addr = %record.addr, "adopting instance");
+                Process::adopt(group, &record)
+            })
+            .collect();
+        release.take_over(spec, adopted).await.map(Some)
     }
 
     /// Takes the recorded instances of `spec` that can be adopted out of the
@@ -93,6 +80,39 @@ impl LocalPlatform {
         let adopted: Vec<Group> = survivors.iter().map(|(g, _)| g.clone()).collect();
         leftovers.remove(&adopted);
         survivors
+    }
+}
+
+impl SupervisedRelease {
+    /// Takes `adopted` (instances an earlier daemon started, still running) in,
+    /// and starts the instances `spec` needs beyond them.
+    ///
+    /// # Errors
+    /// [`PlatformError::Adoption`] when they do not all become healthy; every
+    /// instance, adopted or started, is stopped then.
+    pub(crate) async fn take_over(
+        mut self,
+        spec: &ReleaseSpec,
+        adopted: Vec<Process>,
+    ) -> Result<SupervisedRelease, PlatformError> {
+        let count = adopted.len() as u32;
+        let ids: Vec<u64> = {
+            let mut instances = lock(&self.instances);
+            adopted.into_iter().map(|p| instances.push(p)).collect()
+        };
+        let missing = spec.instances.saturating_sub(count);
+        if let Err(e) = self.bring_up(&ids, missing).await {
+            tracing::warn!(release = %spec.name, "could not take the release over, stopping it: {e}");
+            self.stop(STARTUP_CLEANUP_GRACE).await;
+            return Err(PlatformError::Adoption {
+                release: spec.name.clone(),
+                adopted: count,
+                source: Box::new(e),
+            });
+        }
+        tracing::info!(release = %spec.name, version = %spec.version, adopted = count,
+            started = missing, "release taken over");
+        Ok(self)
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::ports::free_port_except;
-use crate::process::{Launcher, Process};
+use crate::process::{Launcher, Process, Unit};
 
 /// How long to wait before restarting an instance that exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +368,10 @@ impl Supervisor {
                     failures = failures.saturating_add(1);
                     if serving && failures >= health.unhealthy_threshold {
                         serving = false;
+                        self.tx.send_if_modified(|h| remove(&mut h.ready, addr));
+                        if let Some(status) = exit_news(process).await {
+                            return status;
+                        }
                         let problem = format!(
                             "instance {index} ({unit}, {addr}) failed {failures} health checks: {e}"
                         );
@@ -381,6 +385,23 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// How long an instance that turned unhealthy is given to be known as exited.
+const EXIT_NEWS_WAIT: Duration = Duration::from_secs(1);
+
+/// The exit status of a container that failed its health checks because it
+/// exited: its daemon tells of the exit, often after the failed checks it causes,
+/// and the exit code (an OOM kill) says more than `connection refused`. A
+/// process's exit is known at once: `None` for it, and for a container still
+/// running.
+async fn exit_news(process: &Process) -> Option<String> {
+    if !matches!(process.unit, Unit::Container(_)) {
+        return None;
+    }
+    tokio::time::timeout(EXIT_NEWS_WAIT, process.exited())
+        .await
+        .ok()
 }
 
 /// Sleeps until `deadline`, or forever without one.

@@ -67,12 +67,8 @@ impl LocalPlatform {
 
     /// A release of `spec`, with no instance yet.
     pub(crate) fn release(&self, spec: &ReleaseSpec) -> SupervisedRelease {
-        let launcher = Launcher {
-            runs: Runs::Processes(self.spec.clone()),
-            log_dir: self.log_dir.clone(),
-            name: spec.name.clone(),
-            version: spec.version.clone(),
-        };
+        let runs = Runs::Processes(self.spec.clone());
+        let launcher = Launcher::new(runs, self.log_dir.clone(), spec);
         SupervisedRelease::new(Arc::new(launcher), self.health.clone(), self.restart)
     }
 }

@@ -6,7 +6,9 @@
 //! starts outside any run, such as the stable version started again after a
 //! restart, go to [`OUTSIDE_RUNS`]). A version that keeps serving through later
 //! runs keeps writing where its run put it. Rotated files sit beside it:
-//! `.log.1` the newest, up to `.log.<keep>`.
+//! `.log.1` the newest, up to `.log.<keep>`. Only the folders of the
+//! `logs.keep_runs` runs started last are kept ([`LogFiles::prune_runs`]), and those a
+//! release still serving or the run in progress writes to.
 //!
 //! **Rotation** ([`rotate`]) is copy-truncate, because a local instance writes to
 //! the file through a descriptor of its own (opened in append mode and inherited,
@@ -134,6 +136,53 @@ impl LogFiles {
             .into_iter()
             .filter_map(|f| rotate(&f.path, spec).err().map(|e| (f.path, e)))
             .collect()
+    }
+}
+
+/// What [`LogFiles::prune_runs`] did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// The run folders removed.
+    pub removed: Vec<PathBuf>,
+    /// Those it could not remove, with why.
+    pub failed: Vec<(PathBuf, io::Error)>,
+}
+
+impl LogFiles {
+    /// Removes the folders of old runs: all but the `keep` started last (run ids
+    /// begin with their start time), and but `active_run`'s and those holding a file of a release in `serving`
+    /// (which may still be writing to it), whatever their age.
+    ///
+    /// # Guarantees
+    /// [`OUTSIDE_RUNS`] is never removed, nor anything but a folder of the root.
+    pub fn prune_runs(&self, keep: u32, serving: &[String], active_run: Option<&str>) -> Pruned {
+        let mut pruned = Pruned::default();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return pruned;
+        };
+        let serving: Vec<String> = serving.iter().map(|r| file_safe(r)).collect();
+        let mut in_use: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(|f| serving.contains(&f.release))
+            .map(|f| f.run)
+            .collect();
+        in_use.extend(active_run.map(file_safe));
+        let mut runs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name() != OUTSIDE_RUNS)
+            .map(|e| e.path())
+            .collect();
+        // Run ids begin with their start time: by name, newest first.
+        runs.sort_by(|a, b| b.cmp(a));
+        let old = runs.into_iter().skip(keep as usize);
+        for dir in old.filter(|d| !in_use.iter().any(|r| d.file_name() == Some(r.as_ref()))) {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => pruned.removed.push(dir),
+                Err(e) => pruned.failed.push((dir, e)),
+            }
+        }
+        pruned
     }
 }
 
@@ -455,7 +504,51 @@ mod tests {
     use super::*;
 
     fn spec(max_size: u64, keep: u32) -> LogsSpec {
-        LogsSpec { max_size, keep }
+        LogsSpec {
+            max_size,
+            keep,
+            ..LogsSpec::default()
+        }
+    }
+
+    /// A run folder with one log file.
+    fn run_folder(files: &LogFiles, run: &str, release: &str) -> PathBuf {
+        let dir = files.run_dir(Some(run));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{release}-0.log")), "x\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn old_runs_folders_go_but_the_newest_those_in_use_and_the_daemon_s_stay() {
+        let root = tempfile::tempdir().unwrap();
+        let files = LogFiles::new(root.path().to_owned());
+        assert!(
+            files.prune_runs(2, &[], None).removed.is_empty(),
+            "no root yet"
+        );
+        let daemon = run_folder(&files, OUTSIDE_RUNS, "v1");
+        let run = |n: u32, release: &str| {
+            run_folder(&files, &format!("20261201T10000{n}Z-v{n}"), release)
+        };
+        let r1 = run(1, "v1"); // v1 still serves
+        let r2 = run(2, "v2");
+        let r3 = run(3, "v3");
+        let r4 = run(4, "v4"); // in progress (as if started before the newest)
+        let r5 = run(5, "v5+baseline"); // serves
+        let r6 = run(6, "v6"); // the newest
+        let serving = ["v1".to_owned(), "v5+baseline".to_owned()];
+        let active = Some("20261201T100004Z-v4");
+        let pruned = files.prune_runs(1, &serving, active);
+        assert!(pruned.failed.is_empty(), "{:?}", pruned.failed);
+        let mut removed = pruned.removed;
+        removed.sort();
+        assert_eq!(removed, [r2, r3]);
+        for kept in [daemon, r1, r4, r5, r6] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        // Nothing more to do.
+        assert!(files.prune_runs(1, &serving, active).removed.is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cutover_engine::platform::PlatformError;
+use cutover_engine::platform::{PlatformError, ReleaseSpec};
 use cutover_spec::{HealthCheck, LocalSpec};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -64,11 +64,39 @@ pub(crate) enum Runs {
 }
 
 impl Launcher {
+    /// Starts the instances of `spec` as `runs`, their output in `log_dir`.
+    pub(crate) fn new(runs: Runs, log_dir: PathBuf, spec: &ReleaseSpec) -> Launcher {
+        Launcher {
+            runs,
+            log_dir,
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        }
+    }
+
     /// How long an instance may take to become healthy.
     pub(crate) fn startup_timeout(&self) -> Duration {
         match &self.runs {
             Runs::Processes(spec) => spec.startup_timeout,
             Runs::Containers(containers) => containers.spec.startup_timeout,
+        }
+    }
+
+    /// What to check when an instance's port was in use twice: the setting that
+    /// says where it listens.
+    pub(crate) fn port_hint(&self) -> &'static str {
+        match &self.runs {
+            Runs::Processes(_) => {
+                "does `platform.local.command` listen on the `${PORT}` it is given?"
+            }
+            Runs::Containers(containers) => match containers.spec.network {
+                cutover_spec::DockerNetwork::Host => {
+                    "does the container (`platform.docker.command`) listen on the `${PORT}` it is given?"
+                }
+                cutover_spec::DockerNetwork::Published { .. } => {
+                    "is something else publishing ports of 127.0.0.1 (`platform.docker.network`)?"
+                }
+            },
         }
     }
 

@@ -152,9 +152,12 @@ impl SupervisedRelease {
                         continue;
                     }
                     let note = if retry {
-                        " (the second time, after a retry on another port)"
+                        format!(
+                            " (the second time, after a retry on another port; {})",
+                            self.launcher.port_hint()
+                        )
                     } else {
-                        ""
+                        String::new()
                     };
                     return Err(PlatformError::ExitedDuringStartup {
                         version: name.clone(),

@@ -476,7 +476,13 @@ async fn an_address_in_use_twice_is_reported() {
     let PlatformError::ExitedDuringStartup { status, .. } = &err else {
         panic!("wrong error: {err}");
     };
-    assert!(status.contains("after a retry on another port"), "{status}");
+    assert!(
+        status.contains(
+            "after a retry on another port; does `platform.local.command` listen on the \
+             `${PORT}` it is given?"
+        ),
+        "{status}"
+    );
     assert!(status.contains("Address already in use"), "{status}");
     assert_eq!(runs(dir.path()).len(), 2);
 }

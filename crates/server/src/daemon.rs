@@ -162,10 +162,15 @@ impl Platforms {
             PlatformSpec::Local(local) => {
                 Arc::new(LocalPlatform::new(local.clone(), health, logs).with_leftovers(leftovers))
             }
-            PlatformSpec::Docker(docker) => Arc::new(
-                DockerPlatform::new(docker.clone(), health, &config.app, &self.state_dir)
-                    .with_log_dir(logs),
-            ),
+            PlatformSpec::Docker(docker) => {
+                let platform =
+                    DockerPlatform::new(docker.clone(), health, &config.app, &self.state_dir)
+                        .with_logs(logs, config.logs);
+                Arc::new(match run {
+                    Some(run) => platform.with_run(run),
+                    None => platform,
+                })
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The versions' captured output: `GET /api/v1/logs/{version}` (the last lines of
 //! each instance's log file, and with `follow` the new ones as they come, across
-//! rotations), and the task that keeps the files within `logs.max_size`.
+//! rotations), and the task that keeps the files within `logs.max_size` and the
+//! run folders within `logs.keep_runs`.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -16,7 +17,7 @@ use cutover_platform::log_files::{self, LogFile};
 use cutover_platform::{FileCursor, LogFiles};
 use serde::Deserialize;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::api::{ApiError, AppState};
 
@@ -32,8 +33,10 @@ const DEFAULT_LINES: usize = 100;
 /// Lines a request may ask for at most, per instance.
 const MAX_LINES: usize = 10_000;
 
-/// Rotates the log files under `files` past the latest run's `logs.max_size`,
-/// every second, until `stopping` turns true.
+/// Every second until `stopping` turns true, as the latest run's `logs` says:
+/// rotates the log files under `files` past `max_size`, and removes the folders
+/// of runs older than the `keep_runs` newest, but those the run in progress or a
+/// release still serving writes to.
 pub(crate) fn spawn_rotation(engine: Engine, files: LogFiles, mut stopping: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(ROTATE_EVERY);
@@ -43,10 +46,29 @@ pub(crate) fn spawn_rotation(engine: Engine, files: LogFiles, mut stopping: watc
                 _ = stopping.wait_for(|s| *s) => return,
             }
             let spec = engine.config().config.logs;
+            let status = engine.status().await;
+            let serving: Vec<String> = status.backends.into_iter().map(|b| b.release).collect();
+            let active = status.active_run.map(|a| a.run_id);
             let files = files.clone();
-            let failed = tokio::task::spawn_blocking(move || files.rotate_all(&spec)).await;
-            for (path, e) in failed.unwrap_or_default() {
+            let kept = tokio::task::spawn_blocking(move || {
+                let failed = files.rotate_all(&spec);
+                (
+                    failed,
+                    files.prune_runs(spec.keep_runs, &serving, active.as_deref()),
+                )
+            })
+            .await;
+            let Ok((failed, pruned)) = kept else {
+                continue;
+            };
+            for (path, e) in failed {
                 warn!(file = %path.display(), error = %e, "could not rotate a log file");
+            }
+            for dir in pruned.removed {
+                info!(folder = %dir.display(), keep_runs = spec.keep_runs, "removed an old run's logs");
+            }
+            for (dir, e) in pruned.failed {
+                warn!(folder = %dir.display(), error = %e, "could not remove an old run's logs");
             }
         }
     });

@@ -80,8 +80,17 @@ pub struct PrometheusSource {
     pub headers: BTreeMap<String, Secret>,
     /// How long one query may take.
     pub timeout: Duration,
-    /// Instant queries at the window's end; the defaults read the built-in proxy's
-    /// own `cutover_proxy_*` series as scraped from the daemon's `/metrics`.
+    /// `None` (the default): each query is an instant query at the window's end,
+    /// `{{interval}}` the window's length. `Some(step)`: a range query
+    /// (`/api/v1/query_range`) over the window, one point every `step` back from
+    /// its end, `{{interval}}` the step, so each point covers its own step; the
+    /// points are reduced to the window's value: `requests` is their sum (the
+    /// window's count, step by step), every other metric their mean (NaN points,
+    /// steps with nothing to divide, left out). A window shorter than the step
+    /// is one point covering the window.
+    pub range_step: Option<Duration>,
+    /// The PromQL templates; the defaults read the built-in proxy's own
+    /// `cutover_proxy_*` series as scraped from the daemon's `/metrics`.
     pub queries: Queries<String>,
 }
 

@@ -90,6 +90,10 @@ pub struct LogsSpec {
     pub max_size: u64,
     /// Rotated files kept beside it, `.1` the newest (default 3; 0 keeps none).
     pub keep: u32,
+    /// Runs whose log folders are kept, those started last (default 20, at least 1); an
+    /// older run's folder goes once none of its files belongs to a release that
+    /// still serves. The folder of what the daemon starts outside runs stays.
+    pub keep_runs: u32,
 }
 
 impl Default for LogsSpec {
@@ -97,6 +101,7 @@ impl Default for LogsSpec {
         LogsSpec {
             max_size: defaults::LOG_MAX_SIZE,
             keep: defaults::LOG_KEEP,
+            keep_runs: defaults::LOG_KEEP_RUNS,
         }
     }
 }
@@ -875,6 +880,10 @@ pub mod defaults {
     pub const LOG_KEEP: u32 = 3;
     /// `logs.keep` at most.
     pub const LOG_MAX_KEEP: u32 = 100;
+    /// Runs whose log folders are kept.
+    pub const LOG_KEEP_RUNS: u32 = 20;
+    /// The most `logs.keep_runs` may say.
+    pub const LOG_MAX_KEEP_RUNS: u32 = 10_000;
     /// `analysis.comparison`.
     pub const COMPARISON: ComparisonSpec = ComparisonSpec {
         confidence: Percent(0.99),

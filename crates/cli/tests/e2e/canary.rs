@@ -112,20 +112,6 @@ async fn a_version_that_never_becomes_healthy_never_gets_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_canary_that_crashes_mid_step_is_rolled_back() {
-    let mut env =
-        Env::new(Faults::new("v2:crash-after=1500ms")).with_steps("[{weight: 50%, pause: 30s}]");
-    env.serve().await;
-    env.deploy("v1").await.code(0);
-    let load = env.load();
-    let out = env.deploy("v2").await;
-    out.code(3);
-    assert!(out.stdout.contains("exited"), "{}", out.stdout);
-    assert_no_failures(&load.stop().await, &["v1"]);
-    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_sends_traffic_back_and_the_waiting_deploy_exits_5() {
     let (env, load, waiting) = Env::canary_paused_at_half().await;
     env.cutover(&["abort"]).await.code(0);

@@ -21,13 +21,7 @@ async fn a_canary_logging_an_error_its_baseline_never_logs_is_rolled_back_and_th
     assert!(out.stdout.contains("error template"), "{}", out.stdout);
     load.stop().await;
     let receipts = env.last_receipts().await;
-    let analysis = std::fs::read_to_string(receipts.join("canary-analysis.md")).unwrap();
-    let template = "`ERROR request <*> failed: payment gateway timed out after <*>`";
-    let row = analysis
-        .lines()
-        .find(|l| l.contains(template))
-        .unwrap_or_else(|| panic!("no row of {template}:\n{analysis}"));
-    assert!(row.contains("| new |"), "{row}");
+    let row = new_error_row(&receipts);
     assert!(row.contains("`ERROR request "), "no example line: {row}");
 
     // v2's instances wrote into the folder of the run that started them.
@@ -129,6 +123,61 @@ async fn logs_follow_goes_on_across_rotations_without_repeating_a_line() {
         std::fs::metadata(&log).unwrap().len() < 64 * 1024,
         "the log was not kept small"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_runs_log_folders_are_removed_but_the_newest_and_the_serving_version_s() {
+    let mut env = Env::new(Faults::none())
+        .with_instances(1)
+        .with_sections("logs: { keep_runs: 1 }\n");
+    env.serve().await;
+    let mut runs = Vec::new();
+    env.deploy("v1").await.code(0);
+    runs.push(env.last_receipts().await.file_name().unwrap().to_owned());
+    let load = env.load();
+    for version in ["v2", "v3"] {
+        env.deploy(version).await.code(0);
+        runs.push(env.last_receipts().await.file_name().unwrap().to_owned());
+    }
+    load.stop().await;
+    let logs = env.state_dir().join("logs");
+    let [first, second, third] = [0, 1, 2].map(|i| logs.join(&runs[i]));
+    // v3 serves from the newest; v1 and v2 were stopped in later runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.exists() || second.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "old runs' folders kept: {:?}",
+            std::fs::read_dir(&logs)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        third.join("v3-0.log").exists(),
+        "the serving version's log went"
+    );
+    let gone = env
+        .cutover(&["logs", "v1", "--run", &runs[0].to_string_lossy()])
+        .await;
+    gone.code(2);
+    assert!(env.daemon_log().contains("removed an old run's logs"));
+}
+
+/// The row of `canary-analysis.md` in `receipts` listing the sample app's
+/// `log-errors` template, a new one.
+pub fn new_error_row(receipts: &std::path::Path) -> String {
+    let analysis = std::fs::read_to_string(receipts.join("canary-analysis.md")).unwrap();
+    let template = "`ERROR request <*> failed: payment gateway timed out after <*>`";
+    let row = analysis
+        .lines()
+        .find(|l| l.contains(template))
+        .unwrap_or_else(|| panic!("no row of {template}:\n{analysis}"));
+    assert!(row.contains("| new |"), "{row}");
+    row.to_owned()
 }
 
 /// `N` of the sample app's `ERROR request N failed: ...`.

@@ -6,102 +6,14 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+
+use cutover_metrics::real_prometheus::RealPrometheus;
 
 use crate::support::{Env, Faults};
-
-const BINARY: &str = "/usr/bin/prometheus";
 
 /// A token the Prometheus source sends as a header, from the daemon's
 /// environment: it must never be seen again.
 const TOKEN: &str = "tok-7f3a9c1e5b";
-
-/// A Prometheus of the test's own, killed when dropped.
-struct RealPrometheus {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl RealPrometheus {
-    /// Starts one scraping `target`'s `/metrics`, or says loudly why it cannot.
-    async fn start(target: SocketAddr) -> Option<RealPrometheus> {
-        if !Path::new(BINARY).exists() {
-            eprintln!(
-                "SKIPPED: {BINARY} is not installed (Debian package `prometheus`; .ci/run installs it)"
-            );
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: cutover\n    \
-                 metrics_path: /metrics\n    static_configs:\n      - targets: [\"{target}\"]\n"
-            ),
-        )
-        .unwrap();
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = std::process::Command::new(BINARY)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Some(RealPrometheus {
-            child,
-            addr,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Waits until `promql` gives at least one series.
-    async fn until_series(&self, promql: &str) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut url = reqwest::Url::parse(&format!("{}/api/v1/query", self.url())).unwrap();
-            url.query_pairs_mut().append_pair("query", promql);
-            let answer = client.get(url).send().await;
-            let body: serde_json::Value = match answer {
-                Ok(r) => r.json().await.unwrap_or_default(),
-                Err(_) => serde_json::Value::Null,
-            };
-            if body["data"]["result"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty())
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus never had `{promql}`: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-impl Drop for RealPrometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Analysis settings reading from `prometheus`: 3 s windows (three scrapes),
 /// the default queries, a header with the token from the daemon's environment.
@@ -121,13 +33,46 @@ async fn serving_v1(faults: Faults) -> Option<(Env, RealPrometheus, crate::suppo
         .trim_start_matches("http://")
         .parse()
         .unwrap();
-    let prometheus = RealPrometheus::start(api).await?;
+    let prometheus = RealPrometheus::start(Some(api)).await?;
     env.deploy("v1").await.code(0);
     let load = env.load();
     prometheus
         .until_series(r#"cutover_proxy_requests_total{app="e2e",version="v1",role="stable"} > 0"#)
         .await;
     Some((env, prometheus, load))
+}
+
+/// `cutover deploy v2` of a v2 failing half its requests, rolled back on the
+/// error rate Prometheus gave; the run's record, and the failed window's canary.
+async fn rolled_back_on_half_failing(
+    env: &Env,
+    load: crate::support::Load,
+) -> (serde_json::Value, serde_json::Value) {
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
+    load.stop().await;
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    let run = env.last_run_json().await;
+    let failed = run["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["report"]["verdict"] == "fail")
+        .unwrap_or_else(|| panic!("no failed window: {run}"));
+    let canary = failed["report"]["canary"].clone();
+    let (requests, errors) = (
+        canary["requests"].as_u64().unwrap(),
+        canary["errors"].as_u64().unwrap(),
+    );
+    // What PromQL's increase() said of the window: half of v2's requests failed.
+    assert!(requests >= 5, "{canary}");
+    let rate = errors as f64 / requests as f64;
+    assert!(
+        (0.2..=0.8).contains(&rate),
+        "error rate {rate} from Prometheus: {canary}"
+    );
+    (run, canary)
 }
 
 /// Every file under `dir`, read.
@@ -151,30 +96,7 @@ async fn a_bad_canary_judged_from_promql_is_rolled_back_with_the_prometheus_numb
         return;
     };
     let env = env.with_analysis(&from_prometheus(&prometheus.url(), 20, ""));
-    let out = env.deploy("v2").await;
-    out.code(3);
-    assert!(out.stdout.contains("error_rate"), "{}", out.stdout);
-    load.stop().await;
-    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
-
-    let run = env.last_run_json().await;
-    let measured = run["measurements"].as_array().unwrap();
-    let failed = measured
-        .iter()
-        .find(|m| m["report"]["verdict"] == "fail")
-        .unwrap_or_else(|| panic!("no failed window: {run}"));
-    let canary = &failed["report"]["canary"];
-    let (requests, errors) = (
-        canary["requests"].as_u64().unwrap(),
-        canary["errors"].as_u64().unwrap(),
-    );
-    // What PromQL's increase() said of the window: half of v2's requests failed.
-    assert!(requests >= 5, "{canary}");
-    let rate = errors as f64 / requests as f64;
-    assert!(
-        (0.2..=0.8).contains(&rate),
-        "error rate {rate} from Prometheus: {canary}"
-    );
+    let (run, canary) = rolled_back_on_half_failing(&env, load).await;
     assert!(
         canary["latency"].is_null(),
         "no histogram comes from Prometheus: {canary}"
@@ -222,6 +144,17 @@ async fn a_bad_canary_judged_from_promql_is_rolled_back_with_the_prometheus_numb
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_judged_from_promql_range_queries_is_rolled_back() {
+    let Some((env, prometheus, load)) = serving_v1(Faults::new("v2:error-rate=0.5")).await else {
+        return;
+    };
+    // Points every 2 s back from each 3 s window's end: one, covering 2 s of it.
+    let range = "      range_step: 2s\n";
+    let env = env.with_analysis(&from_prometheus(&prometheus.url(), 20, range));
+    rolled_back_on_half_failing(&env, load).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_series_makes_windows_inconclusive_and_the_canary_never_promoted() {
     let Some((env, prometheus, load)) = serving_v1(Faults::none()).await else {
         return;
@@ -263,15 +196,10 @@ async fn a_missing_series_makes_windows_inconclusive_and_the_canary_never_promot
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_quotes_prometheus_on_a_syntax_error_and_says_when_it_could_not_check() {
     let env = Env::new(Faults::none());
-    // Any port will do for a scrape target nobody serves: only the queries are asked.
-    let target = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let Some(prometheus) = RealPrometheus::start(target).await else {
+    // Scraping nothing: only the queries are asked.
+    let Some(prometheus) = RealPrometheus::start(None).await else {
         return;
     };
-    prometheus.until_series("vector(1)").await;
     let bad = "      queries:\n        latency_p95: 'histogram_quantile(0.95, sum by (le) (rate(x_bucket[{{interval}}]))'\n";
     let env = env.with_analysis(&from_prometheus("${env:PROM_URL}", 2, bad));
     let url = prometheus.url();

@@ -1,4 +1,4 @@
-//! Blue-green, rolling and the fresh canary baseline end to end: the real binary,
+//! Blue-green, rolling, a crashing canary and the fresh canary baseline end to end: the real binary,
 //! a real daemon, real sample-apps, real HTTP on 127.0.0.1. Every scenario runs
 //! twice, on each platform: as local processes (`<scenario>::local`) and as Docker
 //! containers (`<scenario>::docker`, skipped without a Docker daemon).
@@ -36,7 +36,39 @@ on_each_platform!(
     rollback_while_blue_still_runs_is_an_instant_switch_back,
     a_rolling_update_keeps_every_instance_ready_and_rolls_back_batch_by_batch,
     a_fresh_baseline_runs_beside_the_canary_and_is_what_it_is_judged_against,
+    a_canary_that_crashes_mid_step_is_rolled_back_with_its_exit_code_in_the_receipts,
 );
+
+async fn a_canary_that_crashes_mid_step_is_rolled_back_with_its_exit_code_in_the_receipts(
+    platform: Platform,
+) {
+    // No window is ever judged: only the exit can end the step (a container's
+    // failed requests could otherwise fail a window before its exit is known).
+    let mut env = Env::on(platform, Faults::new("v2:crash-after=1500ms"))
+        .with_steps("[{weight: 50%, pause: 30s}]")
+        .with_analysis(
+            "  interval: 500ms\n  min_requests: 1000000\n  failure_limit: 1\n  inconclusive_limit: 100000",
+        );
+    env.serve().await;
+    env.deploy("v1").await.code(0);
+    let load = env.load();
+    let out = env.deploy("v2").await;
+    out.code(3);
+    assert!(out.stdout.contains("exited"), "{}", out.stdout);
+    load.stop().await;
+    assert_eq!(env.served_by(10).await, vec!["v1"; 10]);
+    // The sample app's crash, exit code 101, as the process or the container said.
+    let receipts = env.last_receipts().await;
+    let rollback = std::fs::read_to_string(receipts.join("rollback-log.md")).unwrap();
+    let why = rollback
+        .lines()
+        .find(|l| l.starts_with("| why |"))
+        .unwrap_or_else(|| panic!("no why: {rollback}"));
+    assert!(
+        why.contains(") exited: exit status: 101") || why.contains(") exited: exit code 101"),
+        "{why}"
+    );
+}
 
 const BLUE_GREEN: &str =
     "  blue_green:\n    scale_down_delay: 2s\n    smoke_checks:\n      - { path: /healthz }";

@@ -222,3 +222,41 @@ async fn a_run_recorded_before_typed_state_is_settled_as_aborted_and_stable_rest
     assert_eq!(fresh.starts("v2"), 0);
     assert_eq!(only_stable(&fresh.last_split()), Some("v1"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_run_s_log_check_goes_on_and_rolls_back_a_canary_logging_a_new_error() {
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let fake = Fake::default();
+    let config = format!(
+        "{}  logs: {{ new_errors: fail, min_count: 3 }}\n",
+        canary_paused_at_half()
+    );
+    let run_id = then_killed(&store, &fake, &config, |h| async move {
+        h.deploy("v1").await;
+        let mut run = h.start("v2");
+        run.until(traffic_at(5_000)).await;
+        run.started.run_id
+    });
+    // Only from now on, on the restarted daemon, does the canary log a new error.
+    fake.logs_each_window(
+        "v2",
+        &[
+            "ERROR db timeout after 31ms on 10.0.0.7:5432",
+            "ERROR db timeout after 5ms on 10.0.0.8:5432",
+            "ERROR db timeout after 250ms on 10.0.0.7:5432",
+        ],
+    );
+
+    let h = Harness::over(store, fake.clone(), &config);
+    let mut run = h.follow_resumed(&run_id);
+    h.engine.recover().await.unwrap();
+    let end = run.end().await;
+    assert_eq!(end.outcome, Some(Outcome::RolledBack), "{}", end.message);
+    assert!(end.message.contains("error template"), "{}", end.message);
+    assert_eq!(fake.starts("v2"), 1, "adopted, not started again");
+    let analysis = std::fs::read_to_string(h.receipts(&run_id).join("canary-analysis.md")).unwrap();
+    assert!(
+        analysis.contains("`ERROR db timeout after <*> on <*>` | new | 3 | 0 |"),
+        "{analysis}"
+    );
+}

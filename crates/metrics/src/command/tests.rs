@@ -61,7 +61,8 @@ async fn a_failing_silent_slow_or_wordy_command_is_its_own_fault() {
     let reader =
         command("      requests: { run: [\"true\"] }\n      error_rate: { run: [\"true\"] }\n");
     let at = window();
-    let Err(SourceFault::Invalid { message }) = reader.read(fails, &at).await else {
+    let Err(SourceFault::Invalid { message }) = reader.read(fails, Measure::Count, &at).await
+    else {
         panic!("a failing command")
     };
     assert!(
@@ -69,16 +70,19 @@ async fn a_failing_silent_slow_or_wordy_command_is_its_own_fault() {
         "{message}"
     );
     assert!(matches!(
-        reader.read(silent, &at).await,
+        reader.read(silent, Measure::Count, &at).await,
         Err(SourceFault::Empty { .. })
     ));
     assert_eq!(
-        reader.read(slow, &at).await,
+        reader.read(slow, Measure::Count, &at).await,
         Err(SourceFault::Timeout { timeout_ms: 300 })
     );
-    assert_eq!(reader.read(nan, &at).await, Err(SourceFault::NaN));
+    assert_eq!(
+        reader.read(nan, Measure::Count, &at).await,
+        Err(SourceFault::NaN)
+    );
     assert!(matches!(
-        reader.read(wordy, &at).await,
+        reader.read(wordy, Measure::Count, &at).await,
         Err(SourceFault::Invalid { .. })
     ));
     let missing = CommandQuery {
@@ -86,7 +90,7 @@ async fn a_failing_silent_slow_or_wordy_command_is_its_own_fault() {
         timeout: std::time::Duration::from_secs(1),
     };
     assert!(matches!(
-        reader.read(&missing, &at).await,
+        reader.read(&missing, Measure::Count, &at).await,
         Err(SourceFault::Unreachable { .. })
     ));
 }

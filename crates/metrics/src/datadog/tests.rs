@@ -152,7 +152,7 @@ async fn refusals_and_missing_series_are_told_apart() {
     let wrong_key = datadog(dd.addr, "nope", QUERIES);
     assert_eq!(
         wrong_key
-            .read(&"sum:shop.requests{*}".to_owned(), &at)
+            .read(&"sum:shop.requests{*}".to_owned(), Measure::Count, &at)
             .await,
         Err(SourceFault::Http {
             status: 403,
@@ -163,13 +163,17 @@ async fn refusals_and_missing_series_are_told_apart() {
     let Err(SourceFault::Http {
         status: 400,
         message,
-    }) = reader.read(&"sum:shop.requests{*".to_owned(), &at).await
+    }) = reader
+        .read(&"sum:shop.requests{*".to_owned(), Measure::Count, &at)
+        .await
     else {
         panic!("a query Datadog cannot parse")
     };
     assert!(message.contains("Error parsing query"), "{message}");
     assert_eq!(
-        reader.read(&"avg:nobody.has.this{*}".to_owned(), &at).await,
+        reader
+            .read(&"avg:nobody.has.this{*}".to_owned(), Measure::Count, &at)
+            .await,
         Err(SourceFault::MissingSeries)
     );
 }

@@ -100,7 +100,7 @@ async fn each_way_the_endpoint_fails_is_its_own_fault() {
     let read = |q: WebQuery| {
         let reader = &reader;
         let at = &at;
-        async move { reader.read(&q, at).await }
+        async move { reader.read(&q, Measure::Count, at).await }
     };
     assert_eq!(
         read(query("http://ADDR/fail", "$.x", 2000)).await,
@@ -150,7 +150,7 @@ async fn without_its_token_the_endpoint_s_refusal_is_an_http_fault() {
     let mut q = reader.spec.metrics.requests.clone();
     q.headers.clear();
     assert_eq!(
-        reader.read(&q, &window()).await,
+        reader.read(&q, Measure::Count, &window()).await,
         Err(SourceFault::Http {
             status: 401,
             message: "who are you?".into()

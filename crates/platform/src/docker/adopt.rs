@@ -14,14 +14,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use bollard::Docker;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use cutover_engine::platform::{PlatformError, Release, ReleaseSpec};
+use cutover_engine::platform::{PlatformError, ReleaseSpec};
 
 use super::labels::{self, Instance};
 use super::{Container, DockerPlatform};
-use crate::instance::lock;
 use crate::process::{Process, Runs, Unit};
 use crate::release::SupervisedRelease;
-use crate::startup::STARTUP_CLEANUP_GRACE;
 
 /// A container an earlier daemon left, as the daemon lists it.
 struct Leftover {
@@ -51,57 +49,41 @@ impl DockerPlatform {
         {
             return Ok(None);
         }
-        let mut release = self.release(spec).await?;
+        let release = self.release(spec).await?;
         let survivors = self.survivors(spec, &release, leftovers);
         if survivors.is_empty() {
             return Ok(None);
         }
-        let adopted = survivors.len() as u32;
         let image_health = match &release.launcher.runs {
             Runs::Containers(containers) => containers.image_health(),
             Runs::Processes(_) => false,
         };
-        let ids: Vec<u64> = {
-            let mut instances = lock(&release.instances);
-            survivors
-                .into_iter()
-                .map(|leftover| {
-                    let Instance { index, port, .. } = leftover.instance;
-                    let log_path = self.log_path(&spec.name, index);
-                    tracing::info!(release = %spec.name, instance = index,
-                        container = %leftover.name, port, "adopting container");
-                    let (container, exit) = Container::adopt(
-                        docker.clone(),
-                        leftover.name.clone(),
-                        image_health,
-                        log_path.clone(),
-                    );
-                    self.adopted().push(leftover.name);
-                    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-                    instances.push(Process::new(
-                        index,
-                        Unit::Container(container),
-                        addr,
-                        log_path,
-                        true,
-                        exit,
-                    ))
-                })
-                .collect()
-        };
-        let missing = spec.instances.saturating_sub(adopted);
-        if let Err(e) = release.bring_up(&ids, missing).await {
-            tracing::warn!(release = %spec.name, "could not take the release over, stopping it: {e}");
-            release.stop(STARTUP_CLEANUP_GRACE).await;
-            return Err(PlatformError::Adoption {
-                release: spec.name.clone(),
-                adopted,
-                source: Box::new(e),
-            });
-        }
-        tracing::info!(release = %spec.name, version = %spec.version, adopted,
-            started = missing, "release taken over");
-        Ok(Some(release))
+        let adopted = survivors
+            .into_iter()
+            .map(|leftover| {
+                let Instance { index, port, .. } = leftover.instance;
+                let output = self.output(&spec.name, index);
+                tracing::info!(release = %spec.name, instance = index,
+                    container = %leftover.name, port, "adopting container");
+                let (container, exit) = Container::adopt(
+                    docker.clone(),
+                    leftover.name.clone(),
+                    image_health,
+                    output.clone(),
+                );
+                self.adopted().push(leftover.name);
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                Process::new(
+                    index,
+                    Unit::Container(container),
+                    addr,
+                    output.path,
+                    true,
+                    exit,
+                )
+            })
+            .collect();
+        release.take_over(spec, adopted).await.map(Some)
     }
 
     /// Those of `leftovers` that can be adopted into `release`: at most

@@ -9,10 +9,8 @@
 //! delivered once it does (or keeps it from being started at all).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,12 +24,13 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptions,
 };
 use cutover_engine::platform::PlatformError;
-use cutover_spec::{DockerNetwork, DockerSpec};
+use cutover_spec::{DockerNetwork, DockerSpec, LogsSpec};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use super::labels::{self, Labels};
+use crate::log_files::LogWriter;
 use crate::process::{Launcher, Process, Unit, file_safe, log_path, substitute};
 
 /// How long a container's exit waits for the last of its output to be written.
@@ -52,6 +51,19 @@ pub(crate) struct ContainerLauncher {
     pub(crate) image: String,
     /// The labels every container of this cutover state directory and app gets.
     pub(crate) labels: Labels,
+    /// How the containers' log files are kept.
+    pub(crate) logs: LogsSpec,
+    /// The run that starts them, for their `cutover.run` label.
+    pub(crate) run: String,
+}
+
+/// Where a container's output goes: the instance's log file, the same one a
+/// local process writes to (so `cutover logs` and the log check read both alike),
+/// kept within `spec` by a [`LogWriter`] as it is written.
+#[derive(Debug, Clone)]
+pub(crate) struct Output {
+    pub(crate) path: PathBuf,
+    pub(crate) spec: LogsSpec,
 }
 
 impl ContainerLauncher {
@@ -78,7 +90,11 @@ impl ContainerLauncher {
         tracing::info!(release = %launcher.name, version = %launcher.version, instance = index,
             container = %container.name(), image = %self.image, port, log = %log_path.display(),
             "starting container");
-        tokio::spawn(container.clone().run(Some(body), log_path.clone(), exit_tx));
+        let output = Output {
+            path: log_path.clone(),
+            spec: self.logs,
+        };
+        tokio::spawn(container.clone().run(Some(body), output, exit_tx));
         Ok(Process::new(
             index,
             Unit::Container(container),
@@ -108,7 +124,12 @@ impl ContainerLauncher {
                     host_port: Some(port.to_string()),
                 };
                 let bindings = HashMap::from([(key.clone(), Some(vec![binding]))]);
-                (inner, "bridge", Some(bindings), Some(vec![key]))
+                (
+                    inner,
+                    super::daemon::BRIDGE,
+                    Some(bindings),
+                    Some(vec![key]),
+                )
             }
         };
         let inner_port = inner_port.to_string();
@@ -134,7 +155,7 @@ impl ContainerLauncher {
             image: Some(self.image.clone()),
             cmd,
             env: Some(env),
-            labels: Some(self.labels.of(&instance)),
+            labels: Some(self.labels.of(&instance, &self.run)),
             exposed_ports: exposed,
             host_config: Some(HostConfig {
                 network_mode: Some(network_mode.to_owned()),
@@ -231,17 +252,17 @@ impl Container {
     }
 
     /// A container an earlier daemon started, found running: from now on followed
-    /// as if started here. Its output from now on is appended to `log_path`.
+    /// as if started here. Its output from now on is appended to `output`.
     pub(crate) fn adopt(
         docker: Docker,
         name: String,
         image_health: bool,
-        log_path: PathBuf,
+        output: Output,
     ) -> (Container, watch::Receiver<Option<String>>) {
         let (exit_tx, exit_rx) = watch::channel(None);
         let container = Container::new(docker, name, image_health, exit_rx.clone());
         container.inner.created.store(true, Ordering::SeqCst);
-        tokio::spawn(container.clone().run(None, log_path, exit_tx));
+        tokio::spawn(container.clone().run(None, output, exit_tx));
         (container, exit_rx)
     }
 
@@ -355,11 +376,11 @@ impl Container {
     }
 
     /// Creates and starts it from `body` (`None`: it runs already), copies its
-    /// output to `log_path`, waits for it to exit and reports how it did.
+    /// output to `output`, waits for it to exit and reports how it did.
     async fn run(
         self,
         body: Option<ContainerCreateBody>,
-        log_path: PathBuf,
+        output: Output,
         exit: watch::Sender<Option<String>>,
     ) {
         let status = match self.start(body).await {
@@ -367,7 +388,7 @@ impl Container {
                 let logs = tokio::spawn(capture_output(
                     self.inner.docker.clone(),
                     self.inner.name.clone(),
-                    log_path,
+                    output,
                     tail,
                 ));
                 // Reported as soon as it is known and the output is in the log
@@ -470,14 +491,16 @@ pub(crate) fn exit_status(
     status
 }
 
-/// Copies the container's stdout and stderr, as the daemon keeps them, to the
-/// instance's log file, until the container stops. `tail`: `all`, or `0` for only
-/// what comes from now on.
-async fn capture_output(docker: Docker, name: String, log_path: PathBuf, tail: &'static str) {
-    let mut log = match open_log(&log_path) {
+/// Copies the container's stdout and stderr, as the daemon keeps them, to
+/// `output` through a [`LogWriter`] (which rotates before a write would take the
+/// file past `logs.max_size`), until the container stops. `tail`: `all`, or `0`
+/// for only what comes from now on.
+async fn capture_output(docker: Docker, name: String, output: Output, tail: &'static str) {
+    let path = output.path.display().to_string();
+    let mut log = match LogWriter::open(output.path, output.spec) {
         Ok(log) => log,
         Err(e) => {
-            tracing::warn!(container = %name, log = %log_path.display(), "cannot open the log file: {e}");
+            tracing::warn!(container = %name, log = %path, "cannot open the log file: {e}");
             return;
         }
     };
@@ -487,27 +510,19 @@ async fn capture_output(docker: Docker, name: String, log_path: PathBuf, tail: &
         .stderr(true)
         .tail(tail)
         .build();
-    let mut output = docker.logs(&name, Some(options));
-    while let Some(chunk) = output.next().await {
+    let mut chunks = docker.logs(&name, Some(options));
+    while let Some(chunk) = chunks.next().await {
         match chunk {
-            Ok(chunk) => write_log(&mut log, &chunk.into_bytes()),
+            Ok(chunk) => {
+                if let Err(e) = log.write_all(&chunk.into_bytes()) {
+                    tracing::debug!(container = %name, log = %path, "could not write its output: {e}");
+                }
+            }
             Err(e) => {
                 tracing::debug!(container = %name, "stopped following its output: {e}");
                 return;
             }
         }
-    }
-}
-
-fn open_log(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
-}
-
-/// Where a container's output goes: the same per-instance file a local process
-/// writes to, so `cutover logs` reads both alike.
-fn write_log(log: &mut File, bytes: &[u8]) {
-    if let Err(e) = log.write_all(bytes) {
-        tracing::debug!("could not write container output to its log: {e}");
     }
 }
 

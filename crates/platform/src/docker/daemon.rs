@@ -1,13 +1,15 @@
 //! Reaching the Docker daemon (`platform.docker.host`, else `DOCKER_HOST`, else
 //! the default socket) and making sure a release's image is there: pulled when
 //! the policy says so, with its progress in the log, and a clear error naming
-//! `platform.docker.image` when it does not exist.
+//! `platform.docker.image` when it does not exist; and, for `network: published`,
+//! that the daemon has the bridge network a published port needs.
 
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
-use cutover_spec::{DockerSpec, HealthSource, PullPolicy, defaults};
+use bollard::query_parameters::InspectNetworkOptions;
+use cutover_spec::{DockerNetwork, DockerSpec, HealthSource, PullPolicy, defaults};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -122,6 +124,37 @@ pub(crate) async fn ensure_image(
         }
     }
     Ok(())
+}
+
+/// The network a published port's container joins: the daemon's default bridge.
+pub(crate) const BRIDGE: &str = "bridge";
+
+/// Makes sure the daemon can publish a port when `spec.network` asks for one: a
+/// daemon started with `--bridge=none` accepts such a container and runs it
+/// with no network at all, so that nothing ever answers on the port.
+///
+/// # Errors
+/// When the daemon has no `bridge` network; the message names the setting.
+pub(crate) async fn ensure_network(docker: &Docker, spec: &DockerSpec) -> Result<(), String> {
+    let DockerNetwork::Published { port } = spec.network else {
+        return Ok(());
+    };
+    match docker
+        .inspect_network(BRIDGE, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Err(format!(
+            "platform.docker.network publishes port {port}, but the Docker daemon at {} has \
+             no `{BRIDGE}` network to publish it from (is dockerd running with \
+             --bridge=none?); start it with its bridge, or use `network: host`",
+            host(spec).0
+        )),
+        Err(e) => Err(format!(
+            "cannot inspect the daemon's `{BRIDGE}` network (platform.docker.network): {}",
+            daemon_message(&e)
+        )),
+    }
 }
 
 /// Pulls `image`, logging its progress every few seconds.

@@ -1,5 +1,6 @@
 //! The labels every container started here carries: whose it is (this cutover
-//! state directory, this daemon process, the app) and which instance it runs. They
+//! state directory, this daemon process, the app) and which instance it runs (the
+//! release, version, instance, port and what it runs), started by which run. They
 //! are how containers are found again after a restart, and the only way anything
 //! here decides a container is its own: one without our state label is never
 //! touched.
@@ -19,6 +20,9 @@ pub(crate) const APP: &str = "cutover.app";
 pub(crate) const RELEASE: &str = "cutover.release";
 pub(crate) const VERSION: &str = "cutover.version";
 pub(crate) const INSTANCE: &str = "cutover.instance";
+/// The run that started it (its id), or `daemon` when the daemon started it
+/// outside any run; for people and tools: adoption does not look at it.
+pub(crate) const RUN: &str = "cutover.run";
 /// The port of 127.0.0.1 it serves on.
 pub(crate) const PORT: &str = "cutover.port";
 /// What it runs (image, command, environment, network, limits), for adoption.
@@ -45,9 +49,11 @@ pub(crate) struct Instance {
 }
 
 impl Labels {
-    /// Every label of a container running `instance`, started by this daemon.
-    pub(crate) fn of(&self, instance: &Instance) -> HashMap<String, String> {
+    /// Every label of a container running `instance`, started by this daemon in
+    /// `run`.
+    pub(crate) fn of(&self, instance: &Instance, run: &str) -> HashMap<String, String> {
         [
+            (RUN, run.to_owned()),
             (STATE, self.state.clone()),
             (SESSION, session().to_owned()),
             (APP, self.app.clone()),
@@ -144,8 +150,9 @@ mod tests {
             port: 4000,
             runs: "{}".into(),
         };
-        let labels = ours.of(&instance);
+        let labels = ours.of(&instance, "20261202T100000Z-v1");
         assert_eq!(Instance::from_labels(&labels), Some(instance));
+        assert_eq!(labels[RUN], "20261202T100000Z-v1");
         assert!(ours.owns(&labels));
         let theirs = Labels {
             state: "def".into(),

@@ -9,7 +9,8 @@
 //! startup timeouts, growing, shrinking and stopping are the same code as for
 //! processes ([`SupervisedRelease`]); stopping sends SIGTERM, then SIGKILL after
 //! `platform.docker.stop_grace`, then removes the container. Its output goes to the
-//! same per-instance log file a process writes to.
+//! same per-instance log file a process writes to, through a
+//! [`LogWriter`](crate::LogWriter) that keeps it within `logs:`.
 //!
 //! After a restart of cutover's daemon, the containers an earlier one left running
 //! are found by their labels: those of a release the engine still wants are
@@ -28,9 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use cutover_engine::platform::{Platform, PlatformError, Release, ReleaseSpec};
-use cutover_spec::{DockerSpec, HealthCheck};
+use cutover_spec::{DockerSpec, HealthCheck, LogsSpec};
 
-pub(crate) use container::{Container, ContainerLauncher};
+pub(crate) use container::{Container, ContainerLauncher, Output};
 
 use crate::instance::RestartPolicy;
 use crate::process::{self, Launcher, Runs, substitute};
@@ -45,6 +46,10 @@ pub struct DockerPlatform {
     spec: DockerSpec,
     health: HealthCheck,
     log_dir: PathBuf,
+    /// How the containers' log files are kept (`logs:`).
+    logs: LogsSpec,
+    /// The run whose containers these are (`None`: started outside any run).
+    run: Option<String>,
     state_dir: PathBuf,
     app: String,
     /// Known once the state directory's identity has been read (or made).
@@ -73,6 +78,8 @@ impl DockerPlatform {
             spec,
             health,
             log_dir: state_dir.join("logs"),
+            logs: LogsSpec::default(),
+            run: None,
             state_dir: state_dir.to_owned(),
             app: app.to_owned(),
             labels: Arc::default(),
@@ -83,9 +90,16 @@ impl DockerPlatform {
     }
 
     /// Each container's output goes to `dir/<release>-<index>.log` instead (the
-    /// folder of the run that starts it).
-    pub fn with_log_dir(mut self, dir: std::path::PathBuf) -> DockerPlatform {
+    /// folder of the run that starts it), kept within `logs` as it is written.
+    pub fn with_logs(mut self, dir: std::path::PathBuf, logs: LogsSpec) -> DockerPlatform {
         self.log_dir = dir;
+        self.logs = logs;
+        self
+    }
+
+    /// Its containers are started for the run `run` (their `cutover.run` label).
+    pub fn with_run(mut self, run: &str) -> DockerPlatform {
+        self.run = Some(run.to_owned());
         self
     }
 
@@ -99,6 +113,14 @@ impl DockerPlatform {
     /// Where instance `index` of the release `name` writes its output.
     pub fn log_path(&self, name: &str, index: u32) -> PathBuf {
         process::log_path(&self.log_dir, name, index)
+    }
+
+    /// Where instance `index` of the release `name` writes its output, and how.
+    fn output(&self, name: &str, index: u32) -> Output {
+        Output {
+            path: self.log_path(name, index),
+            spec: self.logs,
+        }
     }
 
     /// The labels that mark containers as this state directory's and app's.
@@ -151,18 +173,22 @@ impl DockerPlatform {
         daemon::ensure_image(&docker, &self.spec, &image)
             .await
             .map_err(fail)?;
+        daemon::ensure_network(&docker, &self.spec)
+            .await
+            .map_err(fail)?;
         let containers = ContainerLauncher {
             spec: self.spec.clone(),
             docker,
             image,
             labels,
+            logs: self.logs,
+            run: self
+                .run
+                .clone()
+                .unwrap_or_else(|| crate::log_files::OUTSIDE_RUNS.to_owned()),
         };
-        let launcher = Launcher {
-            runs: Runs::Containers(Arc::new(containers)),
-            log_dir: self.log_dir.clone(),
-            name: spec.name.clone(),
-            version: spec.version.clone(),
-        };
+        let runs = Runs::Containers(Arc::new(containers));
+        let launcher = Launcher::new(runs, self.log_dir.clone(), spec);
         Ok(
             SupervisedRelease::new(Arc::new(launcher), self.health.clone(), self.restart)
                 .with_stop_grace(self.spec.stop_grace),

@@ -5,7 +5,7 @@ use super::Checker;
 use crate::parse::node::{Entry, Value};
 use crate::types::{LogAction, LogCheckSpec, LogsSpec, defaults};
 
-pub(super) const LOGS: &[&str] = &["max_size", "keep"];
+pub(super) const LOGS: &[&str] = &["max_size", "keep", "keep_runs"];
 pub(super) const LOG_CHECK: &[&str] = &["new_errors", "rate_factor", "min_count"];
 
 impl Checker<'_> {
@@ -30,9 +30,14 @@ impl Checker<'_> {
             c.whole(e, 0, defaults::LOG_MAX_KEEP.into())
                 .map(|n| n as u32)
         });
+        let keep_runs = self.optional(&f, "keep_runs", d.keep_runs, |c, e| {
+            c.whole(e, 1, defaults::LOG_MAX_KEEP_RUNS.into())
+                .map(|n| n as u32)
+        });
         Some(LogsSpec {
             max_size: max_size?,
             keep: keep?,
+            keep_runs: keep_runs?,
         })
     }
 

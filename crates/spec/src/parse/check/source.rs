@@ -14,7 +14,7 @@ use crate::source::{
 use crate::types::{AnalysisSpec, defaults};
 
 const SOURCES: &[&str] = &["builtin", "prometheus", "web", "command", "datadog"];
-const PROMETHEUS: &[&str] = &["url", "headers", "timeout", "queries"];
+const PROMETHEUS: &[&str] = &["url", "headers", "timeout", "range_step", "queries"];
 const DATADOG: &[&str] = &[
     "site", "api_url", "api_key", "app_key", "timeout", "queries",
 ];
@@ -93,6 +93,10 @@ impl<'b> Checker<'b> {
             defaults::SOURCE_TIMEOUT,
             Self::positive_duration,
         );
+        let range_step = match f.get("range_step") {
+            Some(e) => self.positive_duration(e).map(Some),
+            None => Some(None),
+        };
         let defaults = Queries {
             requests: promql::requests(),
             error_rate: Some(promql::error_rate()),
@@ -111,6 +115,7 @@ impl<'b> Checker<'b> {
             url: url?,
             headers: headers?,
             timeout: timeout?,
+            range_step: range_step?,
             queries,
         };
         Some((MetricSource::Prometheus(Box::new(source)), custom))

@@ -105,6 +105,7 @@ fn minimal_config_gets_every_default() {
         logs: LogsSpec {
             max_size: 10 * 1024 * 1024,
             keep: 3,
+            keep_runs: 20,
         },
     };
     assert_eq!(c, expected);
@@ -418,6 +419,7 @@ logs:
         logs: LogsSpec {
             max_size: 1024 * 1024,
             keep: 0,
+            keep_runs: 20,
         },
     };
     assert_eq!(c, expected);

@@ -6,12 +6,16 @@ fn logs_defaults_and_values() {
     assert_eq!(c.logs, LogsSpec::default());
     assert_eq!(c.logs.max_size, defaults::LOG_MAX_SIZE);
     assert_eq!(c.analysis.logs, Some(defaults::LOG_CHECK));
-    let c = ok(&format!("{MINIMAL}logs: {{ max_size: 64KiB, keep: 5 }}\n"));
+    assert_eq!(c.logs.keep_runs, 20);
+    let c = ok(&format!(
+        "{MINIMAL}logs: {{ max_size: 64KiB, keep: 5, keep_runs: 2 }}\n"
+    ));
     assert_eq!(
         c.logs,
         LogsSpec {
             max_size: 64 * 1024,
-            keep: 5
+            keep: 5,
+            keep_runs: 2
         }
     );
     let off = ok(&format!("{MINIMAL}analysis:\n  logs: false\n"));
@@ -36,6 +40,10 @@ fn logs_mistakes_are_reported_where_they_are() {
     assert_eq!(
         error(&format!("{MINIMAL}logs:\n  keep: 101\n")),
         "cutover.yaml:6:9: `keep` must be a whole number from 0 to 100, got `101`"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}logs:\n  keep_runs: 0\n")),
+        "cutover.yaml:6:14: `keep_runs` must be a whole number from 1 to 10000, got `0`"
     );
     assert_eq!(
         error(&format!(

@@ -48,6 +48,28 @@ fn prometheus_with_zero_queries_reads_the_proxy_s_series_and_turns_off_what_need
 }
 
 #[test]
+fn prometheus_range_queries_take_a_positive_step_and_instant_ones_are_the_default() {
+    let instant = ok(&with_source(
+        "    prometheus:\n      url: http://127.0.0.1:9090\n",
+    ));
+    let MetricSource::Prometheus(p) = &instant.analysis.source else {
+        panic!("{:?}", instant.analysis.source)
+    };
+    assert_eq!(p.range_step, None);
+    let range = ok(&with_source(
+        "    prometheus:\n      url: http://127.0.0.1:9090\n      range_step: 2s\n",
+    ));
+    let MetricSource::Prometheus(p) = &range.analysis.source else {
+        panic!("{:?}", range.analysis.source)
+    };
+    assert_eq!(p.range_step, Some(std::time::Duration::from_secs(2)));
+    let e = error(&with_source(
+        "    prometheus:\n      url: http://127.0.0.1:9090\n      range_step: 0s\n",
+    ));
+    assert!(e.contains("`range_step` must be longer than 0s"), "{e}");
+}
+
+#[test]
 fn env_placeholders_are_resolved_and_shown_only_as_written() {
     let src = with_source(
         "    prometheus:\n      url: http://${env:PROM_HOST}:9090\n      headers: { Authorization: \"Bearer ${env:TOKEN}\" }\n",
