@@ -28,21 +28,30 @@
 # idle daemon's own instructions per second (health checks, analysis windows) are
 # measured too and taken off. The callgrind files are kept in target/callgrind/
 # (callgrind_annotate reads them).
+#
+#   bash bench/proxy.sh --perf
+#
+# samples the daemon with `perf record` (cpu-clock, user and kernel) while wrk
+# loads it, for each body at 64 connections, and prints perf's top entries; the
+# perf.data files are kept in target/perf/.
 set -euo pipefail
 
 MODE=compare
 case "${1:-}" in
 "") ;;
 --callgrind) MODE=callgrind ;;
+--perf) MODE=perf ;;
 *)
-    echo "usage: bash bench/proxy.sh [--callgrind]" >&2
+    echo "usage: bash bench/proxy.sh [--callgrind | --perf]" >&2
     exit 2
     ;;
 esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
-readonly WARMUP=1s DURATION=3s ROUNDS=3 WRK_THREADS=2
+# BENCH_ROUNDS and BENCH_DURATION override the rounds and the measured time per row
+# (for a quick look; the results file says what was used).
+readonly WARMUP=1s DURATION=${BENCH_DURATION:-3s} ROUNDS=${BENCH_ROUNDS:-3} WRK_THREADS=2
 readonly CONNECTIONS=(64 256)
 readonly BODIES=(tiny 64k)
 readonly PATHS=(direct nginx-1w nginx-2w haproxy-1t haproxy-2t cutover)
@@ -75,6 +84,9 @@ command -v wrk >/dev/null 2>&1 || die "wrk is not installed"
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to pick free ports and for the table"
 command -v curl >/dev/null 2>&1 || die "curl is needed for the sanity checks"
 command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is needed"
+if [[ $MODE == perf ]]; then
+    command -v perf >/dev/null 2>&1 || die "perf is needed for --perf (apt-get install linux-perf)"
+fi
 if [[ $MODE == callgrind ]]; then
     command -v valgrind >/dev/null 2>&1 || die "valgrind is needed for --callgrind (apt-get install valgrind)"
 fi
@@ -203,6 +215,8 @@ EOF
 write_upstream_nginx() {
     local version dir
     head -c 65536 /dev/zero | tr '\0' 'x' >"$WORK/64k"
+    # nginx's workers run as another user when it is started as root.
+    chmod 755 "$WORK" && chmod 644 "$WORK/64k"
     for version in v1 v2; do
         dir=$WORK/upstream-$version
         mkdir -p "$dir"
@@ -304,7 +318,7 @@ start_haproxy() {
     cat >"$dir/haproxy.cfg" <<EOF
 global
     nbthread $threads
-    maxconn 10000
+    maxconn 4096
 defaults
     mode http
     option forwardfor
@@ -336,7 +350,25 @@ to_ms() {
         printf "%.3f", n }'
 }
 
-RESULTS="$WORK/results.txt" # "body|conns|path|round|rps|p50ms|p99ms|requests|errors"
+RESULTS="$WORK/results.txt" # "body|conns|path|round|rps|p50ms|p99ms|requests|errors|cpu_us"
+declare -A PIDS # path -> the processes doing its work (a proxy, or the direct upstream)
+
+# CPU time (user + system, in clock ticks) used so far by the processes $1 (space
+# separated) and their children (nginx's workers). A process's threads are in its
+# own figure; the daemon's instances are not its children here: they are not
+# waited for, so their time is not added to the daemon's.
+cpu_ticks() {
+    local pid all=() total=0
+    for pid in $1; do
+        all+=("$pid")
+        mapfile -t -O "${#all[@]}" all < <(pgrep -P "$pid" || true)
+    done
+    for pid in "${all[@]}"; do
+        # Fields 14 and 15 of stat, counted after the command's closing parenthesis.
+        total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
 RAW="$WORK/raw.txt"
 : >"$RESULTS"
 : >"$RAW"
@@ -345,8 +377,11 @@ RAW="$WORK/raw.txt"
 measure() {
     local body=$1 conns=$2 path=$3 round=$4 url=$5 out
     run_child timeout 30 wrk -t"$WRK_THREADS" -c"$conns" -d"$WARMUP" "$url" >/dev/null
+    local ticks_before ticks
+    ticks_before=$(cpu_ticks "${PIDS[$path]}")
     run_child timeout 30 wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --timeout 2s --latency \
         "$url" >"$WORK/wrk.out"
+    ticks=$(($(cpu_ticks "${PIDS[$path]}") - ticks_before))
     out=$(<"$WORK/wrk.out")
     printf '### round %s, %s body, %s connections, %s (%s)\n\n```\n%s\n```\n\n' \
         "$round" "$body" "$conns" "$path" "$url" "$out" >>"$RAW"
@@ -360,8 +395,10 @@ measure() {
     [[ -n "$rps" && -n "$p50" && -n "$p99" ]] || die "cannot parse wrk output:
 $out"
     local errors=$((${non2xx:-0} + ${sockerr:-0}))
-    printf '%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$body" "$conns" "$path" "$round" "$rps" \
-        "$(to_ms "$p50")" "$(to_ms "$p99")" "$requests" "$errors" >>"$RESULTS"
+    local cpu_us
+    cpu_us=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+    printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$body" "$conns" "$path" "$round" "$rps" \
+        "$(to_ms "$p50")" "$(to_ms "$p99")" "$requests" "$errors" "$cpu_us" >>"$RESULTS"
     log "round $round, $body, $conns connections, $path: $rps requests/s, p99 $p99, $errors errors"
 }
 
@@ -438,6 +475,23 @@ profile_callgrind() {
     done
 }
 
+# --perf: where the daemon's time goes, user and kernel, per body.
+profile_perf() {
+    local body dir=$ROOT/target/perf
+    mkdir -p "$dir"
+    PROFILE_LINES=()
+    for body in "${BODIES[@]}"; do
+        run_child timeout 60 wrk -t"$WRK_THREADS" -c64 -d10s "${url[cutover]}${target[$body]}" >"$WORK/wrk.out" &
+        local load=$!
+        sleep 1
+        perf record -q -e cpu-clock -F 999 -p "$DAEMON_PID" -o "$dir/perf-$body.data" -- sleep 8 2>/dev/null
+        wait "$load" || true
+        PROFILE_LINES+=("### $body body" '```'
+            "$(perf report -i "$dir/perf-$body.data" --no-children --sort dso,symbol --percent-limit 1 --stdio 2>/dev/null |
+                grep -v '^#' | grep -v '^$' | head -40)" '```')
+    done
+}
+
 # Requests proxied so far, all versions, from the daemon's own counters.
 proxy_total() {
     status_json | python3 -c 'import json, sys
@@ -482,6 +536,13 @@ V2_PORT=$(<"$WORK/upstream-port-v2")
 declare -A url=([direct]="http://127.0.0.1:$V1_PORT" [cutover]="http://127.0.0.1:$cutover_port")
 declare -A target=([tiny]=/ [64k]=/64k)
 
+if [[ $MODE == perf ]]; then
+    wait_http "${url[cutover]}/" "hello" 30
+    profile_perf
+    printf '%s\n' "${PROFILE_LINES[@]}"
+    exit 0
+fi
+
 if [[ $MODE == callgrind ]]; then
     wait_http "${url[cutover]}/" "hello" 30
     profile_callgrind
@@ -506,10 +567,14 @@ for workers in 1 2; do
     port=$(free_port)
     start_nginx_proxy "$port" "$workers"
     url[nginx-${workers}w]="http://127.0.0.1:$port"
+    PIDS[nginx-${workers}w]=${PEER_PIDS[-1]}
     port=$(free_port)
     start_haproxy "$port" "$workers"
     url[haproxy-${workers}t]="http://127.0.0.1:$port"
+    PIDS[haproxy-${workers}t]=${PEER_PIDS[-1]}
 done
+PIDS[cutover]=$DAEMON_PID
+PIDS[direct]=$(<"$WORK/upstream-v1/nginx.pid")
 for path in "${PATHS[@]}"; do
     wait_http "${url[$path]}/" "hello" 10
     [[ $(curl -fsS --max-time 2 "${url[$path]}/64k" | wc -c) -eq 65536 ]] ||
@@ -542,24 +607,26 @@ import statistics, sys
 rows = [l.split("|") for l in open(sys.argv[1]).read().split("\n") if l]
 paths, peers = sys.argv[2].split(), sys.argv[3].split()
 runs = {}
-for body, conns, path, _round, rps, p50, p99, _requests, errors in rows:
-    runs.setdefault((body, int(conns), path), []).append((float(rps), float(p50), float(p99), int(errors)))
+for body, conns, path, _round, rps, p50, p99, _requests, errors, cpu in rows:
+    runs.setdefault((body, int(conns), path), []).append(
+        (float(rps), float(p50), float(p99), int(errors), float(cpu)))
 med = lambda values: statistics.median(values)
 for body in dict.fromkeys(r[0] for r in rows):
     print("#### %s body\n" % ("64 KiB" if body == "64k" else "tiny (6 bytes)"))
-    print("| conns | path | requests/s | p50 ms | p99 ms | errors | ÷ best peer (req/s) | ÷ best peer (p99) | ÷ direct |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| conns | path | requests/s | p50 ms | p99 ms | errors | CPU µs/request | ÷ best peer (req/s) | ÷ best peer (p99) | ÷ direct |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for conns in sorted({c for (b, c, _) in runs if b == body}):
         m = {p: (med(r[0] for r in runs[body, conns, p]), med(r[1] for r in runs[body, conns, p]),
-                 med(r[2] for r in runs[body, conns, p]), sum(r[3] for r in runs[body, conns, p]))
+                 med(r[2] for r in runs[body, conns, p]), sum(r[3] for r in runs[body, conns, p]),
+                 med(r[4] for r in runs[body, conns, p]))
              for p in paths if (body, conns, p) in runs}
         best = max(peers, key=lambda p: m[p][0])
         for p in paths:
-            rps, p50, p99, errors = m[p]
+            rps, p50, p99, errors, cpu = m[p]
             vs_best = "**%.2f**" % (rps / m[best][0]) if p == "cutover" else ("best" if p == best else "%.2f" % (rps / m[best][0]))
             p99_best = "**%.2f**" % (p99 / m[best][2]) if p == "cutover" else ("" if p == best else "%.2f" % (p99 / m[best][2]))
-            print("| %d | %s | %.0f | %.3f | %.3f | %d | %s | %s | %.2f |" % (
-                conns, p, rps, p50, p99, errors, vs_best, p99_best, rps / m["direct"][0]))
+            print("| %d | %s | %.0f | %.3f | %.3f | %d | %.1f | %s | %s | %.2f |" % (
+                conns, p, rps, p50, p99, errors, cpu, vs_best, p99_best, rps / m["direct"][0]))
     print()
 EOF
 )
