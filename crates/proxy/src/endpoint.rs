@@ -19,9 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::uri::Authority;
+use http::HeaderValue;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+
+use crate::pool::Pool;
 
 /// A count of things in progress that can be waited on to reach zero, without a
 /// lock on the increment or decrement path.
@@ -83,11 +85,15 @@ impl Drop for Waiting<'_> {
 }
 
 /// One instance: an address to forward to, shared by every route table that
-/// routes to it, so that its in-flight count and drain survive route changes.
+/// routes to it, so that its in-flight count, drain and kept-alive connections
+/// survive route changes.
 pub struct Endpoint {
     addr: SocketAddr,
-    /// Made once rather than per request; `None` cannot happen for a socket address.
-    authority: Option<Authority>,
+    /// `Host` for a request without one, made once rather than per request; `None`
+    /// cannot happen for a socket address.
+    host: Option<HeaderValue>,
+    /// Its idle upstream connections.
+    pool: Pool,
     in_flight: Gauge,
     retired: AtomicBool,
     /// Set when a drain timed out: upgraded connections still open are cut.
@@ -98,7 +104,8 @@ impl Endpoint {
     pub fn new(addr: SocketAddr) -> Arc<Endpoint> {
         Arc::new(Endpoint {
             addr,
-            authority: Authority::try_from(addr.to_string()).ok(),
+            host: HeaderValue::try_from(addr.to_string()).ok(),
+            pool: Pool::default(),
             in_flight: Gauge::default(),
             retired: AtomicBool::new(false),
             closed: watch::Sender::new(false),
@@ -109,8 +116,12 @@ impl Endpoint {
         self.addr
     }
 
-    pub(crate) fn authority(&self) -> Option<Authority> {
-        self.authority.clone()
+    pub(crate) fn host_header(&self) -> Option<HeaderValue> {
+        self.host.clone()
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Requests to this instance whose response has not finished yet.
@@ -193,6 +204,12 @@ pub(crate) enum Refused {
 
 /// One request in flight to an instance; dropping it ends the request there.
 pub(crate) struct EndpointGuard(Arc<Endpoint>);
+
+impl EndpointGuard {
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
 
 impl Drop for EndpointGuard {
     fn drop(&mut self) {

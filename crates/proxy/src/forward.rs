@@ -13,19 +13,16 @@
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -36,27 +33,20 @@ use crate::headers::{
     VERSION_HEADER, VERSION_HEADER_NAME, keep_upgrade, prepare_request_headers_from,
     set_version_header, strip_hop_by_hop, upgrade_protocol,
 };
-use crate::mirror::{BodyCopy, MirrorClient};
+use crate::mirror::BodyCopy;
+use crate::pool::{Answered, Unsent, UpstreamBody, UpstreamError};
 use crate::response_body::ProxyBody;
 use crate::routes::{Backend, NoRoute, Routes};
-use crate::stats::{InFlight, thread_index};
+use crate::stats::InFlight;
 use crate::tunnel::{Tunnels, Upgrading};
 use crate::upload::{Phase, RequestBody, Upload};
 
-/// How long an idle upstream connection stays in the pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Number of upstream clients, each with its own connection pool. A pool is one
-/// `Mutex` taken on every checkout and return; threads are spread over the
-/// clients so that concurrent requests rarely meet on the same one.
-const CLIENTS: usize = 8;
-
-/// State shared by every connection of one proxy.
+/// State shared by every connection of one proxy. The upstream connections are
+/// the instances' own ([`Endpoint`]'s pool).
 pub(crate) struct Shared {
     pub(crate) routes: ArcSwap<Routes>,
-    clients: [Client<HttpConnector, RequestBody>; CLIENTS],
-    /// For mirrored copies of requests (see [`crate::Mirror`]).
-    mirror_client: MirrorClient,
+    /// [`ProxyOptions::connect_timeout`].
+    connect_timeout: Duration,
     response_timeout: Duration,
     /// [`ProxyOptions::max_requests_per_instance`] (0: none).
     per_instance: usize,
@@ -67,28 +57,14 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(options: &ProxyOptions) -> Shared {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         Shared {
             routes: ArcSwap::from_pointee(Routes::default()),
-            clients: std::array::from_fn(|_| builder.build(connector.clone())),
-            mirror_client: builder.build(connector.clone()),
+            connect_timeout: options.connect_timeout,
             response_timeout: options.response_timeout,
             per_instance: options.max_requests_per_instance,
             max_body: options.max_body_size,
             tunnels: Arc::default(),
         }
-    }
-
-    /// This thread's upstream client.
-    fn client(&self) -> &Client<HttpConnector, RequestBody> {
-        &self.clients[thread_index() % CLIENTS]
     }
 }
 
@@ -115,7 +91,7 @@ pub(crate) fn handle(
     let in_span = span.clone();
     async move {
         let response = match routed {
-            Routed::Forwarding(forwarding) => forwarding.answer(&span).await,
+            Routed::Forwarding(forwarding, exchange) => forwarding.answer(exchange, &span).await,
             Routed::Answered(response) => response,
         };
         span.record("status", response.status().as_u16());
@@ -126,8 +102,9 @@ pub(crate) fn handle(
 
 /// What became of a request by the time it was routed.
 enum Routed {
-    /// On its way to a version.
-    Forwarding(Forwarding),
+    /// On its way to a version: what waits for its answer, and the exchange with
+    /// the instance.
+    Forwarding(Forwarding, Exchange),
     /// Answered by the proxy itself (nothing to route to, or a bad target).
     Answered(Response<ProxyBody>),
 }
@@ -200,7 +177,6 @@ fn route(
             }
         };
         span.record("version", backend.version.as_str());
-        let instance = endpoint.addr();
         let (in_flight, started) = (backend.stats.start(on_instance), Instant::now());
         let set_cookie = choice
             .set_cookie
@@ -214,8 +190,8 @@ fn route(
                 mirror.copy(
                     &req,
                     client_ip,
-                    &shared.mirror_client,
                     shared.per_instance,
+                    shared.connect_timeout,
                     shared.response_timeout,
                 )
             }
@@ -233,18 +209,22 @@ fn route(
             None => (None, None),
         };
         return match forward(shared, endpoint, client_ip, req, protocol, copy, started) {
-            Ok((upload, request)) => Routed::Forwarding(Forwarding {
-                index: choice.index,
-                routes,
-                instance,
-                set_cookie,
-                in_flight,
-                started,
-                upload,
-                request,
-                upgrading,
-                limit: shared.response_timeout,
-            }),
+            Ok((upload, request)) => {
+                let exchange = exchange(endpoint, shared.connect_timeout, request);
+                Routed::Forwarding(
+                    Forwarding {
+                        index: choice.index,
+                        routes,
+                        set_cookie,
+                        in_flight,
+                        started,
+                        upload,
+                        upgrading,
+                        limit: shared.response_timeout,
+                    },
+                    exchange,
+                )
+            }
             // Not recorded: the in-flight guard is dropped unrecorded.
             Err(e) => Routed::Answered(plain(
                 StatusCode::BAD_REQUEST,
@@ -319,10 +299,10 @@ fn sticky_cookie(name: Option<&str>, version: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("{name}={version}; Path=/; HttpOnly; SameSite=Lax")).ok()
 }
 
-/// Sends the request, which started at `started`, to `endpoint` (asking it to
-/// switch to `upgrade`, if the client asked; its body copied into `copy`, if it is
-/// mirrored): returns the upload's state (`None` without a request body) and the
-/// upstream client's future.
+/// Makes the request, which started at `started`, the one to send to `endpoint`
+/// (asking it to switch to `upgrade`, if the client asked; its body copied into
+/// `copy`, if it is mirrored): returns the upload's state (`None` without a
+/// request body) and the request.
 fn forward(
     shared: &Shared,
     endpoint: &Endpoint,
@@ -331,12 +311,13 @@ fn forward(
     upgrade: Option<HeaderValue>,
     copy: Option<BodyCopy>,
     started: Instant,
-) -> Result<(Option<Arc<Upload>>, ResponseFuture), http::Error> {
+) -> Result<(Option<Arc<Upload>>, Request<UpstreamBody>), http::Error> {
     // Cannot fail for a path that hyper parsed; answered (400) rather than a panic.
-    let uri = upstream_uri(endpoint, std::mem::take(req.uri_mut()))?;
+    let uri = origin_form(std::mem::take(req.uri_mut()))?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     prepare_request_headers_from(req.headers_mut(), client_ip);
+    set_host(req.headers_mut(), endpoint);
     if let Some(protocol) = upgrade {
         keep_upgrade(req.headers_mut(), protocol);
     }
@@ -345,8 +326,46 @@ fn forward(
     // whose turn it is; see `Upload` for how that decides the timeouts and why. A
     // request without a body has nothing to tell: it is `Phase::Sent` from the start.
     let upload = (!req.body().is_end_stream()).then(|| Arc::new(Upload::new(started, false)));
-    let req = req.map(|body| RequestBody::new(body, upload.clone(), shared.max_body, copy));
-    Ok((upload, shared.client().request(req)))
+    let req = req.map(|body| {
+        UpstreamBody::Streamed(RequestBody::new(
+            body,
+            upload.clone(),
+            shared.max_body,
+            copy,
+        ))
+    });
+    Ok((upload, req))
+}
+
+/// A request's exchange with its instance, until the response head: boxed, so
+/// that the request's future, moved several times as it starts, stays small.
+type Exchange = Pin<Box<dyn Future<Output = Result<Answered, UpstreamError>> + Send>>;
+
+/// Sends `request` to `endpoint`: at once on an idle connection that is ready
+/// (the usual case), else, or when that one turns out closed before the request
+/// went out, on a connection that becomes ready or a new one.
+fn exchange(
+    endpoint: &Arc<Endpoint>,
+    connect_timeout: Duration,
+    request: Request<UpstreamBody>,
+) -> Exchange {
+    let endpoint = Arc::clone(endpoint);
+    match endpoint.pool().send_on_idle(request) {
+        Ok(sent) => Box::pin(async move {
+            let request = match sent.await {
+                Ok(answered) => return Ok(answered),
+                Err(Unsent::Failed(e)) => return Err(UpstreamError::Request(e)),
+                Err(Unsent::Again(request)) => *request,
+            };
+            // Boxed: rare, and its state would make every exchange larger.
+            let pool = endpoint.pool();
+            Box::pin(pool.send(endpoint.addr(), connect_timeout, request)).await
+        }),
+        Err(request) => Box::pin(async move {
+            let pool = endpoint.pool();
+            pool.send(endpoint.addr(), connect_timeout, request).await
+        }),
+    }
 }
 
 /// A request on its way to a version, until its response headers (or its failure).
@@ -354,7 +373,6 @@ struct Forwarding {
     /// The table the version was chosen from, and its position there.
     routes: Arc<Routes>,
     index: usize,
-    instance: SocketAddr,
     /// The sticky cookie to set on the response, if the table is sticky and the
     /// request was routed by weight.
     set_cookie: Option<HeaderValue>,
@@ -362,7 +380,6 @@ struct Forwarding {
     started: Instant,
     /// `None` for a request without a body.
     upload: Option<Arc<Upload>>,
-    request: ResponseFuture,
     /// The client asked to upgrade the connection (boxed: a rare case).
     upgrading: Option<Box<Upgrading>>,
     limit: Duration,
@@ -378,35 +395,22 @@ impl Forwarding {
 
     /// Waits for the upstream's answer, within the limits of `Upload`'s phases, and
     /// makes it the client's answer; records it unless the client is to blame.
-    async fn answer(mut self, span: &tracing::Span) -> Response<ProxyBody> {
+    async fn answer(self, exchange: Exchange, span: &tracing::Span) -> Response<ProxyBody> {
         let limit = self.limit;
-        let outcome = loop {
-            let deadline = self.phase().deadline(limit);
-            tokio::select! {
-                biased;
-                result = &mut self.request => break Ok(result),
-                () = tokio::time::sleep_until(deadline) => {
-                    // Deadlines only move later (each phase starts after the one before),
-                    // so waking at this one and looking again never misses the one that
-                    // applies now.
-                    let phase = self.phase();
-                    if phase.deadline(limit) <= Instant::now() {
-                        break Err(phase);
-                    }
-                }
-            }
-        };
+        let outcome = self.send(exchange).await;
         let latency = self.started.elapsed();
         let Some(backend) = self.routes.backend(self.index) else {
             // The backend was chosen from this very table, so it is there.
             return nothing_serving();
         };
-        let (mut in_flight, instance) = (self.in_flight, self.instance);
+        let mut in_flight = self.in_flight;
+        let instance = in_flight.endpoint().addr();
         let version = &backend.version;
         // An instance that agreed to upgrade: counted now, in flight until the tunnel
         // closes. One that answered otherwise is answered like any request.
         let outcome = match (outcome, self.upgrading) {
-            (Ok(Ok(response)), Some(upgrading))
+            // The connection is the tunnel's now: never back to the pool.
+            (Ok(Ok((response, _connection))), Some(upgrading))
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS =>
             {
                 in_flight.record(response.status().as_u16(), latency);
@@ -415,7 +419,7 @@ impl Forwarding {
             (outcome, _) => outcome,
         };
         let response = match outcome {
-            Ok(Ok(response)) => {
+            Ok(Ok((response, connection))) => {
                 let (mut parts, body) = response.into_parts();
                 // Recorded before the body can be polled, so a body error finds it.
                 in_flight.record(parts.status.as_u16(), latency);
@@ -424,7 +428,7 @@ impl Forwarding {
                 if let Some(cookie) = self.set_cookie {
                     parts.headers.append(header::SET_COOKIE, cookie);
                 }
-                let body = ProxyBody::upstream(body, in_flight, span.clone());
+                let body = ProxyBody::upstream(body, in_flight, connection, span.clone());
                 return Response::from_parts(parts, body);
             }
             // The client's own body failed (cut short, connection lost), and the
@@ -522,6 +526,29 @@ impl Forwarding {
     }
 }
 
+impl Forwarding {
+    /// Waits for the instance's answer to the request within the limits of
+    /// `Upload`'s phases: `Err` is the phase whose limit passed.
+    async fn send(&self, mut sending: Exchange) -> Result<Result<Answered, UpstreamError>, Phase> {
+        loop {
+            let deadline = self.phase().deadline(self.limit);
+            tokio::select! {
+                biased;
+                result = &mut sending => return Ok(result),
+                () = tokio::time::sleep_until(deadline) => {
+                    // Deadlines only move later (each phase starts after the one before),
+                    // so waking at this one and looking again never misses the one that
+                    // applies now.
+                    let phase = self.phase();
+                    if phase.deadline(self.limit) <= Instant::now() {
+                        return Err(phase);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The client's `101 Switching Protocols`, from the instance's: the tunnel
 /// between them is spawned, and holds `in_flight` until it closes.
 fn switch_protocols(
@@ -543,19 +570,26 @@ fn switch_protocols(
     Response::from_parts(parts, ProxyBody::full(Bytes::new()))
 }
 
-/// The upstream URI: `http://`, the instance, and the request's path and query.
-pub(crate) fn upstream_uri(endpoint: &Endpoint, request: Uri) -> Result<Uri, http::Error> {
+/// The request target sent upstream: the request's path and query (origin form,
+/// `/` for a target without a path), whatever form the client sent.
+pub(crate) fn origin_form(request: Uri) -> Result<Uri, http::Error> {
     let mut parts = request.into_parts();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(match endpoint.authority() {
-        Some(authority) => authority,
-        // Cannot happen for a socket address; report it like any bad authority.
-        None => endpoint.addr().to_string().try_into()?,
-    });
+    parts.scheme = None;
+    parts.authority = None;
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
     Ok(Uri::from_parts(parts)?)
+}
+
+/// A `Host` header naming the instance, for a request that came without one (an
+/// HTTP/1.0 client's): HTTP/1.1 requires one. A client's own is kept.
+pub(crate) fn set_host(headers: &mut http::HeaderMap, endpoint: &Endpoint) {
+    if !headers.contains_key(header::HOST)
+        && let Some(host) = endpoint.host_header()
+    {
+        headers.insert(header::HOST, host);
+    }
 }
 
 /// An answer to a request that failed through the client's fault: dropping the
@@ -599,9 +633,9 @@ pub(crate) fn plain(
     response
 }
 
-/// `e` and its sources, `: `-separated, skipping the legacy client's generic
-/// top-level message when it has a more specific cause.
-fn error_chain(e: &hyper_util::client::legacy::Error) -> String {
+/// `e` and its sources, `: `-separated, skipping hyper's generic top-level message
+/// when it has a more specific cause.
+fn error_chain(e: &UpstreamError) -> String {
     let mut out = String::new();
     let mut next: Option<&(dyn StdError + 'static)> = match e.source() {
         Some(source) => Some(source),
@@ -625,26 +659,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn upstream_uri_keeps_path_and_query_and_names_the_instance() {
+    fn the_upstream_target_is_the_path_and_query_and_host_is_kept_or_set() {
+        let target = |t: &str| origin_form(t.parse().unwrap()).unwrap().to_string();
+        assert_eq!(target("/some/path?q=1&r"), "/some/path?q=1&r");
+        // Absolute form: the client's scheme and authority are not sent on.
+        assert_eq!(target("https://app.example/x?y"), "/x?y");
+        // Authority form has no path.
+        assert_eq!(target("app.example:443"), "/");
+
         let v4 = Endpoint::new("127.0.0.1:8081".parse().unwrap());
         let v6 = Endpoint::new("[::1]:8082".parse().unwrap());
-        let uri = |e: &Endpoint, target: &str| {
-            upstream_uri(e, target.parse().unwrap())
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(
-            uri(&v4, "/some/path?q=1&r"),
-            "http://127.0.0.1:8081/some/path?q=1&r"
-        );
-        assert_eq!(uri(&v6, "/"), "http://[::1]:8082/");
-        // Absolute form: the client's authority is replaced.
-        assert_eq!(
-            uri(&v4, "https://app.example/x?y"),
-            "http://127.0.0.1:8081/x?y"
-        );
-        // Authority form has no path.
-        assert_eq!(uri(&v4, "app.example:443"), "http://127.0.0.1:8081/");
+        let mut h = http::HeaderMap::new();
+        set_host(&mut h, &v6);
+        assert_eq!(h[header::HOST], "[::1]:8082");
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        set_host(&mut h, &v4);
+        assert_eq!(h[header::HOST], "app.example", "the client's Host is kept");
     }
 
     #[test]

@@ -103,8 +103,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| *name != header::HOST && !HOP_BY_HOP.contains(name))
+        .map(str::trim)
+        // Told apart as text first: the usual `keep-alive` is not parsed into a
+        // name (a custom name is an allocation) only to be left out.
+        .filter(|token| !is_kept_or_hop_by_hop(token))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in &listed {
         headers.remove(name);
@@ -114,6 +117,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+/// Whether a `Connection` token names no header to remove here: `Host` (not the
+/// connection's to remove), or a hop-by-hop header (removed anyway).
+fn is_kept_or_hop_by_hop(token: &str) -> bool {
+    token.eq_ignore_ascii_case(header::HOST.as_str())
+        || HOP_BY_HOP
+            .iter()
+            .any(|name| token.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// The protocol a message asks to switch to: its `Upgrade` value, when its

@@ -61,6 +61,7 @@ mod endpoint;
 mod forward;
 mod headers;
 mod mirror;
+mod pool;
 mod probe;
 mod response_body;
 mod routes;

@@ -27,19 +27,15 @@ use http::header::HeaderValue;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::endpoint::Gauge;
-use crate::forward::upstream_uri;
+use crate::forward::{origin_form, set_host};
 use crate::headers::prepare_request_headers_from;
+use crate::pool::UpstreamBody;
 use crate::routes::{Backend, FULL_WEIGHT};
-
-/// The upstream client mirrored requests go through: their bodies are copied whole.
-pub(crate) type MirrorClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Bodies up to this many bytes are copied by default.
 pub const DEFAULT_MIRROR_MAX_BODY: u64 = 64 * 1024;
@@ -158,14 +154,17 @@ impl Mirror {
     /// Copies `req` if it is one to copy: spawns the copy's task, and returns what
     /// the live request's body must feed it (`None` when nothing is copied or the
     /// request has no body). `per_instance` is the proxy's limit of requests in
-    /// flight per instance; `timeout` limits the copy's wait for its answer's
-    /// headers, and then for each frame of its body (read and dropped as it comes).
+    /// flight per instance; `connect_timeout` limits connecting to the shadow's
+    /// instance, and `timeout` the copy's wait for its answer's headers (connecting
+    /// included), and then for each frame of its body (read and dropped as it
+    /// comes). The copy's connection goes back to that instance's pool once its
+    /// answer was read whole.
     pub(crate) fn copy(
         &self,
         req: &Request<Incoming>,
         client_ip: &Option<HeaderValue>,
-        client: &MirrorClient,
         per_instance: usize,
+        connect_timeout: Duration,
         timeout: Duration,
     ) -> Option<BodyCopy> {
         if fastrand::u16(..FULL_WEIGHT) >= self.share_bp || !self.methods.contains(req.method()) {
@@ -186,12 +185,13 @@ impl Mirror {
             }
             Err(crate::endpoint::Refused::Retired) => return None,
         };
-        let uri = upstream_uri(endpoint, req.uri().clone()).ok()?;
+        let uri = origin_form(req.uri().clone()).ok()?;
         let mut head = Request::new(());
         *head.method_mut() = req.method().clone();
         *head.uri_mut() = uri;
         *head.headers_mut() = req.headers().clone();
         prepare_request_headers_from(head.headers_mut(), client_ip);
+        set_host(head.headers_mut(), endpoint);
 
         let (body_copy, body) = if has_body {
             let (done, body) = oneshot::channel();
@@ -207,7 +207,6 @@ impl Mirror {
         };
         let stats = Arc::clone(&self.target.stats);
         let state = Arc::clone(&self.state);
-        let client = client.clone();
         let span = tracing::debug_span!(
             "mirror_request",
             method = %req.method(),
@@ -226,13 +225,20 @@ impl Mirror {
             };
             state.mirrored.fetch_add(1, Ordering::Relaxed);
             let mut in_flight = stats.start(guard);
-            let request = head.map(|()| Full::new(body));
+            let request = head.map(|()| UpstreamBody::Copied(Full::new(body)));
             let started = Instant::now();
-            match tokio::time::timeout(timeout, client.request(request)).await {
-                Ok(Ok(response)) => {
+            let endpoint = in_flight.endpoint();
+            let sending = endpoint
+                .pool()
+                .send(endpoint.addr(), connect_timeout, request);
+            match tokio::time::timeout(timeout, sending).await {
+                Ok(Ok((response, connection))) => {
                     in_flight.record(response.status().as_u16(), started.elapsed());
                     match drain(response.into_body(), timeout).await {
-                        Ok(bytes) => tracing::debug!(bytes, "mirrored response body read"),
+                        Ok(bytes) => {
+                            tracing::debug!(bytes, "mirrored response body read");
+                            in_flight.endpoint().pool().put_back(connection);
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "mirrored response body failed");
                             in_flight.body_failed();

@@ -1,6 +1,7 @@
 //! The response body the proxy sends to the client: an upstream's body streamed
 //! through, holding the version's in-flight guard until it ends and counting its
-//! failure as an error of the version, or a short body of the proxy's own.
+//! failure as an error of the version, then putting its upstream connection back
+//! in the instance's pool; or a short body of the proxy's own.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,11 +9,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::pool::Sender;
 use crate::stats::InFlight;
 
 /// The response body the proxy sends: an upstream body streamed through (holding
 /// the version's in-flight guard until it ends or is dropped, and counting an
-/// error if it fails), or a short body of the proxy's own.
+/// error if it fails; its connection goes back to the pool only if it ends), or a
+/// short body of the proxy's own.
 pub(crate) struct ProxyBody {
     kind: Kind,
 }
@@ -21,6 +24,8 @@ enum Kind {
     Upstream {
         body: Incoming,
         in_flight: Option<InFlight>,
+        /// The connection the body comes on, until it ends.
+        connection: Option<Sender>,
         /// The request's span, for a failure of the body after
         /// [`handle`](crate::forward::handle) returned.
         span: tracing::Span,
@@ -29,12 +34,21 @@ enum Kind {
 }
 
 impl ProxyBody {
-    pub(crate) fn upstream(body: Incoming, in_flight: InFlight, span: tracing::Span) -> ProxyBody {
-        let in_flight = (!body.is_end_stream()).then_some(in_flight);
+    pub(crate) fn upstream(
+        body: Incoming,
+        in_flight: InFlight,
+        connection: Sender,
+        span: tracing::Span,
+    ) -> ProxyBody {
+        let (mut in_flight, mut connection) = (Some(in_flight), Some(connection));
+        if body.is_end_stream() {
+            ended(&mut in_flight, &mut connection);
+        }
         ProxyBody {
             kind: Kind::Upstream {
                 body,
                 in_flight,
+                connection,
                 span,
             },
         }
@@ -44,6 +58,14 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
         }
+    }
+}
+
+/// The upstream body ended whole: the request ends, and its connection goes back
+/// to its instance's pool for the next one.
+fn ended(in_flight: &mut Option<InFlight>, connection: &mut Option<Sender>) {
+    if let (Some(in_flight), Some(connection)) = (in_flight.take(), connection.take()) {
+        in_flight.endpoint().pool().put_back(connection);
     }
 }
 
@@ -60,6 +82,7 @@ impl Body for ProxyBody {
             Kind::Upstream {
                 body,
                 in_flight,
+                connection,
                 span,
             } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
@@ -71,9 +94,12 @@ impl Body for ProxyBody {
                             });
                             in_flight.body_failed();
                         }
+                        *connection = None;
                     }
-                    Poll::Ready(None) => *in_flight = None,
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => *in_flight = None,
+                    Poll::Ready(None) => ended(in_flight, connection),
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                        ended(in_flight, connection);
+                    }
                     _ => {}
                 }
                 polled

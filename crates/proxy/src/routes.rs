@@ -363,7 +363,7 @@ mod tests {
         assert_eq!(backend("bad\nversion", &[1]).version_header(), None);
         let v6: SocketAddr = "[::1]:8080".parse().unwrap();
         let e = Endpoint::new(v6);
-        assert_eq!(e.authority().unwrap(), "[::1]:8080");
+        assert_eq!(e.host_header().unwrap(), "[::1]:8080");
     }
 
     #[test]

@@ -338,7 +338,7 @@ impl VersionStats {
         self.in_flight.enter();
         InFlight {
             stats: Arc::clone(self),
-            _endpoint: endpoint,
+            endpoint,
             recorded: None,
         }
     }
@@ -376,7 +376,7 @@ impl fmt::Debug for VersionStats {
 pub(crate) struct InFlight {
     stats: Arc<VersionStats>,
     /// Ends the request on its instance too, after the version (fields drop in order).
-    _endpoint: EndpointGuard,
+    endpoint: EndpointGuard,
     /// Where its response was recorded, once it was.
     recorded: Option<Recorded>,
 }
@@ -386,6 +386,11 @@ impl InFlight {
     pub(crate) fn record(&mut self, status: u16, latency: Duration) {
         debug_assert!(self.recorded.is_none(), "a response is recorded once");
         self.recorded = Some(self.stats.record_response(status, latency));
+    }
+
+    /// The instance the request went to.
+    pub(crate) fn endpoint(&self) -> &Arc<crate::endpoint::Endpoint> {
+        self.endpoint.endpoint()
     }
 
     /// Ends the request with a failed response body: an error, if its response was

@@ -933,3 +933,122 @@ async fn an_upstream_not_reading_the_body_is_a_504_counted_as_error() -> Result<
     proxy.shutdown().await;
     Ok(())
 }
+
+/// An upstream answering `body` to every request, keeping connections alive or
+/// closing each after its response; and the count of connections it accepted.
+async fn counting_connections(
+    body: &'static str,
+    keep_alive: bool,
+) -> Result<(SocketAddr, Arc<std::sync::atomic::AtomicUsize>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async move {
+                    Ok::<_, Infallible>(Response::new(text(body)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, accepted))
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() -> Result<()> {
+    let (addr, accepted) = counting_connections("one", true).await?;
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
+    let client = client();
+    for _ in 0..20 {
+        let answer = get(&client, &proxy, &[]).await?;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "one")
+        );
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "20 requests one after another need one upstream connection"
+    );
+    assert_eq!(v1.stats.totals(), (20, 0));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_closing_each_connection_gets_a_new_one_per_request() -> Result<()> {
+    let (addr, accepted) = counting_connections("one", false).await?;
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
+    let client = client();
+    for _ in 0..5 {
+        let answer = get(&client, &proxy, &[]).await?;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "one")
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(
+        v1.stats.totals(),
+        (5, 0),
+        "no request failed on a closed connection"
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_abandoned_response_does_not_leave_its_connection_for_the_next_request() -> Result<()> {
+    let (addr, mut senders) = streaming().await?;
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
+
+    let request = Request::get(url(&proxy, "/stream")).body(Full::default())?;
+    let first_client = client();
+    let response = send(&first_client, request).await?;
+    let mut tx = next(&mut senders, "upstream got no request").await?;
+    tx.send_data(chunk(0)).await?;
+    drop(response);
+    drop(first_client);
+    assert!(
+        v1.stats.wait_idle(PATIENCE).await,
+        "the abandoned response stayed in flight"
+    );
+
+    // The next request is answered whole, on a connection of its own.
+    let request = Request::get(url(&proxy, "/stream")).body(Full::default())?;
+    let response = send(&client(), request).await?;
+    let mut tx = next(
+        &mut senders,
+        "the second request did not reach the upstream",
+    )
+    .await?;
+    tx.send_data(chunk(1)).await?;
+    drop(tx);
+    let body = tokio::time::timeout(PATIENCE, response.into_body().collect())
+        .await??
+        .to_bytes();
+    assert_eq!(body, chunk(1));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_without_host_is_sent_with_the_instance_as_host() -> Result<()> {
+    let addr = echo().await?;
+    let (proxy, _v1) = proxy_to_v1(&[addr]).await?;
+    let mut stream = raw_request(&proxy, b"GET /x HTTP/1.0\r\n\r\n").await?;
+    let answer = raw_answer(&mut stream).await?;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert!(answer.contains(&format!("host: {addr}\n")), "{answer}");
+    proxy.shutdown().await;
+    Ok(())
+}
