@@ -13,7 +13,8 @@
 //! others (without waiting on a busy one) before it opens a connection. A shard is a
 //! stack: the connection used last is used next, and the ones idle longest sit at
 //! the bottom, where those idle beyond [`IDLE_TIMEOUT`] are closed whenever a
-//! connection comes back.
+//! connection is taken from or comes back to that shard. The fast path takes the
+//! newest ready connection, looking past ones not ready yet.
 //!
 //! A request sent on a reused connection that the instance closed meanwhile
 //! (hyper hands the request back unsent) is sent again on another connection.
@@ -202,17 +203,20 @@ impl Pool {
         }
     }
 
-    /// An idle connection that is still open and passes `usable`, if there is
-    /// one: this thread's shard's newest, else one of another shard not locked
-    /// just now.
+    /// An idle connection that is still open, not idle beyond [`IDLE_TIMEOUT`]
+    /// and passes `usable`, if there is one: this thread's shard's newest such,
+    /// else one of another shard not locked just now.
     fn take(&self, usable: fn(&Sender) -> bool) -> Option<Sender> {
+        let now = Instant::now();
         let own = thread_index() % SHARDS;
-        if let Some(sender) = pop_open(&mut lock(&self.shards[own]), usable) {
+        if let Some(sender) = pop_open(&mut lock(&self.shards[own]), usable, now) {
             return Some(sender);
         }
         (1..SHARDS).find_map(|i| match self.shards[(own + i) % SHARDS].try_lock() {
-            Ok(mut idle) => pop_open(&mut idle, usable),
-            Err(TryLockError::Poisoned(poisoned)) => pop_open(&mut poisoned.into_inner(), usable),
+            Ok(mut idle) => pop_open(&mut idle, usable, now),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                pop_open(&mut poisoned.into_inner(), usable, now)
+            }
             Err(TryLockError::WouldBlock) => None,
         })
     }
@@ -225,29 +229,31 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = lock(&self.shards[thread_index() % SHARDS]);
-        let expired = idle
-            .iter()
-            .take_while(|c| now.saturating_duration_since(c.since) > IDLE_TIMEOUT)
-            .count();
-        idle.drain(..expired);
+        expire(&mut idle, now);
         idle.push(Idle { sender, since: now });
     }
 }
 
-/// The newest connection of `idle` that is still open (the closed are dropped),
-/// if it passes `usable` (else it stays).
-fn pop_open(idle: &mut Vec<Idle>, usable: fn(&Sender) -> bool) -> Option<Sender> {
-    while let Some(c) = idle.pop() {
-        if c.sender.is_closed() {
-            continue;
-        }
-        if usable(&c.sender) {
-            return Some(c.sender);
-        }
-        idle.push(c);
-        return None;
+/// Closes the connections of `idle` (oldest first) idle beyond [`IDLE_TIMEOUT`].
+fn expire(idle: &mut Vec<Idle>, now: Instant) {
+    let expired = idle
+        .iter()
+        .take_while(|c| now.saturating_duration_since(c.since) > IDLE_TIMEOUT)
+        .count();
+    idle.drain(..expired);
+}
+
+/// The newest connection of `idle` that is still open and passes `usable`; the
+/// expired and those closed on top are dropped, the others stay.
+fn pop_open(idle: &mut Vec<Idle>, usable: fn(&Sender) -> bool, now: Instant) -> Option<Sender> {
+    expire(idle, now);
+    while idle.last().is_some_and(|c| c.sender.is_closed()) {
+        idle.pop();
     }
-    None
+    let at = idle
+        .iter()
+        .rposition(|c| !c.sender.is_closed() && usable(&c.sender))?;
+    Some(idle.remove(at).sender)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
