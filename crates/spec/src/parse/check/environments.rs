@@ -36,7 +36,6 @@ pub(super) const ENVIRONMENT: &[&str] = &[
 /// One entry of `environments`, as written.
 struct Defined<'n> {
     name: String,
-    pos: Pos,
     /// The entry with `skip_on_hotfix` taken out: what is laid over the top level.
     overlay: Node,
     sets_state_dir: bool,
@@ -167,7 +166,7 @@ impl Checker<'_> {
                     entry.key_pos,
                     format!(
                         "duplicate environment `{}`: it is already defined on line {}",
-                        entry.key, first.pos.line
+                        entry.key, first.entry.key_pos.line
                     ),
                 );
                 ok = false;
@@ -191,7 +190,6 @@ impl Checker<'_> {
             let overlay = entry.value.without("skip_on_hotfix");
             out.push(Defined {
                 name: entry.key.clone(),
-                pos: entry.key_pos,
                 sets_state_dir: f.get("state_dir").is_some_and(|e| !e.value.is_null()),
                 overlay: match overlay.value {
                     // `staging:` with nothing after it: the top-level settings as they are.

@@ -155,6 +155,10 @@ fn bad_environments_say_what_would_be_valid() {
             "cutover.yaml:5:28: unknown field `app` in `environments.staging`",
         ),
         (
+            "environments:\n  staging: {}\n  staging: {}\n",
+            "cutover.yaml:7:3: duplicate environment `staging`: it is already defined on line 6",
+        ),
+        (
             "environments: { staging: { skip_on_hotfix: maybe } }\n",
             "cutover.yaml:5:44: ",
         ),
