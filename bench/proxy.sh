@@ -52,6 +52,9 @@ readonly ROOT
 # BENCH_ROUNDS and BENCH_DURATION override the rounds and the measured time per row
 # (for a quick look; the results file says what was used).
 readonly WARMUP=1s DURATION=${BENCH_DURATION:-3s} ROUNDS=${BENCH_ROUNDS:-3} WRK_THREADS=2
+# BENCH_PROXY_THREADS sets the daemon's `proxy.threads` (0, the default: its proxy
+# serves on the daemon's runtime; 2: thread per core on this machine).
+readonly PROXY_THREADS=${BENCH_PROXY_THREADS:-0}
 readonly CONNECTIONS=(64 256)
 readonly BODIES=(tiny 64k)
 readonly PATHS=(direct nginx-1w nginx-2w haproxy-1t haproxy-2t cutover)
@@ -274,6 +277,8 @@ analysis:
   sequential: false
   comparison: false
   logs: false
+proxy:
+  threads: $PROXY_THREADS
 EOF
 }
 
@@ -554,7 +559,8 @@ if [[ $MODE == callgrind ]]; then
     OUT=$ROOT/bench/results/proxy-callgrind-$(date +%Y-%m-%d-%H%M%S).md
     {
         printf '# cutover proxy under callgrind, %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-        printf 'Command: `bash bench/proxy.sh --callgrind`; cutover %s. ' "$commit"
+        printf 'Command: `BENCH_PROXY_THREADS=%s bash bench/proxy.sh --callgrind`; cutover %s. ' \
+            "$PROXY_THREADS" "$commit"
         printf 'wrk -t%s for 10 s per body; a canary held at 10%%; ' "$WRK_THREADS"
         printf "instructions of the daemon's process while the load ran, less the idle daemon's, "
         printf "per request it counted.\n\n%s\n" "$TABLE"
@@ -643,7 +649,8 @@ fi
 [[ -z "${CUTOVER_BIN:-}" ]] || commit="$commit, binary $CUTOVER_BIN"
 {
     printf '# cutover proxy vs nginx and HAProxy, %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-    printf 'Command: `bash bench/proxy.sh`; cutover %s.\n\n' "$commit"
+    printf 'Command: `BENCH_PROXY_THREADS=%s bash bench/proxy.sh`; cutover %s, `proxy.threads: %s`.\n\n' \
+        "$PROXY_THREADS" "$commit" "$PROXY_THREADS"
     printf 'wrk -t%s, %s warmup then %s measured per row; %s interleaved rounds, medians; ' \
         "$WRK_THREADS" "$WARMUP" "$DURATION" "$ROUNDS"
     printf 'all on 127.0.0.1. Two static nginx upstreams (1 worker each), started by cutover as v1 and v2; '

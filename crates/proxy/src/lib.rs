@@ -132,6 +132,14 @@ pub struct ProxyOptions {
     /// 413. Neither counts against the version; the connection is closed. Default
     /// `None`.
     pub max_body_size: Option<u64>,
+    /// Threads serving client connections, each with a current-thread runtime of
+    /// its own (0: served on the runtime that bound the proxy). A connection stays
+    /// on one thread from its accept to its close, with its upstream connections,
+    /// so no request wakes another thread; the accept loop, on the runtime that
+    /// bound the proxy, hands each new connection to the thread serving the fewest.
+    /// Set to the number of cores for a thread-per-core proxy (see
+    /// `bench/README.md` for what it gains and costs). Default 0.
+    pub threads: usize,
 }
 
 impl Default for ProxyOptions {
@@ -145,6 +153,7 @@ impl Default for ProxyOptions {
             max_connections: 10_000,
             max_requests_per_instance: 0,
             max_body_size: None,
+            threads: 0,
         }
     }
 }
@@ -161,6 +170,10 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// The serving threads' runtimes could not be built (out of threads or file
+    /// descriptors).
+    #[error("the proxy cannot start its serving threads")]
+    Threads(#[source] std::io::Error),
 }
 
 /// A running proxy. Cheap to clone; clones share the listener and route table.
@@ -198,11 +211,13 @@ impl Proxy {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr, source })?;
+        let runtimes = server::Runtimes::build(options.threads).map_err(ProxyError::Threads)?;
         let shared = Arc::new(forward::Shared::new(&options));
         let (open, open_rx) = watch::channel(false);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(
             listener,
+            runtimes,
             Arc::clone(&shared),
             open_rx,
             stop_rx,

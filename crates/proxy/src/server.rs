@@ -1,8 +1,22 @@
-//! The accept loop: one HTTP/1.1 connection task per client, watched for graceful
-//! shutdown, each on a [`ClientIo`] that times its heads and idle time, and
-//! counted against [`ProxyOptions::max_connections`]. A client beyond the limit
-//! is still accepted and read, and answered 503 with `Connection: close`: a
-//! client told why is better off than one left in the listen backlog.
+//! The accept loop and the serving threads: one HTTP/1.1 connection task per
+//! client, watched for graceful shutdown, each on a [`ClientIo`] that times its
+//! heads and idle time, and counted against [`ProxyOptions::max_connections`]. A
+//! client beyond the limit is still accepted and read, and answered 503 with
+//! `Connection: close`: a client told why is better off than one left in the
+//! listen backlog.
+//!
+//! Connections are served on the runtime that bound the proxy, or, with
+//! [`ProxyOptions::threads`] set, thread per core as Pingora and Envoy do: each
+//! serving thread runs a current-thread runtime of its own,
+//! and a connection lives on one thread from its accept to its close, with its
+//! requests, the upstream connections they open (the pool keeps a shard per
+//! thread), their mirrored copies and its tunnel. No task moves between threads
+//! and no thread wakes another on the hot path, which a work-stealing runtime
+//! does for every request it hands over. The accept loop runs on the caller's
+//! runtime and hands each connection to the thread serving the fewest: one
+//! listening socket, so the bind means what it always did (a second daemon on the
+//! same address is refused, which `SO_REUSEPORT` would let share it), and the
+//! threads stay balanced however the connections arrive.
 //! Connections are served with upgrades: a `101` hands the socket to a tunnel
 //! ([`crate::tunnel`]), and the connection's task ends.
 
@@ -12,8 +26,9 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use http::header::{self, HeaderValue};
@@ -78,30 +93,64 @@ impl Drop for Counting {
     }
 }
 
-/// Accepts connections until `stop` changes (or its sender is dropped), then stops
-/// accepting, lets open connections finish their current request for up to
-/// the response timeout, and drops whatever is left.
+/// A connection the accept loop hands to a serving thread.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: std::net::SocketAddr,
+    /// Beyond [`ProxyOptions::max_connections`]: answered 503 and closed.
+    refused: bool,
+}
+
+/// A serving thread, as the accept loop sees it.
+struct Worker {
+    accepted: mpsc::UnboundedSender<Accepted>,
+    /// Connections it serves now (refused ones not counted).
+    serving: Arc<Gauge>,
+    /// Sent when the thread has finished serving, its grace period included.
+    finished: oneshot::Receiver<()>,
+}
+
+/// The serving threads' runtimes, built before anything listens, so that a
+/// machine that cannot start them fails the bind, not the first request. None:
+/// connections are served on the runtime that bound the proxy.
+pub(crate) struct Runtimes(Vec<Runtime>);
+
+impl Runtimes {
+    /// `threads` current-thread runtimes (0: none, see [`ProxyOptions::threads`]).
+    pub(crate) fn build(threads: usize) -> std::io::Result<Runtimes> {
+        (0..threads)
+            .map(|_| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            })
+            .collect::<std::io::Result<_>>()
+            .map(Runtimes)
+    }
+}
+
+/// What each connection is served with, on whichever thread.
+struct Serving {
+    shared: Arc<Shared>,
+    builder: http1::Builder,
+    refusing: http1::Builder,
+    timeouts: Timeouts,
+    limit: usize,
+    stop: watch::Receiver<bool>,
+}
+
+/// Accepts connections until `stop` changes (or its sender is dropped), handing
+/// each to the serving thread with the fewest; then stops accepting, and returns
+/// once every thread has let its open connections finish their current request
+/// (for up to the response timeout) and dropped whatever was left.
 pub(crate) async fn serve(
     listener: TcpListener,
+    runtimes: Runtimes,
     shared: Arc<Shared>,
     mut open: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
     options: ProxyOptions,
 ) {
-    let grace = options.response_timeout;
-    let timeouts = Timeouts {
-        header_read: options.header_read_timeout,
-        idle: options.idle_timeout,
-    };
-    let limit = options.max_connections;
-    // Until opened, connections wait in the listen backlog: a client is answered
-    // late, not refused and not told that nothing serves.
-    tokio::select! {
-        _ = open.wait_for(|open| *open) => {}
-        _ = stop.changed() => return,
-    }
-    let mut connections = JoinSet::new();
-    let open_connections = Arc::new(Gauge::default());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -112,68 +161,189 @@ pub(crate) async fn serve(
         .max_buf_size(options.max_header_size.max(HYPER_MAX_BUF));
     let mut refusing = builder.clone();
     refusing.keep_alive(false);
+    let serving = Arc::new(Serving {
+        shared: Arc::clone(&shared),
+        builder,
+        refusing,
+        timeouts: Timeouts {
+            header_read: options.header_read_timeout,
+            idle: options.idle_timeout,
+        },
+        limit: options.max_connections,
+        stop: stop.clone(),
+    });
+    let grace = options.response_timeout;
+    let port = listener.local_addr().map_or(0, |addr| addr.port());
+    let mut workers: Vec<Worker> = if runtimes.0.is_empty() {
+        vec![spawn_worker(Arc::clone(&serving), grace)]
+    } else {
+        runtimes
+            .0
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, runtime)| {
+                start_worker(port, index, runtime, Arc::clone(&serving), grace)
+            })
+            .collect()
+    };
+    drop(serving);
+    if workers.is_empty() {
+        tracing::error!("cutover proxy: no serving thread could start; serving nothing");
+        return;
+    }
 
+    // Until opened, connections wait in the listen backlog: a client is answered
+    // late, not refused and not told that nothing serves.
+    let opened = tokio::select! {
+        _ = open.wait_for(|open| *open) => true,
+        _ = stop.changed() => false,
+    };
+    if opened {
+        accept(
+            &listener,
+            &workers,
+            &shared,
+            &mut stop,
+            options.max_connections,
+        )
+        .await;
+    }
+
+    drop(listener);
+    // No more connections: each thread finishes what it serves, then ends.
+    let finished: Vec<_> = workers
+        .drain(..)
+        .map(|Worker { finished, .. }| finished)
+        .collect();
+    for finished in finished {
+        let _ = finished.await;
+    }
+}
+
+/// Accepts connections until `stop` changes (or its sender is dropped), handing
+/// each to the worker serving the fewest, or, beyond `limit` (0: none), to be
+/// refused by it.
+async fn accept(
+    listener: &TcpListener,
+    workers: &[Worker],
+    shared: &Shared,
+    stop: &mut watch::Receiver<bool>,
+    limit: usize,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    // Small requests and responses should not wait for Nagle.
-                    let _ = stream.set_nodelay(true);
-                    let state = Arc::new(ConnState::default());
-                    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&state)));
-                    let requests = Arc::clone(&state);
+                    let Some(worker) = workers.iter().min_by_key(|w| w.serving.get()) else { break };
                     // Upgraded connections (WebSockets) left their HTTP task: counted apart.
-                    let open = open_connections.enter() + shared.tunnels.open();
-                    if open > limit && limit != 0 {
-                        // Not counted: the refused do not keep a slot from the served.
-                        open_connections.leave();
+                    let open = workers.iter().map(|w| w.serving.get()).sum::<usize>() + shared.tunnels.open();
+                    let refused = limit != 0 && open >= limit;
+                    if refused {
                         tracing::debug!(%peer, limit, "client connection beyond the limit; answering 503");
-                        let service = service_fn(move |_req| {
-                            let finished = requests.start();
-                            let response = at_capacity(limit).map(|b| Counted::new(b, finished));
-                            std::future::ready(Ok::<_, std::convert::Infallible>(response))
-                        });
-                        let conn = refusing.serve_connection(io, service).with_upgrades();
-                        let conn = Watched::new(until_stopped(conn, stop.clone()), state, timeouts);
-                        connections.spawn(async move {
-                            let _ = conn.await;
-                        });
-                        continue;
+                    } else {
+                        // Counted here, so the next accept already sees it.
+                        worker.serving.enter();
                     }
-                    let counted = Counting(Arc::clone(&open_connections));
-                    let shared = Arc::clone(&shared);
-                    let client_ip = client_ip_value(peer);
-                    let service = service_fn(move |req| {
-                        let finished = requests.start();
-                        let answer = handle(&shared, &client_ip, req);
-                        async move {
-                            let Ok(response) = answer.await;
-                            Ok::<_, std::convert::Infallible>(response.map(|b| Counted::new(b, finished)))
+                    // Off this runtime's reactor, onto the serving thread's.
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            if worker.accepted.send(Accepted { stream, peer, refused }).is_err() {
+                                // Only if its thread died (a panic): said, not hidden.
+                                if !refused {
+                                    worker.serving.leave();
+                                }
+                                tracing::error!(%peer, "cutover proxy: a serving thread is gone; connection dropped");
+                            }
                         }
-                    });
-                    let conn = builder.serve_connection(io, service).with_upgrades();
-                    let conn = Watched::new(until_stopped(conn, stop.clone()), state, timeouts);
-                    connections.spawn(async move {
-                        match conn.await {
-                            Some(Err(e)) => tracing::debug!(%peer, error = %e, "client connection ended with an error"),
-                            None => tracing::debug!(%peer, "client connection closed by a timeout"),
-                            Some(Ok(())) => {}
+                        Err(e) => {
+                            if !refused {
+                                worker.serving.leave();
+                            }
+                            tracing::warn!(%peer, error = %e, "cutover proxy: handing a connection over failed");
                         }
-                        drop(counted);
-                    });
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cutover proxy: accepting a connection failed");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                 }
             },
-            // Reap finished connection tasks so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stop.changed() => break,
         }
     }
+}
 
-    drop(listener);
+/// Serves connections in a task on this runtime (no thread of its own).
+fn spawn_worker(serving: Arc<Serving>, grace: Duration) -> Worker {
+    let (accepted, incoming) = mpsc::unbounded_channel();
+    let counted = Arc::new(Gauge::default());
+    let (done, finished) = oneshot::channel();
+    let gauge = Arc::clone(&counted);
+    tokio::spawn(async move {
+        run_worker(incoming, gauge, serving, grace).await;
+        let _ = done.send(());
+    });
+    Worker {
+        accepted,
+        serving: counted,
+        finished,
+    }
+}
+
+/// Starts serving thread `index` on `runtime`, named `proxy:PORT#INDEX` (for
+/// `top -H` and the tests): it serves the connections sent to it until the accept
+/// loop is gone, then lets them finish for up to `grace`.
+/// `None` if the thread could not start (said in the log).
+fn start_worker(
+    port: u16,
+    index: usize,
+    runtime: Runtime,
+    serving: Arc<Serving>,
+    grace: Duration,
+) -> Option<Worker> {
+    let (accepted, incoming) = mpsc::unbounded_channel();
+    let counted = Arc::new(Gauge::default());
+    let (done, finished) = oneshot::channel();
+    let gauge = Arc::clone(&counted);
+    let spawned = std::thread::Builder::new()
+        .name(format!("proxy:{port}#{index}"))
+        .spawn(move || {
+            runtime.block_on(run_worker(incoming, gauge, serving, grace));
+            // Dropping the runtime drops what it still ran (tunnels already cut).
+            drop(runtime);
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cutover proxy: serving thread {index} could not start");
+        return None;
+    }
+    Some(Worker {
+        accepted,
+        serving: counted,
+        finished,
+    })
+}
+
+/// One serving thread's loop: a task per connection handed to it, reaped as they
+/// end; once the accept loop is gone, a grace period for those still open, then
+/// the tunnels, within what is left of it.
+async fn run_worker(
+    mut incoming: mpsc::UnboundedReceiver<Accepted>,
+    serving: Arc<Gauge>,
+    how: Arc<Serving>,
+    grace: Duration,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = incoming.recv() => match accepted {
+                Some(accepted) => serve_connection(&mut connections, accepted, &serving, &how),
+                None => break,
+            },
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
     let open = connections.len();
     if open > 0 {
         tracing::debug!(
@@ -191,5 +361,69 @@ pub(crate) async fn serve(
     }
     connections.shutdown().await;
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    shared.tunnels.close(left).await;
+    how.shared.tunnels.close(left).await;
+}
+
+/// Spawns the task serving one connection, on this thread.
+fn serve_connection(
+    connections: &mut JoinSet<()>,
+    accepted: Accepted,
+    serving: &Arc<Gauge>,
+    how: &Serving,
+) {
+    let Accepted {
+        stream,
+        peer,
+        refused,
+    } = accepted;
+    // Counted by the accept loop; released when this connection ends.
+    let counted = (!refused).then(|| Counting(Arc::clone(serving)));
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cutover proxy: serving a connection failed");
+            return;
+        }
+    };
+    // Small requests and responses should not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let state = Arc::new(ConnState::default());
+    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&state)));
+    let requests = Arc::clone(&state);
+    if refused {
+        let limit = how.limit;
+        let service = service_fn(move |_req| {
+            let finished = requests.start();
+            let response = at_capacity(limit).map(|b| Counted::new(b, finished));
+            std::future::ready(Ok::<_, std::convert::Infallible>(response))
+        });
+        let conn = how.refusing.serve_connection(io, service).with_upgrades();
+        let conn = Watched::new(until_stopped(conn, how.stop.clone()), state, how.timeouts);
+        connections.spawn(async move {
+            let _ = conn.await;
+        });
+        return;
+    }
+    let shared = Arc::clone(&how.shared);
+    let client_ip = client_ip_value(peer);
+    let service = service_fn(move |req| {
+        let finished = requests.start();
+        let answer = handle(&shared, &client_ip, req);
+        async move {
+            let Ok(response) = answer.await;
+            Ok::<_, std::convert::Infallible>(response.map(|b| Counted::new(b, finished)))
+        }
+    });
+    let conn = how.builder.serve_connection(io, service).with_upgrades();
+    let conn = Watched::new(until_stopped(conn, how.stop.clone()), state, how.timeouts);
+    connections.spawn(async move {
+        match conn.await {
+            Some(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error")
+            }
+            None => tracing::debug!(%peer, "client connection closed by a timeout"),
+            Some(Ok(())) => {}
+        }
+        drop(counted);
+    });
 }

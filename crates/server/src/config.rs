@@ -142,6 +142,7 @@ pub(crate) fn proxy_options(spec: &ProxySpec) -> ProxyOptions {
         max_connections: count(spec.max_connections),
         max_requests_per_instance: count(spec.max_requests_per_instance),
         max_body_size: spec.max_body_size,
+        threads: count(spec.threads),
         ..ProxyOptions::default()
     }
 }

@@ -140,6 +140,10 @@ pub struct ProxySpec {
     pub max_requests_per_instance: u32,
     /// The largest request body, in bytes; beyond it, 413 (default `None`: no limit).
     pub max_body_size: Option<u64>,
+    /// Threads of its own the proxy serves connections on, each with a runtime
+    /// of its own, a connection staying on one (thread per core; up to
+    /// [`defaults::MAX_PROXY_THREADS`]). Default 0: served on the daemon's runtime.
+    pub threads: u32,
 }
 
 /// Where versions run: `local` processes (the default) or `docker` containers;
@@ -652,6 +656,7 @@ impl Default for ProxySpec {
             max_connections: defaults::MAX_CONNECTIONS,
             max_requests_per_instance: defaults::MAX_REQUESTS_PER_INSTANCE,
             max_body_size: defaults::MAX_BODY_SIZE,
+            threads: defaults::PROXY_THREADS,
         }
     }
 }
@@ -907,6 +912,10 @@ pub mod defaults {
     pub const MAX_REQUESTS_PER_INSTANCE: u32 = 0;
     /// `proxy.max_body_size`: no limit.
     pub const MAX_BODY_SIZE: Option<u64> = None;
+    /// `proxy.threads`: none of its own, the daemon's runtime serves.
+    pub const PROXY_THREADS: u32 = 0;
+    /// The most `proxy.threads` may be.
+    pub const MAX_PROXY_THREADS: u16 = 256;
 
     /// `api.read_auth`: reads are open (on a loopback API).
     pub const READ_AUTH: bool = false;

@@ -188,6 +188,9 @@ proxy:
   max_requests_per_instance: 0
   # The largest request body; beyond it, 413 (`none`: no limit).
   max_body_size: none
+  # Threads of its own to serve on, a connection staying on one: thread per core
+  # when set to the number of cores (0: on the daemon's runtime; up to 256).
+  threads: 0
 
 # Who may use the daemon's HTTP API. Requests that change something always need the
 # token the daemon writes to `<state_dir>/token` (`Authorization: Bearer <token>`;

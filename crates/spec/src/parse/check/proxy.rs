@@ -13,6 +13,7 @@ pub(super) const PROXY: &[&str] = &[
     "max_connections",
     "max_requests_per_instance",
     "max_body_size",
+    "threads",
 ];
 
 /// The units a size may have, and what each is in bytes.
@@ -80,6 +81,10 @@ impl Checker<'_> {
             }
             Some(Some(size))
         });
+        let threads = self.optional(&f, "threads", d.threads, |c, e| {
+            c.whole(e, 0, defaults::MAX_PROXY_THREADS.into())
+                .map(|n| n as u32)
+        });
         Some(ProxySpec {
             max_header_size: max_header_size?,
             header_read_timeout: header_read_timeout?,
@@ -87,6 +92,7 @@ impl Checker<'_> {
             max_connections: max_connections?,
             max_requests_per_instance: max_requests_per_instance?,
             max_body_size: max_body_size?,
+            threads: threads?,
         })
     }
 

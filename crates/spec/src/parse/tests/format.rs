@@ -88,6 +88,7 @@ fn minimal_config_gets_every_default() {
             max_connections: 10_000,
             max_requests_per_instance: 0,
             max_body_size: None,
+            threads: 0,
         },
         api: ApiSpec {
             read_auth: false,
@@ -229,6 +230,7 @@ proxy:
   max_connections: 0
   max_requests_per_instance: 100
   max_body_size: 10MiB
+  threads: 2
 api:
   read_auth: true
   allow_remote_open_reads: true
@@ -364,6 +366,7 @@ logs:
             max_connections: 0,
             max_requests_per_instance: 100,
             max_body_size: Some(10 * 1024 * 1024),
+            threads: 2,
         },
         api: ApiSpec {
             read_auth: true,
@@ -598,6 +601,7 @@ platform:
         "max_connections:",
         "max_requests_per_instance:",
         "max_body_size:",
+        "threads:",
         "api:",
         "read_auth:",
         "allow_remote_open_reads:",

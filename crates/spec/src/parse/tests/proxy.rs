@@ -29,6 +29,7 @@ fn proxy_defaults() {
     assert_eq!(c.proxy.max_connections, 10_000);
     assert_eq!(c.proxy.max_requests_per_instance, 0);
     assert_eq!(c.proxy.max_body_size, None);
+    assert_eq!(c.proxy.threads, 0);
     // An empty section is all defaults too.
     assert_eq!(ok(&with_proxy("")).proxy, ProxySpec::default());
     assert_eq!(
@@ -102,6 +103,11 @@ fn proxy_mistakes_are_reported_where_they_are() {
     assert!(
         error(&with_proxy("  max_requests_per_instance: lots\n"))
             .contains("`max_requests_per_instance` must be a whole number")
+    );
+    assert_eq!(ok(&with_proxy("  threads: 2\n")).proxy.threads, 2);
+    assert_eq!(
+        error(&with_proxy("  threads: 300\n")),
+        "cutover.yaml:6:12: `threads` must be a whole number from 0 to 256, got `300`"
     );
     let typo = error(&with_proxy("  idle_timout: 5s\n"));
     assert!(
