@@ -113,7 +113,7 @@ struct Worker {
 /// The serving threads' runtimes, built before anything listens, so that a
 /// machine that cannot start them fails the bind, not the first request. None:
 /// connections are served on the runtime that bound the proxy.
-pub(crate) struct Runtimes(Vec<Runtime>);
+pub(crate) struct Runtimes(Vec<ServingRuntime>);
 
 impl Runtimes {
     /// `threads` current-thread runtimes (0: none, see [`ProxyOptions::threads`]).
@@ -123,9 +123,24 @@ impl Runtimes {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
+                    .map(|runtime| ServingRuntime(Some(runtime)))
             })
             .collect::<std::io::Result<_>>()
             .map(Runtimes)
+    }
+}
+
+/// A serving thread's runtime until its thread runs it. Dropped unused (the
+/// thread did not start, or the proxy's task was dropped before it ran), it is
+/// shut down in the background: a runtime dropped the usual way blocks, which
+/// the async code that drops this one may not.
+pub(crate) struct ServingRuntime(Option<Runtime>);
+
+impl Drop for ServingRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -297,7 +312,7 @@ fn spawn_worker(serving: Arc<Serving>, grace: Duration) -> Worker {
 fn start_worker(
     port: u16,
     index: usize,
-    runtime: Runtime,
+    mut runtime: ServingRuntime,
     serving: Arc<Serving>,
     grace: Duration,
 ) -> Option<Worker> {
@@ -308,6 +323,9 @@ fn start_worker(
     let spawned = std::thread::Builder::new()
         .name(format!("proxy:{port}#{index}"))
         .spawn(move || {
+            let Some(runtime) = runtime.0.take() else {
+                return;
+            };
             runtime.block_on(run_worker(incoming, gauge, serving, grace));
             // Dropping the runtime drops what it still ran (tunnels already cut).
             drop(runtime);
