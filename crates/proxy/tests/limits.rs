@@ -9,16 +9,16 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use common::{
-    PATIENCE, client, gated, get, named, next, proxy_to_v1_with, raw_answer, raw_request, text,
-    upstream,
+    PATIENCE, client, gated, get, named, next, proxy_to_v1_with, raw_answer, raw_request,
+    read_until, text, upstream,
 };
 use cutover_proxy::ProxyOptions;
 
@@ -26,24 +26,6 @@ const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: app.example\r\n\r\n";
 
 /// A timeout far longer than any test waits, for the limits a test does not try.
 const NEVER: Duration = Duration::from_secs(3600);
-
-/// Reads one response on a kept-alive connection: until its body `ends_with`.
-async fn read_until(stream: &mut TcpStream, ends_with: &str) -> Result<String> {
-    let mut answer = Vec::new();
-    let mut buf = [0; 4096];
-    while !answer.ends_with(ends_with.as_bytes()) {
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
-            .await
-            .context("no answer from the proxy")??;
-        anyhow::ensure!(
-            n > 0,
-            "closed before {ends_with:?}: {}",
-            String::from_utf8_lossy(&answer)
-        );
-        answer.extend_from_slice(&buf[..n]);
-    }
-    Ok(String::from_utf8_lossy(&answer).into_owned())
-}
 
 #[tokio::test]
 async fn oversize_headers_get_431() -> Result<()> {

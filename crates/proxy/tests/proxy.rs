@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, channel::Channel};
@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use common::{
     PATIENCE, backend, bind, client, echo, gated, get, named, next, proxy_to_v1, proxy_to_v1_with,
-    raw_answer, raw_request, response_timeout, send, text, upstream, url,
+    raw_answer, raw_request, response_timeout, send, text, until_refused, upstream, url,
 };
 use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, Snapshot, VersionStats};
 
@@ -533,16 +533,9 @@ async fn shutdown_lets_a_request_in_progress_finish() -> Result<()> {
     });
     // Wait (bounded) until the listener is closed: shutdown has begun, and is
     // waiting for the request in progress.
-    let addr = proxy.local_addr();
-    let mut refused = false;
-    for _ in 0..1000 {
-        if tokio::net::TcpStream::connect(addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(refused, "still accepting after shutdown began");
+    until_refused(proxy.local_addr())
+        .await
+        .context("still accepting after shutdown began")?;
     assert!(
         !shutdown.is_finished(),
         "shutdown did not wait for the request in progress"

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use http::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use common::{
     PATIENCE, backend, client, gated, get, named, next, proxy_to_v1_with, raw_answer, raw_request,
+    read_until, until_refused,
 };
 use cutover_proxy::{Proxy, ProxyOptions, Routes};
 
@@ -59,24 +59,6 @@ async fn threads_running(addr: SocketAddr, n: usize) -> Result<()> {
 /// Waits (bounded) until no thread serves the proxy on `addr`.
 async fn threads_gone(addr: SocketAddr) -> Result<()> {
     threads_running(addr, 0).await
-}
-
-/// Reads one response on a kept-alive connection: until its body `ends_with`.
-async fn read_until(stream: &mut TcpStream, ends_with: &str) -> Result<String> {
-    let mut answer = Vec::new();
-    let mut buf = [0; 4096];
-    while !answer.ends_with(ends_with.as_bytes()) {
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
-            .await
-            .context("no answer from the proxy")??;
-        anyhow::ensure!(
-            n > 0,
-            "closed before {ends_with:?}: {}",
-            String::from_utf8_lossy(&answer)
-        );
-        answer.extend_from_slice(&buf[..n]);
-    }
-    Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
 #[tokio::test]
@@ -178,16 +160,9 @@ async fn shutdown_lets_each_thread_finish_its_request_then_ends_the_threads() ->
         let proxy = proxy.clone();
         async move { proxy.shutdown().await }
     });
-    // Wait (bounded) until the listener is closed: shutdown has begun.
-    let mut refused = false;
-    for _ in 0..1000 {
-        if TcpStream::connect(addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(refused, "still accepting after shutdown began");
+    until_refused(addr)
+        .await
+        .context("still accepting after shutdown began")?;
     assert!(
         !shutdown.is_finished(),
         "shutdown did not wait for the request in progress"

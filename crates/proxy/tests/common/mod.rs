@@ -220,3 +220,32 @@ pub async fn raw_answer(stream: &mut TcpStream) -> Result<String> {
         .context("the proxy did not close the connection")??;
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
+
+/// Reads one response on a kept-alive connection: until its body `ends_with`.
+pub async fn read_until(stream: &mut TcpStream, ends_with: &str) -> Result<String> {
+    let mut answer = Vec::new();
+    let mut buf = [0; 4096];
+    while !answer.ends_with(ends_with.as_bytes()) {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .context("no answer from the proxy")??;
+        anyhow::ensure!(
+            n > 0,
+            "closed before {ends_with:?}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Waits (bounded) until `addr` refuses connections: a shutdown has begun.
+pub async fn until_refused(addr: SocketAddr) -> Result<()> {
+    for _ in 0..1000 {
+        if TcpStream::connect(addr).await.is_err() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("{addr} still accepts connections")
+}
