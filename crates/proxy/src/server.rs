@@ -7,16 +7,17 @@
 //!
 //! Connections are served on the runtime that bound the proxy, or, with
 //! [`ProxyOptions::threads`] set, thread per core as Pingora and Envoy do: each
-//! serving thread runs a current-thread runtime of its own,
-//! and a connection lives on one thread from its accept to its close, with its
-//! requests, the upstream connections they open (the pool keeps a shard per
-//! thread), their mirrored copies and its tunnel. No task moves between threads
-//! and no thread wakes another on the hot path, which a work-stealing runtime
-//! does for every request it hands over. The accept loop runs on the caller's
-//! runtime and hands each connection to the thread serving the fewest: one
-//! listening socket, so the bind means what it always did (a second daemon on the
-//! same address is refused, which `SO_REUSEPORT` would let share it), and the
-//! threads stay balanced however the connections arrive.
+//! serving thread runs a current-thread runtime of its own, and a connection
+//! lives on one thread from its accept to its close, with its requests, the
+//! upstream connections they open (the pool keeps a shard per thread), their
+//! mirrored copies and its tunnel. No task moves between threads and no thread
+//! wakes another on the hot path, which a work-stealing runtime may do for any
+//! request. The accept loop runs on the caller's runtime and hands each
+//! connection to the thread serving the fewest: one listening socket, so the bind
+//! means what it always did (a second daemon on the same address is refused,
+//! which `SO_REUSEPORT` would let share it), and the threads stay balanced however
+//! the connections arrive. It is off by default: a connection cannot move off a
+//! busy thread, and on the benchmark its p99 is longer (`bench/README.md`).
 //! Connections are served with upgrades: a `101` hands the socket to a tunnel
 //! ([`crate::tunnel`]), and the connection's task ends.
 
@@ -95,14 +96,25 @@ impl Drop for Counting {
 
 /// A connection the accept loop hands to a serving thread.
 struct Accepted {
-    stream: std::net::TcpStream,
+    stream: Handover,
     peer: std::net::SocketAddr,
     /// Beyond [`ProxyOptions::max_connections`]: answered 503 and closed.
     refused: bool,
 }
 
+/// A client's socket on its way to the worker that serves it.
+enum Handover {
+    /// To a worker on the accept loop's runtime: as it is.
+    Here(TcpStream),
+    /// To a thread of its own: off the accept loop's reactor, to be registered
+    /// with that thread's.
+    Moved(std::net::TcpStream),
+}
+
 /// A serving thread, as the accept loop sees it.
 struct Worker {
+    /// On the accept loop's runtime (no thread of its own).
+    here: bool,
     accepted: mpsc::UnboundedSender<Accepted>,
     /// Connections it serves now (refused ones not counted).
     serving: Arc<Gauge>,
@@ -259,8 +271,12 @@ async fn accept(
                         // Counted here, so the next accept already sees it.
                         worker.serving.enter();
                     }
-                    // Off this runtime's reactor, onto the serving thread's.
-                    match stream.into_std() {
+                    let handover = if worker.here {
+                        Ok(Handover::Here(stream))
+                    } else {
+                        stream.into_std().map(Handover::Moved)
+                    };
+                    match handover {
                         Ok(stream) => {
                             if worker.accepted.send(Accepted { stream, peer, refused }).is_err() {
                                 // Only if its thread died (a panic): said, not hidden.
@@ -299,6 +315,7 @@ fn spawn_worker(serving: Arc<Serving>, grace: Duration) -> Worker {
         let _ = done.send(());
     });
     Worker {
+        here: true,
         accepted,
         serving: counted,
         finished,
@@ -336,6 +353,7 @@ fn start_worker(
         return None;
     }
     Some(Worker {
+        here: false,
         accepted,
         serving: counted,
         finished,
@@ -396,12 +414,15 @@ fn serve_connection(
     } = accepted;
     // Counted by the accept loop; released when this connection ends.
     let counted = (!refused).then(|| Counting(Arc::clone(serving)));
-    let stream = match TcpStream::from_std(stream) {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "cutover proxy: serving a connection failed");
-            return;
-        }
+    let stream = match stream {
+        Handover::Here(stream) => stream,
+        Handover::Moved(stream) => match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cutover proxy: serving a connection failed");
+                return;
+            }
+        },
     };
     // Small requests and responses should not wait for Nagle.
     let _ = stream.set_nodelay(true);
