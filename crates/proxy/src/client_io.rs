@@ -3,6 +3,13 @@
 //! arrive (hyper's own header timer also runs while a keep-alive connection is
 //! idle, so the two could not be told apart; it is switched off).
 //!
+//! Its first bytes tell which HTTP it speaks ([`ClientIo::sniff`]): a client with
+//! prior knowledge of HTTP/2 opens with the connection preface. Once known to be
+//! HTTP/2 ([`ConnState::speaks_h2`]), the connection has no head to time between
+//! its requests (its frames come whenever, a request's head among them, and h2
+//! bounds their size), only its idle time: bytes do not end the idle stage, and a
+//! connection closed by a limit is closed without an HTTP/1.1 answer.
+//!
 //! The socket is wrapped in a [`ClientIo`], which notes that bytes came, and the
 //! connection's requests are counted in a [`ConnState`] that the service and the
 //! response bodies share with it. The connection's future is wrapped in a
@@ -20,7 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -33,6 +41,22 @@ const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
     content-type: text/plain; charset=utf-8\r\n\
     content-length: 49\r\n\r\n\
     cutover: the request head did not arrive in time\n";
+
+/// What a client with prior knowledge of HTTP/2 opens its connection with (RFC
+/// 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How much [`ClientIo::sniff`] reads at once: what hyper reads at first, so that
+/// an HTTP/1.1 head usually comes in the same read as its first bytes.
+const SNIFF_READ: usize = 8192;
+
+/// The protocol a client connection speaks, known from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (cleartext).
+    Http2,
+}
 
 /// The requests of one client connection: started (their head parsed) and
 /// finished (their response body dropped by hyper, which it does once written).
@@ -56,7 +80,13 @@ pub(crate) struct Finished(Arc<ConnState>);
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        self.0.requests.finished.fetch_add(1, Ordering::Release);
+        let state = &self.0;
+        state.requests.finished.fetch_add(1, Ordering::Release);
+        // An HTTP/1.1 response body is dropped while its connection is polled, which
+        // then looks; an HTTP/2 stream ends in a task of its own.
+        if state.h2.load(Ordering::Relaxed) {
+            state.watcher.wake();
+        }
     }
 }
 
@@ -126,6 +156,10 @@ pub(crate) struct ConnState {
     bytes: AtomicBool,
     /// [`OPEN`], or how to end: set by [`Watched`] when a limit passed.
     close: AtomicU8,
+    /// The connection speaks HTTP/2 (see the module doc).
+    h2: AtomicBool,
+    /// HTTP/2: the [`Watched`] connection's task, woken when a stream finishes.
+    watcher: AtomicWaker,
 }
 
 impl ConnState {
@@ -135,6 +169,11 @@ impl ConnState {
         self.requests.started.fetch_add(1, Ordering::Release);
         Finished(Arc::clone(self))
     }
+
+    /// From now on the connection is timed as HTTP/2 (see the module doc).
+    pub(crate) fn speaks_h2(&self) {
+        self.h2.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A client's socket: notes that bytes came, and fails its reads (so that hyper
@@ -142,6 +181,8 @@ impl ConnState {
 pub(crate) struct ClientIo {
     io: TcpStream,
     state: Arc<ConnState>,
+    /// Read by [`ClientIo::sniff`] and not yet read again by hyper.
+    replay: Bytes,
     /// The last write could not go out: the socket holds hyper's bytes, not ours to
     /// put a 408 before.
     write_blocked: bool,
@@ -152,8 +193,32 @@ impl ClientIo {
         ClientIo {
             io,
             state,
+            replay: Bytes::new(),
             write_blocked: false,
         }
+    }
+
+    /// Reads the connection's first bytes until they tell whether it opens with
+    /// the HTTP/2 preface, and keeps them to be read again. A connection that ends
+    /// or fails first is HTTP/1.1 to hyper, which then sees the end or the failure.
+    pub(crate) async fn sniff(&mut self) -> Protocol {
+        use tokio::io::AsyncReadExt;
+        let mut read = BytesMut::with_capacity(SNIFF_READ);
+        let protocol = loop {
+            let begun = read.len().min(H2_PREFACE.len());
+            if read[..begun] != H2_PREFACE[..begun] {
+                break Protocol::Http1;
+            }
+            if begun == H2_PREFACE.len() {
+                break Protocol::Http2;
+            }
+            match self.read_buf(&mut read).await {
+                Ok(0) | Err(_) => break Protocol::Http1,
+                Ok(_) => {}
+            }
+        };
+        self.replay = read.freeze();
+        protocol
     }
 }
 
@@ -207,6 +272,15 @@ impl<F: Future> Watched<F> {
             };
         }
         self.seen = started;
+        if self.state.h2.load(Ordering::Relaxed) {
+            // Its preface came: from now on idle or busy, never waiting for a head.
+            if let Stage::Head { .. } = self.stage {
+                self.stage = Stage::Idle {
+                    since: Instant::now(),
+                };
+            }
+            return;
+        }
         if self.state.bytes.load(Ordering::Relaxed) {
             self.stage = match self.stage {
                 Stage::Head { since, .. } => Stage::Head { since, bytes: true },
@@ -232,6 +306,10 @@ impl<F: Future> Future for Watched<F> {
             // hyper did not read again (so its `ClientIo` could not fail): drop it.
             return Poll::Ready(None);
         }
+        if this.state.h2.load(Ordering::Relaxed) {
+            // Registered before the counts are read: a stream finishing after it wakes.
+            this.state.watcher.register(cx.waker());
+        }
         this.update();
         let deadline = match this.stage {
             Stage::Busy => return Poll::Pending,
@@ -250,7 +328,9 @@ impl<F: Future> Future for Watched<F> {
             return Poll::Pending;
         }
         let how = match this.stage {
-            Stage::Head { bytes: true, .. } => CLOSE_WITH_408,
+            Stage::Head { bytes: true, .. } if !this.state.h2.load(Ordering::Relaxed) => {
+                CLOSE_WITH_408
+            }
             _ => CLOSE,
         };
         this.state.close.store(how, Ordering::Relaxed);
@@ -268,6 +348,12 @@ impl AsyncRead for ClientIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {

@@ -30,8 +30,8 @@ use tracing::field::Empty;
 use crate::ProxyOptions;
 use crate::endpoint::{Endpoint, EndpointGuard, Refused};
 use crate::headers::{
-    VERSION_HEADER, VERSION_HEADER_NAME, keep_upgrade, prepare_request_headers_from,
-    set_version_header, strip_hop_by_hop, upgrade_protocol,
+    VERSION_HEADER, VERSION_HEADER_NAME, host_from_authority, keep_upgrade,
+    prepare_request_headers_from, set_version_header, strip_hop_by_hop, upgrade_protocol,
 };
 use crate::mirror::BodyCopy;
 use crate::pool::{Answered, Unsent, UpstreamBody, UpstreamError};
@@ -121,6 +121,9 @@ fn route(
     mut req: Request<Incoming>,
     span: &tracing::Span,
 ) -> Routed {
+    if req.version() == Version::HTTP_2 {
+        host_from_authority(&mut req);
+    }
     // Refused before a version is chosen: the client's doing, no version's.
     if let Some(limit) = shared.max_body
         && req.body().size_hint().lower() > limit

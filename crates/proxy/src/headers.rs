@@ -130,6 +130,12 @@ fn is_kept_or_hop_by_hop(token: &str) -> bool {
 
 /// The protocol a message asks to switch to: its `Upgrade` value, when its
 /// `Connection` lists `upgrade` (both are needed, RFC 9110 §7.8).
+///
+/// Except `h2c`, cleartext HTTP/2, which is left out: the proxy answers such a
+/// request over HTTP/1.1, as RFC 9113 §3.1 lets a server do, rather than pass it
+/// on and splice the connection (an upstream that agreed would then be measured
+/// as one tunnel, not per request). A client that wants HTTP/2 can have it here
+/// with prior knowledge.
 pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let upgrade = headers.get(header::UPGRADE)?;
     let listed = headers
@@ -138,7 +144,41 @@ pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    listed.then(|| upgrade.clone())
+    if !listed {
+        return None;
+    }
+    let is_h2c = |token: &str| token.trim().eq_ignore_ascii_case("h2c");
+    let Ok(protocols) = upgrade.to_str() else {
+        return Some(upgrade.clone());
+    };
+    if !protocols.split(',').any(is_h2c) {
+        return Some(upgrade.clone());
+    }
+    let others: Vec<&str> = protocols
+        .split(',')
+        .filter(|token| !is_h2c(token))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .collect();
+    HeaderValue::from_str(&others.join(", "))
+        .ok()
+        .filter(|others| !others.is_empty())
+}
+
+/// Gives a request that came over HTTP/2 without a `Host` the one its
+/// `:authority` names (the URI's authority, to hyper), as an intermediary
+/// forwarding it over HTTP/1.1 must (RFC 9113 §8.3.1).
+pub(crate) fn host_from_authority<B>(request: &mut http::Request<B>) {
+    if request.headers().contains_key(header::HOST) {
+        return;
+    }
+    let host = request
+        .uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+    if let Some(host) = host {
+        request.headers_mut().insert(header::HOST, host);
+    }
 }
 
 /// Puts back, after [`strip_hop_by_hop`], the two headers an upgrade needs on the
@@ -209,6 +249,50 @@ mod tests {
         assert!(h.get("keep-alive").is_none());
         h.remove(header::UPGRADE);
         assert_eq!(upgrade_protocol(&h), None, "no `Upgrade`");
+    }
+
+    #[test]
+    fn an_upgrade_to_h2c_is_not_one() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        for (asked, passed) in [
+            ("h2c", None),
+            ("H2C", None),
+            ("h2c, websocket", Some("websocket")),
+            ("websocket , h2c", Some("websocket")),
+            ("websocket", Some("websocket")),
+        ] {
+            h.insert(header::UPGRADE, HeaderValue::from_static(asked));
+            let protocol = upgrade_protocol(&h);
+            assert_eq!(
+                protocol.as_ref().map(|p| p.to_str().unwrap()),
+                passed,
+                "{asked}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_http2_request_gets_its_authority_as_host() {
+        let mut req = http::Request::get("http://app.example:8080/a?b")
+            .body(())
+            .unwrap();
+        host_from_authority(&mut req);
+        assert_eq!(req.headers()[header::HOST], "app.example:8080");
+        // A client's own is kept.
+        let mut req = http::Request::get("http://other.example/")
+            .header(header::HOST, "app.example")
+            .body(())
+            .unwrap();
+        host_from_authority(&mut req);
+        assert_eq!(req.headers()[header::HOST], "app.example");
+        // Without an authority, nothing to copy.
+        let mut req = http::Request::get("/a").body(()).unwrap();
+        host_from_authority(&mut req);
+        assert!(req.headers().get(header::HOST).is_none());
     }
 
     #[test]

@@ -20,13 +20,21 @@
 //! busy thread, and on the benchmark its p99 is longer (`bench/README.md`).
 //! Connections are served with upgrades: a `101` hands the socket to a tunnel
 //! ([`crate::tunnel`]), and the connection's task ends.
+//!
+//! A client that opens with the HTTP/2 preface (prior knowledge, cleartext) is
+//! served HTTP/2, its requests forwarded as HTTP/1.1 like any other; each of its
+//! streams runs in a task of its own on the connection's thread. The other way to
+//! cleartext HTTP/2, an HTTP/1.1 request asking to upgrade to `h2c`, is answered
+//! over HTTP/1.1, as RFC 9113 §3.1 lets a server do (and deprecates the upgrade):
+//! see [`crate::headers::upgrade_protocol`].
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,7 +44,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::ProxyOptions;
-use crate::client_io::{ClientIo, ConnState, Counted, Timeouts, Watched};
+use crate::client_io::{ClientIo, ConnState, Counted, Protocol, Timeouts, Watched};
 use crate::endpoint::Gauge;
 use crate::forward::{Shared, handle, plain};
 use crate::headers::client_ip_value;
@@ -62,13 +70,13 @@ fn at_capacity(limit: usize) -> Response<crate::response_body::ProxyBody> {
     response
 }
 
-/// Serves `conn` until it ends; once `stop` turns true (or its sender is gone),
-/// asks it to finish the request in progress and close. (hyper-util's
-/// `GracefulShutdown` cannot watch a connection that allows upgrades.)
-async fn until_stopped<I, S, B>(
-    conn: http1::UpgradeableConnection<I, S>,
-    mut stop: watch::Receiver<bool>,
-) -> hyper::Result<()>
+/// A connection hyper serves, which can be asked to finish the request in
+/// progress (HTTP/2: its open streams, after a `GOAWAY`) and close.
+trait Graceful: Future<Output = hyper::Result<()>> {
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
 where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -76,13 +84,75 @@ where
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> Graceful for http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Serves `conn` until it ends; once `stop` turns true (or its sender is gone),
+/// asks it to finish the request in progress and close. (hyper-util's
+/// `GracefulShutdown` cannot watch a connection that allows upgrades.)
+async fn until_stopped(conn: impl Graceful, mut stop: watch::Receiver<bool>) -> hyper::Result<()> {
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         done = conn.as_mut() => return done,
         _ = stop.wait_for(|stop| *stop) => {}
     }
-    conn.as_mut().graceful_shutdown();
+    conn.as_mut().shut_down();
     conn.await
+}
+
+/// Serves `io` with `service` in the protocol its first bytes name, until it
+/// ends or a stop. A `refused` connection is closed after the requests it sent
+/// before it could be told: over HTTP/1.1 the first (`refusing` does not keep
+/// alive), over HTTP/2 those its client opened before the `GOAWAY` reached it.
+async fn serve_io<S, B>(
+    mut io: ClientIo,
+    state: Arc<ConnState>,
+    how: Arc<Serving>,
+    refused: bool,
+    service: S,
+) -> hyper::Result<()>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match io.sniff().await {
+        Protocol::Http1 => {
+            let builder = if refused { &how.refusing } else { &how.builder };
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            until_stopped(conn.with_upgrades(), how.stop.clone()).await
+        }
+        Protocol::Http2 => {
+            state.speaks_h2();
+            let conn = how.h2.serve_connection(TokioIo::new(io), service);
+            if refused {
+                // Told at once: `GOAWAY`, then answers to the streams it opened
+                // before that reached it.
+                let mut conn = std::pin::pin!(conn);
+                conn.as_mut().shut_down();
+                return conn.await;
+            }
+            until_stopped(conn, how.stop.clone()).await
+        }
+    }
 }
 
 /// One connection counted in a [`Gauge`] until dropped.
@@ -161,6 +231,7 @@ struct Serving {
     shared: Arc<Shared>,
     builder: http1::Builder,
     refusing: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
     timeouts: Timeouts,
     limit: usize,
     stop: watch::Receiver<bool>,
@@ -188,10 +259,15 @@ pub(crate) async fn serve(
         .max_buf_size(options.max_header_size.max(HYPER_MAX_BUF));
     let mut refusing = builder.clone();
     refusing.keep_alive(false);
+    // Its streams are spawned on the runtime the connection is served on.
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
     let serving = Arc::new(Serving {
         shared: Arc::clone(&shared),
         builder,
         refusing,
+        h2,
         timeouts: Timeouts {
             header_read: options.header_read_timeout,
             idle: options.idle_timeout,
@@ -405,7 +481,7 @@ fn serve_connection(
     connections: &mut JoinSet<()>,
     accepted: Accepted,
     serving: &Arc<Gauge>,
-    how: &Serving,
+    how: &Arc<Serving>,
 ) {
     let Accepted {
         stream,
@@ -427,8 +503,9 @@ fn serve_connection(
     // Small requests and responses should not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let state = Arc::new(ConnState::default());
-    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&state)));
+    let io = ClientIo::new(stream, Arc::clone(&state));
     let requests = Arc::clone(&state);
+    let serve = Arc::clone(how);
     if refused {
         let limit = how.limit;
         let service = service_fn(move |_req| {
@@ -436,8 +513,8 @@ fn serve_connection(
             let response = at_capacity(limit).map(|b| Counted::new(b, finished));
             std::future::ready(Ok::<_, std::convert::Infallible>(response))
         });
-        let conn = how.refusing.serve_connection(io, service).with_upgrades();
-        let conn = Watched::new(until_stopped(conn, how.stop.clone()), state, how.timeouts);
+        let conn = serve_io(io, Arc::clone(&state), serve, true, service);
+        let conn = Watched::new(conn, state, how.timeouts);
         connections.spawn(async move {
             let _ = conn.await;
         });
@@ -453,8 +530,8 @@ fn serve_connection(
             Ok::<_, std::convert::Infallible>(response.map(|b| Counted::new(b, finished)))
         }
     });
-    let conn = how.builder.serve_connection(io, service).with_upgrades();
-    let conn = Watched::new(until_stopped(conn, how.stop.clone()), state, how.timeouts);
+    let conn = serve_io(io, Arc::clone(&state), serve, false, service);
+    let conn = Watched::new(conn, state, how.timeouts);
     connections.spawn(async move {
         match conn.await {
             Some(Err(e)) => {
