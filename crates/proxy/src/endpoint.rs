@@ -148,7 +148,20 @@ impl Endpoint {
         if !idle {
             self.closed.send_replace(true);
         }
+        // Its kept-alive connections are of no more use: closed now, not when they
+        // expire (those of requests still in flight are not put back).
+        self.pool.close_idle();
         idle
+    }
+
+    /// Keeps `connection`, whose last response has ended, for this instance's next
+    /// request; closes it instead once the instance is being drained. Called
+    /// before the request's in-flight guard drops, so a drain that waited for the
+    /// request finds the connection in the pool, or it was never put there.
+    pub(crate) fn put_back(&self, connection: crate::pool::Sender) {
+        if !self.retired.load(Ordering::SeqCst) {
+            self.pool.put_back(connection);
+        }
     }
 
     /// Resolves once a drain of this instance timed out (see [`Endpoint::drain`]).

@@ -237,7 +237,7 @@ impl Mirror {
                     match drain(response.into_body(), timeout).await {
                         Ok(bytes) => {
                             tracing::debug!(bytes, "mirrored response body read");
-                            in_flight.endpoint().pool().put_back(connection);
+                            in_flight.endpoint().put_back(connection);
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "mirrored response body failed");

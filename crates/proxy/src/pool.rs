@@ -16,6 +16,9 @@
 //! connection is taken from or comes back to that shard. The fast path takes the
 //! newest ready connection, looking past ones not ready yet.
 //!
+//! A drained instance's idle connections are closed at once, and no connection
+//! comes back to it after ([`crate::endpoint::Endpoint::put_back`]).
+//!
 //! A request sent on a reused connection that the instance closed meanwhile
 //! (hyper hands the request back unsent) is sent again on another connection.
 
@@ -231,6 +234,15 @@ impl Pool {
         let mut idle = lock(&self.shards[thread_index() % SHARDS]);
         expire(&mut idle, now);
         idle.push(Idle { sender, since: now });
+    }
+
+    /// Closes every idle connection (the instance is being drained).
+    pub(crate) fn close_idle(&self) {
+        for shard in &self.shards {
+            // Dropped outside the lock.
+            let closed = std::mem::take(&mut *lock(shard));
+            drop(closed);
+        }
     }
 }
 

@@ -65,7 +65,7 @@ impl ProxyBody {
 /// to its instance's pool for the next one.
 fn ended(in_flight: &mut Option<InFlight>, connection: &mut Option<Sender>) {
     if let (Some(in_flight), Some(connection)) = (in_flight.take(), connection.take()) {
-        in_flight.endpoint().pool().put_back(connection);
+        in_flight.endpoint().put_back(connection);
     }
 }
 

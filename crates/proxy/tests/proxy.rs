@@ -933,14 +933,31 @@ async fn counting_connections(
     body: &'static str,
     keep_alive: bool,
 ) -> Result<(SocketAddr, Arc<std::sync::atomic::AtomicUsize>)> {
+    let (addr, accepted, _closed) = watching_connections(body, keep_alive).await?;
+    Ok((addr, accepted))
+}
+
+/// [`counting_connections`], with the number of connections that ended, as a
+/// watch.
+async fn watching_connections(
+    body: &'static str,
+    keep_alive: bool,
+) -> Result<(
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::sync::watch::Receiver<usize>,
+)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let accepted = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&accepted);
+    let (ended, closed) = tokio::sync::watch::channel(0);
+    let ended = Arc::new(ended);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::SeqCst);
+            let ended = Arc::clone(&ended);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|_req| async move {
                     Ok::<_, Infallible>(Response::new(text(body)))
@@ -949,10 +966,11 @@ async fn counting_connections(
                     .keep_alive(keep_alive)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
+                ended.send_modify(|n| *n += 1);
             });
         }
     });
-    Ok((addr, accepted))
+    Ok((addr, accepted, closed))
 }
 
 #[tokio::test]
@@ -973,6 +991,24 @@ async fn upstream_connections_are_kept_alive_and_reused() -> Result<()> {
         "20 requests one after another need one upstream connection"
     );
     assert_eq!(v1.stats.totals(), (20, 0));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_drain_closes_the_instances_idle_connections() -> Result<()> {
+    let (addr, accepted, mut closed) = watching_connections("one", true).await?;
+    let (proxy, v1) = proxy_to_v1(&[addr]).await?;
+    let answer = get(&client(), &proxy, &[]).await?;
+    assert_eq!(answer.body, "one");
+    assert!(v1.stats.wait_idle(PATIENCE).await);
+    // Kept alive, idle in the pool.
+    assert_eq!(*closed.borrow(), 0);
+
+    assert!(v1.endpoints()[0].drain(PATIENCE).await);
+    // Closed by the drain, long before the pool's idle timeout.
+    tokio::time::timeout(PATIENCE, closed.wait_for(|n| *n == 1)).await??;
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     proxy.shutdown().await;
     Ok(())
 }
