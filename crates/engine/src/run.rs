@@ -109,8 +109,29 @@ impl Runner {
     }
 
     /// Carries the run out, from `first` on, to its decision: the stages before
-    /// the rollout, then the rollout.
+    /// the rollout, then the rollout. When that fails (the store, say) or panics,
+    /// the run's notifications still say how it ends, before the failure goes on to
+    /// [`Inner::supervise`], which sends the traffic back to stable: nobody may be
+    /// watching but the receivers.
     pub(crate) async fn drive(mut self, first: Observation) -> Result<Decision, EngineError> {
+        use futures_util::FutureExt;
+        let driven = std::panic::AssertUnwindSafe(self.carry_out(first))
+            .catch_unwind()
+            .await;
+        match driven {
+            Ok(Err(e)) if !matches!(e, EngineError::Suspended) => {
+                self.notify_failure(&error_chain(&e));
+                Err(e)
+            }
+            Ok(driven) => driven,
+            Err(panic) => {
+                self.notify_failure(crate::supervise::PANICKED);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, first: Observation) -> Result<Decision, EngineError> {
         self.start_notifier(first == Observation::Begin);
         let decision = match self.prepare(first).await? {
             stages::Prepared::Go(first) => {

@@ -14,6 +14,27 @@ use crate::events::{error_chain, now_ms};
 use crate::run::Runner;
 use crate::strategy::Observation;
 
+/// The failure of a run whose task panicked.
+pub(crate) const PANICKED: &str = "the run's task panicked";
+
+/// How a run that failed with `failure` ends, and why. Once the new version is the
+/// stable one (`committed`) it has all traffic and the old one is going or gone:
+/// the run has promoted, whatever failed after that. Before, the traffic goes back
+/// to stable ([`Inner::evacuate`]).
+pub(crate) fn failed(committed: bool, failure: &str) -> (Outcome, String) {
+    if committed {
+        (
+            Outcome::Promoted,
+            format!("live, but finishing the run failed: {failure}"),
+        )
+    } else {
+        (
+            Outcome::Failed,
+            format!("internal error, traffic returned to stable: {failure}"),
+        )
+    }
+}
+
 impl Inner {
     /// Drives the run and makes sure it ends with a recorded outcome and a final
     /// event, whatever happens to the driver: a store failure or even a panic sends
@@ -25,25 +46,15 @@ impl Inner {
             Ok(Ok(decision)) => return self.finish(&run, decision.outcome, &decision.reason),
             Ok(Err(EngineError::Suspended)) => return self.suspend(&run),
             Ok(Err(e)) => error_chain(&e),
-            Err(e) if e.is_panic() => "the run's task panicked".to_owned(),
+            Err(e) if e.is_panic() => PANICKED.to_owned(),
             Err(_) => "the run's task was cancelled".to_owned(),
         };
-        // Once the new version is the stable one it has all traffic and the old one
-        // is going or gone: the run has promoted, whatever failed after that.
         let committed = self.stable_version().as_deref() == Some(&run.version);
-        let (outcome, reason) = if committed {
-            (
-                Outcome::Promoted,
-                format!("live, but finishing the run failed: {failure}"),
-            )
-        } else {
+        let (outcome, reason) = failed(committed, &failure);
+        if !committed {
             warn!(run = %run.id, error = %failure, "the run failed; evacuating to stable");
             self.evacuate().await;
-            (
-                Outcome::Failed,
-                format!("internal error, traffic returned to stable: {failure}"),
-            )
-        };
+        }
         self.finish(&run, outcome, &reason);
     }
 

@@ -275,6 +275,19 @@ impl Runner {
         notifier.notify(Notification::new(kind, &self.facts(Some(decision))));
     }
 
+    /// Tells the notifier that the run failed with `failure`, and how it ends
+    /// for that (see [`crate::supervise::failed`]); then lets it finish.
+    pub(super) fn notify_failure(&mut self, failure: &str) {
+        let committed = self.inner.stable_version().as_deref() == Some(self.run.version.as_str());
+        let (outcome, reason) = crate::supervise::failed(committed, failure);
+        let decision = Decision { outcome, reason };
+        // Before its rollout the last word carries the outcome (`finish_notifier`).
+        if self.state.pipeline.deploying() {
+            self.notify_outcome(&decision);
+        }
+        self.finish_notifier(&decision);
+    }
+
     /// Lets the notifications still in flight finish in the background (retried
     /// for a while), then writes `notifications.md`: a slow or dead receiver never
     /// holds the run's end.

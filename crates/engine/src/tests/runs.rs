@@ -121,6 +121,44 @@ async fn a_panicking_platform_fails_the_run_and_frees_the_app() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_run_that_fails_internally_still_notifies_how_it_ended() {
+    // A webhook on a port nothing listens on: every delivery fails, and the run's
+    // `notifications.md` lists what was sent.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "{CANARY}notifications:\n  webhooks:\n    - {{ url: \"http://127.0.0.1:{port}/hook\" }}\n"
+    );
+    let h = Harness::new(&config);
+    h.deploy("v1").await;
+    h.fake.starts_as("v2", Starts::Panics);
+    let end = h.deploy("v2").await;
+    assert_eq!(end.outcome, Some(Outcome::Failed));
+    let report = h.receipts(&end.run_id).join("notifications.md");
+    // Written once the deliveries have given up (paused time: at once).
+    let mut text = String::new();
+    for _ in 0..600 {
+        text = std::fs::read_to_string(&report).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.split('|').nth(2))
+        .map(str::trim)
+        .collect();
+    assert!(
+        events.contains(&"run_started") && events.contains(&"rolled_back"),
+        "the failure is told as the end of the run: {text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_aborts_the_run_refuses_new_ones_and_stop_serving_stops_everything() {
     let h = Harness::new(CANARY);
     h.deploy("v1").await;
