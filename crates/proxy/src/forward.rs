@@ -431,7 +431,8 @@ impl Forwarding {
                 if let Some(cookie) = self.set_cookie {
                     parts.headers.append(header::SET_COOKIE, cookie);
                 }
-                let body = ProxyBody::upstream(body, in_flight, connection, span.clone());
+                let body =
+                    ProxyBody::upstream(body, in_flight, connection, self.upload, span.clone());
                 return Response::from_parts(parts, body);
             }
             // The client's own body failed (cut short, connection lost), and the

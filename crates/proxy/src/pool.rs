@@ -5,7 +5,9 @@
 //! it; the connection comes back when the response body has ended (a response
 //! without a body: at once), carried there by the response body the client reads
 //! ([`crate::response_body::ProxyBody`]). A connection whose response failed or was
-//! abandoned, or that switched protocols, is never put back: hyper closes it.
+//! abandoned, that switched protocols, or that is still taking its request's body
+//! when the response ends (an instance that answered early), is never put back:
+//! hyper closes it. So an idle connection is ready, or about to be.
 //!
 //! The idle connections are kept in a few shards, each behind its own `Mutex`,
 //! picked by a per-thread index: a thread returns to and takes from its own shard,

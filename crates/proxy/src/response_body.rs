@@ -9,8 +9,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use std::sync::Arc;
+
 use crate::pool::Sender;
 use crate::stats::InFlight;
+use crate::upload::{Phase, Upload};
 
 /// The response body the proxy sends: an upstream body streamed through (holding
 /// the version's in-flight guard until it ends or is dropped, and counting an
@@ -26,6 +29,10 @@ enum Kind {
         in_flight: Option<InFlight>,
         /// The connection the body comes on, until it ends.
         connection: Option<Sender>,
+        /// The request body's upload, if it had one: a connection still taking it
+        /// when the response ends (an early answer) is not put back, or the next
+        /// request on it would wait for the rest of this one's upload.
+        upload: Option<Arc<Upload>>,
         /// The request's span, for a failure of the body after
         /// [`handle`](crate::forward::handle) returned.
         span: tracing::Span,
@@ -38,17 +45,19 @@ impl ProxyBody {
         body: Incoming,
         in_flight: InFlight,
         connection: Sender,
+        upload: Option<Arc<Upload>>,
         span: tracing::Span,
     ) -> ProxyBody {
         let (mut in_flight, mut connection) = (Some(in_flight), Some(connection));
         if body.is_end_stream() {
-            ended(&mut in_flight, &mut connection);
+            ended(&mut in_flight, &mut connection, &upload);
         }
         ProxyBody {
             kind: Kind::Upstream {
                 body,
                 in_flight,
                 connection,
+                upload,
                 span,
             },
         }
@@ -62,10 +71,20 @@ impl ProxyBody {
 }
 
 /// The upstream body ended whole: the request ends, and its connection goes back
-/// to its instance's pool for the next one.
-fn ended(in_flight: &mut Option<InFlight>, connection: &mut Option<Sender>) {
+/// to its instance's pool for the next one, unless it is still taking the
+/// request's body (dropped, hyper closes it once that is over).
+fn ended(
+    in_flight: &mut Option<InFlight>,
+    connection: &mut Option<Sender>,
+    upload: &Option<Arc<Upload>>,
+) {
     if let (Some(in_flight), Some(connection)) = (in_flight.take(), connection.take()) {
-        in_flight.endpoint().put_back(connection);
+        let sent = upload
+            .as_ref()
+            .is_none_or(|upload| matches!(upload.phase(), Phase::Sent { .. }));
+        if sent {
+            in_flight.endpoint().put_back(connection);
+        }
     }
 }
 
@@ -83,6 +102,7 @@ impl Body for ProxyBody {
                 body,
                 in_flight,
                 connection,
+                upload,
                 span,
             } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
@@ -96,9 +116,9 @@ impl Body for ProxyBody {
                         }
                         *connection = None;
                     }
-                    Poll::Ready(None) => ended(in_flight, connection),
+                    Poll::Ready(None) => ended(in_flight, connection, upload),
                     Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
-                        ended(in_flight, connection);
+                        ended(in_flight, connection, upload);
                     }
                     _ => {}
                 }

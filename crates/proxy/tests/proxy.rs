@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use common::{
     PATIENCE, backend, bind, client, echo, gated, get, named, next, proxy_to_v1, proxy_to_v1_with,
-    raw_answer, raw_request, response_timeout, send, text, until_refused, upstream, url,
+    raw_answer, raw_request, read_until, response_timeout, send, text, until_refused, upstream,
+    url,
 };
 use cutover_proxy::{Backend, Proxy, ProxyOptions, Routes, Snapshot, VersionStats};
 
@@ -991,6 +992,58 @@ async fn upstream_connections_are_kept_alive_and_reused() -> Result<()> {
         "20 requests one after another need one upstream connection"
     );
     assert_eq!(v1.stats.totals(), (20, 0));
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// An upstream that answers `early` (5 bytes, kept alive) as soon as a request's
+/// head has come, before reading any of its body, and then reads whatever comes.
+async fn answering_early() -> Result<SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buf = [0; 4096];
+                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let early = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
+                if stream.write_all(early).await.is_err() {
+                    return;
+                }
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test]
+async fn a_connection_still_taking_an_upload_is_not_reused() -> Result<()> {
+    let (proxy, v1) = proxy_to_v1(&[answering_early().await?]).await?;
+    // Half a body, and the rest held back: the upstream answers anyway.
+    let mut uploader = raw_request(
+        &proxy,
+        b"POST /upload HTTP/1.1\r\nhost: app.example\r\ncontent-length: 100\r\n\r\nhalf",
+    )
+    .await?;
+    let answer = read_until(&mut uploader, "early").await?;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+    // The next request goes on a connection of its own, not behind that upload.
+    let answer = get(&client(), &proxy, &[]).await?;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "early")
+    );
+    assert_eq!(v1.stats.totals(), (2, 0));
+    drop(uploader);
     proxy.shutdown().await;
     Ok(())
 }
