@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -125,6 +125,9 @@ fn route(
         host_from_authority(&mut req);
     }
     // Refused before a version is chosen: the client's doing, no version's.
+    if req.method() == Method::CONNECT {
+        return Routed::Answered(no_tunnels());
+    }
     if let Some(limit) = shared.max_body
         && req.body().size_hint().lower() > limit
     {
@@ -267,6 +270,21 @@ fn pick(
         }
     }
     Err(Some(refused))
+}
+
+/// The 405 of a `CONNECT`: a reverse proxy in front of one app is no tunnel to
+/// anywhere (and an instance that said yes would make one, unmeasured).
+fn no_tunnels() -> Response<ProxyBody> {
+    let mut response = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "cutover: the proxy does not tunnel CONNECT\n",
+    );
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+    );
+    response
 }
 
 /// The 413 of a request whose `Content-Length` is over `limit`, sent at once.

@@ -303,3 +303,26 @@ async fn a_body_over_the_limit_gets_413_and_counts_against_no_version() -> Resul
     proxy.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn connect_is_answered_405_and_reaches_no_version() -> Result<()> {
+    let (proxy, v1) = proxy_to_v1_with(ProxyOptions::default(), &[named("one").await?]).await?;
+    let mut stream = raw_request(
+        &proxy,
+        b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nhost: 127.0.0.1:9\r\n\r\n",
+    )
+    .await?;
+    let answer = read_until(&mut stream, "cutover: the proxy does not tunnel CONNECT\n").await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nallow: GET, HEAD, POST"), "{answer}");
+    // No tunnel: the connection goes on in HTTP.
+    stream.write_all(GET).await?;
+    let next = read_until(&mut stream, "one").await?;
+    assert!(next.starts_with("HTTP/1.1 200 OK\r\n"), "{next}");
+    assert_eq!(v1.stats.totals(), (1, 0), "the CONNECT reached a version");
+    proxy.shutdown().await;
+    Ok(())
+}
