@@ -352,6 +352,10 @@ impl AsyncRead for ClientIo {
             let n = this.replay.len().min(buf.remaining());
             buf.put_slice(&this.replay[..n]);
             this.replay.advance(n);
+            if this.replay.is_empty() {
+                // Its buffer is not kept for the rest of the connection.
+                this.replay = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

@@ -1,5 +1,7 @@
-//! The traffic-splitting HTTP/1.1 reverse proxy in front of an app's versions, and
-//! the per-version measurements the engine judges a canary by.
+//! The traffic-splitting reverse proxy in front of an app's versions, and the
+//! per-version measurements the engine judges a canary by. It speaks HTTP/1.1 to
+//! clients (and cleartext HTTP/2 to those that open with it) and HTTP/1.1 to
+//! instances.
 //!
 //! The proxy forwards each request to one of the versions in a [`Routes`] table,
 //! a list of weighted backends (each a version in a role), which the engine swaps

@@ -1,9 +1,9 @@
-//! The accept loop and the serving threads: one HTTP/1.1 connection task per
-//! client, watched for graceful shutdown, each on a [`ClientIo`] that times its
-//! heads and idle time, and counted against [`ProxyOptions::max_connections`]. A
-//! client beyond the limit is still accepted and read, and answered 503 with
-//! `Connection: close`: a client told why is better off than one left in the
-//! listen backlog.
+//! The accept loop and the serving threads: one connection task per client
+//! (HTTP/1.1, or HTTP/2 for a client that opens with it), watched for graceful
+//! shutdown, each on a [`ClientIo`] that times its heads and idle time, and
+//! counted against [`ProxyOptions::max_connections`]. A client beyond the limit is
+//! still accepted and read, and answered 503 with `Connection: close` (HTTP/2:
+//! `GOAWAY`): a client told why is better off than one left in the listen backlog.
 //!
 //! Connections are served on the runtime that bound the proxy, or, with
 //! [`ProxyOptions::threads`] set, thread per core as Pingora and Envoy do: each
