@@ -63,7 +63,7 @@ impl Shared {
             response_timeout: options.response_timeout,
             per_instance: options.max_requests_per_instance,
             max_body: options.max_body_size,
-            tunnels: Arc::default(),
+            tunnels: Arc::new(Tunnels::new(options.tunnel_idle_timeout)),
         }
     }
 }

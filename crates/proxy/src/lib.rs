@@ -116,6 +116,10 @@ pub struct ProxyOptions {
     /// response, before the first byte of the next request); then it is closed,
     /// without an answer, as HTTP/1.1 allows for keep-alive. Default 60s.
     pub idle_timeout: Duration,
+    /// How long an upgraded connection (a WebSocket) may pass no byte either way;
+    /// then both its sockets are closed, and its request ends (`None`: no limit).
+    /// Default 1h.
+    pub tunnel_idle_timeout: Option<Duration>,
     /// Client connections served at once. One beyond it is still accepted, read,
     /// and answered `503 Service Unavailable` with `Connection: close` and a short
     /// text saying the proxy is at its limit, then closed (0: no limit); such a
@@ -152,6 +156,7 @@ impl Default for ProxyOptions {
             max_header_size: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Some(Duration::from_secs(3600)),
             max_connections: 10_000,
             max_requests_per_instance: 0,
             max_body_size: None,

@@ -5,26 +5,44 @@
 //! counts as in flight on its version and instance: a drain of the instance waits
 //! for it, and when the drain times out the instance is closed and the tunnel cut
 //! (both sockets closed). A proxy that shuts down waits for its tunnels within the
-//! same grace period as for its requests, then cuts those left.
+//! same grace period as for its requests, then cuts those left. A tunnel that
+//! passes no byte either way for [`crate::ProxyOptions::tunnel_idle_timeout`] is
+//! cut too: an instance's slot and two sockets are not held by a peer long gone.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::endpoint::{Endpoint, Gauge};
 use crate::stats::InFlight;
 
-/// The proxy's open tunnels, and the signal that cuts them all.
-#[derive(Default)]
+/// The proxy's open tunnels, the signal that cuts them all, and how long one may
+/// idle.
 pub(crate) struct Tunnels {
     open: Gauge,
     cut: watch::Sender<bool>,
+    idle: Option<Duration>,
 }
 
 impl Tunnels {
+    /// No tunnel yet; each to be cut once it idled `idle` (`None`: never).
+    pub(crate) fn new(idle: Option<Duration>) -> Tunnels {
+        Tunnels {
+            open: Gauge::default(),
+            cut: watch::Sender::default(),
+            idle,
+        }
+    }
+
     /// Tunnels open now.
     pub(crate) fn open(&self) -> usize {
         self.open.get()
@@ -73,6 +91,7 @@ impl Upgrading {
         tunnels.open.enter();
         let open = Open(Arc::clone(&tunnels));
         let mut cut = tunnels.cut.subscribe();
+        let idle = tunnels.idle;
         let drained = endpoint.closed();
         let task = async move {
             let upstream = match upstream.await {
@@ -91,7 +110,9 @@ impl Upgrading {
                     return;
                 }
             };
-            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let activity = Activity::new();
+            let mut client = Active::new(TokioIo::new(client), &activity);
+            let mut upstream = Active::new(TokioIo::new(upstream), &activity);
             tokio::select! {
                 copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match copied {
                     Ok((sent, received)) => tracing::debug!(sent, received, "upgraded connection closed"),
@@ -99,6 +120,7 @@ impl Upgrading {
                 },
                 () = drained => tracing::debug!("instance drained past its timeout: upgraded connection cut"),
                 _ = cut.wait_for(|cut| *cut) => tracing::debug!("proxy stopped: upgraded connection cut"),
+                () = activity.idle_for(idle) => tracing::debug!(?idle, "upgraded connection idle: cut"),
             }
             // Dropping both sides closes both sockets; then the tunnel is no longer
             // open, and its request ends.
@@ -107,5 +129,106 @@ impl Upgrading {
             drop(in_flight);
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
+    }
+}
+
+/// When an upgraded connection last passed a byte, either way: shared by its two
+/// [`Active`] sides, which the one task of the tunnel polls.
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since` of the last read that brought bytes.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            since: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(millis, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.since + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    /// Resolves once no byte has passed for `limit` (never, without one).
+    async fn idle_for(&self, limit: Option<Duration>) {
+        let Some(limit) = limit else {
+            return std::future::pending().await;
+        };
+        loop {
+            // A limit too far to represent is "never".
+            let Some(deadline) = self.last().checked_add(limit) else {
+                return std::future::pending().await;
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// One side of a tunnel, telling its [`Activity`] of the bytes it reads.
+struct Active<'a, T> {
+    io: T,
+    activity: &'a Activity,
+}
+
+impl<'a, T> Active<'a, T> {
+    fn new(io: T, activity: &'a Activity) -> Active<'a, T> {
+        Active { io, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Active<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Active<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

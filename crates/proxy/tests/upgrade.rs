@@ -246,6 +246,28 @@ async fn an_upgrade_to_an_instance_that_is_gone_is_a_502_counted_as_error() -> R
 }
 
 #[tokio::test]
+async fn a_websocket_idle_past_its_limit_is_cut_and_its_request_ends() -> Result<()> {
+    let (addr, mut ended) = echo_upstream("v1").await?;
+    let options = cutover_proxy::ProxyOptions {
+        tunnel_idle_timeout: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let (proxy, v1) = common::proxy_to_v1_with(options, &[addr]).await?;
+    let (mut stream, _) = upgraded(&proxy).await?;
+    assert_eq!(round_trip(&mut stream, "hi", 5).await?, "v1:hi");
+    // Then nothing, either way: both sides are closed.
+    closed(&mut stream).await?;
+    next(&mut ended, "the upstream's side stayed open").await?;
+    assert!(v1.stats.wait_idle(PATIENCE).await, "still in flight");
+    assert_eq!(v1.stats.totals(), (1, 0), "a quiet tunnel is no error");
+    // The proxy serves on.
+    let (mut again, _) = upgraded(&proxy).await?;
+    assert_eq!(round_trip(&mut again, "yo", 5).await?, "v1:yo");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn shutdown_cuts_websockets_left_after_its_grace() -> Result<()> {
     let (addr, mut ended) = echo_upstream("v1").await?;
     let options = common::response_timeout(Duration::from_millis(300));

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use cutover_api::ConfigCheck;
 use cutover_engine::RunConfig;
@@ -70,6 +71,7 @@ impl Fixed {
         }
         let (was, now) = (&self.proxy, &other.proxy);
         let body = |size: Option<u64>| size.map_or("none".to_owned(), |s| format!("{s}B"));
+        let limit = |d: Option<Duration>| d.map_or("none".to_owned(), |d| format!("{d:?}"));
         for (field, changed) in [
             (
                 "max_header_size",
@@ -91,6 +93,16 @@ impl Fixed {
                     .then(|| format!("{:?} -> {:?}", was.idle_timeout, now.idle_timeout)),
             ),
             (
+                "tunnel_idle_timeout",
+                (was.tunnel_idle_timeout != now.tunnel_idle_timeout).then(|| {
+                    format!(
+                        "{} -> {}",
+                        limit(was.tunnel_idle_timeout),
+                        limit(now.tunnel_idle_timeout)
+                    )
+                }),
+            ),
+            (
                 "max_connections",
                 (was.max_connections != now.max_connections)
                     .then(|| format!("{} -> {}", was.max_connections, now.max_connections)),
@@ -108,6 +120,10 @@ impl Fixed {
                 "max_body_size",
                 (was.max_body_size != now.max_body_size)
                     .then(|| format!("{} -> {}", body(was.max_body_size), body(now.max_body_size))),
+            ),
+            (
+                "threads",
+                (was.threads != now.threads).then(|| format!("{} -> {}", was.threads, now.threads)),
             ),
         ] {
             if let Some(change) = changed {
@@ -139,6 +155,7 @@ pub(crate) fn proxy_options(spec: &ProxySpec) -> ProxyOptions {
         max_header_size: usize::try_from(spec.max_header_size).unwrap_or(usize::MAX),
         header_read_timeout: spec.header_read_timeout,
         idle_timeout: spec.idle_timeout,
+        tunnel_idle_timeout: spec.tunnel_idle_timeout,
         max_connections: count(spec.max_connections),
         max_requests_per_instance: count(spec.max_requests_per_instance),
         max_body_size: spec.max_body_size,

@@ -132,6 +132,9 @@ pub struct ProxySpec {
     /// How long a client connection may idle between requests before it is closed
     /// (default 60s, more than 0).
     pub idle_timeout: Duration,
+    /// How long an upgraded connection (a WebSocket) may pass no byte either way
+    /// before it is closed (default 1h; `None`: no limit).
+    pub tunnel_idle_timeout: Option<Duration>,
     /// Client connections served at once; one more is answered 503 and closed
     /// (default 10000; 0 is no limit).
     pub max_connections: u32,
@@ -653,6 +656,7 @@ impl Default for ProxySpec {
             max_header_size: defaults::MAX_HEADER_SIZE,
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             idle_timeout: defaults::IDLE_TIMEOUT,
+            tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
             max_connections: defaults::MAX_CONNECTIONS,
             max_requests_per_instance: defaults::MAX_REQUESTS_PER_INSTANCE,
             max_body_size: defaults::MAX_BODY_SIZE,
@@ -906,6 +910,9 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     /// `proxy.idle_timeout`.
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `proxy.tunnel_idle_timeout`: an hour, as HAProxy's guide sets `timeout
+    /// tunnel` for WebSockets (nginx's 60s cuts quiet ones that ping less often).
+    pub const TUNNEL_IDLE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(3600));
     /// `proxy.max_connections` (0 is no limit).
     pub const MAX_CONNECTIONS: u32 = 10_000;
     /// `proxy.max_requests_per_instance`: no limit.

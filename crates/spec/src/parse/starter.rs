@@ -181,6 +181,9 @@ proxy:
   header_read_timeout: 10s
   # How long a client connection may idle between requests before it is closed.
   idle_timeout: 60s
+  # How long an upgraded connection (a WebSocket) may pass no byte either way before
+  # it is closed (`none`: no limit).
+  tunnel_idle_timeout: 1h
   # Client connections served at once; one more is answered 503 and closed (0: no limit).
   max_connections: 10000
   # Requests in flight to one instance; beyond it the version's other instances are

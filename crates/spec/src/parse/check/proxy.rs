@@ -10,6 +10,7 @@ pub(super) const PROXY: &[&str] = &[
     "max_header_size",
     "header_read_timeout",
     "idle_timeout",
+    "tunnel_idle_timeout",
     "max_connections",
     "max_requests_per_instance",
     "max_body_size",
@@ -54,6 +55,13 @@ impl Checker<'_> {
         );
         let idle_timeout =
             self.optional(&f, "idle_timeout", d.idle_timeout, Self::positive_duration);
+        let tunnel_idle_timeout =
+            self.optional(&f, "tunnel_idle_timeout", d.tunnel_idle_timeout, |c, e| {
+                if matches!(&e.value.value, Value::Str(s) if s.trim() == "none") {
+                    return Some(None);
+                }
+                c.positive_duration(e).map(Some)
+            });
         let max_connections = self.optional(&f, "max_connections", d.max_connections, |c, e| {
             c.whole(e, 0, u32::MAX.into()).map(|n| n as u32)
         });
@@ -89,6 +97,7 @@ impl Checker<'_> {
             max_header_size: max_header_size?,
             header_read_timeout: header_read_timeout?,
             idle_timeout: idle_timeout?,
+            tunnel_idle_timeout: tunnel_idle_timeout?,
             max_connections: max_connections?,
             max_requests_per_instance: max_requests_per_instance?,
             max_body_size: max_body_size?,

@@ -85,6 +85,7 @@ fn minimal_config_gets_every_default() {
             max_header_size: 65_536,
             header_read_timeout: secs(10),
             idle_timeout: secs(60),
+            tunnel_idle_timeout: Some(secs(3600)),
             max_connections: 10_000,
             max_requests_per_instance: 0,
             max_body_size: None,
@@ -227,6 +228,7 @@ proxy:
   max_header_size: 16KiB
   header_read_timeout: 5s
   idle_timeout: 2m
+  tunnel_idle_timeout: none
   max_connections: 0
   max_requests_per_instance: 100
   max_body_size: 10MiB
@@ -363,6 +365,7 @@ logs:
             max_header_size: 16 * 1024,
             header_read_timeout: secs(5),
             idle_timeout: secs(120),
+            tunnel_idle_timeout: None,
             max_connections: 0,
             max_requests_per_instance: 100,
             max_body_size: Some(10 * 1024 * 1024),
@@ -598,6 +601,7 @@ platform:
         "max_header_size:",
         "header_read_timeout:",
         "idle_timeout:",
+        "tunnel_idle_timeout:",
         "max_connections:",
         "max_requests_per_instance:",
         "max_body_size:",

@@ -30,6 +30,7 @@ fn proxy_defaults() {
     assert_eq!(c.proxy.max_requests_per_instance, 0);
     assert_eq!(c.proxy.max_body_size, None);
     assert_eq!(c.proxy.threads, 0);
+    assert_eq!(c.proxy.tunnel_idle_timeout, Some(secs(3600)));
     // An empty section is all defaults too.
     assert_eq!(ok(&with_proxy("")).proxy, ProxySpec::default());
     assert_eq!(
@@ -108,6 +109,22 @@ fn proxy_mistakes_are_reported_where_they_are() {
     assert_eq!(
         error(&with_proxy("  threads: 300\n")),
         "cutover.yaml:6:12: `threads` must be a whole number from 0 to 256, got `300`"
+    );
+    assert_eq!(
+        ok(&with_proxy("  tunnel_idle_timeout: 5m\n"))
+            .proxy
+            .tunnel_idle_timeout,
+        Some(secs(300))
+    );
+    assert_eq!(
+        ok(&with_proxy("  tunnel_idle_timeout: none\n"))
+            .proxy
+            .tunnel_idle_timeout,
+        None
+    );
+    assert_eq!(
+        error(&with_proxy("  tunnel_idle_timeout: 0s\n")),
+        "cutover.yaml:6:24: `tunnel_idle_timeout` must be longer than 0s, got `0s`"
     );
     let typo = error(&with_proxy("  idle_timout: 5s\n"));
     assert!(
